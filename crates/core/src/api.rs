@@ -1,0 +1,258 @@
+//! NMOS APIs, scopes and access rights: the vocabulary of IS-10 tokens.
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::{Map, Value, json};
+
+/// An NMOS API namespace, as in `/x-nmos/<api>/` and in the `x-nmos-<api>` claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NmosApi {
+    Registration,
+    Query,
+    Node,
+    Connection,
+    Netctrl,
+    Events,
+    Channelmapping,
+}
+
+impl NmosApi {
+    pub const ALL: [NmosApi; 7] = [
+        NmosApi::Registration,
+        NmosApi::Query,
+        NmosApi::Node,
+        NmosApi::Connection,
+        NmosApi::Netctrl,
+        NmosApi::Events,
+        NmosApi::Channelmapping,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NmosApi::Registration => "registration",
+            NmosApi::Query => "query",
+            NmosApi::Node => "node",
+            NmosApi::Connection => "connection",
+            NmosApi::Netctrl => "netctrl",
+            NmosApi::Events => "events",
+            NmosApi::Channelmapping => "channelmapping",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NmosApi> {
+        NmosApi::ALL.into_iter().find(|api| api.as_str() == s)
+    }
+
+    /// The private claim that carries this API's permissions.
+    pub fn claim_name(self) -> String {
+        format!("x-nmos-{}", self.as_str())
+    }
+}
+
+impl fmt::Display for NmosApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of NMOS API scopes, kept in a stable order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope(Vec<NmosApi>);
+
+/// A scope value that names no NMOS API this server knows.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scope {0:?}")]
+pub struct UnknownScope(pub String);
+
+impl Scope {
+    /// Parses a space-separated scope string (RFC 6749 §3.3). Repeats are folded.
+    pub fn parse(s: &str) -> Result<Scope, UnknownScope> {
+        let mut apis = Vec::new();
+        for word in s.split(' ').filter(|w| !w.is_empty()) {
+            let api = NmosApi::parse(word).ok_or_else(|| UnknownScope(word.to_owned()))?;
+            apis.push(api);
+        }
+        Ok(Scope::from_apis(apis))
+    }
+
+    pub fn from_apis(apis: impl IntoIterator<Item = NmosApi>) -> Scope {
+        let mut v: Vec<NmosApi> = apis.into_iter().collect();
+        v.sort();
+        v.dedup();
+        Scope(v)
+    }
+
+    pub fn all() -> Scope {
+        Scope(NmosApi::ALL.to_vec())
+    }
+
+    pub fn apis(&self) -> &[NmosApi] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, api: NmosApi) -> bool {
+        self.0.contains(&api)
+    }
+
+    pub fn is_subset_of(&self, other: &Scope) -> bool {
+        self.0.iter().all(|api| other.contains(*api))
+    }
+
+    pub fn intersect(&self, other: &Scope) -> Scope {
+        Scope(
+            self.0
+                .iter()
+                .copied()
+                .filter(|api| other.contains(*api))
+                .collect(),
+        )
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let words: Vec<&str> = self.0.iter().map(|api| api.as_str()).collect();
+        f.write_str(&words.join(" "))
+    }
+}
+
+/// What a principal may do with one NMOS API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    #[default]
+    None,
+    Read,
+    Write,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::None => "none",
+            Access::Read => "read",
+            Access::Write => "write",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Access> {
+        match s {
+            "none" => Some(Access::None),
+            "read" => Some(Access::Read),
+            "write" => Some(Access::Write),
+            _ => None,
+        }
+    }
+
+    /// The IS-10 access-permissions object for this level, or `None` when it grants nothing
+    /// (IS-10 forbids empty `x-nmos-*` objects). Write implies read, listed explicitly.
+    pub fn permissions(self) -> Option<Value> {
+        match self {
+            Access::None => None,
+            Access::Read => Some(json!({"read": ["*"]})),
+            Access::Write => Some(json!({"read": ["*"], "write": ["*"]})),
+        }
+    }
+}
+
+/// Access per NMOS API; APIs not present have [`Access::None`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccessRights(BTreeMap<NmosApi, Access>);
+
+impl AccessRights {
+    pub fn get(&self, api: NmosApi) -> Access {
+        self.0.get(&api).copied().unwrap_or_default()
+    }
+
+    pub fn set(&mut self, api: NmosApi, access: Access) {
+        if access == Access::None {
+            self.0.remove(&api);
+        } else {
+            self.0.insert(api, access);
+        }
+    }
+
+    /// Every API at the same level.
+    pub fn uniform(access: Access) -> AccessRights {
+        let mut rights = AccessRights::default();
+        for api in NmosApi::ALL {
+            rights.set(api, access);
+        }
+        rights
+    }
+
+    /// Parses `api=level` pairs separated by commas, e.g. `registration=write,query=read`.
+    pub fn parse_list(s: &str) -> Result<AccessRights, String> {
+        let mut rights = AccessRights::default();
+        for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (api, level) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not api=level"))?;
+            let api = NmosApi::parse(api.trim()).ok_or_else(|| format!("unknown API {api:?}"))?;
+            let level = Access::parse(level.trim())
+                .ok_or_else(|| format!("unknown access level {level:?} (none, read, write)"))?;
+            rights.set(api, level);
+        }
+        Ok(rights)
+    }
+
+    /// The `x-nmos-<api>` claims for the APIs in `scope`, leaving out APIs with no access.
+    pub fn claims_for(&self, scope: &Scope) -> Map<String, Value> {
+        scope
+            .apis()
+            .iter()
+            .filter_map(|api| Some((api.claim_name(), self.get(*api).permissions()?)))
+            .collect()
+    }
+
+    /// The part of `scope` this principal has any access to.
+    pub fn grantable(&self, scope: &Scope) -> Scope {
+        Scope::from_apis(
+            scope
+                .apis()
+                .iter()
+                .copied()
+                .filter(|api| self.get(*api) != Access::None),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_parses_and_prints_in_stable_order() {
+        let s = Scope::parse("events  registration events").unwrap();
+        assert_eq!(s.to_string(), "registration events");
+        assert_eq!(
+            Scope::parse("registration bogus"),
+            Err(UnknownScope("bogus".into()))
+        );
+        assert!(Scope::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn node_scope_is_not_mangled() {
+        // The seed rebuilt scopes with lstrip("x-nmos-"), which turned "node" into "de".
+        let rights = AccessRights::uniform(Access::Read);
+        let claims = rights.claims_for(&Scope::parse("node").unwrap());
+        assert!(claims.contains_key("x-nmos-node"));
+    }
+
+    #[test]
+    fn no_access_means_no_claim() {
+        let rights = AccessRights::parse_list("registration=write,query=none").unwrap();
+        let claims = rights.claims_for(&Scope::parse("registration query").unwrap());
+        assert_eq!(claims.len(), 1);
+        assert_eq!(
+            claims["x-nmos-registration"],
+            json!({"read": ["*"], "write": ["*"]})
+        );
+        assert!(AccessRights::parse_list("registration=admin").is_err());
+        assert!(AccessRights::parse_list("bogus=read").is_err());
+    }
+}

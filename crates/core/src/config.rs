@@ -1,0 +1,246 @@
+//! The one configuration every service reads: a TOML file, then `NMOS_AUTH_*` environment
+//! variables and command-line flags on top (applied by the `nmos-auth` command).
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use url::Url;
+
+use crate::api::Scope;
+use crate::secret::Secret;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("unknown log format {s:?} (text, json)")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the one-process server keeps its SQLite files and generated key-encryption key.
+    pub data_dir: PathBuf,
+    /// The gateway's HTTP(S) listen address.
+    pub listen: SocketAddr,
+    /// The externally visible base URL (scheme, host, port); derived from `listen` if unset.
+    pub public_url: Option<String>,
+    /// PEM certificate chain and private key; with both set the gateway serves HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `postgres://...` to use Postgres; unset means one SQLite file per service in `data_dir`.
+    pub database_url: Option<Secret>,
+    /// Base64 of 32 random bytes that encrypts the signing keys at rest.
+    pub key_encryption_key: Option<Secret>,
+    /// File holding the key-encryption key; generated (mode 0600) when absent.
+    pub key_encryption_key_file: Option<PathBuf>,
+    /// Access token lifetime in seconds (IS-10: between 30 s and 1 h).
+    pub access_token_lifetime: u64,
+    /// The `aud` claim of every access token: FQDNs or wildcard domains, no port or path.
+    pub audience: Vec<String>,
+    /// The NMOS API scopes this server issues tokens for.
+    pub scopes: String,
+    /// The scopes the client_credentials grant may carry (BCP-003-02: registration, events).
+    pub client_credentials_scopes: String,
+    /// Let clients that use only authorization_code register without an initial access token.
+    pub open_registration: bool,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("nmos-auth-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 4999)),
+            public_url: None,
+            tls_cert: None,
+            tls_key: None,
+            database_url: None,
+            key_encryption_key: None,
+            key_encryption_key_file: None,
+            access_token_lifetime: 60,
+            audience: vec!["*".to_owned()],
+            scopes: Scope::all().to_string(),
+            client_credentials_scopes: "registration events".to_owned(),
+            open_registration: false,
+            max_body_bytes: 16 * 1024,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; keys it leaves out keep their defaults.
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Config> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Checks the values that cannot be checked by their type alone.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(30..=3600).contains(&self.access_token_lifetime) {
+            bail!(
+                "access_token_lifetime must be between 30 and 3600 seconds (IS-10), not {}",
+                self.access_token_lifetime
+            );
+        }
+        if self.audience.is_empty() {
+            bail!("audience must name at least one resource server host or wildcard domain");
+        }
+        for aud in &self.audience {
+            let host = aud
+                .strip_prefix("https://")
+                .or_else(|| aud.strip_prefix("http://"))
+                .unwrap_or(aud);
+            if host.is_empty() || host.contains([':', '/', '?', '#', ' ']) {
+                bail!(
+                    "audience entry {aud:?} must be a host name or wildcard domain without port, path or query"
+                );
+            }
+        }
+        let scopes = self.scopes()?;
+        if scopes.is_empty() {
+            bail!("scopes must name at least one NMOS API");
+        }
+        if !self.client_credentials_scopes()?.is_subset_of(&scopes) {
+            bail!("client_credentials_scopes must be a subset of scopes");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("tls_cert and tls_key must be set together");
+        }
+        self.public_base()?;
+        Ok(())
+    }
+
+    pub fn scopes(&self) -> anyhow::Result<Scope> {
+        Scope::parse(&self.scopes).context("scopes")
+    }
+
+    pub fn client_credentials_scopes(&self) -> anyhow::Result<Scope> {
+        Scope::parse(&self.client_credentials_scopes).context("client_credentials_scopes")
+    }
+
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    /// The public base URL without a trailing slash, e.g. `https://auth.example.com:4999`.
+    pub fn public_base(&self) -> anyhow::Result<String> {
+        let base = match &self.public_url {
+            Some(url) => url.clone(),
+            None => {
+                let scheme = if self.tls_enabled() { "https" } else { "http" };
+                let ip = self.listen.ip();
+                let host = if ip.is_unspecified() {
+                    "localhost".to_owned()
+                } else if ip.is_ipv6() {
+                    format!("[{ip}]")
+                } else {
+                    ip.to_string()
+                };
+                format!("{scheme}://{host}:{}", self.listen.port())
+            }
+        };
+        let url = Url::parse(&base).with_context(|| format!("public_url {base:?} is not a URL"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            bail!("public_url {base:?} must be an http or https URL with a host");
+        }
+        if url.query().is_some() || url.fragment().is_some() || url.path() != "/" {
+            bail!("public_url {base:?} must have no path, query or fragment");
+        }
+        Ok(base.trim_end_matches('/').to_owned())
+    }
+
+    /// The RFC 8414 issuer identifier; also the `iss` of every token, byte for byte.
+    pub fn issuer(&self) -> anyhow::Result<String> {
+        Ok(format!("{}{}", self.public_base()?, crate::AUTH_API_BASE))
+    }
+
+    /// The database URL one service uses.
+    pub fn database_url(&self, service: &str) -> String {
+        match &self.database_url {
+            Some(url) => url.expose().to_owned(),
+            None => format!(
+                "sqlite://{}",
+                self.data_dir.join(format!("{service}.sqlite")).display()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_derive_the_issuer() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(
+            c.issuer().unwrap(),
+            "http://127.0.0.1:4999/x-nmos/auth/v1.0"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let bad = [
+            Config {
+                access_token_lifetime: 10,
+                ..Config::default()
+            },
+            Config {
+                audience: vec!["*.example.com:443".into()],
+                ..Config::default()
+            },
+            Config {
+                audience: vec![],
+                ..Config::default()
+            },
+            Config {
+                scopes: "registration bogus".into(),
+                ..Config::default()
+            },
+            Config {
+                scopes: "query".into(),
+                ..Config::default()
+            },
+            Config {
+                public_url: Some("https://a.example.com/x".into()),
+                ..Config::default()
+            },
+            Config {
+                tls_cert: Some("c.pem".into()),
+                ..Config::default()
+            },
+        ];
+        for c in bad {
+            assert!(c.validate().is_err(), "{c:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn toml_overrides_defaults_and_unknown_keys_fail() {
+        let c: Config =
+            toml::from_str("listen = \"0.0.0.0:443\"\naudience = [\"*.plant.example\"]").unwrap();
+        assert_eq!(c.listen.port(), 443);
+        assert_eq!(c.access_token_lifetime, 60);
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+}

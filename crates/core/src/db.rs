@@ -1,0 +1,130 @@
+//! Database connections and per-service migrations for the two backends.
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// A connection pool to one of the two supported backends.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// One schema change, numbered from 1.
+pub struct Migration {
+    pub version: i64,
+    pub sql: &'static str,
+}
+
+/// A service's migrations, written separately for each backend.
+pub struct Migrations {
+    pub sqlite: &'static [Migration],
+    pub postgres: &'static [Migration],
+}
+
+impl Db {
+    /// Connects to `sqlite://path` (created if missing) or `postgres://...`.
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .context("parsing the SQLite URL")?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options)
+                .await
+                .context("opening the SQLite database")?;
+            Ok(Db::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .context("connecting to Postgres")?;
+            Ok(Db::Postgres(pool))
+        } else {
+            anyhow::bail!("unsupported database URL scheme (use sqlite:// or postgres://)")
+        }
+    }
+
+    /// Applies the service's migrations that have not run yet, recording them in
+    /// `<service>_schema_migrations`. On Postgres an advisory lock serialises replicas
+    /// that start at the same time.
+    pub async fn migrate(&self, service: &str, migrations: &Migrations) -> anyhow::Result<()> {
+        let table = format!("{service}_schema_migrations");
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)"
+        );
+        let select = format!("SELECT version FROM {table}");
+        let insert = format!("INSERT INTO {table} (version, applied_at) VALUES ($1, $2)");
+        match self {
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(&create).execute(&mut *tx).await?;
+                let applied: Vec<i64> = sqlx::query_scalar(&select).fetch_all(&mut *tx).await?;
+                for m in migrations
+                    .sqlite
+                    .iter()
+                    .filter(|m| !applied.contains(&m.version))
+                {
+                    sqlx::raw_sql(m.sql)
+                        .execute(&mut *tx)
+                        .await
+                        .with_context(|| format!("{service} migration {}", m.version))?;
+                    sqlx::query(&insert)
+                        .bind(m.version)
+                        .bind(crate::now_unix())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(lock_key(service))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(&create).execute(&mut *tx).await?;
+                let applied: Vec<i64> = sqlx::query_scalar(&select).fetch_all(&mut *tx).await?;
+                for m in migrations
+                    .postgres
+                    .iter()
+                    .filter(|m| !applied.contains(&m.version))
+                {
+                    sqlx::raw_sql(m.sql)
+                        .execute(&mut *tx)
+                        .await
+                        .with_context(|| format!("{service} migration {}", m.version))?;
+                    sqlx::query(&insert)
+                        .bind(m.version)
+                        .bind(crate::now_unix())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A stable advisory-lock key per service (FNV-1a of its name).
+fn lock_key(service: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in service.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}

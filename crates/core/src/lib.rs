@@ -1,0 +1,26 @@
+//! Domain types, configuration, telemetry and storage helpers that every nmos-auth service shares.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod secret;
+pub mod telemetry;
+
+pub use api::{Access, AccessRights, NmosApi, Scope};
+pub use config::Config;
+pub use error::{ErrorCode, OAuthError};
+
+/// The IS-10 API version this server implements.
+pub const API_VERSION: &str = "v1.0";
+/// The path of the Auth API; also the path of the issuer identifier.
+pub const AUTH_API_BASE: &str = "/x-nmos/auth/v1.0";
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,16 @@
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=../../proto");
+    let files = [
+        "nmos/auth/v1/errors.proto",
+        "nmos/auth/v1/keys.proto",
+        "nmos/auth/v1/identity.proto",
+        "nmos/auth/v1/clients.proto",
+        "nmos/auth/v1/tokens.proto",
+    ];
+    let fds = protox::compile(files, ["../../proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

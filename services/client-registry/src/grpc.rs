@@ -1,0 +1,115 @@
+//! gRPC transport of the client registry: proto <-> domain, nothing else.
+use nmos_auth_core::{ErrorCode, OAuthError};
+use nmos_auth_proto as pb;
+use nmos_auth_proto::client_registry_server::ClientRegistry;
+use tonic::{Request, Response, Status};
+
+use crate::metadata::{AuthMethod, form_to_json};
+use crate::{Client, ClientRegistryService, Credential};
+
+fn client_to_proto(client: &Client) -> pb::Client {
+    let m = &client.metadata;
+    pb::Client {
+        client_id: client.client_id.clone(),
+        client_id_issued_at: client.issued_at,
+        client_secret_expires_at: 0,
+        client_name: m.client_name.clone(),
+        redirect_uris: m.redirect_uris.clone(),
+        grant_types: m
+            .grant_types
+            .iter()
+            .map(|g| g.as_str().to_owned())
+            .collect(),
+        response_types: m.response_types.clone(),
+        scope: m.scope.clone(),
+        token_endpoint_auth_method: match m.token_endpoint_auth_method {
+            AuthMethod::ClientSecretBasic => pb::TokenEndpointAuthMethod::ClientSecretBasic,
+            AuthMethod::None => pb::TokenEndpointAuthMethod::None,
+        } as i32,
+        client_uri: m.client_uri.clone().unwrap_or_default(),
+        logo_uri: m.logo_uri.clone().unwrap_or_default(),
+        contacts: m.contacts.clone(),
+        software_id: m.software_id.clone().unwrap_or_default(),
+        software_version: m.software_version.clone().unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl ClientRegistry for ClientRegistryService {
+    async fn register_client(
+        &self,
+        request: Request<pb::RegisterClientRequest>,
+    ) -> Result<Response<pb::RegisterClientResponse>, Status> {
+        let r = request.into_inner();
+        let body = match r.body {
+            Some(pb::register_client_request::Body::Json(bytes)) => serde_json::from_slice(&bytes)
+                .map_err(|e| {
+                    OAuthError::new(
+                        ErrorCode::InvalidClientMetadata,
+                        format!("the request body is not valid JSON: {e}"),
+                    )
+                })?,
+            Some(pb::register_client_request::Body::Form(form)) => {
+                let params: Vec<(String, String)> =
+                    form.params.into_iter().map(|p| (p.name, p.value)).collect();
+                form_to_json(&params)
+            }
+            None => {
+                return Err(
+                    OAuthError::new(ErrorCode::InvalidClientMetadata, "no client metadata").into(),
+                );
+            }
+        };
+        let token = (!r.initial_access_token.is_empty()).then_some(r.initial_access_token.as_str());
+        let (client, secret) = self.register(&body, token).await?;
+        Ok(Response::new(pb::RegisterClientResponse {
+            client: Some(client_to_proto(&client)),
+            client_secret: secret.unwrap_or_default(),
+        }))
+    }
+
+    async fn authenticate_client(
+        &self,
+        request: Request<pb::AuthenticateClientRequest>,
+    ) -> Result<Response<pb::Client>, Status> {
+        let r = request.into_inner();
+        let credential = match &r.credential {
+            Some(pb::authenticate_client_request::Credential::ClientSecretBasic(secret)) => {
+                Credential::Secret(secret)
+            }
+            Some(pb::authenticate_client_request::Credential::None(_)) => Credential::None,
+            None => return Err(Status::invalid_argument("a credential is required")),
+        };
+        let client = self.authenticate(&r.client_id, credential).await?;
+        Ok(Response::new(client_to_proto(&client)))
+    }
+
+    async fn get_client(
+        &self,
+        request: Request<pb::GetClientRequest>,
+    ) -> Result<Response<pb::Client>, Status> {
+        let client_id = request.into_inner().client_id;
+        match self.get(&client_id).await? {
+            Some(client) => Ok(Response::new(client_to_proto(&client))),
+            None => Err(Status::not_found("no such client")),
+        }
+    }
+
+    async fn create_initial_access_token(
+        &self,
+        request: Request<pb::CreateInitialAccessTokenRequest>,
+    ) -> Result<Response<pb::CreateInitialAccessTokenResponse>, Status> {
+        let r = request.into_inner();
+        let (token, expires_at) = ClientRegistryService::create_initial_access_token(
+            self,
+            r.lifetime_secs,
+            &r.description,
+        )
+        .await
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(pb::CreateInitialAccessTokenResponse {
+            token,
+            expires_at: expires_at.unwrap_or(0),
+        }))
+    }
+}

@@ -1,0 +1,205 @@
+//! The client registry: RFC 7591 registration, client secrets (stored as SHA-256 digests and
+//! compared in constant time), client authentication, and initial access tokens.
+#![forbid(unsafe_code)]
+
+mod grpc;
+pub mod metadata;
+pub mod store;
+
+use std::sync::Arc;
+
+use nmos_auth_core::db::Db;
+use nmos_auth_core::secret::{digest, random_token, verify_digest};
+use nmos_auth_core::{Config, ErrorCode, OAuthError, Scope};
+use nmos_auth_proto::client_registry_server::ClientRegistryServer;
+use serde_json::Value;
+
+use crate::metadata::{AuthMethod, ClientMetadata, GrantType};
+use crate::store::{ClientRow, ClientStore};
+
+/// A registered client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    pub issued_at: i64,
+    pub metadata: ClientMetadata,
+}
+
+/// How a client presents itself at the token endpoint.
+pub enum Credential<'a> {
+    /// HTTP Basic with the client secret.
+    Secret(&'a str),
+    /// Nothing: acceptable only for a public client.
+    None,
+}
+
+pub struct ClientRegistryService {
+    store: Arc<dyn ClientStore>,
+    scopes: Scope,
+    open_registration: bool,
+}
+
+impl ClientRegistryService {
+    pub async fn open(config: &Config) -> anyhow::Result<ClientRegistryService> {
+        let db = Db::connect(&config.database_url("clients")).await?;
+        db.migrate("clients", &store::MIGRATIONS).await?;
+        Ok(ClientRegistryService {
+            store: store::open(db),
+            scopes: config.scopes()?,
+            open_registration: config.open_registration,
+        })
+    }
+
+    /// RFC 7591 §3. Registration needs a valid initial access token, except that with open
+    /// registration a client using only the authorization_code grant may register without
+    /// one. client_credentials clients always need one (IS-10 §4.2).
+    pub async fn register(
+        &self,
+        body: &Value,
+        initial_access_token: Option<&str>,
+    ) -> Result<(Client, Option<String>), OAuthError> {
+        if let Some(token) = initial_access_token {
+            self.check_initial_access_token(token).await?;
+        }
+        let metadata = metadata::parse(body, &self.scopes)?;
+        if initial_access_token.is_none() {
+            let code_only = metadata
+                .grant_types
+                .iter()
+                .all(|g| matches!(g, GrantType::AuthorizationCode | GrantType::RefreshToken));
+            if !(self.open_registration && code_only) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidToken,
+                    "registration needs an initial access token",
+                ));
+            }
+        }
+
+        let client_id = random_token::<24>();
+        let secret =
+            (metadata.token_endpoint_auth_method != AuthMethod::None).then(random_token::<32>);
+        let row = ClientRow {
+            client_id: client_id.clone(),
+            secret_digest: secret.as_deref().map(digest),
+            metadata: serde_json::to_string(&metadata).map_err(OAuthError::internal)?,
+            issued_at: nmos_auth_core::now_unix(),
+        };
+        self.store
+            .insert_client(&row)
+            .await
+            .map_err(OAuthError::internal)?;
+        tracing::info!(
+            target: "audit",
+            event = "client_registered",
+            client_id = %client_id,
+            client_name = %metadata.client_name,
+            grant_types = ?metadata.grant_types,
+            scope = %metadata.scope,
+            with_initial_access_token = initial_access_token.is_some(),
+            "client registered"
+        );
+        Ok((
+            Client {
+                client_id,
+                issued_at: row.issued_at,
+                metadata,
+            },
+            secret,
+        ))
+    }
+
+    async fn check_initial_access_token(&self, token: &str) -> Result<(), OAuthError> {
+        let expiry = self
+            .store
+            .initial_access_token_expiry(&digest(token))
+            .await
+            .map_err(OAuthError::internal)?;
+        match expiry {
+            Some(None) => Ok(()),
+            Some(Some(expires_at)) if expires_at > nmos_auth_core::now_unix() => Ok(()),
+            Some(Some(_)) => Err(OAuthError::new(
+                ErrorCode::InvalidToken,
+                "the initial access token has expired",
+            )),
+            None => Err(OAuthError::new(
+                ErrorCode::InvalidToken,
+                "unknown initial access token",
+            )),
+        }
+    }
+
+    pub async fn get(&self, client_id: &str) -> Result<Option<Client>, OAuthError> {
+        let Some(row) = self
+            .store
+            .get_client(client_id)
+            .await
+            .map_err(OAuthError::internal)?
+        else {
+            return Ok(None);
+        };
+        let metadata = serde_json::from_str(&row.metadata).map_err(OAuthError::internal)?;
+        Ok(Some(Client {
+            client_id: row.client_id,
+            issued_at: row.issued_at,
+            metadata,
+        }))
+    }
+
+    /// Authenticates a client (RFC 6749 §2.3). Every failure is the same `invalid_client`.
+    pub async fn authenticate(
+        &self,
+        client_id: &str,
+        credential: Credential<'_>,
+    ) -> Result<Client, OAuthError> {
+        let row = self
+            .store
+            .get_client(client_id)
+            .await
+            .map_err(OAuthError::internal)?;
+        let ok = match (&row, &credential) {
+            (Some(row), Credential::Secret(secret)) => row
+                .secret_digest
+                .as_deref()
+                .is_some_and(|stored| verify_digest(secret, stored)),
+            (Some(row), Credential::None) => row.secret_digest.is_none(),
+            (None, Credential::Secret(secret)) => {
+                // Same work as for a known client, so timing does not reveal which ids exist.
+                let _ = verify_digest(secret, &[0u8; 32]);
+                false
+            }
+            (None, Credential::None) => false,
+        };
+        if !ok {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidClient,
+                "client authentication failed",
+            ));
+        }
+        let client = self.get(client_id).await?;
+        client.ok_or_else(|| {
+            OAuthError::new(ErrorCode::InvalidClient, "client authentication failed")
+        })
+    }
+
+    /// Creates an initial access token for RFC 7591 registration; `lifetime_secs` 0 means it
+    /// never expires. Only its digest is stored.
+    pub async fn create_initial_access_token(
+        &self,
+        lifetime_secs: i64,
+        description: &str,
+    ) -> anyhow::Result<(String, Option<i64>)> {
+        anyhow::ensure!(lifetime_secs >= 0, "the lifetime must not be negative");
+        let token = random_token::<32>();
+        let now = nmos_auth_core::now_unix();
+        let expires_at = (lifetime_secs > 0).then_some(now + lifetime_secs);
+        self.store
+            .insert_initial_access_token(&digest(&token), description, now, expires_at)
+            .await?;
+        tracing::info!(target: "audit", event = "initial_access_token_created", description, ?expires_at, "initial access token created");
+        Ok((token, expires_at))
+    }
+
+    pub fn into_server(self: Arc<Self>) -> ClientRegistryServer<ClientRegistryService> {
+        ClientRegistryServer::from_arc(self)
+    }
+}

@@ -1,0 +1,389 @@
+//! RFC 7591 client metadata: parsed once, so that registered metadata is always valid.
+use nmos_auth_core::{ErrorCode, OAuthError, Scope};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+
+    fn parse(s: &str) -> Option<GrantType> {
+        [
+            GrantType::AuthorizationCode,
+            GrantType::RefreshToken,
+            GrantType::ClientCredentials,
+        ]
+        .into_iter()
+        .find(|g| g.as_str() == s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// Confidential client: HTTP Basic with the issued secret (the default).
+    ClientSecretBasic,
+    /// Public client: no secret.
+    None,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::None => "none",
+        }
+    }
+}
+
+/// The metadata a client registered, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMetadata {
+    pub client_name: String,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub response_types: Vec<String>,
+    pub scope: String,
+    pub token_endpoint_auth_method: AuthMethod,
+    pub client_uri: Option<String>,
+    pub logo_uri: Option<String>,
+    pub contacts: Vec<String>,
+    pub software_id: Option<String>,
+    pub software_version: Option<String>,
+}
+
+const MAX_REDIRECT_URIS: usize = 32;
+const MAX_STRING: usize = 2048;
+/// Fields that hold lists; in a form body they may repeat or be separated by white space.
+const LIST_FIELDS: [&str; 4] = ["redirect_uris", "grant_types", "response_types", "contacts"];
+
+fn metadata_error(description: impl Into<String>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidClientMetadata, description)
+}
+
+/// Turns an `application/x-www-form-urlencoded` registration into the JSON object it stands for.
+pub fn form_to_json(params: &[(String, String)]) -> Value {
+    let mut object = Map::new();
+    for (name, value) in params {
+        if LIST_FIELDS.contains(&name.as_str()) {
+            let entry = object
+                .entry(name.clone())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(items) = entry {
+                items.extend(
+                    value
+                        .split_whitespace()
+                        .map(|v| Value::String(v.to_owned())),
+                );
+            }
+        } else {
+            object.insert(name.clone(), Value::String(value.clone()));
+        }
+    }
+    Value::Object(object)
+}
+
+fn string_field(object: &Map<String, Value>, name: &str) -> Result<Option<String>, OAuthError> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= MAX_STRING => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(metadata_error(format!("{name} is too long"))),
+        Some(_) => Err(metadata_error(format!("{name} must be a string"))),
+    }
+}
+
+fn list_field(object: &Map<String, Value>, name: &str) -> Result<Option<Vec<String>>, OAuthError> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) if s.len() <= MAX_STRING => Ok(s.clone()),
+                _ => Err(metadata_error(format!(
+                    "{name} must be an array of strings"
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(metadata_error(format!(
+            "{name} must be an array of strings"
+        ))),
+    }
+}
+
+fn web_url(value: &str, name: &str) -> Result<Url, OAuthError> {
+    let url = Url::parse(value)
+        .map_err(|_| metadata_error(format!("{name} {value:?} is not an absolute URL")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(metadata_error(format!(
+            "{name} {value:?} must be an http or https URL"
+        )));
+    }
+    Ok(url)
+}
+
+fn redirect_uri(value: &str) -> Result<String, OAuthError> {
+    let invalid = |why: &str| {
+        OAuthError::new(
+            ErrorCode::InvalidRedirectUri,
+            format!("redirect URI {value:?} {why}"),
+        )
+    };
+    let url = Url::parse(value).map_err(|_| invalid("is not an absolute URI"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid("must be an http or https URL"));
+    }
+    if url.fragment().is_some() {
+        return Err(invalid("must not have a fragment"));
+    }
+    if value.contains('*') {
+        return Err(invalid(
+            "must not contain wildcards; redirect URIs are matched exactly",
+        ));
+    }
+    // Stored exactly as sent: redirect URIs are compared byte for byte later.
+    Ok(value.to_owned())
+}
+
+/// Parses and checks registration metadata. `scopes` are the scopes this server issues.
+/// Metadata this server does not understand is ignored (RFC 7591 §2).
+pub fn parse(body: &Value, scopes: &Scope) -> Result<ClientMetadata, OAuthError> {
+    let object = body
+        .as_object()
+        .ok_or_else(|| metadata_error("the request body must be a JSON object"))?;
+
+    let grant_types = match list_field(object, "grant_types")? {
+        None => vec![GrantType::AuthorizationCode],
+        Some(names) if names.is_empty() => {
+            return Err(metadata_error("grant_types must not be empty"));
+        }
+        Some(names) => {
+            let mut grants = Vec::new();
+            for name in &names {
+                let grant = GrantType::parse(name).ok_or_else(|| {
+                    metadata_error(format!("grant type {name:?} is not supported"))
+                })?;
+                if !grants.contains(&grant) {
+                    grants.push(grant);
+                }
+            }
+            grants
+        }
+    };
+    let uses_code = grant_types.contains(&GrantType::AuthorizationCode);
+
+    let response_types = match list_field(object, "response_types")? {
+        None if uses_code => vec!["code".to_owned()],
+        None => vec!["none".to_owned()],
+        Some(types) => types,
+    };
+    for t in &response_types {
+        if t != "code" && t != "none" {
+            return Err(metadata_error(format!(
+                "response type {t:?} is not supported (code, none)"
+            )));
+        }
+    }
+    if uses_code != response_types.iter().any(|t| t == "code") {
+        return Err(metadata_error(
+            "the authorization_code grant and the \"code\" response type go together (RFC 7591 §2.1)",
+        ));
+    }
+
+    let token_endpoint_auth_method = match string_field(object, "token_endpoint_auth_method")?
+        .as_deref()
+    {
+        None | Some("client_secret_basic") => AuthMethod::ClientSecretBasic,
+        Some("none") => AuthMethod::None,
+        Some(other) => {
+            return Err(metadata_error(format!(
+                "token_endpoint_auth_method {other:?} is not supported (client_secret_basic, none)"
+            )));
+        }
+    };
+    if token_endpoint_auth_method == AuthMethod::None
+        && grant_types.contains(&GrantType::ClientCredentials)
+    {
+        return Err(metadata_error(
+            "the client_credentials grant is only for confidential clients",
+        ));
+    }
+
+    let redirect_uris = list_field(object, "redirect_uris")?.unwrap_or_default();
+    if redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(metadata_error(format!(
+            "at most {MAX_REDIRECT_URIS} redirect_uris"
+        )));
+    }
+    let redirect_uris = redirect_uris
+        .iter()
+        .map(|u| redirect_uri(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    if uses_code && redirect_uris.is_empty() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRedirectUri,
+            "the authorization_code grant needs at least one redirect URI",
+        ));
+    }
+
+    let scope = match string_field(object, "scope")? {
+        None => scopes.clone(),
+        Some(s) => {
+            let requested = Scope::parse(&s).map_err(|e| metadata_error(e.to_string()))?;
+            if !requested.is_subset_of(scopes) {
+                return Err(metadata_error(format!(
+                    "this server issues tokens only for the scopes \"{scopes}\""
+                )));
+            }
+            requested
+        }
+    };
+
+    for name in ["client_uri", "logo_uri"] {
+        if let Some(url) = string_field(object, name)? {
+            web_url(&url, name)?;
+        }
+    }
+
+    Ok(ClientMetadata {
+        client_name: string_field(object, "client_name")?.unwrap_or_default(),
+        redirect_uris,
+        grant_types,
+        response_types,
+        scope: scope.to_string(),
+        token_endpoint_auth_method,
+        client_uri: string_field(object, "client_uri")?,
+        logo_uri: string_field(object, "logo_uri")?,
+        contacts: list_field(object, "contacts")?.unwrap_or_default(),
+        software_id: string_field(object, "software_id")?,
+        software_version: string_field(object, "software_version")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scopes() -> Scope {
+        Scope::all()
+    }
+
+    fn code(e: Result<ClientMetadata, OAuthError>) -> &'static str {
+        e.unwrap_err().code.as_str()
+    }
+
+    #[test]
+    fn nmos_cpp_machine_client_is_accepted() {
+        let m = parse(
+            &json!({"client_name": "", "grant_types": ["client_credentials"], "response_types": ["none"],
+                    "scope": "registration", "token_endpoint_auth_method": "client_secret_basic"}),
+            &scopes(),
+        )
+        .unwrap();
+        assert_eq!(m.grant_types, vec![GrantType::ClientCredentials]);
+        assert_eq!(m.scope, "registration");
+    }
+
+    #[test]
+    fn defaults_follow_rfc_7591() {
+        let m = parse(
+            &json!({"redirect_uris": ["https://c.example/cb"]}),
+            &scopes(),
+        )
+        .unwrap();
+        assert_eq!(m.grant_types, vec![GrantType::AuthorizationCode]);
+        assert_eq!(m.response_types, vec!["code"]);
+        assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
+        assert_eq!(m.scope, Scope::all().to_string());
+    }
+
+    #[test]
+    fn bad_metadata_is_rejected_with_the_rfc_code() {
+        let s = scopes();
+        assert_eq!(code(parse(&json!([]), &s)), "invalid_client_metadata");
+        assert_eq!(
+            code(parse(&json!({"grant_types": ["password"]}), &s)),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code(parse(&json!({"grant_types": "client_credentials"}), &s)),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code(parse(&json!({"grant_types": ["authorization_code"]}), &s)),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(parse(&json!({"redirect_uris": ["/relative"]}), &s)),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(parse(
+                &json!({"redirect_uris": ["https://a.example/cb#x"]}),
+                &s
+            )),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(parse(
+                &json!({"redirect_uris": ["https://*.example/cb"]}),
+                &s
+            )),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(parse(
+                &json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
+                &s
+            )),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code(parse(
+                &json!({"grant_types": ["client_credentials"], "scope": "bogus"}),
+                &s
+            )),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code(parse(
+                &json!({"grant_types": ["client_credentials"], "scope": "query"}),
+                &Scope::parse("registration").unwrap()
+            )),
+            "invalid_client_metadata"
+        );
+    }
+
+    #[test]
+    fn form_lists_split_on_white_space_and_repeat() {
+        let form = vec![
+            (
+                "redirect_uris".to_owned(),
+                "https://a.example/cb\nhttps://b.example/cb".to_owned(),
+            ),
+            (
+                "redirect_uris".to_owned(),
+                "https://c.example/cb".to_owned(),
+            ),
+            ("client_name".to_owned(), "My Node".to_owned()),
+        ];
+        let m = parse(&form_to_json(&form), &scopes()).unwrap();
+        assert_eq!(m.redirect_uris.len(), 3);
+        assert_eq!(m.client_name, "My Node");
+    }
+}

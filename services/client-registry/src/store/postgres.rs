@@ -1,0 +1,1 @@
+super::client_store_impl!(PostgresClientStore, sqlx::PgPool);

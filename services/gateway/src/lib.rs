@@ -1,0 +1,154 @@
+//! The edge gateway: serves the IS-10 HTTP routes and turns each request into a gRPC call
+//! to the service that owns the rule. It holds no OAuth logic and no state of its own.
+#![forbid(unsafe_code)]
+
+mod http;
+mod metadata;
+mod oauth;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Json};
+use axum::routing::{get, post};
+use axum_server::tls_rustls::RustlsConfig;
+use nmos_auth_core::Config;
+use nmos_auth_proto::client_registry_client::ClientRegistryClient;
+use nmos_auth_proto::keys_client::KeysClient;
+use nmos_auth_proto::token_issuer_client::TokenIssuerClient;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+/// The gateway's handles on the services, and the documents it serves as they are.
+#[derive(Clone)]
+pub struct Gateway {
+    pub token_issuer: TokenIssuerClient<Channel>,
+    pub clients: ClientRegistryClient<Channel>,
+    pub keys: KeysClient<Channel>,
+    metadata: Arc<Value>,
+}
+
+impl Gateway {
+    pub fn new(
+        config: &Config,
+        token_issuer: TokenIssuerClient<Channel>,
+        clients: ClientRegistryClient<Channel>,
+        keys: KeysClient<Channel>,
+    ) -> anyhow::Result<Gateway> {
+        let metadata = metadata::authorization_server_metadata(
+            &config.issuer()?,
+            &config.scopes()?.to_string(),
+        );
+        Ok(Gateway {
+            token_issuer,
+            clients,
+            keys,
+            metadata: Arc::new(metadata),
+        })
+    }
+}
+
+/// NMOS-style error body for paths and methods that do not exist.
+fn nmos_error(status: StatusCode, message: &str) -> axum::response::Response {
+    (
+        status,
+        Json(json!({"code": status.as_u16(), "error": message, "debug": null})),
+    )
+        .into_response()
+}
+
+async fn not_found(uri: Uri) -> impl IntoResponse {
+    nmos_error(StatusCode::NOT_FOUND, &format!("{} not found", uri.path()))
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    nmos_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+}
+
+/// Every route, with CORS, body limits and request tracing.
+pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
+    const V: &str = nmos_auth_core::AUTH_API_BASE;
+    const WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS, Method::HEAD])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .max_age(std::time::Duration::from_secs(21600));
+    Router::new()
+        .route("/", get(metadata::root))
+        .route("/x-nmos", get(metadata::x_nmos))
+        .route("/x-nmos/", get(metadata::x_nmos))
+        .route("/x-nmos/auth", get(metadata::auth))
+        .route("/x-nmos/auth/", get(metadata::auth))
+        .route(V, get(metadata::auth_version))
+        .route(&format!("{V}/"), get(metadata::auth_version))
+        .route(WELL_KNOWN, get(metadata::metadata))
+        .route(&format!("{WELL_KNOWN}{V}"), get(metadata::metadata))
+        .route(&format!("{V}/jwks"), get(metadata::jwks))
+        .route(&format!("{V}/jwks/"), get(metadata::jwks))
+        .route(&format!("{V}/token"), post(oauth::token))
+        .route(&format!("{V}/register"), post(oauth::register))
+        .route(
+            &format!("{V}/authorize"),
+            get(oauth::authorize).post(oauth::authorize),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(gateway)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("access-control-allow-origin"),
+            HeaderValue::from_static("*"),
+        ))
+        .layer(cors)
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Serves the router on an already bound listener, over TLS when the config has a
+/// certificate, until `shutdown` completes; in-flight requests are then allowed to finish.
+pub async fn serve(
+    config: &Config,
+    router: Router,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    listener.set_nonblocking(true)?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let service = router.into_make_service();
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "loading the TLS certificate {} and key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            axum_server::from_tcp_rustls(listener, tls)?
+                .handle(handle)
+                .serve(service)
+                .await?;
+        }
+        _ => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(service)
+                .await?;
+        }
+    }
+    Ok(())
+}

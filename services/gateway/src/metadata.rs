@@ -1,0 +1,61 @@
+//! Discovery documents: the NMOS API indexes, RFC 8414 metadata and the JWK Set.
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use nmos_auth_core::OAuthError;
+use nmos_auth_proto::GetJwksRequest;
+use serde_json::{Value, json};
+
+use crate::Gateway;
+use crate::http::OAuthErrorResponse;
+
+pub async fn root() -> Json<Value> {
+    Json(json!(["x-nmos/"]))
+}
+
+pub async fn x_nmos() -> Json<Value> {
+    Json(json!(["auth/"]))
+}
+
+pub async fn auth() -> Json<Value> {
+    Json(json!(["v1.0/"]))
+}
+
+pub async fn auth_version() -> Json<Value> {
+    Json(json!(["authorize/", "jwks/", "register/", "token/"]))
+}
+
+/// The RFC 8414 document; every field is computed once at start-up.
+pub fn authorization_server_metadata(issuer: &str, scopes: &str) -> Value {
+    json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "registration_endpoint": format!("{issuer}/register"),
+        "scopes_supported": scopes.split(' ').collect::<Vec<_>>(),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "code_challenge_methods_supported": ["S256", "plain"],
+    })
+}
+
+pub async fn metadata(State(gateway): State<Gateway>) -> Json<Value> {
+    Json(gateway.metadata.as_ref().clone())
+}
+
+pub async fn jwks(State(gateway): State<Gateway>) -> Response {
+    match gateway.keys.clone().get_jwks(GetJwksRequest {}).await {
+        Ok(response) => {
+            let keys: Vec<Value> = response
+                .into_inner()
+                .keys
+                .into_iter()
+                .map(|k| json!({"kty": k.kty, "use": k.r#use, "alg": k.alg, "kid": k.kid, "n": k.n, "e": k.e}))
+                .collect();
+            Json(json!({"keys": keys})).into_response()
+        }
+        Err(status) => OAuthErrorResponse::from(OAuthError::from_status(&status)).into_response(),
+    }
+}

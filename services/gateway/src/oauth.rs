@@ -1,0 +1,202 @@
+//! The OAuth endpoints: token (RFC 6749) and registration (RFC 7591). Each turns HTTP into a
+//! gRPC call and the result back into HTTP; the rules live in the services.
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use nmos_auth_core::{ErrorCode, OAuthError};
+use nmos_auth_proto as pb;
+use serde_json::{Value, json};
+
+use crate::Gateway;
+use crate::http::{
+    Authorization, OAuthErrorResponse, authorization, body, content_type, no_store, parse_form,
+};
+
+const BASIC_CHALLENGE: &str = "Basic realm=\"nmos-auth\"";
+
+fn invalid_request(description: &str) -> OAuthErrorResponse {
+    OAuthError::new(ErrorCode::InvalidRequest, description).into()
+}
+
+/// POST token_endpoint.
+pub async fn token(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, OAuthErrorResponse> {
+    let bytes = body(bytes, ErrorCode::InvalidRequest)?;
+    if content_type(&headers).as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let params = parse_form(&bytes)
+        .ok_or_else(|| invalid_request("the body is not valid UTF-8 form data"))?;
+    let method = match authorization(&headers) {
+        Authorization::Absent => {
+            pb::client_authentication::Method::None(pb::NoClientAuthentication {})
+        }
+        Authorization::Basic { user, password } => {
+            pb::client_authentication::Method::Basic(pb::BasicCredentials {
+                client_id: user,
+                client_secret: password,
+            })
+        }
+        Authorization::Bearer(_) | Authorization::Garbled => {
+            return Err(OAuthErrorResponse {
+                error: OAuthError::new(
+                    ErrorCode::InvalidClient,
+                    "use HTTP Basic client authentication",
+                ),
+                challenge: Some(BASIC_CHALLENGE.into()),
+            });
+        }
+    };
+    let request = pb::TokenRequest {
+        params: params
+            .into_iter()
+            .map(|(name, value)| pb::TokenParam { name, value })
+            .collect(),
+        client_authentication: Some(pb::ClientAuthentication {
+            method: Some(method),
+        }),
+    };
+    match gateway.token_issuer.clone().token(request).await {
+        Ok(response) => {
+            let t = response.into_inner();
+            let mut body = json!({
+                "access_token": t.access_token,
+                "token_type": t.token_type,
+                "expires_in": t.expires_in,
+                "scope": t.scope,
+            });
+            if !t.refresh_token.is_empty() {
+                body["refresh_token"] = json!(t.refresh_token);
+            }
+            Ok((no_store(), Json(body)).into_response())
+        }
+        Err(status) => {
+            let error = OAuthError::from_status(&status);
+            let challenge =
+                (error.code == ErrorCode::InvalidClient).then(|| BASIC_CHALLENGE.to_owned());
+            Err(OAuthErrorResponse { error, challenge })
+        }
+    }
+}
+
+fn client_json(client: pb::Client, secret: String) -> Value {
+    let method = match pb::TokenEndpointAuthMethod::try_from(client.token_endpoint_auth_method) {
+        Ok(pb::TokenEndpointAuthMethod::None) => "none",
+        _ => "client_secret_basic",
+    };
+    let mut body = json!({
+        "client_id": client.client_id,
+        "client_id_issued_at": client.client_id_issued_at,
+        "client_name": client.client_name,
+        "redirect_uris": client.redirect_uris,
+        "grant_types": client.grant_types,
+        "response_types": client.response_types,
+        "scope": client.scope,
+        "token_endpoint_auth_method": method,
+    });
+    if !secret.is_empty() {
+        body["client_secret"] = json!(secret);
+        body["client_secret_expires_at"] = json!(client.client_secret_expires_at);
+    }
+    let optional = [
+        ("client_uri", client.client_uri),
+        ("logo_uri", client.logo_uri),
+        ("software_id", client.software_id),
+        ("software_version", client.software_version),
+    ];
+    for (name, value) in optional {
+        if !value.is_empty() {
+            body[name] = json!(value);
+        }
+    }
+    if !client.contacts.is_empty() {
+        body["contacts"] = json!(client.contacts);
+    }
+    body
+}
+
+/// POST registration_endpoint (RFC 7591 §3).
+pub async fn register(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, OAuthErrorResponse> {
+    let metadata_error =
+        |d: &str| OAuthErrorResponse::from(OAuthError::new(ErrorCode::InvalidClientMetadata, d));
+    let bytes = body(bytes, ErrorCode::InvalidClientMetadata)?;
+    let body = match content_type(&headers).as_deref() {
+        Some("application/json") => pb::register_client_request::Body::Json(bytes.to_vec()),
+        Some("application/x-www-form-urlencoded") => {
+            let params = parse_form(&bytes)
+                .ok_or_else(|| metadata_error("the body is not valid UTF-8 form data"))?;
+            pb::register_client_request::Body::Form(pb::FormBody {
+                params: params
+                    .into_iter()
+                    .map(|(name, value)| pb::FormParam { name, value })
+                    .collect(),
+            })
+        }
+        _ => return Err(metadata_error("the body must be application/json")),
+    };
+    let (token, token_sent) = match authorization(&headers) {
+        Authorization::Absent => (String::new(), false),
+        Authorization::Bearer(token) => (token, true),
+        Authorization::Basic { .. } | Authorization::Garbled => {
+            return Err(OAuthErrorResponse {
+                error: OAuthError::new(
+                    ErrorCode::InvalidToken,
+                    "send the initial access token as a Bearer token",
+                ),
+                challenge: Some("Bearer realm=\"nmos-auth\", error=\"invalid_token\"".into()),
+            });
+        }
+    };
+    let request = pb::RegisterClientRequest {
+        body: Some(body),
+        initial_access_token: token,
+    };
+    match gateway.clients.clone().register_client(request).await {
+        Ok(response) => {
+            let r = response.into_inner();
+            let client = r.client.ok_or_else(|| {
+                OAuthErrorResponse::from(OAuthError::internal("no client in reply"))
+            })?;
+            Ok((
+                StatusCode::CREATED,
+                no_store(),
+                Json(client_json(client, r.client_secret)),
+            )
+                .into_response())
+        }
+        Err(status) => {
+            let error = OAuthError::from_status(&status);
+            // RFC 6750 §3.1: no error code in the challenge when no token was sent.
+            let challenge = (error.code == ErrorCode::InvalidToken).then(|| {
+                if token_sent {
+                    "Bearer realm=\"nmos-auth\", error=\"invalid_token\"".to_owned()
+                } else {
+                    "Bearer realm=\"nmos-auth\"".to_owned()
+                }
+            });
+            Err(OAuthErrorResponse { error, challenge })
+        }
+    }
+}
+
+/// GET authorization_endpoint: the authorization code flow is not built yet, so every
+/// request is refused without a redirect (RFC 6749 §4.1.2.1 allows no redirect target we trust).
+pub async fn authorize() -> OAuthErrorResponse {
+    OAuthError::new(
+        ErrorCode::UnsupportedResponseType,
+        "this server does not offer the authorization code flow yet; machine clients use client_credentials",
+    )
+    .into()
+}

@@ -1,0 +1,141 @@
+//! The identity service: users with argon2id password hashes and per-API access rights.
+#![forbid(unsafe_code)]
+
+mod grpc;
+pub mod store;
+mod users;
+
+use std::sync::Arc;
+
+use nmos_auth_core::db::Db;
+use nmos_auth_core::{Access, AccessRights, Config, NmosApi};
+use nmos_auth_proto::identity_server::IdentityServer;
+use tonic::Status;
+
+use crate::store::{UserRecord, UserStore};
+
+pub struct IdentityService {
+    store: Arc<dyn UserStore>,
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "identity store failure");
+    Status::internal("identity store failure")
+}
+
+fn not_found(username: &str) -> Status {
+    Status::not_found(format!("no user {username:?}"))
+}
+
+impl IdentityService {
+    pub async fn open(config: &Config) -> anyhow::Result<IdentityService> {
+        let db = Db::connect(&config.database_url("identity")).await?;
+        db.migrate("identity", &store::MIGRATIONS).await?;
+        Ok(IdentityService {
+            store: store::open(db),
+        })
+    }
+
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        admin: bool,
+        rights: &[(NmosApi, Access)],
+    ) -> Result<UserRecord, Status> {
+        users::validate_username(username)?;
+        users::validate_password(password)?;
+        let password = password.to_owned();
+        let password_hash = tokio::task::spawn_blocking(move || users::hash_password(&password))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        let mut access = AccessRights::default();
+        for (api, level) in rights {
+            access.set(*api, *level);
+        }
+        let user = UserRecord {
+            username: username.to_owned(),
+            password_hash,
+            admin,
+            disabled: false,
+            created_at: nmos_auth_core::now_unix(),
+            rights: access,
+        };
+        if !self.store.create(&user).await.map_err(internal)? {
+            return Err(Status::already_exists(format!(
+                "the username {username:?} is taken"
+            )));
+        }
+        tracing::info!(target: "audit", event = "user_created", username, admin, "user created");
+        Ok(user)
+    }
+
+    pub async fn get_user(&self, username: &str) -> Result<UserRecord, Status> {
+        self.store
+            .get(username)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| not_found(username))
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserRecord>, Status> {
+        self.store.list().await.map_err(internal)
+    }
+
+    pub async fn set_admin(&self, username: &str, admin: bool) -> Result<UserRecord, Status> {
+        if !self
+            .store
+            .set_admin(username, admin)
+            .await
+            .map_err(internal)?
+        {
+            return Err(not_found(username));
+        }
+        tracing::info!(target: "audit", event = "user_admin_set", username, admin, "admin flag changed");
+        self.get_user(username).await
+    }
+
+    pub async fn set_rights(
+        &self,
+        username: &str,
+        rights: &[(NmosApi, Access)],
+    ) -> Result<UserRecord, Status> {
+        if !self
+            .store
+            .set_rights(username, rights)
+            .await
+            .map_err(internal)?
+        {
+            return Err(not_found(username));
+        }
+        let user = self.get_user(username).await?;
+        tracing::info!(target: "audit", event = "user_rights_set", username, rights = ?user.rights, "rights changed");
+        Ok(user)
+    }
+
+    /// The user, if the password is right and the account is enabled. Every failure is the
+    /// same UNAUTHENTICATED status, so a caller cannot learn which names exist.
+    pub async fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<UserRecord, Status> {
+        let user = self.store.get(username).await.map_err(internal)?;
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || {
+            users::verify_password(&password, stored.as_deref())
+        })
+        .await
+        .map_err(internal)?;
+        match user {
+            Some(user) if ok && !user.disabled => Ok(user),
+            _ => Err(Status::unauthenticated("wrong username or password")),
+        }
+    }
+
+    pub fn into_server(self: Arc<Self>) -> IdentityServer<IdentityService> {
+        IdentityServer::from_arc(self)
+    }
+}

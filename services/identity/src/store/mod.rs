@@ -1,0 +1,211 @@
+//! Storage of users and their rights: a trait with a SQLite and a Postgres implementation.
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use nmos_auth_core::db::{Db, Migration, Migrations};
+use nmos_auth_core::{Access, AccessRights, NmosApi};
+
+pub use postgres::PostgresUserStore;
+pub use sqlite::SqliteUserStore;
+
+pub static MIGRATIONS: Migrations = Migrations {
+    sqlite: &[Migration {
+        version: 1,
+        sql: include_str!("../../migrations/sqlite/0001_users.sql"),
+    }],
+    postgres: &[Migration {
+        version: 1,
+        sql: include_str!("../../migrations/postgres/0001_users.sql"),
+    }],
+};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub username: String,
+    pub password_hash: String,
+    pub admin: bool,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub rights: AccessRights,
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Inserts a user with its rights; false when the username is taken.
+    async fn create(&self, user: &UserRecord) -> anyhow::Result<bool>;
+    async fn get(&self, username: &str) -> anyhow::Result<Option<UserRecord>>;
+    async fn list(&self) -> anyhow::Result<Vec<UserRecord>>;
+    /// False when there is no such user.
+    async fn set_admin(&self, username: &str, admin: bool) -> anyhow::Result<bool>;
+    /// Sets the listed APIs' access; false when there is no such user.
+    async fn set_rights(
+        &self,
+        username: &str,
+        rights: &[(NmosApi, Access)],
+    ) -> anyhow::Result<bool>;
+}
+
+pub fn open(db: Db) -> Arc<dyn UserStore> {
+    match db {
+        Db::Sqlite(pool) => Arc::new(SqliteUserStore(pool)),
+        Db::Postgres(pool) => Arc::new(PostgresUserStore(pool)),
+    }
+}
+
+fn rights_from_rows(rows: impl Iterator<Item = (String, String)>) -> AccessRights {
+    let mut rights = AccessRights::default();
+    for (api, access) in rows {
+        // Rows for APIs this build does not know are kept in the table but not granted.
+        if let (Some(api), Some(access)) = (NmosApi::parse(&api), Access::parse(&access)) {
+            rights.set(api, access);
+        }
+    }
+    rights
+}
+
+/// The queries are the same on both backends (both take `$n` placeholders); only the
+/// migrations differ. Each backend instantiates this with its own pool type.
+macro_rules! user_store_impl {
+    ($store:ident, $pool:ty) => {
+        pub struct $store(pub $pool);
+
+        const USER_COLUMNS: &str = "username, password_hash, admin, disabled, created_at";
+
+        fn user_from_row<R: sqlx::Row>(row: &R, rights: nmos_auth_core::AccessRights) -> anyhow::Result<super::UserRecord>
+        where
+            for<'a> &'a str: sqlx::ColumnIndex<R>,
+            for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        {
+            Ok(super::UserRecord {
+                username: row.try_get("username")?,
+                password_hash: row.try_get("password_hash")?,
+                admin: row.try_get("admin")?,
+                disabled: row.try_get("disabled")?,
+                created_at: row.try_get("created_at")?,
+                rights,
+            })
+        }
+
+        #[async_trait::async_trait]
+        impl super::UserStore for $store {
+            async fn create(&self, user: &super::UserRecord) -> anyhow::Result<bool> {
+                let mut tx = self.0.begin().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO identity_users (username, password_hash, admin, disabled, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING",
+                )
+                .bind(&user.username)
+                .bind(&user.password_hash)
+                .bind(user.admin)
+                .bind(user.disabled)
+                .bind(user.created_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 0 {
+                    return Ok(false);
+                }
+                for api in nmos_auth_core::NmosApi::ALL {
+                    let access = user.rights.get(api);
+                    if access != nmos_auth_core::Access::None {
+                        sqlx::query("INSERT INTO identity_rights (username, api, access) VALUES ($1, $2, $3)")
+                            .bind(&user.username)
+                            .bind(api.as_str())
+                            .bind(access.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn get(&self, username: &str) -> anyhow::Result<Option<super::UserRecord>> {
+                let Some(row) = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM identity_users WHERE username = $1"))
+                    .bind(username)
+                    .fetch_optional(&self.0)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let rights: Vec<(String, String)> =
+                    sqlx::query_as("SELECT api, access FROM identity_rights WHERE username = $1")
+                        .bind(username)
+                        .fetch_all(&self.0)
+                        .await?;
+                Ok(Some(user_from_row(&row, super::rights_from_rows(rights.into_iter()))?))
+            }
+
+            async fn list(&self) -> anyhow::Result<Vec<super::UserRecord>> {
+                let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM identity_users ORDER BY username"))
+                    .fetch_all(&self.0)
+                    .await?;
+                let rights: Vec<(String, String, String)> =
+                    sqlx::query_as("SELECT username, api, access FROM identity_rights").fetch_all(&self.0).await?;
+                rows.iter()
+                    .map(|row| {
+                        use sqlx::Row;
+                        let username: String = row.try_get("username")?;
+                        let own = rights
+                            .iter()
+                            .filter(|(u, _, _)| *u == username)
+                            .map(|(_, api, access)| (api.clone(), access.clone()));
+                        user_from_row(row, super::rights_from_rows(own))
+                    })
+                    .collect()
+            }
+
+            async fn set_admin(&self, username: &str, admin: bool) -> anyhow::Result<bool> {
+                let n = sqlx::query("UPDATE identity_users SET admin = $1 WHERE username = $2")
+                    .bind(admin)
+                    .bind(username)
+                    .execute(&self.0)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn set_rights(
+                &self,
+                username: &str,
+                rights: &[(nmos_auth_core::NmosApi, nmos_auth_core::Access)],
+            ) -> anyhow::Result<bool> {
+                let mut tx = self.0.begin().await?;
+                let exists: Option<String> = sqlx::query_scalar("SELECT username FROM identity_users WHERE username = $1")
+                    .bind(username)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if exists.is_none() {
+                    return Ok(false);
+                }
+                for (api, access) in rights {
+                    if *access == nmos_auth_core::Access::None {
+                        sqlx::query("DELETE FROM identity_rights WHERE username = $1 AND api = $2")
+                            .bind(username)
+                            .bind(api.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                    } else {
+                        sqlx::query(
+                            "INSERT INTO identity_rights (username, api, access) VALUES ($1, $2, $3) \
+                             ON CONFLICT (username, api) DO UPDATE SET access = excluded.access",
+                        )
+                        .bind(username)
+                        .bind(api.as_str())
+                        .bind(access.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+    };
+}
+use user_store_impl;

@@ -1,0 +1,1 @@
+super::user_store_impl!(PostgresUserStore, sqlx::PgPool);

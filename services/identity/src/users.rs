@@ -1,0 +1,131 @@
+//! Users: names, argon2id passwords and rights.
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use nmos_auth_core::secret::random_bytes;
+use nmos_auth_core::{Access, AccessRights, NmosApi};
+use nmos_auth_proto as pb;
+use tonic::Status;
+
+use crate::store::UserRecord;
+
+/// A user name: 1 to 64 characters, no whitespace or control characters.
+pub fn validate_username(username: &str) -> Result<(), Status> {
+    let ok = (1..=64).contains(&username.chars().count())
+        && !username
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(
+            "a username is 1 to 64 characters with no spaces or control characters",
+        ))
+    }
+}
+
+/// Passwords of 8 to 1024 bytes (the upper bound keeps hashing cost bounded).
+pub fn validate_password(password: &str) -> Result<(), Status> {
+    if (8..=1024).contains(&password.len()) {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(
+            "a password is 8 to 1024 bytes long",
+        ))
+    }
+}
+
+fn argon2() -> Argon2<'static> {
+    // OWASP's argon2id recommendation: m = 19 MiB, t = 2, p = 1.
+    let params = Params::new(19 * 1024, 2, 1, None).expect("static argon2 parameters are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let salt =
+        SaltString::encode_b64(&random_bytes::<16>()).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    Ok(argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
+        .to_string())
+}
+
+/// Checks a password against a stored hash. With no stored hash (unknown user) a dummy hash
+/// is checked so that both cases take the same time.
+pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let dummy =
+        DUMMY.get_or_init(|| hash_password("not a password anyone has").unwrap_or_default());
+    let hash = stored.unwrap_or(dummy);
+    let matched = PasswordHash::new(hash)
+        .map(|parsed| {
+            argon2()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false);
+    matched && stored.is_some()
+}
+
+pub fn access_from_proto(value: i32) -> Result<Access, Status> {
+    match pb::Access::try_from(value) {
+        Ok(pb::Access::None) => Ok(Access::None),
+        Ok(pb::Access::Read) => Ok(Access::Read),
+        Ok(pb::Access::Write) => Ok(Access::Write),
+        _ => Err(Status::invalid_argument(
+            "access must be NONE, READ or WRITE",
+        )),
+    }
+}
+
+pub fn rights_from_proto(rights: &[pb::ApiRight]) -> Result<Vec<(NmosApi, Access)>, Status> {
+    rights
+        .iter()
+        .map(|r| {
+            let api = NmosApi::parse(&r.api)
+                .ok_or_else(|| Status::invalid_argument(format!("unknown NMOS API {:?}", r.api)))?;
+            Ok((api, access_from_proto(r.access)?))
+        })
+        .collect()
+}
+
+pub fn to_proto(user: &UserRecord) -> pb::User {
+    pb::User {
+        username: user.username.clone(),
+        admin: user.admin,
+        disabled: user.disabled,
+        rights: rights_to_proto(&user.rights),
+        created_at: user.created_at,
+    }
+}
+
+pub fn rights_to_proto(rights: &AccessRights) -> Vec<pb::ApiRight> {
+    NmosApi::ALL
+        .into_iter()
+        .map(|api| pb::ApiRight {
+            api: api.as_str().to_owned(),
+            access: match rights.get(api) {
+                Access::None => pb::Access::None,
+                Access::Read => pb::Access::Read,
+                Access::Write => pb::Access::Write,
+            } as i32,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_with_argon2id_and_verifies() {
+        let hash = hash_password("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", Some(&hash)));
+        assert!(!verify_password("wrong horse", Some(&hash)));
+        assert!(!verify_password("not a password anyone has", None));
+        assert!(validate_username("alice").is_ok());
+        assert!(validate_username("a b").is_err());
+        assert!(validate_username("").is_err());
+        assert!(validate_password("short").is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! The key-encryption key that protects signing keys at rest.
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use nmos_auth_core::Config;
+use nmos_auth_core::secret::random_bytes;
+
+pub struct KeyEncryptionKey(LessSafeKey);
+
+impl KeyEncryptionKey {
+    /// From config, from its file, or (first start) a new one written to the data directory
+    /// with mode 0600.
+    pub fn load(config: &Config) -> anyhow::Result<KeyEncryptionKey> {
+        if let Some(inline) = &config.key_encryption_key {
+            return KeyEncryptionKey::from_base64(inline.expose()).context("key_encryption_key");
+        }
+        let path = config
+            .key_encryption_key_file
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("key-encryption-key"));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let mode = std::fs::metadata(&path)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(path = %path.display(), "the key-encryption key file is readable by other users; chmod 600 it");
+                }
+                KeyEncryptionKey::from_base64(text.trim())
+                    .with_context(|| format!("reading {}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeyEncryptionKey::create(path),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    fn create(path: PathBuf) -> anyhow::Result<KeyEncryptionKey> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let encoded = STANDARD.encode(random_bytes::<32>());
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        file.write_all(encoded.as_bytes())?;
+        file.sync_all()?;
+        tracing::info!(path = %path.display(), "generated a new key-encryption key; back it up, the signing keys cannot be read without it");
+        KeyEncryptionKey::from_base64(&encoded)
+    }
+
+    fn from_base64(text: &str) -> anyhow::Result<KeyEncryptionKey> {
+        let bytes = STANDARD.decode(text.trim()).context("not base64")?;
+        if bytes.len() != 32 {
+            bail!(
+                "must be 32 bytes (base64 of 32 random bytes), not {}",
+                bytes.len()
+            );
+        }
+        let key = UnboundKey::new(&AES_256_GCM, &bytes)
+            .map_err(|_| anyhow::anyhow!("unusable AES key"))?;
+        Ok(KeyEncryptionKey(LessSafeKey::new(key)))
+    }
+
+    /// Encrypts `plaintext`, bound to `aad`: returns nonce ‖ ciphertext ‖ tag.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let nonce_bytes = random_bytes::<NONCE_LEN>();
+        let mut out = plaintext.to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(aad),
+                &mut out,
+            )
+            .map_err(|_| anyhow::anyhow!("encryption failed"))?;
+        let mut sealed = nonce_bytes.to_vec();
+        sealed.extend_from_slice(&out);
+        Ok(sealed)
+    }
+
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
+        if sealed.len() < NONCE_LEN {
+            bail!("sealed data is truncated");
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce).map_err(|_| anyhow::anyhow!("bad nonce"))?;
+        let mut buf = ciphertext.to_vec();
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .map_err(|_| {
+                anyhow::anyhow!("cannot decrypt: wrong key-encryption key, or the data was altered")
+            })?;
+        Ok(plain.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_and_detects_tampering() {
+        let kek = KeyEncryptionKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap();
+        let sealed = kek.seal(b"kid", b"secret").unwrap();
+        assert_eq!(kek.open(b"kid", &sealed).unwrap(), b"secret");
+        assert!(kek.open(b"other-kid", &sealed).is_err());
+        let mut bad = sealed.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(kek.open(b"kid", &bad).is_err());
+        let other = KeyEncryptionKey::from_base64(&STANDARD.encode([8u8; 32])).unwrap();
+        assert!(other.open(b"kid", &sealed).is_err());
+        assert!(KeyEncryptionKey::from_base64("c2hvcnQ=").is_err());
+    }
+}

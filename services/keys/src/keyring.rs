@@ -1,0 +1,146 @@
+//! Signing keys in memory: the active key (parsed once, at start-up) and the published JWKS.
+use anyhow::Context;
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{KeyPair, RSA_PKCS1_SHA512, RsaKeyPair};
+use aws_lc_rs::{digest, rand::SystemRandom};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use nmos_auth_proto::Jwk;
+
+use crate::kek::KeyEncryptionKey;
+use crate::store::{KeyState, StoredKey};
+
+/// Generates a new RSA-2048 key, encrypted for storage. Its kid is the RFC 7638 JWK
+/// thumbprint, so it is stable and derived from the key itself.
+pub fn generate(kek: &KeyEncryptionKey, state: KeyState) -> anyhow::Result<StoredKey> {
+    let pair = RsaKeyPair::generate(KeySize::Rsa2048)
+        .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+    let (n, e) = public_components(&pair);
+    let kid = thumbprint(&n, &e);
+    let pkcs8 = pair
+        .as_der()
+        .map_err(|_| anyhow::anyhow!("PKCS#8 encoding failed"))?;
+    Ok(StoredKey {
+        encrypted_private_key: kek.seal(kid.as_bytes(), pkcs8.as_ref())?,
+        kid,
+        state,
+        n,
+        e,
+        created_at: nmos_auth_core::now_unix(),
+    })
+}
+
+fn public_components(pair: &RsaKeyPair) -> (String, String) {
+    let public = pair.public_key();
+    (
+        URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+        URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+    )
+}
+
+/// RFC 7638: SHA-256 over the required members in lexicographic order, base64url.
+fn thumbprint(n: &str, e: &str) -> String {
+    let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes()))
+}
+
+/// The key that signs, ready to use.
+pub struct SigningKey {
+    pub kid: String,
+    pair: RsaKeyPair,
+    /// base64url of the JOSE header, computed once.
+    encoded_header: String,
+    rng: SystemRandom,
+}
+
+impl SigningKey {
+    pub fn open(stored: &StoredKey, kek: &KeyEncryptionKey) -> anyhow::Result<SigningKey> {
+        let pkcs8 = kek
+            .open(stored.kid.as_bytes(), &stored.encrypted_private_key)
+            .with_context(|| format!("signing key {}", stored.kid))?;
+        let pair = RsaKeyPair::from_pkcs8(&pkcs8)
+            .map_err(|e| anyhow::anyhow!("signing key {}: {e}", stored.kid))?;
+        anyhow::ensure!(
+            public_components(&pair) == (stored.n.clone(), stored.e.clone()),
+            "signing key {} does not match its public key",
+            stored.kid
+        );
+        let header = serde_json::json!({"typ": "JWT", "alg": "RS512", "kid": stored.kid});
+        Ok(SigningKey {
+            kid: stored.kid.clone(),
+            pair,
+            encoded_header: URL_SAFE_NO_PAD.encode(header.to_string()),
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// A compact JWS (RFC 7515 §7.1) over `claims_json` with RS512.
+    pub fn sign(&self, claims_json: &[u8]) -> anyhow::Result<String> {
+        let mut jws =
+            String::with_capacity(self.encoded_header.len() + claims_json.len() * 4 / 3 + 350);
+        jws.push_str(&self.encoded_header);
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims_json, &mut jws);
+        let mut signature = vec![0; self.pair.public_modulus_len()];
+        self.pair
+            .sign(&RSA_PKCS1_SHA512, &self.rng, jws.as_bytes(), &mut signature)
+            .map_err(|_| anyhow::anyhow!("RSA signing failed"))?;
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut jws);
+        Ok(jws)
+    }
+}
+
+/// The public JWK of a stored key, as IS-10 resource servers expect it (no `key_ops`).
+pub fn jwk(stored: &StoredKey) -> Jwk {
+    Jwk {
+        kty: "RSA".into(),
+        r#use: "sig".into(),
+        alg: "RS512".into(),
+        kid: stored.kid.clone(),
+        n: stored.n.clone(),
+        e: stored.e.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+
+    #[test]
+    fn signs_verifiable_rs512_with_a_stable_kid() {
+        let kek_b64 = STANDARD.encode([1u8; 32]);
+        let config = nmos_auth_core::Config {
+            key_encryption_key: Some(nmos_auth_core::secret::Secret::new(kek_b64)),
+            ..Default::default()
+        };
+        let kek = KeyEncryptionKey::load(&config).unwrap();
+        let stored = generate(&kek, KeyState::Active).unwrap();
+        assert_eq!(stored.kid, thumbprint(&stored.n, &stored.e));
+        let key = SigningKey::open(&stored, &kek).unwrap();
+        let jws = key.sign(br#"{"sub":"x"}"#).unwrap();
+        let parts: Vec<&str> = jws.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        assert_eq!(
+            header,
+            serde_json::json!({"typ": "JWT", "alg": "RS512", "kid": stored.kid})
+        );
+        let n = URL_SAFE_NO_PAD.decode(&stored.n).unwrap();
+        let e = URL_SAFE_NO_PAD.decode(&stored.e).unwrap();
+        let public = aws_lc_rs::signature::RsaPublicKeyComponents { n: &n, e: &e };
+        let signed = format!("{}.{}", parts[0], parts[1]);
+        let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        public
+            .verify(
+                &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA512,
+                signed.as_bytes(),
+                &sig,
+            )
+            .unwrap();
+        assert_eq!(n.len(), 256, "RSA-2048");
+    }
+}

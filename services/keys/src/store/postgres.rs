@@ -1,0 +1,1 @@
+super::key_store_impl!(PostgresKeyStore, sqlx::PgPool);

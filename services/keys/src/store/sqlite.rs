@@ -1,0 +1,1 @@
+super::key_store_impl!(SqliteKeyStore, sqlx::SqlitePool);

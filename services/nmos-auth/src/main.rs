@@ -1,0 +1,296 @@
+//! The `nmos-auth` command.
+#![forbid(unsafe_code)]
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use nmos_auth::Server;
+use nmos_auth_core::config::LogFormat;
+use nmos_auth_core::secret::Secret;
+use nmos_auth_core::{AccessRights, Config, NmosApi};
+
+/// An AMWA NMOS IS-10 Authorization Server.
+#[derive(Parser)]
+#[command(name = "nmos-auth", version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings; each overrides the config file and has an environment variable.
+#[derive(Args)]
+struct ConfigArgs {
+    /// TOML config file.
+    #[arg(long, global = true, env = "NMOS_AUTH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the SQLite databases and the generated key-encryption key.
+    #[arg(long, global = true, env = "NMOS_AUTH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP(S) listen address of the gateway.
+    #[arg(long, global = true, env = "NMOS_AUTH_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Public base URL (scheme://host:port) used in the issuer and the metadata.
+    #[arg(long, global = true, env = "NMOS_AUTH_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// PEM certificate chain; with --tls-key the gateway serves HTTPS.
+    #[arg(long, global = true, env = "NMOS_AUTH_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, global = true, env = "NMOS_AUTH_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// File holding the base64 key-encryption key (NMOS_AUTH_KEY_ENCRYPTION_KEY gives it inline).
+    #[arg(long, global = true, env = "NMOS_AUTH_KEY_ENCRYPTION_KEY_FILE")]
+    key_encryption_key_file: Option<PathBuf>,
+    /// Access token lifetime in seconds (30 to 3600).
+    #[arg(long, global = true, env = "NMOS_AUTH_ACCESS_TOKEN_LIFETIME")]
+    access_token_lifetime: Option<u64>,
+    /// Token audience: comma-separated host names or wildcard domains.
+    #[arg(long, global = true, env = "NMOS_AUTH_AUDIENCE", value_delimiter = ',')]
+    audience: Option<Vec<String>>,
+    /// The NMOS API scopes tokens may carry (space-separated).
+    #[arg(long, global = true, env = "NMOS_AUTH_SCOPES")]
+    scopes: Option<String>,
+    /// The scopes the client_credentials grant may carry (space-separated).
+    #[arg(long, global = true, env = "NMOS_AUTH_CLIENT_CREDENTIALS_SCOPES")]
+    client_credentials_scopes: Option<String>,
+    /// Allow authorization_code-only clients to register without an initial access token.
+    #[arg(long, global = true, env = "NMOS_AUTH_OPEN_REGISTRATION")]
+    open_registration: Option<bool>,
+    /// Largest accepted request body in bytes.
+    #[arg(long, global = true, env = "NMOS_AUTH_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Log format: text or json.
+    #[arg(long, global = true, env = "NMOS_AUTH_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+impl ConfigArgs {
+    /// Defaults, then the config file, then environment and flags.
+    fn load(self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        // Secrets come from the environment only, never from flags (visible in `ps`).
+        if let Ok(url) = std::env::var("NMOS_AUTH_DATABASE_URL") {
+            c.database_url = Some(Secret::new(url));
+        }
+        if let Ok(kek) = std::env::var("NMOS_AUTH_KEY_ENCRYPTION_KEY") {
+            c.key_encryption_key = Some(Secret::new(kek));
+        }
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
+        }
+        macro_rules! set_some {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = Some(v); } )* };
+        }
+        set!(
+            data_dir,
+            listen,
+            access_token_lifetime,
+            audience,
+            scopes,
+            client_credentials_scopes,
+            open_registration,
+            max_body_bytes,
+            log_format
+        );
+        set_some!(public_url, tls_cert, tls_key, key_encryption_key_file);
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in one process (SQLite under --data-dir unless NMOS_AUTH_DATABASE_URL is set).
+    Serve,
+    /// Operator commands that work on the stores directly.
+    #[command(subcommand)]
+    Admin(Admin),
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::enum_variant_names)] // the names are the CLI's command names
+enum Admin {
+    /// Create an initial access token for RFC 7591 registration; it is the last line printed.
+    CreateInitialAccessToken {
+        /// Seconds until it expires; 0 for never.
+        #[arg(long, default_value_t = 86400)]
+        lifetime: i64,
+        /// What the token is for (kept with its digest).
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Add a user; the password is read from the first line of standard input.
+    AddUser {
+        username: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Access per API, e.g. registration=write,query=read (none, read, write).
+        #[arg(long, default_value = "")]
+        rights: String,
+    },
+    /// Give a user administrator rights (or take them away with --revoke).
+    MakeAdmin {
+        username: String,
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Set a user's access to some APIs; APIs not named keep their access.
+    SetRights {
+        username: String,
+        /// e.g. registration=write,query=read,node=none
+        #[arg(long)]
+        rights: String,
+    },
+    /// List users and their rights.
+    ListUsers,
+}
+
+fn rights_list(text: &str) -> anyhow::Result<Vec<(NmosApi, nmos_auth_core::Access)>> {
+    let rights = AccessRights::parse_list(text).map_err(anyhow::Error::msg)?;
+    // Only the APIs named are changed; an explicit "none" removes access.
+    let named: Vec<NmosApi> = text
+        .split(',')
+        .filter_map(|p| {
+            p.split_once('=')
+                .and_then(|(api, _)| NmosApi::parse(api.trim()))
+        })
+        .collect();
+    Ok(named
+        .into_iter()
+        .map(|api| (api, rights.get(api)))
+        .collect())
+}
+
+fn print_user(user: &nmos_auth_identity::store::UserRecord) {
+    let rights: Vec<String> = NmosApi::ALL
+        .into_iter()
+        .map(|api| format!("{api}={}", user.rights.get(api).as_str()))
+        .collect();
+    println!(
+        "{}{}{} {}",
+        user.username,
+        if user.admin { " (admin)" } else { "" },
+        if user.disabled { " (disabled)" } else { "" },
+        rights.join(",")
+    );
+}
+
+async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
+    let (_, identity, clients) = nmos_auth::open_services(&config).await?;
+    match command {
+        Admin::CreateInitialAccessToken {
+            lifetime,
+            description,
+        } => {
+            let (token, expires_at) = clients
+                .create_initial_access_token(lifetime, &description)
+                .await?;
+            match expires_at {
+                Some(at) => eprintln!(
+                    "Initial access token created; it expires at {at} (Unix time). Send it as 'Authorization: Bearer <token>' to the registration endpoint:"
+                ),
+                None => eprintln!(
+                    "Initial access token created; it never expires. Send it as 'Authorization: Bearer <token>' to the registration endpoint:"
+                ),
+            }
+            println!("{token}");
+        }
+        Admin::AddUser {
+            username,
+            admin,
+            rights,
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let user = identity
+                .create_user(&username, password, admin, &rights_list(&rights)?)
+                .await?;
+            print_user(&user);
+        }
+        Admin::MakeAdmin { username, revoke } => {
+            print_user(&identity.set_admin(&username, !revoke).await?)
+        }
+        Admin::SetRights { username, rights } => print_user(
+            &identity
+                .set_rights(&username, &rights_list(&rights)?)
+                .await?,
+        ),
+        Admin::ListUsers => {
+            for user in identity.list_users().await? {
+                print_user(&user);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("binding {}", config.listen))?;
+    let issuer = config.issuer()?;
+    if !config.tls_enabled() {
+        tracing::warn!(
+            "serving plain HTTP: for development only; IS-10 requires HTTPS in production (set tls_cert and tls_key)"
+        );
+    }
+    let mut server = Server::start(config, listener).await?;
+    tracing::info!(addr = %server.addr, %issuer, "nmos-auth is serving");
+    tracing::info!(
+        "create an initial access token for device registration with: nmos-auth admin create-initial-access-token"
+    );
+    tokio::select! {
+        result = server.wait() => result,
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            server.shutdown().await
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let config = match cli.config.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("nmos-auth: configuration error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    nmos_auth_core::telemetry::init(config.log_format);
+    let result = match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Admin(command) => admin(config, command).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nmos-auth: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! The IS-10 access token claims set (IS-10 §4.4, is-10.md §1.12).
+use nmos_auth_core::Scope;
+use serde_json::{Map, Value, json};
+
+/// What every token carries, whoever asked for it.
+pub struct TokenPolicy {
+    /// Byte-identical to the metadata `issuer`.
+    pub issuer: String,
+    /// Always serialised as a JSON array (IS-10 requires one).
+    pub audience: Vec<String>,
+    pub lifetime_secs: i64,
+}
+
+pub struct Claims {
+    pub subject: String,
+    pub client_id: String,
+    pub scope: Scope,
+    /// The `x-nmos-<api>` objects; never empty ones.
+    pub permissions: Map<String, Value>,
+}
+
+impl TokenPolicy {
+    /// The claims set as JSON, and its `jti`.
+    pub fn claims_json(&self, claims: Claims, now: i64) -> (Vec<u8>, String) {
+        let jti = nmos_auth_core::secret::random_token::<16>();
+        let mut object = json!({
+            "iss": self.issuer,
+            "sub": claims.subject,
+            "aud": self.audience,
+            "exp": now + self.lifetime_secs,
+            "iat": now,
+            "jti": jti,
+            "client_id": claims.client_id,
+            "scope": claims.scope.to_string(),
+        });
+        if let Value::Object(map) = &mut object {
+            map.extend(claims.permissions);
+        }
+        (object.to_string().into_bytes(), jti)
+    }
+}

@@ -1,0 +1,2 @@
+//! One module per OAuth grant.
+pub mod client_credentials;

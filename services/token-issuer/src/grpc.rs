@@ -1,0 +1,16 @@
+//! gRPC transport of the token issuer: proto <-> domain, nothing else.
+use nmos_auth_proto as pb;
+use nmos_auth_proto::token_issuer_server::TokenIssuer;
+use tonic::{Request, Response, Status};
+
+use crate::TokenIssuerService;
+
+#[tonic::async_trait]
+impl TokenIssuer for TokenIssuerService {
+    async fn token(
+        &self,
+        request: Request<pb::TokenRequest>,
+    ) -> Result<Response<pb::TokenResponse>, Status> {
+        Ok(Response::new(self.token(request.into_inner()).await?))
+    }
+}

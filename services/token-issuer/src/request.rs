@@ -1,0 +1,110 @@
+//! A token request as the token endpoint received it: form parameters and client authentication.
+use std::collections::HashMap;
+
+use nmos_auth_core::{ErrorCode, OAuthError};
+use nmos_auth_proto as pb;
+
+/// The form parameters, each at most once (RFC 6749 §3.1, §3.2).
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    pub fn parse(params: Vec<pb::TokenParam>) -> Result<Params, OAuthError> {
+        let mut map = HashMap::with_capacity(params.len());
+        for p in params {
+            if map.contains_key(&p.name) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("the parameter {} is repeated", p.name),
+                ));
+            }
+            map.insert(p.name, p.value);
+        }
+        Ok(Params(map))
+    }
+
+    /// A parameter; an empty value counts as absent (RFC 6749 §3.1).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// The client's claim of identity, before the registry checks it.
+pub enum ClientAuth {
+    Basic {
+        client_id: String,
+        client_secret: String,
+    },
+    /// No credentials: a public client naming itself with `client_id`.
+    Public { client_id: String },
+}
+
+impl ClientAuth {
+    pub fn from_request(
+        auth: Option<pb::ClientAuthentication>,
+        params: &Params,
+    ) -> Result<ClientAuth, OAuthError> {
+        let invalid_client = |why: &str| OAuthError::new(ErrorCode::InvalidClient, why);
+        if params.get("client_secret").is_some() {
+            return Err(invalid_client(
+                "client_secret_post is not supported; use HTTP Basic (client_secret_basic)",
+            ));
+        }
+        if params.get("client_assertion").is_some() || params.get("client_assertion_type").is_some()
+        {
+            return Err(invalid_client(
+                "private_key_jwt is not supported; use HTTP Basic (client_secret_basic)",
+            ));
+        }
+        match auth.and_then(|a| a.method) {
+            Some(pb::client_authentication::Method::Basic(basic)) => {
+                if params
+                    .get("client_id")
+                    .is_some_and(|id| id != basic.client_id)
+                {
+                    return Err(OAuthError::new(
+                        ErrorCode::InvalidRequest,
+                        "client_id differs from the client authenticated with HTTP Basic",
+                    ));
+                }
+                Ok(ClientAuth::Basic {
+                    client_id: basic.client_id,
+                    client_secret: basic.client_secret,
+                })
+            }
+            Some(pb::client_authentication::Method::None(_)) | None => {
+                match params.get("client_id") {
+                    Some(id) => Ok(ClientAuth::Public {
+                        client_id: id.to_owned(),
+                    }),
+                    None => Err(invalid_client("client authentication is required")),
+                }
+            }
+        }
+    }
+
+    pub fn client_id(&self) -> &str {
+        match self {
+            ClientAuth::Basic { client_id, .. } | ClientAuth::Public { client_id } => client_id,
+        }
+    }
+
+    pub fn into_proto(self) -> pb::AuthenticateClientRequest {
+        use pb::authenticate_client_request::Credential;
+        match self {
+            ClientAuth::Basic {
+                client_id,
+                client_secret,
+            } => pb::AuthenticateClientRequest {
+                client_id,
+                credential: Some(Credential::ClientSecretBasic(client_secret)),
+            },
+            ClientAuth::Public { client_id } => pb::AuthenticateClientRequest {
+                client_id,
+                credential: Some(Credential::None(true)),
+            },
+        }
+    }
+}

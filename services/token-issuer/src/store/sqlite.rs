@@ -1,0 +1,1 @@
+super::token_store_impl!(SqliteTokenStore, sqlx::SqlitePool);
