@@ -55,9 +55,11 @@ impl ClientRegistry for ClientRegistryService {
                 form_to_json(&params)
             }
             None => {
-                return Err(
-                    OAuthError::new(ErrorCode::InvalidClientMetadata, "no client metadata").into(),
-                );
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidClientMetadata,
+                    "no client metadata",
+                )
+                .into());
             }
         };
         let token = (!r.initial_access_token.is_empty()).then_some(r.initial_access_token.as_str());

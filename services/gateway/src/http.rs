@@ -13,16 +13,24 @@ use serde_json::json;
 /// An OAuth error as an HTTP response: RFC 6749 §5.2 / RFC 7591 §3.2.2 JSON, no caching.
 pub struct OAuthErrorResponse {
     pub error: OAuthError,
-    /// Extra `WWW-Authenticate` challenge, for 401s.
+    pub status: StatusCode,
+    /// `WWW-Authenticate` challenge, for 401s.
     pub challenge: Option<String>,
+}
+
+impl OAuthErrorResponse {
+    pub fn with_challenge(error: OAuthError, challenge: Option<String>) -> OAuthErrorResponse {
+        OAuthErrorResponse {
+            status: status_for(error.code),
+            error,
+            challenge,
+        }
+    }
 }
 
 impl From<OAuthError> for OAuthErrorResponse {
     fn from(error: OAuthError) -> Self {
-        OAuthErrorResponse {
-            error,
-            challenge: None,
-        }
+        OAuthErrorResponse::with_challenge(error, None)
     }
 }
 
@@ -41,7 +49,7 @@ impl IntoResponse for OAuthErrorResponse {
         if let Some(d) = &self.error.description {
             body["error_description"] = json!(d);
         }
-        let mut response = (status_for(self.error.code), no_store(), Json(body)).into_response();
+        let mut response = (self.status, no_store(), Json(body)).into_response();
         if let Some(challenge) = self.challenge
             && let Ok(value) = HeaderValue::from_str(&challenge)
         {
@@ -72,13 +80,22 @@ pub fn body(
     code: ErrorCode,
 ) -> Result<Bytes, OAuthErrorResponse> {
     body.map_err(|rejection| {
-        let too_large = rejection.status() == StatusCode::PAYLOAD_TOO_LARGE;
-        let description = if too_large {
-            "the request body is too large"
+        let (status, description) = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large",
+            )
         } else {
-            "the request body could not be read"
+            (
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            )
         };
-        OAuthError::new(code, description).into()
+        OAuthErrorResponse {
+            error: OAuthError::new(code, description),
+            status,
+            challenge: None,
+        }
     })
 }
 

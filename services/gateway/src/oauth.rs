@@ -46,13 +46,13 @@ pub async fn token(
             })
         }
         Authorization::Bearer(_) | Authorization::Garbled => {
-            return Err(OAuthErrorResponse {
-                error: OAuthError::new(
+            return Err(OAuthErrorResponse::with_challenge(
+                OAuthError::new(
                     ErrorCode::InvalidClient,
                     "use HTTP Basic client authentication",
                 ),
-                challenge: Some(BASIC_CHALLENGE.into()),
-            });
+                Some(BASIC_CHALLENGE.into()),
+            ));
         }
     };
     let request = pb::TokenRequest {
@@ -82,7 +82,7 @@ pub async fn token(
             let error = OAuthError::from_status(&status);
             let challenge =
                 (error.code == ErrorCode::InvalidClient).then(|| BASIC_CHALLENGE.to_owned());
-            Err(OAuthErrorResponse { error, challenge })
+            Err(OAuthErrorResponse::with_challenge(error, challenge))
         }
     }
 }
@@ -150,13 +150,13 @@ pub async fn register(
         Authorization::Absent => (String::new(), false),
         Authorization::Bearer(token) => (token, true),
         Authorization::Basic { .. } | Authorization::Garbled => {
-            return Err(OAuthErrorResponse {
-                error: OAuthError::new(
+            return Err(OAuthErrorResponse::with_challenge(
+                OAuthError::new(
                     ErrorCode::InvalidToken,
                     "send the initial access token as a Bearer token",
                 ),
-                challenge: Some("Bearer realm=\"nmos-auth\", error=\"invalid_token\"".into()),
-            });
+                Some("Bearer realm=\"nmos-auth\", error=\"invalid_token\"".into()),
+            ));
         }
     };
     let request = pb::RegisterClientRequest {
@@ -186,7 +186,7 @@ pub async fn register(
                     "Bearer realm=\"nmos-auth\"".to_owned()
                 }
             });
-            Err(OAuthErrorResponse { error, challenge })
+            Err(OAuthErrorResponse::with_challenge(error, challenge))
         }
     }
 }

@@ -20,6 +20,15 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tonic::transport::{Channel, Endpoint};
 
+/// The loopback addresses of the internal gRPC services.
+#[derive(Clone, Copy, Debug)]
+pub struct GrpcAddrs {
+    pub keys: SocketAddr,
+    pub identity: SocketAddr,
+    pub clients: SocketAddr,
+    pub token_issuer: SocketAddr,
+}
+
 /// A running one-process server.
 pub struct Server {
     /// The gateway's listen address.
@@ -28,6 +37,8 @@ pub struct Server {
     pub identity: Arc<IdentityService>,
     pub clients: Arc<ClientRegistryService>,
     pub token_issuer: Arc<TokenIssuerService>,
+    /// Where each internal gRPC service listens (loopback).
+    pub grpc: GrpcAddrs,
     stop: watch::Sender<bool>,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -159,11 +170,18 @@ impl Server {
         tasks.spawn(async move {
             nmos_auth_gateway::serve(&config, router, listener, stopped(rx)).await
         });
+        let grpc = GrpcAddrs {
+            keys: keys_addr,
+            identity: identity_addr,
+            clients: clients_addr,
+            token_issuer: issuer_addr,
+        };
         Ok(Server {
             addr,
             identity,
             clients,
             token_issuer,
+            grpc,
             stop,
             tasks,
         })

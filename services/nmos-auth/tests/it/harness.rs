@@ -1,0 +1,404 @@
+//! Test harness: a real server on a free port, on SQLite or on a throwaway Postgres cluster.
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nmos_auth::Server;
+use nmos_auth_core::Config;
+use nmos_auth_core::secret::Secret;
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per backend for each named `async fn(Backend)`.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::harness::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::harness::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use backend_tests;
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "nmos-auth-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn free_listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").unwrap()
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
+}
+
+/// As the `postgres` user when we are root (Postgres refuses to run as root).
+fn pg_command(bin: &Path, root: bool) -> Command {
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+fn postgres_bin_dir() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.retain(|d| d.join("initdb").exists());
+    dirs.sort();
+    dirs.pop().expect(
+        "no PostgreSQL server binaries under /usr/lib/postgresql; install them (apt-get install postgresql) \
+         or set NMOS_AUTH_TEST_POSTGRES_URL; scripts/test does this",
+    )
+}
+
+/// The admin URL of a Postgres cluster for this test process: NMOS_AUTH_TEST_POSTGRES_URL,
+/// or a throwaway cluster started here and stopped by a watchdog when this process exits.
+fn postgres_cluster() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("NMOS_AUTH_TEST_POSTGRES_URL") {
+            return url;
+        }
+        let bin = postgres_bin_dir();
+        let root = is_root();
+        let dir = std::env::temp_dir().join(format!("nmos-auth-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if root {
+            run(Command::new("chown").args(["postgres:"]).arg(&dir));
+        }
+        run(pg_command(&bin.join("initdb"), root)
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"]));
+        let port = free_listener().local_addr().unwrap().port();
+        let postgres = format!(
+            "{} -D {} -p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=300",
+            bin.join("postgres").display(),
+            dir.join("data").display(),
+            dir.display()
+        );
+        let pg_ctl = format!("{} -D {} -m immediate -w stop", bin.join("pg_ctl").display(), dir.join("data").display());
+        let (postgres, pg_ctl) = if root {
+            (format!("runuser -u postgres -- {postgres}"), format!("runuser -u postgres -- {pg_ctl}"))
+        } else {
+            (postgres, pg_ctl)
+        };
+        // The watchdog shell outlives this process just long enough to stop the cluster.
+        let watchdog = format!(
+            "{postgres} >{log} 2>&1 & while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             {pg_ctl} >/dev/null 2>&1; rm -rf {dir}",
+            log = dir.join("server.log").display(),
+            pid = std::process::id(),
+            dir = dir.display()
+        );
+        Command::new("sh")
+            .args(["-c", &watchdog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the Postgres watchdog");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = Command::new(bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "Postgres did not start; see {}", dir.join("server.log").display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        format!("postgres://postgres@127.0.0.1:{port}/postgres")
+    })
+}
+
+/// A fresh, empty Postgres database.
+pub async fn postgres_database() -> String {
+    use sqlx::Connection;
+    let admin = postgres_cluster();
+    let name = format!(
+        "t_{}",
+        nmos_auth_core::secret::random_token::<9>()
+            .to_lowercase()
+            .replace(['-', '_'], "x")
+    );
+    let mut conn = sqlx::PgConnection::connect(admin)
+        .await
+        .expect("connecting to the test cluster");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
+}
+
+/// A config for a test server on `backend`, in `dir`.
+pub async fn test_config(backend: Backend, dir: &Path) -> Config {
+    Config {
+        data_dir: dir.join("data"),
+        database_url: match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(Secret::new(postgres_database().await)),
+        },
+        audience: vec!["*.example.com".into(), "https://*.local".into()],
+        ..Config::default()
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub config: Config,
+    pub server: Server,
+    pub dir: TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, edit: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = TempDir::new("app");
+        let mut config = test_config(backend, dir.path()).await;
+        edit(&mut config);
+        TestApp::start(config, dir).await
+    }
+
+    async fn start(mut config: Config, dir: TempDir) -> TestApp {
+        let listener = free_listener();
+        let addr = listener.local_addr().unwrap();
+        config.listen = addr;
+        let scheme = if config.tls_enabled() {
+            "https"
+        } else {
+            "http"
+        };
+        let base = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
+        let server = Server::start(config.clone(), listener)
+            .await
+            .expect("server starts");
+        TestApp {
+            base,
+            http: http_client(),
+            config,
+            server,
+            dir,
+        }
+    }
+
+    /// Stops the server and starts a new one on the same data (directory and database).
+    pub async fn restart(self) -> TestApp {
+        let TestApp {
+            config,
+            server,
+            dir,
+            ..
+        } = self;
+        server.shutdown().await.expect("clean shutdown");
+        TestApp::start(config, dir).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn auth_url(&self, endpoint: &str) -> String {
+        self.url(&format!("/x-nmos/auth/v1.0/{endpoint}"))
+    }
+
+    pub async fn initial_access_token(&self) -> String {
+        self.server
+            .clients
+            .create_initial_access_token(3600, "test")
+            .await
+            .unwrap()
+            .0
+    }
+
+    /// Registers a client with a fresh initial access token; returns the 201 body.
+    pub async fn register(&self, metadata: Value) -> Value {
+        let token = self.initial_access_token().await;
+        let response = self
+            .http
+            .post(self.auth_url("register"))
+            .bearer_auth(token)
+            .json(&metadata)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "registration failed");
+        response.json().await.unwrap()
+    }
+
+    /// A registered machine client (client_credentials, client_secret_basic): (id, secret).
+    pub async fn machine_client(&self, scope: &str) -> (String, String) {
+        let body = self
+            .register(json!({
+                "client_name": "Test Node", "grant_types": ["client_credentials"],
+                "response_types": ["none"], "scope": scope,
+            }))
+            .await;
+        (
+            body["client_id"].as_str().unwrap().to_owned(),
+            body["client_secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn token(
+        &self,
+        client_id: &str,
+        secret: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.http
+            .post(self.auth_url("token"))
+            .basic_auth(client_id, Some(secret))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn jwks(&self) -> Value {
+        self.http
+            .get(self.auth_url("jwks"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Checks a token with PyJWT (a JWT implementation we did not write, sharing none of our
+/// code) against the served JWK Set; returns `{"header": ..., "claims": ...}`.
+pub fn pyjwt_verify(token: &str, jwks: &Value, issuer: &str, audience: &str) -> Value {
+    const SCRIPT: &str = r#"
+import json, sys, jwt
+d = json.load(sys.stdin)
+header = jwt.get_unverified_header(d["token"])
+keys = [k for k in jwt.PyJWKSet.from_dict(d["jwks"]).keys if k.key_id == header["kid"]]
+if len(keys) != 1:
+    sys.exit("no JWK with kid %r" % header.get("kid"))
+claims = jwt.decode(d["token"], keys[0].key, algorithms=["RS512"], audience=d["audience"], issuer=d["issuer"],
+                    options={"require": ["iss", "sub", "aud", "exp", "iat"]})
+print(json.dumps({"header": header, "claims": claims}))
+"#;
+    let python =
+        std::env::var("NMOS_AUTH_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+    let mut child = Command::new(&python)
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("running {python} (needs PyJWT: apt-get install python3-jwt): {e}")
+        });
+    let input = json!({"token": token, "jwks": jwks, "issuer": issuer, "audience": audience});
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "PyJWT rejected the token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Asserts an OAuth error response: status, `error` code, no-store, JSON.
+pub async fn assert_oauth_error(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> reqwest::header::HeaderMap {
+    assert_eq!(response.status(), status, "wrong status for {code}");
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "application/json");
+    let body: Value = response.json().await.expect("a JSON error body");
+    assert_eq!(body["error"], code, "{body}");
+    headers
+}

@@ -1,0 +1,107 @@
+//! The HTTP surface every route shares: NMOS indexes, CORS, 404/405 bodies.
+use serde_json::{Value, json};
+
+use crate::harness::{Backend, TestApp, backend_tests};
+
+backend_tests!(indexes_cors_and_unknown_paths);
+
+async fn indexes_cors_and_unknown_paths(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+
+    for (path, index) in [
+        ("/", json!(["x-nmos/"])),
+        ("/x-nmos/", json!(["auth/"])),
+        ("/x-nmos/auth/", json!(["v1.0/"])),
+        (
+            "/x-nmos/auth/v1.0/",
+            json!(["authorize/", "jwks/", "register/", "token/"]),
+        ),
+    ] {
+        let r = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["access-control-allow-origin"], "*", "{path}");
+        assert_eq!(r.json::<Value>().await.unwrap(), index, "{path}");
+    }
+
+    // Every route answers a CORS pre-flight without authentication, allowing Authorization.
+    let routes = [
+        "/",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-authorization-server/x-nmos/auth/v1.0",
+        "/x-nmos/auth/v1.0/jwks",
+        "/x-nmos/auth/v1.0/token",
+        "/x-nmos/auth/v1.0/register",
+        "/x-nmos/auth/v1.0/authorize",
+    ];
+    for path in routes {
+        let r = app
+            .http
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", "https://controller.example.com")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        assert_eq!(h["access-control-allow-origin"], "*", "{path}");
+        let allowed = h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(allowed.contains("authorization"), "{path}: {allowed}");
+        assert!(
+            h["access-control-allow-methods"]
+                .to_str()
+                .unwrap()
+                .contains("POST"),
+            "{path}"
+        );
+    }
+
+    // Unknown paths and methods: NMOS error JSON, still with CORS.
+    for path in [
+        "/x-nmos/auth/v1.0/nope",
+        "/x-nmos/query/v1.3/nodes",
+        "/elsewhere",
+    ] {
+        let r = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()["access-control-allow-origin"], "*");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], 404);
+        assert!(body["error"].is_string());
+        assert!(body.get("debug").is_some());
+    }
+    let r = app.http.delete(app.auth_url("jwks")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], 405);
+
+    // The authorization endpoint is advertised but the code flow is not offered yet: it
+    // refuses in the RFC 6749 shape and never redirects.
+    let r = app
+        .http
+        .get(app.auth_url(
+            "authorize?response_type=code&client_id=x&redirect_uri=https://evil.example/cb",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "unsupported_response_type"
+    );
+
+    // The JWKS is public and carries no private material.
+    let jwks = app.jwks().await;
+    let key = jwks["keys"][0].as_object().unwrap();
+    let mut members: Vec<&str> = key.keys().map(String::as_str).collect();
+    members.sort();
+    assert_eq!(members, ["alg", "e", "kid", "kty", "n", "use"]);
+}

@@ -1,0 +1,243 @@
+//! The machine-to-machine path an NMOS Node takes: metadata, registration, token, JWKS.
+use serde_json::{Value, json};
+
+use crate::harness::{Backend, TestApp, backend_tests, pyjwt_verify};
+
+backend_tests!(
+    node_registers_and_gets_a_verifiable_token,
+    requested_scope_is_narrowed_to_what_was_asked
+);
+
+async fn node_registers_and_gets_a_verifiable_token(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+
+    // RFC 8414 metadata, at the bare well-known path and with the issuer path appended.
+    let bare: Value = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let suffixed = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server/x-nmos/auth/v1.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(suffixed.headers()["content-type"], "application/json");
+    let suffixed: Value = suffixed.json().await.unwrap();
+    assert_eq!(bare, suffixed);
+    let issuer = bare["issuer"].as_str().unwrap().to_owned();
+    assert_eq!(issuer, app.url("/x-nmos/auth/v1.0"));
+    // The seven fields the IS-10 auth_metadata.json schema requires.
+    for field in [
+        "issuer",
+        "authorization_endpoint",
+        "token_endpoint",
+        "jwks_uri",
+        "registration_endpoint",
+        "response_types_supported",
+        "code_challenge_methods_supported",
+    ] {
+        assert!(bare.get(field).is_some(), "metadata lacks {field}");
+    }
+    assert!(
+        bare["response_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("code"))
+    );
+    assert!(
+        bare["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("client_credentials"))
+    );
+    assert!(
+        bare["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("registration"))
+    );
+    assert!(bare.get("key_ops").is_none());
+
+    // RFC 7591 registration with an initial access token, as nmos-cpp sends it.
+    let registration_endpoint = bare["registration_endpoint"].as_str().unwrap();
+    let token = app.initial_access_token().await;
+    let response = app
+        .http
+        .post(registration_endpoint)
+        .bearer_auth(&token)
+        .json(&json!({
+            "client_name": "ACME Node 1234", "grant_types": ["client_credentials"], "response_types": ["none"],
+            "scope": "registration", "token_endpoint_auth_method": "client_secret_basic",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.headers()["pragma"], "no-cache");
+    let client: Value = response.json().await.unwrap();
+    let client_id = client["client_id"].as_str().unwrap();
+    let secret = client["client_secret"].as_str().unwrap();
+    assert!(client_id.len() >= 20);
+    assert!(secret.len() >= 43, "at least 256 bits");
+    assert_eq!(client["client_secret_expires_at"], 0);
+    assert_eq!(client["client_name"], "ACME Node 1234");
+    assert_eq!(client["grant_types"], json!(["client_credentials"]));
+    assert_eq!(client["response_types"], json!(["none"]));
+    assert_eq!(client["scope"], "registration");
+    assert_eq!(client["token_endpoint_auth_method"], "client_secret_basic");
+    assert!(client["client_id_issued_at"].is_i64());
+
+    // client_credentials at the advertised token endpoint.
+    let response = app
+        .http
+        .post(bare["token_endpoint"].as_str().unwrap())
+        .basic_auth(client_id, Some(secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "registration"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.headers()["pragma"], "no-cache");
+    let tokens: Value = response.json().await.unwrap();
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(
+        tokens["expires_in"],
+        json!(60),
+        "an integer, the configured lifetime"
+    );
+    assert_eq!(tokens["scope"], "registration");
+    assert!(
+        tokens.get("refresh_token").is_none(),
+        "no refresh token for client_credentials"
+    );
+
+    // Verify with PyJWT against the served JWKS, then check every claim (is-10.md §1.12).
+    let jwks: Value = app
+        .http
+        .get(bare["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = &jwks["keys"][0];
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (
+            key["kty"].as_str(),
+            key["use"].as_str(),
+            key["alg"].as_str()
+        ),
+        (Some("RSA"), Some("sig"), Some("RS512"))
+    );
+    assert!(key.get("key_ops").is_none());
+    let access_token = tokens["access_token"].as_str().unwrap();
+    let verified = pyjwt_verify(access_token, &jwks, &issuer, "*.example.com");
+    let header = &verified["header"];
+    assert_eq!(header["alg"], "RS512");
+    assert_eq!(header["typ"], "JWT");
+    assert_eq!(header["kid"], key["kid"]);
+    let claims = &verified["claims"];
+    assert_eq!(
+        claims["iss"],
+        issuer.as_str(),
+        "iss is byte-identical to the metadata issuer"
+    );
+    assert_eq!(claims["sub"], client_id);
+    assert_eq!(
+        claims["aud"],
+        json!(["*.example.com", "https://*.local"]),
+        "aud is a JSON array"
+    );
+    assert_eq!(claims["client_id"], client_id);
+    assert_eq!(
+        claims["scope"], tokens["scope"],
+        "the token's scope equals the response's"
+    );
+    let iat = claims["iat"].as_i64().unwrap();
+    let now = nmos_auth_core::now_unix();
+    assert!((now - 60..=now + 1).contains(&iat));
+    assert_eq!(claims["exp"].as_i64().unwrap(), iat + 60);
+    assert!(claims["jti"].as_str().unwrap().len() >= 16);
+    assert_eq!(
+        claims["x-nmos-registration"],
+        json!({"read": ["*"], "write": ["*"]})
+    );
+    let private: Vec<&String> = claims
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("x-nmos-"))
+        .collect();
+    assert_eq!(
+        private,
+        vec!["x-nmos-registration"],
+        "one claim per granted API, none empty"
+    );
+
+    // The issuance is in the audit log, without secrets.
+    let audit = app.server.token_issuer.recent_audit(10).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        (audit[0].client_id.as_str(), audit[0].grant_type.as_str()),
+        (client_id, "client_credentials")
+    );
+    assert_eq!(audit[0].jti, claims["jti"].as_str().unwrap());
+}
+
+async fn requested_scope_is_narrowed_to_what_was_asked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, secret) = app.machine_client("registration events").await;
+
+    let both: Value = app
+        .token(&id, &secret, &[("grant_type", "client_credentials")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        both["scope"], "registration events",
+        "no scope asked: the registered scope within the allow-list"
+    );
+    let claims = crate::harness::pyjwt_verify(
+        both["access_token"].as_str().unwrap(),
+        &app.jwks().await,
+        &app.auth_url("").trim_end_matches('/').to_owned(),
+        "*.example.com",
+    )["claims"]
+        .clone();
+    assert!(claims.get("x-nmos-registration").is_some() && claims.get("x-nmos-events").is_some());
+
+    let one: Value = app
+        .token(
+            &id,
+            &secret,
+            &[("grant_type", "client_credentials"), ("scope", "events")],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["scope"], "events");
+    let claims = crate::harness::pyjwt_verify(
+        one["access_token"].as_str().unwrap(),
+        &app.jwks().await,
+        &app.auth_url("").trim_end_matches('/').to_owned(),
+        "*.example.com",
+    )["claims"]
+        .clone();
+    assert_eq!(claims["scope"], "events");
+    assert!(claims.get("x-nmos-registration").is_none());
+}

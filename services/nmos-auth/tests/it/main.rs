@@ -1,0 +1,12 @@
+//! Integration tests: each starts a real server (gateway + every service over loopback gRPC)
+//! on a free port, on SQLite and on Postgres.
+mod harness;
+
+mod cli;
+mod grpc;
+mod http_surface;
+mod m2m;
+mod registration;
+mod restart;
+mod tls;
+mod token_errors;
