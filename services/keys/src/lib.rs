@@ -4,7 +4,9 @@
 
 mod grpc;
 mod kek;
-mod keyring;
+
+pub use kek::KeyEncryptionKey;
+pub mod keyring;
 pub mod store;
 
 use std::sync::Arc;
@@ -16,7 +18,6 @@ use nmos_auth_proto::Jwk;
 use nmos_auth_proto::keys_server::KeysServer;
 use tonic::Status;
 
-use crate::kek::KeyEncryptionKey;
 use crate::keyring::SigningKey;
 use crate::store::{KeyState, KeyStore};
 

@@ -157,7 +157,9 @@ fn postgres_cluster() -> &'static str {
             pid = std::process::id(),
             dir = dir.display()
         );
-        Command::new("sh")
+        // Deliberately not waited for: it must outlive this process.
+        #[allow(clippy::zombie_processes)]
+        let _watchdog = Command::new("sh")
             .args(["-c", &watchdog])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -274,6 +276,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The issuer identifier, as the metadata and every token's `iss` say it.
+    pub fn issuer(&self) -> String {
+        self.url("/x-nmos/auth/v1.0")
     }
 
     pub fn auth_url(&self, endpoint: &str) -> String {

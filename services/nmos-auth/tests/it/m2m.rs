@@ -214,7 +214,7 @@ async fn requested_scope_is_narrowed_to_what_was_asked(backend: Backend) {
     let claims = crate::harness::pyjwt_verify(
         both["access_token"].as_str().unwrap(),
         &app.jwks().await,
-        &app.auth_url("").trim_end_matches('/').to_owned(),
+        &app.issuer(),
         "*.example.com",
     )["claims"]
         .clone();
@@ -234,7 +234,7 @@ async fn requested_scope_is_narrowed_to_what_was_asked(backend: Backend) {
     let claims = crate::harness::pyjwt_verify(
         one["access_token"].as_str().unwrap(),
         &app.jwks().await,
-        &app.auth_url("").trim_end_matches('/').to_owned(),
+        &app.issuer(),
         "*.example.com",
     )["claims"]
         .clone();

@@ -27,7 +27,7 @@ async fn state_survives_a_restart(backend: Backend) {
         )
         .await
         .unwrap();
-    let issuer = app.auth_url("").trim_end_matches('/').to_owned();
+    let issuer = app.issuer();
 
     let app = app.restart().await;
 

@@ -1,0 +1,111 @@
+//! RS512 signing throughput on every core: the physical floor of the token endpoint.
+//!
+//! `cargo bench -p nmos-auth-keys --bench sign [-- SECONDS]` prints tokens/s for
+//! - `raw`: aws-lc-rs RSASSA-PKCS1-v1_5 SHA-512 over a token-sized message, nothing else;
+//! - `keys-service`: what the Sign RPC does (JWS assembly + signature, key parsed once);
+//! - `jsonwebtoken`: `jsonwebtoken::encode`, which parses the private key on every call.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{RSA_PKCS1_SHA512, RsaKeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use nmos_auth_core::Config;
+use nmos_auth_core::secret::Secret;
+use nmos_auth_keys::keyring::{self, SigningKey};
+use nmos_auth_keys::store::KeyState;
+
+/// Runs `work` on every core for `secs` seconds; returns operations per second.
+fn on_all_cores(secs: u64, work: impl Fn() + Send + Sync + 'static) -> f64 {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let work = Arc::new(work);
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (work, stop, count) = (work.clone(), stop.clone(), count.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    work();
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let secs: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(5);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let claims = serde_json::json!({
+        "iss": "https://auth.example.com:4999/x-nmos/auth/v1.0", "sub": "HGFDLHonMfDmrh2nCu8tmT3Ih73KcWd6",
+        "aud": ["*.example.com"], "exp": 1795919389, "iat": 1795919329, "jti": "IKqXBD-d74UdyBElaeavcg",
+        "client_id": "HGFDLHonMfDmrh2nCu8tmT3Ih73KcWd6", "scope": "registration",
+        "x-nmos-registration": {"read": ["*"], "write": ["*"]},
+    });
+    let claims_json = claims.to_string().into_bytes();
+    println!("RS512, RSA-2048, {threads} threads, {secs} s each");
+
+    let pair = Arc::new(RsaKeyPair::generate(KeySize::Rsa2048).unwrap());
+    let message = vec![b'x'; 620];
+    let raw = {
+        let pair = pair.clone();
+        let rng = SystemRandom::new();
+        on_all_cores(secs, move || {
+            let mut sig = vec![0; pair.public_modulus_len()];
+            pair.sign(&RSA_PKCS1_SHA512, &rng, &message, &mut sig)
+                .unwrap();
+        })
+    };
+    println!("raw             {raw:8.0} signatures/s");
+
+    let config = Config {
+        key_encryption_key: Some(Secret::new(STANDARD.encode([9u8; 32]))),
+        ..Config::default()
+    };
+    let kek = nmos_auth_keys::KeyEncryptionKey::load(&config).unwrap();
+    let stored = keyring::generate(&kek, KeyState::Active).unwrap();
+    let key = Arc::new(SigningKey::open(&stored, &kek).unwrap());
+    let ours = {
+        let (key, claims_json) = (key.clone(), claims_json.clone());
+        on_all_cores(secs, move || {
+            key.sign(&claims_json).unwrap();
+        })
+    };
+    println!(
+        "keys-service    {ours:8.0} tokens/s ({:.0} % of raw)",
+        100.0 * ours / raw
+    );
+
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        STANDARD.encode(pair.as_der().unwrap().as_ref())
+    );
+    let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS512);
+    let jwt = on_all_cores(secs, move || {
+        jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
+    });
+    println!(
+        "jsonwebtoken    {jwt:8.0} tokens/s ({:.0} % of raw)",
+        100.0 * jwt / raw
+    );
+}
