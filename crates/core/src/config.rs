@@ -29,6 +29,30 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// How the services of one process reach each other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InternalTransport {
+    /// Each call handed straight to the callee's gRPC server in memory.
+    #[default]
+    InProcess,
+    /// Each service on its own gRPC server on a loopback port, called over HTTP/2.
+    Loopback,
+}
+
+impl std::str::FromStr for InternalTransport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<InternalTransport, String> {
+        match s {
+            "in-process" => Ok(InternalTransport::InProcess),
+            "loopback" => Ok(InternalTransport::Loopback),
+            _ => Err(format!(
+                "unknown internal transport {s:?} (in-process, loopback)"
+            )),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -60,6 +84,8 @@ pub struct Config {
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    /// How `serve` connects its services: in memory, or over loopback gRPC.
+    pub internal_transport: InternalTransport,
 }
 
 impl Default for Config {
@@ -80,6 +106,7 @@ impl Default for Config {
             open_registration: false,
             max_body_bytes: 16 * 1024,
             log_format: LogFormat::Text,
+            internal_transport: InternalTransport::InProcess,
         }
     }
 }

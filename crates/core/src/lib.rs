@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod grpc;
 pub mod secret;
 pub mod telemetry;
 

@@ -25,6 +25,60 @@ pub struct Client {
     pub metadata: ClientMetadata,
 }
 
+impl Client {
+    fn from_row(row: ClientRow) -> Result<Client, OAuthError> {
+        let metadata = serde_json::from_str(&row.metadata).map_err(OAuthError::internal)?;
+        Ok(Client {
+            client_id: row.client_id,
+            issued_at: row.issued_at,
+            metadata,
+        })
+    }
+}
+
+/// What authentication needs to know about a client.
+struct KnownClient {
+    client: Client,
+    secret_digest: Option<Vec<u8>>,
+}
+
+/// Recently authenticated clients, so that a Node asking for a token every few seconds does
+/// not cost a database read each time. Entries live for [`ClientCache::TTL`]: a change made
+/// by another replica of the registry is seen within that time. Unknown ids are not cached.
+#[derive(Default)]
+struct ClientCache(
+    std::sync::Mutex<std::collections::HashMap<String, (Arc<KnownClient>, std::time::Instant)>>,
+);
+
+impl ClientCache {
+    const TTL: std::time::Duration = std::time::Duration::from_secs(10);
+    const MAX_ENTRIES: usize = 10_000;
+
+    fn get(&self, client_id: &str) -> Option<Arc<KnownClient>> {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.get(client_id)
+            .filter(|(_, at)| at.elapsed() < Self::TTL)
+            .map(|(known, _)| known.clone())
+    }
+
+    fn put(&self, client_id: &str, known: Arc<KnownClient>) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if map.len() >= Self::MAX_ENTRIES {
+            map.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+            if map.len() >= Self::MAX_ENTRIES {
+                map.clear();
+            }
+        }
+        map.insert(client_id.to_owned(), (known, std::time::Instant::now()));
+    }
+}
+
 /// How a client presents itself at the token endpoint.
 pub enum Credential<'a> {
     /// HTTP Basic with the client secret.
@@ -35,6 +89,7 @@ pub enum Credential<'a> {
 
 pub struct ClientRegistryService {
     store: Arc<dyn ClientStore>,
+    cache: ClientCache,
     scopes: Scope,
     open_registration: bool,
 }
@@ -45,6 +100,7 @@ impl ClientRegistryService {
         db.migrate("clients", &store::MIGRATIONS).await?;
         Ok(ClientRegistryService {
             store: store::open(db),
+            cache: ClientCache::default(),
             scopes: config.scopes()?,
             open_registration: config.open_registration,
         })
@@ -129,20 +185,12 @@ impl ClientRegistryService {
     }
 
     pub async fn get(&self, client_id: &str) -> Result<Option<Client>, OAuthError> {
-        let Some(row) = self
+        let row = self
             .store
             .get_client(client_id)
             .await
-            .map_err(OAuthError::internal)?
-        else {
-            return Ok(None);
-        };
-        let metadata = serde_json::from_str(&row.metadata).map_err(OAuthError::internal)?;
-        Ok(Some(Client {
-            client_id: row.client_id,
-            issued_at: row.issued_at,
-            metadata,
-        }))
+            .map_err(OAuthError::internal)?;
+        row.map(Client::from_row).transpose()
     }
 
     /// Authenticates a client (RFC 6749 §2.3). Every failure is the same `invalid_client`.
@@ -151,17 +199,31 @@ impl ClientRegistryService {
         client_id: &str,
         credential: Credential<'_>,
     ) -> Result<Client, OAuthError> {
-        let row = self
-            .store
-            .get_client(client_id)
-            .await
-            .map_err(OAuthError::internal)?;
-        let ok = match (&row, &credential) {
-            (Some(row), Credential::Secret(secret)) => row
+        let known = match self.cache.get(client_id) {
+            Some(known) => Some(known),
+            None => match self
+                .store
+                .get_client(client_id)
+                .await
+                .map_err(OAuthError::internal)?
+            {
+                Some(row) => {
+                    let known = Arc::new(KnownClient {
+                        secret_digest: row.secret_digest.clone(),
+                        client: Client::from_row(row)?,
+                    });
+                    self.cache.put(client_id, known.clone());
+                    Some(known)
+                }
+                None => None,
+            },
+        };
+        let ok = match (&known, &credential) {
+            (Some(known), Credential::Secret(secret)) => known
                 .secret_digest
                 .as_deref()
                 .is_some_and(|stored| verify_digest(secret, stored)),
-            (Some(row), Credential::None) => row.secret_digest.is_none(),
+            (Some(known), Credential::None) => known.secret_digest.is_none(),
             (None, Credential::Secret(secret)) => {
                 // Same work as for a known client, so timing does not reveal which ids exist.
                 let _ = verify_digest(secret, &[0u8; 32]);
@@ -169,16 +231,13 @@ impl ClientRegistryService {
             }
             (None, Credential::None) => false,
         };
-        if !ok {
-            return Err(OAuthError::new(
+        match known {
+            Some(known) if ok => Ok(known.client.clone()),
+            _ => Err(OAuthError::new(
                 ErrorCode::InvalidClient,
                 "client authentication failed",
-            ));
+            )),
         }
-        let client = self.get(client_id).await?;
-        client.ok_or_else(|| {
-            OAuthError::new(ErrorCode::InvalidClient, "client authentication failed")
-        })
     }
 
     /// Creates an initial access token for RFC 7591 registration; `lifetime_secs` 0 means it

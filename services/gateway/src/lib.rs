@@ -15,13 +15,14 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Json};
 use axum::routing::{get, post};
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use nmos_auth_core::Config;
+use nmos_auth_core::grpc::GrpcChannel;
 use nmos_auth_proto::client_registry_client::ClientRegistryClient;
 use nmos_auth_proto::keys_client::KeysClient;
 use nmos_auth_proto::token_issuer_client::TokenIssuerClient;
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -29,18 +30,18 @@ use tower_http::trace::TraceLayer;
 /// The gateway's handles on the services, and the documents it serves as they are.
 #[derive(Clone)]
 pub struct Gateway {
-    pub token_issuer: TokenIssuerClient<Channel>,
-    pub clients: ClientRegistryClient<Channel>,
-    pub keys: KeysClient<Channel>,
+    pub token_issuer: TokenIssuerClient<GrpcChannel>,
+    pub clients: ClientRegistryClient<GrpcChannel>,
+    pub keys: KeysClient<GrpcChannel>,
     metadata: Arc<Value>,
 }
 
 impl Gateway {
     pub fn new(
         config: &Config,
-        token_issuer: TokenIssuerClient<Channel>,
-        clients: ClientRegistryClient<Channel>,
-        keys: KeysClient<Channel>,
+        token_issuer: TokenIssuerClient<GrpcChannel>,
+        clients: ClientRegistryClient<GrpcChannel>,
+        keys: KeysClient<GrpcChannel>,
     ) -> anyhow::Result<Gateway> {
         let metadata = metadata::authorization_server_metadata(
             &config.issuer()?,
@@ -138,13 +139,16 @@ pub async fn serve(
                         key.display()
                     )
                 })?;
-            axum_server::from_tcp_rustls(listener, tls)?
+            let acceptor = RustlsAcceptor::new(tls).acceptor(NoDelayAcceptor::new());
+            axum_server::from_tcp(listener)?
+                .acceptor(acceptor)
                 .handle(handle)
                 .serve(service)
                 .await?;
         }
         _ => {
             axum_server::from_tcp(listener)?
+                .acceptor(NoDelayAcceptor::new())
                 .handle(handle)
                 .serve(service)
                 .await?;

@@ -3,13 +3,15 @@
 //! they do when they run as separate processes.
 #![forbid(unsafe_code)]
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use nmos_auth_client_registry::ClientRegistryService;
 use nmos_auth_core::Config;
+use nmos_auth_core::config::InternalTransport;
+use nmos_auth_core::grpc::{self, GrpcChannel};
 use nmos_auth_identity::IdentityService;
 use nmos_auth_keys::KeysService;
 use nmos_auth_proto::client_registry_client::ClientRegistryClient;
@@ -18,7 +20,10 @@ use nmos_auth_proto::token_issuer_client::TokenIssuerClient;
 use nmos_auth_token_issuer::{Peers, TokenIssuerService};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
+use tonic::body::Body;
+use tonic::codegen::http::{Request, Response};
+use tonic::server::NamedService;
+use tonic::transport::server::TcpIncoming;
 
 /// The loopback addresses of the internal gRPC services.
 #[derive(Clone, Copy, Debug)]
@@ -37,8 +42,8 @@ pub struct Server {
     pub identity: Arc<IdentityService>,
     pub clients: Arc<ClientRegistryService>,
     pub token_issuer: Arc<TokenIssuerService>,
-    /// Where each internal gRPC service listens (loopback).
-    pub grpc: GrpcAddrs,
+    /// Where each internal gRPC service listens, with the loopback transport.
+    pub grpc: Option<GrpcAddrs>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -48,27 +53,15 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// A long-lived HTTP/2 channel to a service, with a deadline on every call.
-fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect_lazy())
-}
-
 /// Serves one gRPC service on a fresh loopback port until the stop signal.
 fn spawn_grpc(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     stop: &watch::Receiver<bool>,
     router: tonic::transport::server::Router,
 ) -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(
-        tokio::net::TcpListener::from_std(listener)?,
-    );
+    let incoming =
+        TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?.with_nodelay(Some(true));
+    let addr = incoming.local_addr()?;
     let stop = stopped(stop.clone());
     tasks.spawn(async move {
         router.serve_with_incoming_shutdown(incoming, stop).await?;
@@ -117,50 +110,65 @@ pub async fn open_services(
     Ok((keys, identity, clients))
 }
 
+/// Connects the services according to the configured internal transport.
+struct Wiring<'a> {
+    transport: InternalTransport,
+    tasks: &'a mut JoinSet<anyhow::Result<()>>,
+    stop: &'a watch::Receiver<bool>,
+}
+
+impl Wiring<'_> {
+    /// A channel to `server`, and its loopback address when it has one.
+    fn expose<S>(&mut self, server: S) -> anyhow::Result<(GrpcChannel, Option<SocketAddr>)>
+    where
+        S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        match self.transport {
+            InternalTransport::InProcess => Ok((grpc::in_process(server), None)),
+            InternalTransport::Loopback => {
+                let router = tonic::transport::Server::builder().add_service(server);
+                let addr = spawn_grpc(self.tasks, self.stop, router)?;
+                Ok((grpc::connect(addr)?, Some(addr)))
+            }
+        }
+    }
+}
+
 impl Server {
     /// Starts every service; the gateway serves on `listener`.
     pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::Result<Server> {
         let (keys, identity, clients) = open_services(&config).await?;
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let mut wiring = Wiring {
+            transport: config.internal_transport,
+            tasks: &mut tasks,
+            stop: &stop_rx,
+        };
 
-        let server = || tonic::transport::Server::builder().tcp_nodelay(true);
-
-        let keys_addr = spawn_grpc(
-            &mut tasks,
-            &stop_rx,
-            server().add_service(keys.into_server()),
-        )?;
-        let identity_addr = spawn_grpc(
-            &mut tasks,
-            &stop_rx,
-            server().add_service(identity.clone().into_server()),
-        )?;
-        let clients_addr = spawn_grpc(
-            &mut tasks,
-            &stop_rx,
-            server().add_service(clients.clone().into_server()),
-        )?;
-        tracing::debug!(%keys_addr, %identity_addr, %clients_addr, "internal gRPC services listening on loopback");
-
+        let (keys_channel, keys_addr) = wiring.expose(keys.into_server())?;
+        let (_, identity_addr) = wiring.expose(identity.clone().into_server())?;
+        let (clients_channel, clients_addr) = wiring.expose(clients.clone().into_server())?;
         let peers = Peers {
-            clients: ClientRegistryClient::new(channel(clients_addr)?),
-            keys: KeysClient::new(channel(keys_addr)?),
+            clients: ClientRegistryClient::new(clients_channel),
+            keys: KeysClient::new(keys_channel),
         };
         let token_issuer = Arc::new(
             TokenIssuerService::open(&config, peers.clone())
                 .await
                 .context("token issuer")?,
         );
-        let issuer_addr = spawn_grpc(
-            &mut tasks,
-            &stop_rx,
-            server().add_service(token_issuer.clone().into_server()),
-        )?;
+        let (issuer_channel, issuer_addr) = wiring.expose(token_issuer.clone().into_server())?;
 
         let gateway = nmos_auth_gateway::Gateway::new(
             &config,
-            TokenIssuerClient::new(channel(issuer_addr)?),
+            TokenIssuerClient::new(issuer_channel),
             peers.clients,
             peers.keys,
         )?;
@@ -170,11 +178,14 @@ impl Server {
         tasks.spawn(async move {
             nmos_auth_gateway::serve(&config, router, listener, stopped(rx)).await
         });
-        let grpc = GrpcAddrs {
-            keys: keys_addr,
-            identity: identity_addr,
-            clients: clients_addr,
-            token_issuer: issuer_addr,
+        let grpc = match (keys_addr, identity_addr, clients_addr, issuer_addr) {
+            (Some(keys), Some(identity), Some(clients), Some(token_issuer)) => Some(GrpcAddrs {
+                keys,
+                identity,
+                clients,
+                token_issuer,
+            }),
+            _ => None,
         };
         Ok(Server {
             addr,

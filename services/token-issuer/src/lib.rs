@@ -2,6 +2,7 @@
 //! keeps the IS-10 audit log.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod claims;
 mod grants;
 mod grpc;
@@ -11,13 +12,14 @@ pub mod store;
 use std::sync::Arc;
 
 use nmos_auth_core::db::Db;
+use nmos_auth_core::grpc::GrpcChannel;
 use nmos_auth_core::{Config, ErrorCode, OAuthError, Scope};
 use nmos_auth_proto as pb;
 use nmos_auth_proto::client_registry_client::ClientRegistryClient;
 use nmos_auth_proto::keys_client::KeysClient;
 use nmos_auth_proto::token_issuer_server::TokenIssuerServer;
-use tonic::transport::Channel;
 
+use crate::audit::AuditLog;
 use crate::claims::TokenPolicy;
 use crate::request::{ClientAuth, Params};
 use crate::store::{AuditEntry, TokenStore};
@@ -25,13 +27,14 @@ use crate::store::{AuditEntry, TokenStore};
 /// The services the token issuer calls.
 #[derive(Clone)]
 pub struct Peers {
-    pub clients: ClientRegistryClient<Channel>,
-    pub keys: KeysClient<Channel>,
+    pub clients: ClientRegistryClient<GrpcChannel>,
+    pub keys: KeysClient<GrpcChannel>,
 }
 
 pub struct TokenIssuerService {
     peers: Peers,
     store: Arc<dyn TokenStore>,
+    audit: AuditLog,
     policy: TokenPolicy,
     client_credentials_scopes: Scope,
 }
@@ -40,9 +43,11 @@ impl TokenIssuerService {
     pub async fn open(config: &Config, peers: Peers) -> anyhow::Result<TokenIssuerService> {
         let db = Db::connect(&config.database_url("tokens")).await?;
         db.migrate("tokens", &store::MIGRATIONS).await?;
+        let store = store::open(db);
         Ok(TokenIssuerService {
             peers,
-            store: store::open(db),
+            audit: AuditLog::start(store.clone()),
+            store,
             policy: TokenPolicy {
                 issuer: config.issuer()?,
                 audience: config.audience.clone(),
@@ -96,8 +101,8 @@ impl TokenIssuerService {
             .await
             .map_err(|s| OAuthError::from_status(&s))?
             .into_inner();
-        self.store
-            .audit(&AuditEntry {
+        self.audit
+            .record(AuditEntry {
                 at: now,
                 event: "token_issued".into(),
                 grant_type: grant_type.clone(),

@@ -1,5 +1,7 @@
 //! Every gRPC method, called over real loopback sockets, including its error statuses.
-//! These also exercise each service's store on both backends.
+//! These also exercise each service's store on both backends, and the loopback transport
+//! (`internal_transport = "loopback"`), which carries the HTTP flows in these tests too.
+use nmos_auth_core::config::InternalTransport;
 use nmos_auth_core::{ErrorCode, OAuthError};
 use nmos_auth_proto as pb;
 use nmos_auth_proto::client_registry_client::ClientRegistryClient;
@@ -35,10 +37,16 @@ fn access_of(user: &pb::User, api: &str) -> pb::Access {
 }
 
 async fn identity_service(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let mut identity = IdentityClient::connect(format!("http://{}", app.server.grpc.identity))
-        .await
-        .unwrap();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.internal_transport = InternalTransport::Loopback
+    })
+    .await;
+    let mut identity = IdentityClient::connect(format!(
+        "http://{}",
+        app.server.grpc.expect("loopback transport").identity
+    ))
+    .await
+    .unwrap();
     let create = |username: &str, access: i32| pb::CreateUserRequest {
         username: username.into(),
         password: "correct horse battery".into(),
@@ -198,10 +206,16 @@ async fn identity_service(backend: Backend) {
 }
 
 async fn keys_service(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let mut keys = KeysClient::connect(format!("http://{}", app.server.grpc.keys))
-        .await
-        .unwrap();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.internal_transport = InternalTransport::Loopback
+    })
+    .await;
+    let mut keys = KeysClient::connect(format!(
+        "http://{}",
+        app.server.grpc.expect("loopback transport").keys
+    ))
+    .await
+    .unwrap();
     let jwks = keys
         .get_jwks(pb::GetJwksRequest {})
         .await
@@ -249,10 +263,16 @@ async fn keys_service(backend: Backend) {
 }
 
 async fn client_registry_service(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let mut clients = ClientRegistryClient::connect(format!("http://{}", app.server.grpc.clients))
-        .await
-        .unwrap();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.internal_transport = InternalTransport::Loopback
+    })
+    .await;
+    let mut clients = ClientRegistryClient::connect(format!(
+        "http://{}",
+        app.server.grpc.expect("loopback transport").clients
+    ))
+    .await
+    .unwrap();
 
     let iat = clients
         .create_initial_access_token(pb::CreateInitialAccessTokenRequest {
@@ -379,11 +399,17 @@ async fn client_registry_service(backend: Backend) {
 }
 
 async fn token_issuer_service(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, |c| {
+        c.internal_transport = InternalTransport::Loopback
+    })
+    .await;
     let (id, secret) = app.machine_client("registration").await;
-    let mut issuer = TokenIssuerClient::connect(format!("http://{}", app.server.grpc.token_issuer))
-        .await
-        .unwrap();
+    let mut issuer = TokenIssuerClient::connect(format!(
+        "http://{}",
+        app.server.grpc.expect("loopback transport").token_issuer
+    ))
+    .await
+    .unwrap();
     let request = |auth: Option<pb::client_authentication::Method>| pb::TokenRequest {
         params: vec![pb::TokenParam {
             name: "grant_type".into(),

@@ -35,7 +35,8 @@ pub struct AuditEntry {
 
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    async fn audit(&self, entry: &AuditEntry) -> anyhow::Result<()>;
+    /// Appends entries in one transaction.
+    async fn audit(&self, entries: &[AuditEntry]) -> anyhow::Result<()>;
     /// The newest entries first.
     async fn recent_audit(&self, limit: i64) -> anyhow::Result<Vec<AuditEntry>>;
 }
@@ -55,20 +56,24 @@ macro_rules! token_store_impl {
 
         #[async_trait::async_trait]
         impl super::TokenStore for $store {
-            async fn audit(&self, e: &super::AuditEntry) -> anyhow::Result<()> {
-                sqlx::query(
-                    "INSERT INTO tokens_audit (at, event, grant_type, client_id, subject, scope, jti) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(e.at)
-                .bind(&e.event)
-                .bind(&e.grant_type)
-                .bind(&e.client_id)
-                .bind(&e.subject)
-                .bind(&e.scope)
-                .bind(&e.jti)
-                .execute(&self.0)
-                .await?;
+            async fn audit(&self, entries: &[super::AuditEntry]) -> anyhow::Result<()> {
+                let mut tx = self.0.begin().await?;
+                for e in entries {
+                    sqlx::query(
+                        "INSERT INTO tokens_audit (at, event, grant_type, client_id, subject, scope, jti) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(e.at)
+                    .bind(&e.event)
+                    .bind(&e.grant_type)
+                    .bind(&e.client_id)
+                    .bind(&e.subject)
+                    .bind(&e.scope)
+                    .bind(&e.jti)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 

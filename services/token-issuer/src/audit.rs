@@ -1,0 +1,68 @@
+//! The IS-10 audit log, written with group commit: concurrent token requests hand their
+//! entries to one writer, which stores everything waiting in one transaction and then lets
+//! each request answer. No token leaves before its entry is stored, and concurrent writers
+//! never contend for the database.
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{AuditEntry, TokenStore};
+
+/// The most entries stored in one transaction.
+const MAX_BATCH: usize = 512;
+/// How long the first entry of a batch waits for others.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
+type Pending = (AuditEntry, oneshot::Sender<Result<(), String>>);
+
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl AuditLog {
+    /// Starts the writer task; it ends when every `AuditLog` handle is dropped.
+    pub fn start(store: Arc<dyn TokenStore>) -> AuditLog {
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(write_batches(store, rx));
+        AuditLog { tx }
+    }
+
+    /// Stores one entry; returns once it is committed.
+    pub async fn record(&self, entry: AuditEntry) -> anyhow::Result<()> {
+        let (done, committed) = oneshot::channel();
+        self.tx
+            .send((entry, done))
+            .await
+            .map_err(|_| anyhow::anyhow!("the audit writer has stopped"))?;
+        committed
+            .await
+            .map_err(|_| anyhow::anyhow!("the audit writer has stopped"))?
+            .map_err(anyhow::Error::msg)
+    }
+}
+
+async fn write_batches(store: Arc<dyn TokenStore>, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // Under load, wait a moment for more entries so that one transaction carries many.
+        if batch.len() < MAX_BATCH {
+            let deadline = tokio::time::Instant::now() + LINGER;
+            while batch.len() < MAX_BATCH {
+                let room = MAX_BATCH - batch.len();
+                match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+        }
+        let entries: Vec<AuditEntry> = batch.iter().map(|(e, _)| e.clone()).collect();
+        let result = store.audit(&entries).await.map_err(|e| format!("{e:#}"));
+        if let Err(e) = &result {
+            tracing::error!(error = %e, entries = entries.len(), "writing the audit log failed");
+        }
+        for (_, done) in batch.drain(..) {
+            let _ = done.send(result.clone());
+        }
+    }
+}
