@@ -103,13 +103,7 @@ impl Scope {
     }
 
     pub fn intersect(&self, other: &Scope) -> Scope {
-        Scope(
-            self.0
-                .iter()
-                .copied()
-                .filter(|api| other.contains(*api))
-                .collect(),
-        )
+        Scope(self.0.iter().copied().filter(|api| other.contains(*api)).collect())
     }
 }
 
@@ -188,9 +182,7 @@ impl AccessRights {
     pub fn parse_list(s: &str) -> Result<AccessRights, String> {
         let mut rights = AccessRights::default();
         for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (api, level) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("{pair:?} is not api=level"))?;
+            let (api, level) = pair.split_once('=').ok_or_else(|| format!("{pair:?} is not api=level"))?;
             let api = NmosApi::parse(api.trim()).ok_or_else(|| format!("unknown API {api:?}"))?;
             let level = Access::parse(level.trim())
                 .ok_or_else(|| format!("unknown access level {level:?} (none, read, write)"))?;
@@ -201,22 +193,12 @@ impl AccessRights {
 
     /// The `x-nmos-<api>` claims for the APIs in `scope`, leaving out APIs with no access.
     pub fn claims_for(&self, scope: &Scope) -> Map<String, Value> {
-        scope
-            .apis()
-            .iter()
-            .filter_map(|api| Some((api.claim_name(), self.get(*api).permissions()?)))
-            .collect()
+        scope.apis().iter().filter_map(|api| Some((api.claim_name(), self.get(*api).permissions()?))).collect()
     }
 
     /// The part of `scope` this principal has any access to.
     pub fn grantable(&self, scope: &Scope) -> Scope {
-        Scope::from_apis(
-            scope
-                .apis()
-                .iter()
-                .copied()
-                .filter(|api| self.get(*api) != Access::None),
-        )
+        Scope::from_apis(scope.apis().iter().copied().filter(|api| self.get(*api) != Access::None))
     }
 }
 
@@ -228,10 +210,7 @@ mod tests {
     fn scope_parses_and_prints_in_stable_order() {
         let s = Scope::parse("events  registration events").unwrap();
         assert_eq!(s.to_string(), "registration events");
-        assert_eq!(
-            Scope::parse("registration bogus"),
-            Err(UnknownScope("bogus".into()))
-        );
+        assert_eq!(Scope::parse("registration bogus"), Err(UnknownScope("bogus".into())));
         assert!(Scope::parse("").unwrap().is_empty());
     }
 
@@ -248,10 +227,7 @@ mod tests {
         let rights = AccessRights::parse_list("registration=write,query=none").unwrap();
         let claims = rights.claims_for(&Scope::parse("registration query").unwrap());
         assert_eq!(claims.len(), 1);
-        assert_eq!(
-            claims["x-nmos-registration"],
-            json!({"read": ["*"], "write": ["*"]})
-        );
+        assert_eq!(claims["x-nmos-registration"], json!({"read": ["*"], "write": ["*"]}));
         assert!(AccessRights::parse_list("registration=admin").is_err());
         assert!(AccessRights::parse_list("bogus=read").is_err());
     }

@@ -46,9 +46,7 @@ impl std::str::FromStr for InternalTransport {
         match s {
             "in-process" => Ok(InternalTransport::InProcess),
             "loopback" => Ok(InternalTransport::Loopback),
-            _ => Err(format!(
-                "unknown internal transport {s:?} (in-process, loopback)"
-            )),
+            _ => Err(format!("unknown internal transport {s:?} (in-process, loopback)")),
         }
     }
 }
@@ -114,8 +112,7 @@ impl Default for Config {
 impl Config {
     /// Reads a TOML file; keys it leaves out keep their defaults.
     pub fn from_file(path: &std::path::Path) -> anyhow::Result<Config> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
@@ -131,14 +128,9 @@ impl Config {
             bail!("audience must name at least one resource server host or wildcard domain");
         }
         for aud in &self.audience {
-            let host = aud
-                .strip_prefix("https://")
-                .or_else(|| aud.strip_prefix("http://"))
-                .unwrap_or(aud);
+            let host = aud.strip_prefix("https://").or_else(|| aud.strip_prefix("http://")).unwrap_or(aud);
             if host.is_empty() || host.contains([':', '/', '?', '#', ' ']) {
-                bail!(
-                    "audience entry {aud:?} must be a host name or wildcard domain without port, path or query"
-                );
+                bail!("audience entry {aud:?} must be a host name or wildcard domain without port, path or query");
             }
         }
         let scopes = self.scopes()?;
@@ -203,10 +195,7 @@ impl Config {
     pub fn database_url(&self, service: &str) -> String {
         match &self.database_url {
             Some(url) => url.expose().to_owned(),
-            None => format!(
-                "sqlite://{}",
-                self.data_dir.join(format!("{service}.sqlite")).display()
-            ),
+            None => format!("sqlite://{}", self.data_dir.join(format!("{service}.sqlite")).display()),
         }
     }
 }
@@ -219,43 +208,19 @@ mod tests {
     fn defaults_are_valid_and_derive_the_issuer() {
         let c = Config::default();
         c.validate().unwrap();
-        assert_eq!(
-            c.issuer().unwrap(),
-            "http://127.0.0.1:4999/x-nmos/auth/v1.0"
-        );
+        assert_eq!(c.issuer().unwrap(), "http://127.0.0.1:4999/x-nmos/auth/v1.0");
     }
 
     #[test]
     fn rejects_bad_values() {
         let bad = [
-            Config {
-                access_token_lifetime: 10,
-                ..Config::default()
-            },
-            Config {
-                audience: vec!["*.example.com:443".into()],
-                ..Config::default()
-            },
-            Config {
-                audience: vec![],
-                ..Config::default()
-            },
-            Config {
-                scopes: "registration bogus".into(),
-                ..Config::default()
-            },
-            Config {
-                scopes: "query".into(),
-                ..Config::default()
-            },
-            Config {
-                public_url: Some("https://a.example.com/x".into()),
-                ..Config::default()
-            },
-            Config {
-                tls_cert: Some("c.pem".into()),
-                ..Config::default()
-            },
+            Config { access_token_lifetime: 10, ..Config::default() },
+            Config { audience: vec!["*.example.com:443".into()], ..Config::default() },
+            Config { audience: vec![], ..Config::default() },
+            Config { scopes: "registration bogus".into(), ..Config::default() },
+            Config { scopes: "query".into(), ..Config::default() },
+            Config { public_url: Some("https://a.example.com/x".into()), ..Config::default() },
+            Config { tls_cert: Some("c.pem".into()), ..Config::default() },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?} should be rejected");
@@ -264,8 +229,7 @@ mod tests {
 
     #[test]
     fn toml_overrides_defaults_and_unknown_keys_fail() {
-        let c: Config =
-            toml::from_str("listen = \"0.0.0.0:443\"\naudience = [\"*.plant.example\"]").unwrap();
+        let c: Config = toml::from_str("listen = \"0.0.0.0:443\"\naudience = [\"*.plant.example\"]").unwrap();
         assert_eq!(c.listen.port(), 443);
         assert_eq!(c.access_token_lifetime, 60);
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());

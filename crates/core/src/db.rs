@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 /// A connection pool to one of the two supported backends.
 #[derive(Clone, Debug)]
@@ -62,57 +60,34 @@ impl Db {
     /// that start at the same time.
     pub async fn migrate(&self, service: &str, migrations: &Migrations) -> anyhow::Result<()> {
         let table = format!("{service}_schema_migrations");
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)"
-        );
+        let create =
+            format!("CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)");
         let select = format!("SELECT version FROM {table}");
         let insert = format!("INSERT INTO {table} (version, applied_at) VALUES ($1, $2)");
+        // The same steps on either backend's transaction type; Postgres takes its lock first.
+        macro_rules! apply {
+            ($tx:ident, $migrations:expr) => {{
+                sqlx::query(&create).execute(&mut *$tx).await?;
+                let applied: Vec<i64> = sqlx::query_scalar(&select).fetch_all(&mut *$tx).await?;
+                for m in $migrations.iter().filter(|m| !applied.contains(&m.version)) {
+                    sqlx::raw_sql(m.sql)
+                        .execute(&mut *$tx)
+                        .await
+                        .with_context(|| format!("{service} migration {}", m.version))?;
+                    sqlx::query(&insert).bind(m.version).bind(crate::now_unix()).execute(&mut *$tx).await?;
+                }
+                $tx.commit().await?;
+            }};
+        }
         match self {
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query(&create).execute(&mut *tx).await?;
-                let applied: Vec<i64> = sqlx::query_scalar(&select).fetch_all(&mut *tx).await?;
-                for m in migrations
-                    .sqlite
-                    .iter()
-                    .filter(|m| !applied.contains(&m.version))
-                {
-                    sqlx::raw_sql(m.sql)
-                        .execute(&mut *tx)
-                        .await
-                        .with_context(|| format!("{service} migration {}", m.version))?;
-                    sqlx::query(&insert)
-                        .bind(m.version)
-                        .bind(crate::now_unix())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
+                apply!(tx, migrations.sqlite);
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(lock_key(service))
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(&create).execute(&mut *tx).await?;
-                let applied: Vec<i64> = sqlx::query_scalar(&select).fetch_all(&mut *tx).await?;
-                for m in migrations
-                    .postgres
-                    .iter()
-                    .filter(|m| !applied.contains(&m.version))
-                {
-                    sqlx::raw_sql(m.sql)
-                        .execute(&mut *tx)
-                        .await
-                        .with_context(|| format!("{service} migration {}", m.version))?;
-                    sqlx::query(&insert)
-                        .bind(m.version)
-                        .bind(crate::now_unix())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_key(service)).execute(&mut *tx).await?;
+                apply!(tx, migrations.postgres);
             }
         }
         Ok(())

@@ -86,17 +86,11 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> OAuthError {
-        OAuthError {
-            code,
-            description: Some(description.into()),
-        }
+        OAuthError { code, description: Some(description.into()) }
     }
 
     pub fn bare(code: ErrorCode) -> OAuthError {
-        OAuthError {
-            code,
-            description: None,
-        }
+        OAuthError { code, description: None }
     }
 
     /// An unexpected internal failure. The cause is logged here and not shown to the client.
@@ -111,20 +105,13 @@ impl OAuthError {
         if let Ok(detail) = OAuthErrorDetail::decode(status.details())
             && let Some(code) = ErrorCode::parse(&detail.error)
         {
-            let description =
-                (!detail.error_description.is_empty()).then_some(detail.error_description);
+            let description = (!detail.error_description.is_empty()).then_some(detail.error_description);
             return OAuthError { code, description };
         }
         match status.code() {
-            Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::Cancelled
-            | Code::ResourceExhausted => {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
                 tracing::warn!(status = %status, "service unavailable");
-                OAuthError::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    "a service is unavailable; try again",
-                )
+                OAuthError::new(ErrorCode::TemporarilyUnavailable, "a service is unavailable; try again")
             }
             _ => OAuthError::internal(status),
         }
@@ -148,11 +135,7 @@ impl From<OAuthError> for Status {
             error: e.code.as_str().to_owned(),
             error_description: e.description.clone().unwrap_or_default(),
         };
-        Status::with_details(
-            e.code.grpc_code(),
-            e.to_string(),
-            detail.encode_to_vec().into(),
-        )
+        Status::with_details(e.code.grpc_code(), e.to_string(), detail.encode_to_vec().into())
     }
 }
 

@@ -29,11 +29,7 @@ pub fn connect(addr: SocketAddr) -> anyhow::Result<GrpcChannel> {
 /// A channel that hands each call straight to a tonic server in this process.
 pub fn in_process<S>(server: S) -> GrpcChannel
 where
-    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
     BoxCloneSyncService::new(server.map_err(|never| match never {}))

@@ -19,9 +19,7 @@ pub fn random_token<const N: usize>() -> String {
 /// SHA-256 digest: the stored form of high-entropy secrets (client secrets, access tokens
 /// for registration). Human passwords use argon2id instead.
 pub fn digest(secret: &str) -> Vec<u8> {
-    digest::digest(&digest::SHA256, secret.as_bytes())
-        .as_ref()
-        .to_vec()
+    digest::digest(&digest::SHA256, secret.as_bytes()).as_ref().to_vec()
 }
 
 /// Compares a presented secret with a stored digest in constant time.

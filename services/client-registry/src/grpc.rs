@@ -15,11 +15,7 @@ fn client_to_proto(client: &Client) -> pb::Client {
         client_secret_expires_at: 0,
         client_name: m.client_name.clone(),
         redirect_uris: m.redirect_uris.clone(),
-        grant_types: m
-            .grant_types
-            .iter()
-            .map(|g| g.as_str().to_owned())
-            .collect(),
+        grant_types: m.grant_types.iter().map(|g| g.as_str().to_owned()).collect(),
         response_types: m.response_types.clone(),
         scope: m.scope.clone(),
         token_endpoint_auth_method: match m.token_endpoint_auth_method {
@@ -42,24 +38,15 @@ impl ClientRegistry for ClientRegistryService {
     ) -> Result<Response<pb::RegisterClientResponse>, Status> {
         let r = request.into_inner();
         let body = match r.body {
-            Some(pb::register_client_request::Body::Json(bytes)) => serde_json::from_slice(&bytes)
-                .map_err(|e| {
-                    OAuthError::new(
-                        ErrorCode::InvalidClientMetadata,
-                        format!("the request body is not valid JSON: {e}"),
-                    )
-                })?,
+            Some(pb::register_client_request::Body::Json(bytes)) => serde_json::from_slice(&bytes).map_err(|e| {
+                OAuthError::new(ErrorCode::InvalidClientMetadata, format!("the request body is not valid JSON: {e}"))
+            })?,
             Some(pb::register_client_request::Body::Form(form)) => {
-                let params: Vec<(String, String)> =
-                    form.params.into_iter().map(|p| (p.name, p.value)).collect();
+                let params: Vec<(String, String)> = form.params.into_iter().map(|p| (p.name, p.value)).collect();
                 form_to_json(&params)
             }
             None => {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidClientMetadata,
-                    "no client metadata",
-                )
-                .into());
+                return Err(OAuthError::new(ErrorCode::InvalidClientMetadata, "no client metadata").into());
             }
         };
         let token = (!r.initial_access_token.is_empty()).then_some(r.initial_access_token.as_str());
@@ -76,9 +63,7 @@ impl ClientRegistry for ClientRegistryService {
     ) -> Result<Response<pb::Client>, Status> {
         let r = request.into_inner();
         let credential = match &r.credential {
-            Some(pb::authenticate_client_request::Credential::ClientSecretBasic(secret)) => {
-                Credential::Secret(secret)
-            }
+            Some(pb::authenticate_client_request::Credential::ClientSecretBasic(secret)) => Credential::Secret(secret),
             Some(pb::authenticate_client_request::Credential::None(_)) => Credential::None,
             None => return Err(Status::invalid_argument("a credential is required")),
         };
@@ -86,10 +71,7 @@ impl ClientRegistry for ClientRegistryService {
         Ok(Response::new(client_to_proto(&client)))
     }
 
-    async fn get_client(
-        &self,
-        request: Request<pb::GetClientRequest>,
-    ) -> Result<Response<pb::Client>, Status> {
+    async fn get_client(&self, request: Request<pb::GetClientRequest>) -> Result<Response<pb::Client>, Status> {
         let client_id = request.into_inner().client_id;
         match self.get(&client_id).await? {
             Some(client) => Ok(Response::new(client_to_proto(&client))),
@@ -102,16 +84,10 @@ impl ClientRegistry for ClientRegistryService {
         request: Request<pb::CreateInitialAccessTokenRequest>,
     ) -> Result<Response<pb::CreateInitialAccessTokenResponse>, Status> {
         let r = request.into_inner();
-        let (token, expires_at) = ClientRegistryService::create_initial_access_token(
-            self,
-            r.lifetime_secs,
-            &r.description,
-        )
-        .await
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        Ok(Response::new(pb::CreateInitialAccessTokenResponse {
-            token,
-            expires_at: expires_at.unwrap_or(0),
-        }))
+        let (token, expires_at) =
+            ClientRegistryService::create_initial_access_token(self, r.lifetime_secs, &r.description)
+                .await
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(pb::CreateInitialAccessTokenResponse { token, expires_at: expires_at.unwrap_or(0) }))
     }
 }

@@ -28,11 +28,7 @@ pub struct Client {
 impl Client {
     fn from_row(row: ClientRow) -> Result<Client, OAuthError> {
         let metadata = serde_json::from_str(&row.metadata).map_err(OAuthError::internal)?;
-        Ok(Client {
-            client_id: row.client_id,
-            issued_at: row.issued_at,
-            metadata,
-        })
+        Ok(Client { client_id: row.client_id, issued_at: row.issued_at, metadata })
     }
 }
 
@@ -46,29 +42,19 @@ struct KnownClient {
 /// not cost a database read each time. Entries live for [`ClientCache::TTL`]: a change made
 /// by another replica of the registry is seen within that time. Unknown ids are not cached.
 #[derive(Default)]
-struct ClientCache(
-    std::sync::Mutex<std::collections::HashMap<String, (Arc<KnownClient>, std::time::Instant)>>,
-);
+struct ClientCache(std::sync::Mutex<std::collections::HashMap<String, (Arc<KnownClient>, std::time::Instant)>>);
 
 impl ClientCache {
     const TTL: std::time::Duration = std::time::Duration::from_secs(10);
     const MAX_ENTRIES: usize = 10_000;
 
     fn get(&self, client_id: &str) -> Option<Arc<KnownClient>> {
-        let map = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.get(client_id)
-            .filter(|(_, at)| at.elapsed() < Self::TTL)
-            .map(|(known, _)| known.clone())
+        let map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.get(client_id).filter(|(_, at)| at.elapsed() < Self::TTL).map(|(known, _)| known.clone())
     }
 
     fn put(&self, client_id: &str, known: Arc<KnownClient>) {
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if map.len() >= Self::MAX_ENTRIES {
             map.retain(|_, (_, at)| at.elapsed() < Self::TTL);
             if map.len() >= Self::MAX_ENTRIES {
@@ -124,26 +110,19 @@ impl ClientRegistryService {
                 .iter()
                 .all(|g| matches!(g, GrantType::AuthorizationCode | GrantType::RefreshToken));
             if !(self.open_registration && code_only) {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidToken,
-                    "registration needs an initial access token",
-                ));
+                return Err(OAuthError::new(ErrorCode::InvalidToken, "registration needs an initial access token"));
             }
         }
 
         let client_id = random_token::<24>();
-        let secret =
-            (metadata.token_endpoint_auth_method != AuthMethod::None).then(random_token::<32>);
+        let secret = (metadata.token_endpoint_auth_method != AuthMethod::None).then(random_token::<32>);
         let row = ClientRow {
             client_id: client_id.clone(),
             secret_digest: secret.as_deref().map(digest),
             metadata: serde_json::to_string(&metadata).map_err(OAuthError::internal)?,
             issued_at: nmos_auth_core::now_unix(),
         };
-        self.store
-            .insert_client(&row)
-            .await
-            .map_err(OAuthError::internal)?;
+        self.store.insert_client(&row).await.map_err(OAuthError::internal)?;
         tracing::info!(
             target: "audit",
             event = "client_registered",
@@ -154,59 +133,29 @@ impl ClientRegistryService {
             with_initial_access_token = initial_access_token.is_some(),
             "client registered"
         );
-        Ok((
-            Client {
-                client_id,
-                issued_at: row.issued_at,
-                metadata,
-            },
-            secret,
-        ))
+        Ok((Client { client_id, issued_at: row.issued_at, metadata }, secret))
     }
 
     async fn check_initial_access_token(&self, token: &str) -> Result<(), OAuthError> {
-        let expiry = self
-            .store
-            .initial_access_token_expiry(&digest(token))
-            .await
-            .map_err(OAuthError::internal)?;
+        let expiry = self.store.initial_access_token_expiry(&digest(token)).await.map_err(OAuthError::internal)?;
         match expiry {
             Some(None) => Ok(()),
             Some(Some(expires_at)) if expires_at > nmos_auth_core::now_unix() => Ok(()),
-            Some(Some(_)) => Err(OAuthError::new(
-                ErrorCode::InvalidToken,
-                "the initial access token has expired",
-            )),
-            None => Err(OAuthError::new(
-                ErrorCode::InvalidToken,
-                "unknown initial access token",
-            )),
+            Some(Some(_)) => Err(OAuthError::new(ErrorCode::InvalidToken, "the initial access token has expired")),
+            None => Err(OAuthError::new(ErrorCode::InvalidToken, "unknown initial access token")),
         }
     }
 
     pub async fn get(&self, client_id: &str) -> Result<Option<Client>, OAuthError> {
-        let row = self
-            .store
-            .get_client(client_id)
-            .await
-            .map_err(OAuthError::internal)?;
+        let row = self.store.get_client(client_id).await.map_err(OAuthError::internal)?;
         row.map(Client::from_row).transpose()
     }
 
     /// Authenticates a client (RFC 6749 §2.3). Every failure is the same `invalid_client`.
-    pub async fn authenticate(
-        &self,
-        client_id: &str,
-        credential: Credential<'_>,
-    ) -> Result<Client, OAuthError> {
+    pub async fn authenticate(&self, client_id: &str, credential: Credential<'_>) -> Result<Client, OAuthError> {
         let known = match self.cache.get(client_id) {
             Some(known) => Some(known),
-            None => match self
-                .store
-                .get_client(client_id)
-                .await
-                .map_err(OAuthError::internal)?
-            {
+            None => match self.store.get_client(client_id).await.map_err(OAuthError::internal)? {
                 Some(row) => {
                     let known = Arc::new(KnownClient {
                         secret_digest: row.secret_digest.clone(),
@@ -219,10 +168,9 @@ impl ClientRegistryService {
             },
         };
         let ok = match (&known, &credential) {
-            (Some(known), Credential::Secret(secret)) => known
-                .secret_digest
-                .as_deref()
-                .is_some_and(|stored| verify_digest(secret, stored)),
+            (Some(known), Credential::Secret(secret)) => {
+                known.secret_digest.as_deref().is_some_and(|stored| verify_digest(secret, stored))
+            }
             (Some(known), Credential::None) => known.secret_digest.is_none(),
             (None, Credential::Secret(secret)) => {
                 // Same work as for a known client, so timing does not reveal which ids exist.
@@ -233,10 +181,7 @@ impl ClientRegistryService {
         };
         match known {
             Some(known) if ok => Ok(known.client.clone()),
-            _ => Err(OAuthError::new(
-                ErrorCode::InvalidClient,
-                "client authentication failed",
-            )),
+            _ => Err(OAuthError::new(ErrorCode::InvalidClient, "client authentication failed")),
         }
     }
 
@@ -251,9 +196,7 @@ impl ClientRegistryService {
         let token = random_token::<32>();
         let now = nmos_auth_core::now_unix();
         let expires_at = (lifetime_secs > 0).then_some(now + lifetime_secs);
-        self.store
-            .insert_initial_access_token(&digest(&token), description, now, expires_at)
-            .await?;
+        self.store.insert_initial_access_token(&digest(&token), description, now, expires_at).await?;
         tracing::info!(target: "audit", event = "initial_access_token_created", description, ?expires_at, "initial access token created");
         Ok((token, expires_at))
     }

@@ -22,13 +22,9 @@ impl GrantType {
     }
 
     fn parse(s: &str) -> Option<GrantType> {
-        [
-            GrantType::AuthorizationCode,
-            GrantType::RefreshToken,
-            GrantType::ClientCredentials,
-        ]
-        .into_iter()
-        .find(|g| g.as_str() == s)
+        [GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::ClientCredentials]
+            .into_iter()
+            .find(|g| g.as_str() == s)
     }
 }
 
@@ -80,15 +76,9 @@ pub fn form_to_json(params: &[(String, String)]) -> Value {
     let mut object = Map::new();
     for (name, value) in params {
         if LIST_FIELDS.contains(&name.as_str()) {
-            let entry = object
-                .entry(name.clone())
-                .or_insert_with(|| Value::Array(Vec::new()));
+            let entry = object.entry(name.clone()).or_insert_with(|| Value::Array(Vec::new()));
             if let Value::Array(items) = entry {
-                items.extend(
-                    value
-                        .split_whitespace()
-                        .map(|v| Value::String(v.to_owned())),
-                );
+                items.extend(value.split_whitespace().map(|v| Value::String(v.to_owned())));
             }
         } else {
             object.insert(name.clone(), Value::String(value.clone()));
@@ -113,36 +103,24 @@ fn list_field(object: &Map<String, Value>, name: &str) -> Result<Option<Vec<Stri
             .iter()
             .map(|item| match item {
                 Value::String(s) if s.len() <= MAX_STRING => Ok(s.clone()),
-                _ => Err(metadata_error(format!(
-                    "{name} must be an array of strings"
-                ))),
+                _ => Err(metadata_error(format!("{name} must be an array of strings"))),
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
-        Some(_) => Err(metadata_error(format!(
-            "{name} must be an array of strings"
-        ))),
+        Some(_) => Err(metadata_error(format!("{name} must be an array of strings"))),
     }
 }
 
 fn web_url(value: &str, name: &str) -> Result<Url, OAuthError> {
-    let url = Url::parse(value)
-        .map_err(|_| metadata_error(format!("{name} {value:?} is not an absolute URL")))?;
+    let url = Url::parse(value).map_err(|_| metadata_error(format!("{name} {value:?} is not an absolute URL")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(metadata_error(format!(
-            "{name} {value:?} must be an http or https URL"
-        )));
+        return Err(metadata_error(format!("{name} {value:?} must be an http or https URL")));
     }
     Ok(url)
 }
 
 fn redirect_uri(value: &str) -> Result<String, OAuthError> {
-    let invalid = |why: &str| {
-        OAuthError::new(
-            ErrorCode::InvalidRedirectUri,
-            format!("redirect URI {value:?} {why}"),
-        )
-    };
+    let invalid = |why: &str| OAuthError::new(ErrorCode::InvalidRedirectUri, format!("redirect URI {value:?} {why}"));
     let url = Url::parse(value).map_err(|_| invalid("is not an absolute URI"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(invalid("must be an http or https URL"));
@@ -151,9 +129,7 @@ fn redirect_uri(value: &str) -> Result<String, OAuthError> {
         return Err(invalid("must not have a fragment"));
     }
     if value.contains('*') {
-        return Err(invalid(
-            "must not contain wildcards; redirect URIs are matched exactly",
-        ));
+        return Err(invalid("must not contain wildcards; redirect URIs are matched exactly"));
     }
     // Stored exactly as sent: redirect URIs are compared byte for byte later.
     Ok(value.to_owned())
@@ -162,9 +138,7 @@ fn redirect_uri(value: &str) -> Result<String, OAuthError> {
 /// Parses and checks registration metadata. `scopes` are the scopes this server issues.
 /// Metadata this server does not understand is ignored (RFC 7591 §2).
 pub fn parse(body: &Value, scopes: &Scope) -> Result<ClientMetadata, OAuthError> {
-    let object = body
-        .as_object()
-        .ok_or_else(|| metadata_error("the request body must be a JSON object"))?;
+    let object = body.as_object().ok_or_else(|| metadata_error("the request body must be a JSON object"))?;
 
     let grant_types = match list_field(object, "grant_types")? {
         None => vec![GrantType::AuthorizationCode],
@@ -174,9 +148,8 @@ pub fn parse(body: &Value, scopes: &Scope) -> Result<ClientMetadata, OAuthError>
         Some(names) => {
             let mut grants = Vec::new();
             for name in &names {
-                let grant = GrantType::parse(name).ok_or_else(|| {
-                    metadata_error(format!("grant type {name:?} is not supported"))
-                })?;
+                let grant = GrantType::parse(name)
+                    .ok_or_else(|| metadata_error(format!("grant type {name:?} is not supported")))?;
                 if !grants.contains(&grant) {
                     grants.push(grant);
                 }
@@ -193,9 +166,7 @@ pub fn parse(body: &Value, scopes: &Scope) -> Result<ClientMetadata, OAuthError>
     };
     for t in &response_types {
         if t != "code" && t != "none" {
-            return Err(metadata_error(format!(
-                "response type {t:?} is not supported (code, none)"
-            )));
+            return Err(metadata_error(format!("response type {t:?} is not supported (code, none)")));
         }
     }
     if uses_code != response_types.iter().any(|t| t == "code") {
@@ -204,9 +175,7 @@ pub fn parse(body: &Value, scopes: &Scope) -> Result<ClientMetadata, OAuthError>
         ));
     }
 
-    let token_endpoint_auth_method = match string_field(object, "token_endpoint_auth_method")?
-        .as_deref()
-    {
+    let token_endpoint_auth_method = match string_field(object, "token_endpoint_auth_method")?.as_deref() {
         None | Some("client_secret_basic") => AuthMethod::ClientSecretBasic,
         Some("none") => AuthMethod::None,
         Some(other) => {
@@ -215,24 +184,15 @@ pub fn parse(body: &Value, scopes: &Scope) -> Result<ClientMetadata, OAuthError>
             )));
         }
     };
-    if token_endpoint_auth_method == AuthMethod::None
-        && grant_types.contains(&GrantType::ClientCredentials)
-    {
-        return Err(metadata_error(
-            "the client_credentials grant is only for confidential clients",
-        ));
+    if token_endpoint_auth_method == AuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {
+        return Err(metadata_error("the client_credentials grant is only for confidential clients"));
     }
 
     let redirect_uris = list_field(object, "redirect_uris")?.unwrap_or_default();
     if redirect_uris.len() > MAX_REDIRECT_URIS {
-        return Err(metadata_error(format!(
-            "at most {MAX_REDIRECT_URIS} redirect_uris"
-        )));
+        return Err(metadata_error(format!("at most {MAX_REDIRECT_URIS} redirect_uris")));
     }
-    let redirect_uris = redirect_uris
-        .iter()
-        .map(|u| redirect_uri(u))
-        .collect::<Result<Vec<_>, _>>()?;
+    let redirect_uris = redirect_uris.iter().map(|u| redirect_uri(u)).collect::<Result<Vec<_>, _>>()?;
     if uses_code && redirect_uris.is_empty() {
         return Err(OAuthError::new(
             ErrorCode::InvalidRedirectUri,
@@ -245,9 +205,7 @@ pub fn parse(body: &Value, scopes: &Scope) -> Result<ClientMetadata, OAuthError>
         Some(s) => {
             let requested = Scope::parse(&s).map_err(|e| metadata_error(e.to_string()))?;
             if !requested.is_subset_of(scopes) {
-                return Err(metadata_error(format!(
-                    "this server issues tokens only for the scopes \"{scopes}\""
-                )));
+                return Err(metadata_error(format!("this server issues tokens only for the scopes \"{scopes}\"")));
             }
             requested
         }
@@ -301,11 +259,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_rfc_7591() {
-        let m = parse(
-            &json!({"redirect_uris": ["https://c.example/cb"]}),
-            &scopes(),
-        )
-        .unwrap();
+        let m = parse(&json!({"redirect_uris": ["https://c.example/cb"]}), &scopes()).unwrap();
         assert_eq!(m.grant_types, vec![GrantType::AuthorizationCode]);
         assert_eq!(m.response_types, vec!["code"]);
         assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
@@ -316,48 +270,18 @@ mod tests {
     fn bad_metadata_is_rejected_with_the_rfc_code() {
         let s = scopes();
         assert_eq!(code(parse(&json!([]), &s)), "invalid_client_metadata");
+        assert_eq!(code(parse(&json!({"grant_types": ["password"]}), &s)), "invalid_client_metadata");
+        assert_eq!(code(parse(&json!({"grant_types": "client_credentials"}), &s)), "invalid_client_metadata");
+        assert_eq!(code(parse(&json!({"grant_types": ["authorization_code"]}), &s)), "invalid_redirect_uri");
+        assert_eq!(code(parse(&json!({"redirect_uris": ["/relative"]}), &s)), "invalid_redirect_uri");
+        assert_eq!(code(parse(&json!({"redirect_uris": ["https://a.example/cb#x"]}), &s)), "invalid_redirect_uri");
+        assert_eq!(code(parse(&json!({"redirect_uris": ["https://*.example/cb"]}), &s)), "invalid_redirect_uri");
         assert_eq!(
-            code(parse(&json!({"grant_types": ["password"]}), &s)),
+            code(parse(&json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}), &s)),
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(parse(&json!({"grant_types": "client_credentials"}), &s)),
-            "invalid_client_metadata"
-        );
-        assert_eq!(
-            code(parse(&json!({"grant_types": ["authorization_code"]}), &s)),
-            "invalid_redirect_uri"
-        );
-        assert_eq!(
-            code(parse(&json!({"redirect_uris": ["/relative"]}), &s)),
-            "invalid_redirect_uri"
-        );
-        assert_eq!(
-            code(parse(
-                &json!({"redirect_uris": ["https://a.example/cb#x"]}),
-                &s
-            )),
-            "invalid_redirect_uri"
-        );
-        assert_eq!(
-            code(parse(
-                &json!({"redirect_uris": ["https://*.example/cb"]}),
-                &s
-            )),
-            "invalid_redirect_uri"
-        );
-        assert_eq!(
-            code(parse(
-                &json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
-                &s
-            )),
-            "invalid_client_metadata"
-        );
-        assert_eq!(
-            code(parse(
-                &json!({"grant_types": ["client_credentials"], "scope": "bogus"}),
-                &s
-            )),
+            code(parse(&json!({"grant_types": ["client_credentials"], "scope": "bogus"}), &s)),
             "invalid_client_metadata"
         );
         assert_eq!(
@@ -372,14 +296,8 @@ mod tests {
     #[test]
     fn form_lists_split_on_white_space_and_repeat() {
         let form = vec![
-            (
-                "redirect_uris".to_owned(),
-                "https://a.example/cb\nhttps://b.example/cb".to_owned(),
-            ),
-            (
-                "redirect_uris".to_owned(),
-                "https://c.example/cb".to_owned(),
-            ),
+            ("redirect_uris".to_owned(), "https://a.example/cb\nhttps://b.example/cb".to_owned()),
+            ("redirect_uris".to_owned(), "https://c.example/cb".to_owned()),
             ("client_name".to_owned(), "My Node".to_owned()),
         ];
         let m = parse(&form_to_json(&form), &scopes()).unwrap();

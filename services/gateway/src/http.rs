@@ -20,11 +20,7 @@ pub struct OAuthErrorResponse {
 
 impl OAuthErrorResponse {
     pub fn with_challenge(error: OAuthError, challenge: Option<String>) -> OAuthErrorResponse {
-        OAuthErrorResponse {
-            status: status_for(error.code),
-            error,
-            challenge,
-        }
+        OAuthErrorResponse { status: status_for(error.code), error, challenge }
     }
 }
 
@@ -53,14 +49,10 @@ impl IntoResponse for OAuthErrorResponse {
         if let Some(challenge) = self.challenge
             && let Ok(value) = HeaderValue::from_str(&challenge)
         {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, value);
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }
         if self.error.code == ErrorCode::TemporarilyUnavailable {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -75,50 +67,27 @@ pub fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
 }
 
 /// The body, or the OAuth error for a body that is too large or could not be read.
-pub fn body(
-    body: Result<Bytes, BytesRejection>,
-    code: ErrorCode,
-) -> Result<Bytes, OAuthErrorResponse> {
+pub fn body(body: Result<Bytes, BytesRejection>, code: ErrorCode) -> Result<Bytes, OAuthErrorResponse> {
     body.map_err(|rejection| {
         let (status, description) = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is too large",
-            )
+            (StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large")
         } else {
-            (
-                StatusCode::BAD_REQUEST,
-                "the request body could not be read",
-            )
+            (StatusCode::BAD_REQUEST, "the request body could not be read")
         };
-        OAuthErrorResponse {
-            error: OAuthError::new(code, description),
-            status,
-            challenge: None,
-        }
+        OAuthErrorResponse { error: OAuthError::new(code, description), status, challenge: None }
     })
 }
 
 /// The media type of the request, lower-cased, without parameters.
 pub fn content_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(
-        value
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase(),
-    )
+    Some(value.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
 }
 
 /// Decodes one `application/x-www-form-urlencoded` component; `None` if it is not UTF-8.
 fn form_decode(s: &str) -> Option<String> {
     let plus_as_space = s.replace('+', " ");
-    percent_decode(plus_as_space.as_bytes())
-        .decode_utf8()
-        .ok()
-        .map(|c| c.into_owned())
+    percent_decode(plus_as_space.as_bytes()).decode_utf8().ok().map(|c| c.into_owned())
 }
 
 /// Parses a form body strictly: invalid UTF-8, raw or percent-encoded, is an error rather
@@ -157,17 +126,12 @@ pub fn authorization(headers: &HeaderMap) -> Authorization {
     let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = STANDARD
-            .decode(rest)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok());
+        let decoded = STANDARD.decode(rest).ok().and_then(|b| String::from_utf8(b).ok());
         let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
             return Authorization::Garbled;
         };
         match (form_decode(user), form_decode(password)) {
-            (Some(user), Some(password)) if !user.is_empty() => {
-                Authorization::Basic { user, password }
-            }
+            (Some(user), Some(password)) if !user.is_empty() => Authorization::Basic { user, password },
             _ => Authorization::Garbled,
         }
     } else if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() && !rest.contains(' ') {
@@ -197,35 +161,21 @@ mod tests {
             }
             _ => panic!("not parsed as Basic"),
         }
-        assert!(matches!(
-            authorization(&headers("Basic !!!")),
-            Authorization::Garbled
-        ));
+        assert!(matches!(authorization(&headers("Basic !!!")), Authorization::Garbled));
         assert!(matches!(
             authorization(&headers(&format!("Basic {}", STANDARD.encode("nocolon")))),
             Authorization::Garbled
         ));
-        assert!(matches!(
-            authorization(&headers("Digest x")),
-            Authorization::Garbled
-        ));
-        assert!(
-            matches!(authorization(&headers("Bearer abc")), Authorization::Bearer(t) if t == "abc")
-        );
-        assert!(matches!(
-            authorization(&HeaderMap::new()),
-            Authorization::Absent
-        ));
+        assert!(matches!(authorization(&headers("Digest x")), Authorization::Garbled));
+        assert!(matches!(authorization(&headers("Bearer abc")), Authorization::Bearer(t) if t == "abc"));
+        assert!(matches!(authorization(&HeaderMap::new()), Authorization::Absent));
     }
 
     #[test]
     fn forms_are_decoded_strictly() {
         assert_eq!(
             parse_form(b"grant_type=client_credentials&scope=registration+events").unwrap(),
-            vec![
-                ("grant_type".into(), "client_credentials".into()),
-                ("scope".into(), "registration events".into())
-            ]
+            vec![("grant_type".into(), "client_credentials".into()), ("scope".into(), "registration events".into())]
         );
         assert!(parse_form(b"scope=%FF").is_none());
         assert!(parse_form(b"scope=\xff").is_none());

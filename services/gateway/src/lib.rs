@@ -43,26 +43,14 @@ impl Gateway {
         clients: ClientRegistryClient<GrpcChannel>,
         keys: KeysClient<GrpcChannel>,
     ) -> anyhow::Result<Gateway> {
-        let metadata = metadata::authorization_server_metadata(
-            &config.issuer()?,
-            &config.scopes()?.to_string(),
-        );
-        Ok(Gateway {
-            token_issuer,
-            clients,
-            keys,
-            metadata: Arc::new(metadata),
-        })
+        let metadata = metadata::authorization_server_metadata(&config.issuer()?, &config.scopes()?.to_string());
+        Ok(Gateway { token_issuer, clients, keys, metadata: Arc::new(metadata) })
     }
 }
 
 /// NMOS-style error body for paths and methods that do not exist.
 fn nmos_error(status: StatusCode, message: &str) -> axum::response::Response {
-    (
-        status,
-        Json(json!({"code": status.as_u16(), "error": message, "debug": null})),
-    )
-        .into_response()
+    (status, Json(json!({"code": status.as_u16(), "error": message, "debug": null}))).into_response()
 }
 
 async fn not_found(uri: Uri) -> impl IntoResponse {
@@ -96,10 +84,7 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
         .route(&format!("{V}/jwks/"), get(metadata::jwks))
         .route(&format!("{V}/token"), post(oauth::token))
         .route(&format!("{V}/register"), post(oauth::register))
-        .route(
-            &format!("{V}/authorize"),
-            get(oauth::authorize).post(oauth::authorize),
-        )
+        .route(&format!("{V}/authorize"), get(oauth::authorize).post(oauth::authorize))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway)
@@ -132,26 +117,12 @@ pub async fn serve(
         (Some(cert), Some(key)) => {
             let tls = RustlsConfig::from_pem_file(cert, key)
                 .await
-                .with_context(|| {
-                    format!(
-                        "loading the TLS certificate {} and key {}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?;
+                .with_context(|| format!("loading the TLS certificate {} and key {}", cert.display(), key.display()))?;
             let acceptor = RustlsAcceptor::new(tls).acceptor(NoDelayAcceptor::new());
-            axum_server::from_tcp(listener)?
-                .acceptor(acceptor)
-                .handle(handle)
-                .serve(service)
-                .await?;
+            axum_server::from_tcp(listener)?.acceptor(acceptor).handle(handle).serve(service).await?;
         }
         _ => {
-            axum_server::from_tcp(listener)?
-                .acceptor(NoDelayAcceptor::new())
-                .handle(handle)
-                .serve(service)
-                .await?;
+            axum_server::from_tcp(listener)?.acceptor(NoDelayAcceptor::new()).handle(handle).serve(service).await?;
         }
     }
     Ok(())

@@ -11,9 +11,7 @@ use nmos_auth_proto as pb;
 use serde_json::{Value, json};
 
 use crate::Gateway;
-use crate::http::{
-    Authorization, OAuthErrorResponse, authorization, body, content_type, no_store, parse_form,
-};
+use crate::http::{Authorization, OAuthErrorResponse, authorization, body, content_type, no_store, parse_form};
 
 const BASIC_CHALLENGE: &str = "Basic realm=\"nmos-auth\"";
 
@@ -29,40 +27,24 @@ pub async fn token(
 ) -> Result<Response, OAuthErrorResponse> {
     let bytes = body(bytes, ErrorCode::InvalidRequest)?;
     if content_type(&headers).as_deref() != Some("application/x-www-form-urlencoded") {
-        return Err(invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ));
+        return Err(invalid_request("the body must be application/x-www-form-urlencoded"));
     }
-    let params = parse_form(&bytes)
-        .ok_or_else(|| invalid_request("the body is not valid UTF-8 form data"))?;
+    let params = parse_form(&bytes).ok_or_else(|| invalid_request("the body is not valid UTF-8 form data"))?;
     let method = match authorization(&headers) {
-        Authorization::Absent => {
-            pb::client_authentication::Method::None(pb::NoClientAuthentication {})
-        }
+        Authorization::Absent => pb::client_authentication::Method::None(pb::NoClientAuthentication {}),
         Authorization::Basic { user, password } => {
-            pb::client_authentication::Method::Basic(pb::BasicCredentials {
-                client_id: user,
-                client_secret: password,
-            })
+            pb::client_authentication::Method::Basic(pb::BasicCredentials { client_id: user, client_secret: password })
         }
         Authorization::Bearer(_) | Authorization::Garbled => {
             return Err(OAuthErrorResponse::with_challenge(
-                OAuthError::new(
-                    ErrorCode::InvalidClient,
-                    "use HTTP Basic client authentication",
-                ),
+                OAuthError::new(ErrorCode::InvalidClient, "use HTTP Basic client authentication"),
                 Some(BASIC_CHALLENGE.into()),
             ));
         }
     };
     let request = pb::TokenRequest {
-        params: params
-            .into_iter()
-            .map(|(name, value)| pb::TokenParam { name, value })
-            .collect(),
-        client_authentication: Some(pb::ClientAuthentication {
-            method: Some(method),
-        }),
+        params: params.into_iter().map(|(name, value)| pb::TokenParam { name, value }).collect(),
+        client_authentication: Some(pb::ClientAuthentication { method: Some(method) }),
     };
     match gateway.token_issuer.clone().token(request).await {
         Ok(response) => {
@@ -80,8 +62,7 @@ pub async fn token(
         }
         Err(status) => {
             let error = OAuthError::from_status(&status);
-            let challenge =
-                (error.code == ErrorCode::InvalidClient).then(|| BASIC_CHALLENGE.to_owned());
+            let challenge = (error.code == ErrorCode::InvalidClient).then(|| BASIC_CHALLENGE.to_owned());
             Err(OAuthErrorResponse::with_challenge(error, challenge))
         }
     }
@@ -129,19 +110,14 @@ pub async fn register(
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthErrorResponse> {
-    let metadata_error =
-        |d: &str| OAuthErrorResponse::from(OAuthError::new(ErrorCode::InvalidClientMetadata, d));
+    let metadata_error = |d: &str| OAuthErrorResponse::from(OAuthError::new(ErrorCode::InvalidClientMetadata, d));
     let bytes = body(bytes, ErrorCode::InvalidClientMetadata)?;
     let body = match content_type(&headers).as_deref() {
         Some("application/json") => pb::register_client_request::Body::Json(bytes.to_vec()),
         Some("application/x-www-form-urlencoded") => {
-            let params = parse_form(&bytes)
-                .ok_or_else(|| metadata_error("the body is not valid UTF-8 form data"))?;
+            let params = parse_form(&bytes).ok_or_else(|| metadata_error("the body is not valid UTF-8 form data"))?;
             pb::register_client_request::Body::Form(pb::FormBody {
-                params: params
-                    .into_iter()
-                    .map(|(name, value)| pb::FormParam { name, value })
-                    .collect(),
+                params: params.into_iter().map(|(name, value)| pb::FormParam { name, value }).collect(),
             })
         }
         _ => return Err(metadata_error("the body must be application/json")),
@@ -151,30 +127,18 @@ pub async fn register(
         Authorization::Bearer(token) => (token, true),
         Authorization::Basic { .. } | Authorization::Garbled => {
             return Err(OAuthErrorResponse::with_challenge(
-                OAuthError::new(
-                    ErrorCode::InvalidToken,
-                    "send the initial access token as a Bearer token",
-                ),
+                OAuthError::new(ErrorCode::InvalidToken, "send the initial access token as a Bearer token"),
                 Some("Bearer realm=\"nmos-auth\", error=\"invalid_token\"".into()),
             ));
         }
     };
-    let request = pb::RegisterClientRequest {
-        body: Some(body),
-        initial_access_token: token,
-    };
+    let request = pb::RegisterClientRequest { body: Some(body), initial_access_token: token };
     match gateway.clients.clone().register_client(request).await {
         Ok(response) => {
             let r = response.into_inner();
-            let client = r.client.ok_or_else(|| {
-                OAuthErrorResponse::from(OAuthError::internal("no client in reply"))
-            })?;
-            Ok((
-                StatusCode::CREATED,
-                no_store(),
-                Json(client_json(client, r.client_secret)),
-            )
-                .into_response())
+            let client =
+                r.client.ok_or_else(|| OAuthErrorResponse::from(OAuthError::internal("no client in reply")))?;
+            Ok((StatusCode::CREATED, no_store(), Json(client_json(client, r.client_secret))).into_response())
         }
         Err(status) => {
             let error = OAuthError::from_status(&status);

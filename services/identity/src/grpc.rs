@@ -8,60 +8,36 @@ use crate::users::{rights_from_proto, to_proto};
 
 #[tonic::async_trait]
 impl Identity for IdentityService {
-    async fn create_user(
-        &self,
-        request: Request<pb::CreateUserRequest>,
-    ) -> Result<Response<pb::User>, Status> {
+    async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Result<Response<pb::User>, Status> {
         let r = request.into_inner();
         let rights = rights_from_proto(&r.rights)?;
-        let user = self
-            .create_user(&r.username, &r.password, r.admin, &rights)
-            .await?;
+        let user = self.create_user(&r.username, &r.password, r.admin, &rights).await?;
         Ok(Response::new(to_proto(&user)))
     }
 
-    async fn get_user(
-        &self,
-        request: Request<pb::GetUserRequest>,
-    ) -> Result<Response<pb::User>, Status> {
+    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::User>, Status> {
         let user = self.get_user(&request.into_inner().username).await?;
         Ok(Response::new(to_proto(&user)))
     }
 
-    async fn list_users(
-        &self,
-        _: Request<pb::ListUsersRequest>,
-    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+    async fn list_users(&self, _: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersResponse>, Status> {
         let users = self.list_users().await?;
-        Ok(Response::new(pb::ListUsersResponse {
-            users: users.iter().map(to_proto).collect(),
-        }))
+        Ok(Response::new(pb::ListUsersResponse { users: users.iter().map(to_proto).collect() }))
     }
 
-    async fn set_admin(
-        &self,
-        request: Request<pb::SetAdminRequest>,
-    ) -> Result<Response<pb::User>, Status> {
+    async fn set_admin(&self, request: Request<pb::SetAdminRequest>) -> Result<Response<pb::User>, Status> {
         let r = request.into_inner();
         let user = self.set_admin(&r.username, r.admin).await?;
         Ok(Response::new(to_proto(&user)))
     }
 
-    async fn set_rights(
-        &self,
-        request: Request<pb::SetRightsRequest>,
-    ) -> Result<Response<pb::User>, Status> {
+    async fn set_rights(&self, request: Request<pb::SetRightsRequest>) -> Result<Response<pb::User>, Status> {
         let r = request.into_inner();
-        let user = self
-            .set_rights(&r.username, &rights_from_proto(&r.rights)?)
-            .await?;
+        let user = self.set_rights(&r.username, &rights_from_proto(&r.rights)?).await?;
         Ok(Response::new(to_proto(&user)))
     }
 
-    async fn verify_password(
-        &self,
-        request: Request<pb::VerifyPasswordRequest>,
-    ) -> Result<Response<pb::User>, Status> {
+    async fn verify_password(&self, request: Request<pb::VerifyPasswordRequest>) -> Result<Response<pb::User>, Status> {
         let r = request.into_inner();
         let user = self.verify_password(&r.username, &r.password).await?;
         Ok(Response::new(to_proto(&user)))

@@ -31,9 +31,7 @@ impl IdentityService {
     pub async fn open(config: &Config) -> anyhow::Result<IdentityService> {
         let db = Db::connect(&config.database_url("identity")).await?;
         db.migrate("identity", &store::MIGRATIONS).await?;
-        Ok(IdentityService {
-            store: store::open(db),
-        })
+        Ok(IdentityService { store: store::open(db) })
     }
 
     pub async fn create_user(
@@ -63,20 +61,14 @@ impl IdentityService {
             rights: access,
         };
         if !self.store.create(&user).await.map_err(internal)? {
-            return Err(Status::already_exists(format!(
-                "the username {username:?} is taken"
-            )));
+            return Err(Status::already_exists(format!("the username {username:?} is taken")));
         }
         tracing::info!(target: "audit", event = "user_created", username, admin, "user created");
         Ok(user)
     }
 
     pub async fn get_user(&self, username: &str) -> Result<UserRecord, Status> {
-        self.store
-            .get(username)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| not_found(username))
+        self.store.get(username).await.map_err(internal)?.ok_or_else(|| not_found(username))
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserRecord>, Status> {
@@ -84,29 +76,15 @@ impl IdentityService {
     }
 
     pub async fn set_admin(&self, username: &str, admin: bool) -> Result<UserRecord, Status> {
-        if !self
-            .store
-            .set_admin(username, admin)
-            .await
-            .map_err(internal)?
-        {
+        if !self.store.set_admin(username, admin).await.map_err(internal)? {
             return Err(not_found(username));
         }
         tracing::info!(target: "audit", event = "user_admin_set", username, admin, "admin flag changed");
         self.get_user(username).await
     }
 
-    pub async fn set_rights(
-        &self,
-        username: &str,
-        rights: &[(NmosApi, Access)],
-    ) -> Result<UserRecord, Status> {
-        if !self
-            .store
-            .set_rights(username, rights)
-            .await
-            .map_err(internal)?
-        {
+    pub async fn set_rights(&self, username: &str, rights: &[(NmosApi, Access)]) -> Result<UserRecord, Status> {
+        if !self.store.set_rights(username, rights).await.map_err(internal)? {
             return Err(not_found(username));
         }
         let user = self.get_user(username).await?;
@@ -116,19 +94,13 @@ impl IdentityService {
 
     /// The user, if the password is right and the account is enabled. Every failure is the
     /// same UNAUTHENTICATED status, so a caller cannot learn which names exist.
-    pub async fn verify_password(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<UserRecord, Status> {
+    pub async fn verify_password(&self, username: &str, password: &str) -> Result<UserRecord, Status> {
         let user = self.store.get(username).await.map_err(internal)?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || {
-            users::verify_password(&password, stored.as_deref())
-        })
-        .await
-        .map_err(internal)?;
+        let ok = tokio::task::spawn_blocking(move || users::verify_password(&password, stored.as_deref()))
+            .await
+            .map_err(internal)?;
         match user {
             Some(user) if ok && !user.disabled => Ok(user),
             _ => Err(Status::unauthenticated("wrong username or password")),

@@ -10,16 +10,12 @@ use crate::store::UserRecord;
 
 /// A user name: 1 to 64 characters, no whitespace or control characters.
 pub fn validate_username(username: &str) -> Result<(), Status> {
-    let ok = (1..=64).contains(&username.chars().count())
-        && !username
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control());
+    let ok =
+        (1..=64).contains(&username.chars().count()) && !username.chars().any(|c| c.is_whitespace() || c.is_control());
     if ok {
         Ok(())
     } else {
-        Err(Status::invalid_argument(
-            "a username is 1 to 64 characters with no spaces or control characters",
-        ))
+        Err(Status::invalid_argument("a username is 1 to 64 characters with no spaces or control characters"))
     }
 }
 
@@ -28,9 +24,7 @@ pub fn validate_password(password: &str) -> Result<(), Status> {
     if (8..=1024).contains(&password.len()) {
         Ok(())
     } else {
-        Err(Status::invalid_argument(
-            "a password is 8 to 1024 bytes long",
-        ))
+        Err(Status::invalid_argument("a password is 8 to 1024 bytes long"))
     }
 }
 
@@ -41,27 +35,18 @@ fn argon2() -> Argon2<'static> {
 }
 
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
-    let salt =
-        SaltString::encode_b64(&random_bytes::<16>()).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    Ok(argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
-        .to_string())
+    let salt = SaltString::encode_b64(&random_bytes::<16>()).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    Ok(argon2().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("argon2: {e}"))?.to_string())
 }
 
 /// Checks a password against a stored hash. With no stored hash (unknown user) a dummy hash
 /// is checked so that both cases take the same time.
 pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let dummy =
-        DUMMY.get_or_init(|| hash_password("not a password anyone has").unwrap_or_default());
+    let dummy = DUMMY.get_or_init(|| hash_password("not a password anyone has").unwrap_or_default());
     let hash = stored.unwrap_or(dummy);
     let matched = PasswordHash::new(hash)
-        .map(|parsed| {
-            argon2()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
+        .map(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
         .unwrap_or(false);
     matched && stored.is_some()
 }
@@ -71,9 +56,7 @@ pub fn access_from_proto(value: i32) -> Result<Access, Status> {
         Ok(pb::Access::None) => Ok(Access::None),
         Ok(pb::Access::Read) => Ok(Access::Read),
         Ok(pb::Access::Write) => Ok(Access::Write),
-        _ => Err(Status::invalid_argument(
-            "access must be NONE, READ or WRITE",
-        )),
+        _ => Err(Status::invalid_argument("access must be NONE, READ or WRITE")),
     }
 }
 

@@ -21,9 +21,7 @@ use nmos_auth_keys::store::KeyState;
 
 /// Runs `work` on every core for `secs` seconds; returns operations per second.
 fn on_all_cores(secs: u64, work: impl Fn() + Send + Sync + 'static) -> f64 {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let work = Arc::new(work);
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
@@ -48,13 +46,8 @@ fn on_all_cores(secs: u64, work: impl Fn() + Send + Sync + 'static) -> f64 {
 }
 
 fn main() {
-    let secs: u64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(5);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let secs: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let claims = serde_json::json!({
         "iss": "https://auth.example.com:4999/x-nmos/auth/v1.0", "sub": "HGFDLHonMfDmrh2nCu8tmT3Ih73KcWd6",
         "aud": ["*.example.com"], "exp": 1795919389, "iat": 1795919329, "jti": "IKqXBD-d74UdyBElaeavcg",
@@ -71,16 +64,12 @@ fn main() {
         let rng = SystemRandom::new();
         on_all_cores(secs, move || {
             let mut sig = vec![0; pair.public_modulus_len()];
-            pair.sign(&RSA_PKCS1_SHA512, &rng, &message, &mut sig)
-                .unwrap();
+            pair.sign(&RSA_PKCS1_SHA512, &rng, &message, &mut sig).unwrap();
         })
     };
     println!("raw             {raw:8.0} signatures/s");
 
-    let config = Config {
-        key_encryption_key: Some(Secret::new(STANDARD.encode([9u8; 32]))),
-        ..Config::default()
-    };
+    let config = Config { key_encryption_key: Some(Secret::new(STANDARD.encode([9u8; 32]))), ..Config::default() };
     let kek = nmos_auth_keys::KeyEncryptionKey::load(&config).unwrap();
     let stored = keyring::generate(&kek, KeyState::Active).unwrap();
     let key = Arc::new(SigningKey::open(&stored, &kek).unwrap());
@@ -90,10 +79,7 @@ fn main() {
             key.sign(&claims_json).unwrap();
         })
     };
-    println!(
-        "keys-service    {ours:8.0} tokens/s ({:.0} % of raw)",
-        100.0 * ours / raw
-    );
+    println!("keys-service    {ours:8.0} tokens/s ({:.0} % of raw)", 100.0 * ours / raw);
 
     let pem = format!(
         "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
@@ -104,8 +90,5 @@ fn main() {
     let jwt = on_all_cores(secs, move || {
         jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
     });
-    println!(
-        "jsonwebtoken    {jwt:8.0} tokens/s ({:.0} % of raw)",
-        100.0 * jwt / raw
-    );
+    println!("jsonwebtoken    {jwt:8.0} tokens/s ({:.0} % of raw)", 100.0 * jwt / raw);
 }

@@ -14,12 +14,7 @@ impl Keys for KeysService {
         Ok(Response::new(SignResponse { jws, kid }))
     }
 
-    async fn get_jwks(
-        &self,
-        _: Request<GetJwksRequest>,
-    ) -> Result<Response<GetJwksResponse>, Status> {
-        Ok(Response::new(GetJwksResponse {
-            keys: self.jwks().to_vec(),
-        }))
+    async fn get_jwks(&self, _: Request<GetJwksRequest>) -> Result<Response<GetJwksResponse>, Status> {
+        Ok(Response::new(GetJwksResponse { keys: self.jwks().to_vec() }))
     }
 }

@@ -19,18 +19,14 @@ impl KeyEncryptionKey {
         if let Some(inline) = &config.key_encryption_key {
             return KeyEncryptionKey::from_base64(inline.expose()).context("key_encryption_key");
         }
-        let path = config
-            .key_encryption_key_file
-            .clone()
-            .unwrap_or_else(|| config.data_dir.join("key-encryption-key"));
+        let path = config.key_encryption_key_file.clone().unwrap_or_else(|| config.data_dir.join("key-encryption-key"));
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let mode = std::fs::metadata(&path)?.permissions().mode();
                 if mode & 0o077 != 0 {
                     tracing::warn!(path = %path.display(), "the key-encryption key file is readable by other users; chmod 600 it");
                 }
-                KeyEncryptionKey::from_base64(text.trim())
-                    .with_context(|| format!("reading {}", path.display()))
+                KeyEncryptionKey::from_base64(text.trim()).with_context(|| format!("reading {}", path.display()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeyEncryptionKey::create(path),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
@@ -57,13 +53,9 @@ impl KeyEncryptionKey {
     fn from_base64(text: &str) -> anyhow::Result<KeyEncryptionKey> {
         let bytes = STANDARD.decode(text.trim()).context("not base64")?;
         if bytes.len() != 32 {
-            bail!(
-                "must be 32 bytes (base64 of 32 random bytes), not {}",
-                bytes.len()
-            );
+            bail!("must be 32 bytes (base64 of 32 random bytes), not {}", bytes.len());
         }
-        let key = UnboundKey::new(&AES_256_GCM, &bytes)
-            .map_err(|_| anyhow::anyhow!("unusable AES key"))?;
+        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| anyhow::anyhow!("unusable AES key"))?;
         Ok(KeyEncryptionKey(LessSafeKey::new(key)))
     }
 
@@ -72,11 +64,7 @@ impl KeyEncryptionKey {
         let nonce_bytes = random_bytes::<NONCE_LEN>();
         let mut out = plaintext.to_vec();
         self.0
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce_bytes),
-                Aad::from(aad),
-                &mut out,
-            )
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(aad), &mut out)
             .map_err(|_| anyhow::anyhow!("encryption failed"))?;
         let mut sealed = nonce_bytes.to_vec();
         sealed.extend_from_slice(&out);
@@ -88,15 +76,12 @@ impl KeyEncryptionKey {
             bail!("sealed data is truncated");
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let nonce =
-            Nonce::try_assume_unique_for_key(nonce).map_err(|_| anyhow::anyhow!("bad nonce"))?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| anyhow::anyhow!("bad nonce"))?;
         let mut buf = ciphertext.to_vec();
         let plain = self
             .0
             .open_in_place(nonce, Aad::from(aad), &mut buf)
-            .map_err(|_| {
-                anyhow::anyhow!("cannot decrypt: wrong key-encryption key, or the data was altered")
-            })?;
+            .map_err(|_| anyhow::anyhow!("cannot decrypt: wrong key-encryption key, or the data was altered"))?;
         Ok(plain.to_vec())
     }
 }

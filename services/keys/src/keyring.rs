@@ -14,13 +14,10 @@ use crate::store::{KeyState, StoredKey};
 /// Generates a new RSA-2048 key, encrypted for storage. Its kid is the RFC 7638 JWK
 /// thumbprint, so it is stable and derived from the key itself.
 pub fn generate(kek: &KeyEncryptionKey, state: KeyState) -> anyhow::Result<StoredKey> {
-    let pair = RsaKeyPair::generate(KeySize::Rsa2048)
-        .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+    let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
     let (n, e) = public_components(&pair);
     let kid = thumbprint(&n, &e);
-    let pkcs8 = pair
-        .as_der()
-        .map_err(|_| anyhow::anyhow!("PKCS#8 encoding failed"))?;
+    let pkcs8 = pair.as_der().map_err(|_| anyhow::anyhow!("PKCS#8 encoding failed"))?;
     Ok(StoredKey {
         encrypted_private_key: kek.seal(kid.as_bytes(), pkcs8.as_ref())?,
         kid,
@@ -59,8 +56,7 @@ impl SigningKey {
         let pkcs8 = kek
             .open(stored.kid.as_bytes(), &stored.encrypted_private_key)
             .with_context(|| format!("signing key {}", stored.kid))?;
-        let pair = RsaKeyPair::from_pkcs8(&pkcs8)
-            .map_err(|e| anyhow::anyhow!("signing key {}: {e}", stored.kid))?;
+        let pair = RsaKeyPair::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!("signing key {}: {e}", stored.kid))?;
         anyhow::ensure!(
             public_components(&pair) == (stored.n.clone(), stored.e.clone()),
             "signing key {} does not match its public key",
@@ -77,8 +73,7 @@ impl SigningKey {
 
     /// A compact JWS (RFC 7515 §7.1) over `claims_json` with RS512.
     pub fn sign(&self, claims_json: &[u8]) -> anyhow::Result<String> {
-        let mut jws =
-            String::with_capacity(self.encoded_header.len() + claims_json.len() * 4 / 3 + 350);
+        let mut jws = String::with_capacity(self.encoded_header.len() + claims_json.len() * 4 / 3 + 350);
         jws.push_str(&self.encoded_header);
         jws.push('.');
         URL_SAFE_NO_PAD.encode_string(claims_json, &mut jws);
@@ -123,24 +118,14 @@ mod tests {
         let jws = key.sign(br#"{"sub":"x"}"#).unwrap();
         let parts: Vec<&str> = jws.split('.').collect();
         assert_eq!(parts.len(), 3);
-        let header: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
-        assert_eq!(
-            header,
-            serde_json::json!({"typ": "JWT", "alg": "RS512", "kid": stored.kid})
-        );
+        let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        assert_eq!(header, serde_json::json!({"typ": "JWT", "alg": "RS512", "kid": stored.kid}));
         let n = URL_SAFE_NO_PAD.decode(&stored.n).unwrap();
         let e = URL_SAFE_NO_PAD.decode(&stored.e).unwrap();
         let public = aws_lc_rs::signature::RsaPublicKeyComponents { n: &n, e: &e };
         let signed = format!("{}.{}", parts[0], parts[1]);
         let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
-        public
-            .verify(
-                &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA512,
-                signed.as_bytes(),
-                &sig,
-            )
-            .unwrap();
+        public.verify(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA512, signed.as_bytes(), &sig).unwrap();
         assert_eq!(n.len(), 256, "RSA-2048");
     }
 }

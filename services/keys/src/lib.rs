@@ -50,26 +50,16 @@ impl KeysService {
             .iter()
             .find(|k| k.state == KeyState::Active)
             .context("no active signing key after creating one")?;
-        Ok(KeysService {
-            active: SigningKey::open(active, kek)?,
-            jwks: published.iter().map(keyring::jwk).collect(),
-        })
+        Ok(KeysService { active: SigningKey::open(active, kek)?, jwks: published.iter().map(keyring::jwk).collect() })
     }
 
     /// Signs a claims set (a JSON object) with the active key; returns the JWS and its kid.
     pub fn sign(&self, claims_json: &[u8]) -> Result<(String, String), Status> {
         let trimmed = claims_json.trim_ascii_start();
-        if !trimmed.starts_with(b"{")
-            || serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_err()
-        {
-            return Err(Status::invalid_argument(
-                "claims_json must be a JSON object",
-            ));
+        if !trimmed.starts_with(b"{") || serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_err() {
+            return Err(Status::invalid_argument("claims_json must be a JSON object"));
         }
-        let jws = self
-            .active
-            .sign(claims_json)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let jws = self.active.sign(claims_json).map_err(|e| Status::internal(e.to_string()))?;
         Ok((jws, self.active.kid.clone()))
     }
 

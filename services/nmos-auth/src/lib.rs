@@ -59,8 +59,7 @@ fn spawn_grpc(
     stop: &watch::Receiver<bool>,
     router: tonic::transport::server::Router,
 ) -> anyhow::Result<SocketAddr> {
-    let incoming =
-        TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?.with_nodelay(Some(true));
+    let incoming = TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?.with_nodelay(Some(true));
     let addr = incoming.local_addr()?;
     let stop = stopped(stop.clone());
     tasks.spawn(async move {
@@ -89,24 +88,12 @@ fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
 /// Opens every service's store (running migrations) in the order they depend on each other.
 pub async fn open_services(
     config: &Config,
-) -> anyhow::Result<(
-    Arc<KeysService>,
-    Arc<IdentityService>,
-    Arc<ClientRegistryService>,
-)> {
+) -> anyhow::Result<(Arc<KeysService>, Arc<IdentityService>, Arc<ClientRegistryService>)> {
     config.validate()?;
     prepare_data_dir(config)?;
     let keys = Arc::new(KeysService::open(config).await.context("keys service")?);
-    let identity = Arc::new(
-        IdentityService::open(config)
-            .await
-            .context("identity service")?,
-    );
-    let clients = Arc::new(
-        ClientRegistryService::open(config)
-            .await
-            .context("client registry")?,
-    );
+    let identity = Arc::new(IdentityService::open(config).await.context("identity service")?);
+    let clients = Arc::new(ClientRegistryService::open(config).await.context("client registry")?);
     Ok((keys, identity, clients))
 }
 
@@ -146,24 +133,13 @@ impl Server {
         let (keys, identity, clients) = open_services(&config).await?;
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let mut wiring = Wiring {
-            transport: config.internal_transport,
-            tasks: &mut tasks,
-            stop: &stop_rx,
-        };
+        let mut wiring = Wiring { transport: config.internal_transport, tasks: &mut tasks, stop: &stop_rx };
 
         let (keys_channel, keys_addr) = wiring.expose(keys.into_server())?;
         let (_, identity_addr) = wiring.expose(identity.clone().into_server())?;
         let (clients_channel, clients_addr) = wiring.expose(clients.clone().into_server())?;
-        let peers = Peers {
-            clients: ClientRegistryClient::new(clients_channel),
-            keys: KeysClient::new(keys_channel),
-        };
-        let token_issuer = Arc::new(
-            TokenIssuerService::open(&config, peers.clone())
-                .await
-                .context("token issuer")?,
-        );
+        let peers = Peers { clients: ClientRegistryClient::new(clients_channel), keys: KeysClient::new(keys_channel) };
+        let token_issuer = Arc::new(TokenIssuerService::open(&config, peers.clone()).await.context("token issuer")?);
         let (issuer_channel, issuer_addr) = wiring.expose(token_issuer.clone().into_server())?;
 
         let gateway = nmos_auth_gateway::Gateway::new(
@@ -175,27 +151,14 @@ impl Server {
         let router = nmos_auth_gateway::router(gateway, config.max_body_bytes);
         let addr = listener.local_addr()?;
         let rx = stop_rx.clone();
-        tasks.spawn(async move {
-            nmos_auth_gateway::serve(&config, router, listener, stopped(rx)).await
-        });
+        tasks.spawn(async move { nmos_auth_gateway::serve(&config, router, listener, stopped(rx)).await });
         let grpc = match (keys_addr, identity_addr, clients_addr, issuer_addr) {
-            (Some(keys), Some(identity), Some(clients), Some(token_issuer)) => Some(GrpcAddrs {
-                keys,
-                identity,
-                clients,
-                token_issuer,
-            }),
+            (Some(keys), Some(identity), Some(clients), Some(token_issuer)) => {
+                Some(GrpcAddrs { keys, identity, clients, token_issuer })
+            }
             _ => None,
         };
-        Ok(Server {
-            addr,
-            identity,
-            clients,
-            token_issuer,
-            grpc,
-            stop,
-            tasks,
-        })
+        Ok(Server { addr, identity, clients, token_issuer, grpc, stop, tasks })
     }
 
     /// Waits until a service stops (an error) or the server is shut down.

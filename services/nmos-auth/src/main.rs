@@ -164,24 +164,14 @@ enum Admin {
 fn rights_list(text: &str) -> anyhow::Result<Vec<(NmosApi, nmos_auth_core::Access)>> {
     let rights = AccessRights::parse_list(text).map_err(anyhow::Error::msg)?;
     // Only the APIs named are changed; an explicit "none" removes access.
-    let named: Vec<NmosApi> = text
-        .split(',')
-        .filter_map(|p| {
-            p.split_once('=')
-                .and_then(|(api, _)| NmosApi::parse(api.trim()))
-        })
-        .collect();
-    Ok(named
-        .into_iter()
-        .map(|api| (api, rights.get(api)))
-        .collect())
+    let named: Vec<NmosApi> =
+        text.split(',').filter_map(|p| p.split_once('=').and_then(|(api, _)| NmosApi::parse(api.trim()))).collect();
+    Ok(named.into_iter().map(|api| (api, rights.get(api))).collect())
 }
 
 fn print_user(user: &nmos_auth_identity::store::UserRecord) {
-    let rights: Vec<String> = NmosApi::ALL
-        .into_iter()
-        .map(|api| format!("{api}={}", user.rights.get(api).as_str()))
-        .collect();
+    let rights: Vec<String> =
+        NmosApi::ALL.into_iter().map(|api| format!("{api}={}", user.rights.get(api).as_str())).collect();
     println!(
         "{}{}{} {}",
         user.username,
@@ -194,13 +184,8 @@ fn print_user(user: &nmos_auth_identity::store::UserRecord) {
 async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
     let (_, identity, clients) = nmos_auth::open_services(&config).await?;
     match command {
-        Admin::CreateInitialAccessToken {
-            lifetime,
-            description,
-        } => {
-            let (token, expires_at) = clients
-                .create_initial_access_token(lifetime, &description)
-                .await?;
+        Admin::CreateInitialAccessToken { lifetime, description } => {
+            let (token, expires_at) = clients.create_initial_access_token(lifetime, &description).await?;
             match expires_at {
                 Some(at) => eprintln!(
                     "Initial access token created; it expires at {at} (Unix time). Send it as 'Authorization: Bearer <token>' to the registration endpoint:"
@@ -211,30 +196,17 @@ async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
             }
             println!("{token}");
         }
-        Admin::AddUser {
-            username,
-            admin,
-            rights,
-        } => {
+        Admin::AddUser { username, admin, rights } => {
             let mut password = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut password)
-                .context("reading the password from standard input")?;
+            std::io::stdin().lock().read_line(&mut password).context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']);
-            let user = identity
-                .create_user(&username, password, admin, &rights_list(&rights)?)
-                .await?;
+            let user = identity.create_user(&username, password, admin, &rights_list(&rights)?).await?;
             print_user(&user);
         }
-        Admin::MakeAdmin { username, revoke } => {
-            print_user(&identity.set_admin(&username, !revoke).await?)
+        Admin::MakeAdmin { username, revoke } => print_user(&identity.set_admin(&username, !revoke).await?),
+        Admin::SetRights { username, rights } => {
+            print_user(&identity.set_rights(&username, &rights_list(&rights)?).await?)
         }
-        Admin::SetRights { username, rights } => print_user(
-            &identity
-                .set_rights(&username, &rights_list(&rights)?)
-                .await?,
-        ),
         Admin::ListUsers => {
             for user in identity.list_users().await? {
                 print_user(&user);
@@ -245,8 +217,7 @@ async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = std::net::TcpListener::bind(config.listen)
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let issuer = config.issuer()?;
     if !config.tls_enabled() {
         tracing::warn!(

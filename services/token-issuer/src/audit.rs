@@ -31,14 +31,8 @@ impl AuditLog {
     /// Stores one entry; returns once it is committed.
     pub async fn record(&self, entry: AuditEntry) -> anyhow::Result<()> {
         let (done, committed) = oneshot::channel();
-        self.tx
-            .send((entry, done))
-            .await
-            .map_err(|_| anyhow::anyhow!("the audit writer has stopped"))?;
-        committed
-            .await
-            .map_err(|_| anyhow::anyhow!("the audit writer has stopped"))?
-            .map_err(anyhow::Error::msg)
+        self.tx.send((entry, done)).await.map_err(|_| anyhow::anyhow!("the audit writer has stopped"))?;
+        committed.await.map_err(|_| anyhow::anyhow!("the audit writer has stopped"))?.map_err(anyhow::Error::msg)
     }
 }
 

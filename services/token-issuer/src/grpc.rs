@@ -7,10 +7,7 @@ use crate::TokenIssuerService;
 
 #[tonic::async_trait]
 impl TokenIssuer for TokenIssuerService {
-    async fn token(
-        &self,
-        request: Request<pb::TokenRequest>,
-    ) -> Result<Response<pb::TokenResponse>, Status> {
+    async fn token(&self, request: Request<pb::TokenRequest>) -> Result<Response<pb::TokenResponse>, Status> {
         Ok(Response::new(self.token(request.into_inner()).await?))
     }
 }

@@ -76,11 +76,9 @@ impl TokenIssuerService {
             .into_inner();
 
         let claims = match grant_type.as_str() {
-            "client_credentials" => grants::client_credentials::authorize(
-                &client,
-                &params,
-                &self.client_credentials_scopes,
-            )?,
+            "client_credentials" => {
+                grants::client_credentials::authorize(&client, &params, &self.client_credentials_scopes)?
+            }
             other => {
                 return Err(OAuthError::new(
                     ErrorCode::UnsupportedGrantType,

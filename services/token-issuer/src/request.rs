@@ -24,10 +24,7 @@ impl Params {
 
     /// A parameter; an empty value counts as absent (RFC 6749 §3.1).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 }
 
@@ -38,50 +35,34 @@ pub enum ClientAuth {
         client_secret: String,
     },
     /// No credentials: a public client naming itself with `client_id`.
-    Public { client_id: String },
+    Public {
+        client_id: String,
+    },
 }
 
 impl ClientAuth {
-    pub fn from_request(
-        auth: Option<pb::ClientAuthentication>,
-        params: &Params,
-    ) -> Result<ClientAuth, OAuthError> {
+    pub fn from_request(auth: Option<pb::ClientAuthentication>, params: &Params) -> Result<ClientAuth, OAuthError> {
         let invalid_client = |why: &str| OAuthError::new(ErrorCode::InvalidClient, why);
         if params.get("client_secret").is_some() {
-            return Err(invalid_client(
-                "client_secret_post is not supported; use HTTP Basic (client_secret_basic)",
-            ));
+            return Err(invalid_client("client_secret_post is not supported; use HTTP Basic (client_secret_basic)"));
         }
-        if params.get("client_assertion").is_some() || params.get("client_assertion_type").is_some()
-        {
-            return Err(invalid_client(
-                "private_key_jwt is not supported; use HTTP Basic (client_secret_basic)",
-            ));
+        if params.get("client_assertion").is_some() || params.get("client_assertion_type").is_some() {
+            return Err(invalid_client("private_key_jwt is not supported; use HTTP Basic (client_secret_basic)"));
         }
         match auth.and_then(|a| a.method) {
             Some(pb::client_authentication::Method::Basic(basic)) => {
-                if params
-                    .get("client_id")
-                    .is_some_and(|id| id != basic.client_id)
-                {
+                if params.get("client_id").is_some_and(|id| id != basic.client_id) {
                     return Err(OAuthError::new(
                         ErrorCode::InvalidRequest,
                         "client_id differs from the client authenticated with HTTP Basic",
                     ));
                 }
-                Ok(ClientAuth::Basic {
-                    client_id: basic.client_id,
-                    client_secret: basic.client_secret,
-                })
+                Ok(ClientAuth::Basic { client_id: basic.client_id, client_secret: basic.client_secret })
             }
-            Some(pb::client_authentication::Method::None(_)) | None => {
-                match params.get("client_id") {
-                    Some(id) => Ok(ClientAuth::Public {
-                        client_id: id.to_owned(),
-                    }),
-                    None => Err(invalid_client("client authentication is required")),
-                }
-            }
+            Some(pb::client_authentication::Method::None(_)) | None => match params.get("client_id") {
+                Some(id) => Ok(ClientAuth::Public { client_id: id.to_owned() }),
+                None => Err(invalid_client("client authentication is required")),
+            },
         }
     }
 
@@ -94,17 +75,13 @@ impl ClientAuth {
     pub fn into_proto(self) -> pb::AuthenticateClientRequest {
         use pb::authenticate_client_request::Credential;
         match self {
-            ClientAuth::Basic {
-                client_id,
-                client_secret,
-            } => pb::AuthenticateClientRequest {
+            ClientAuth::Basic { client_id, client_secret } => pb::AuthenticateClientRequest {
                 client_id,
                 credential: Some(Credential::ClientSecretBasic(client_secret)),
             },
-            ClientAuth::Public { client_id } => pb::AuthenticateClientRequest {
-                client_id,
-                credential: Some(Credential::None(true)),
-            },
+            ClientAuth::Public { client_id } => {
+                pb::AuthenticateClientRequest { client_id, credential: Some(Credential::None(true)) }
+            }
         }
     }
 }

@@ -11,14 +11,8 @@ pub use postgres::PostgresClientStore;
 pub use sqlite::SqliteClientStore;
 
 pub static MIGRATIONS: Migrations = Migrations {
-    sqlite: &[Migration {
-        version: 1,
-        sql: include_str!("../../migrations/sqlite/0001_clients.sql"),
-    }],
-    postgres: &[Migration {
-        version: 1,
-        sql: include_str!("../../migrations/postgres/0001_clients.sql"),
-    }],
+    sqlite: &[Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_clients.sql") }],
+    postgres: &[Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_clients.sql") }],
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,10 +36,7 @@ pub trait ClientStore: Send + Sync {
     ) -> anyhow::Result<()>;
     /// The expiry of the initial access token with this digest: `Some(None)` for one that
     /// never expires, `None` when there is no such token.
-    async fn initial_access_token_expiry(
-        &self,
-        digest: &[u8],
-    ) -> anyhow::Result<Option<Option<i64>>>;
+    async fn initial_access_token_expiry(&self, digest: &[u8]) -> anyhow::Result<Option<Option<i64>>>;
 }
 
 pub fn open(db: Db) -> Arc<dyn ClientStore> {

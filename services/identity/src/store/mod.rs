@@ -12,14 +12,8 @@ pub use postgres::PostgresUserStore;
 pub use sqlite::SqliteUserStore;
 
 pub static MIGRATIONS: Migrations = Migrations {
-    sqlite: &[Migration {
-        version: 1,
-        sql: include_str!("../../migrations/sqlite/0001_users.sql"),
-    }],
-    postgres: &[Migration {
-        version: 1,
-        sql: include_str!("../../migrations/postgres/0001_users.sql"),
-    }],
+    sqlite: &[Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_users.sql") }],
+    postgres: &[Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_users.sql") }],
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,11 +35,7 @@ pub trait UserStore: Send + Sync {
     /// False when there is no such user.
     async fn set_admin(&self, username: &str, admin: bool) -> anyhow::Result<bool>;
     /// Sets the listed APIs' access; false when there is no such user.
-    async fn set_rights(
-        &self,
-        username: &str,
-        rights: &[(NmosApi, Access)],
-    ) -> anyhow::Result<bool>;
+    async fn set_rights(&self, username: &str, rights: &[(NmosApi, Access)]) -> anyhow::Result<bool>;
 }
 
 pub fn open(db: Db) -> Arc<dyn UserStore> {
@@ -74,7 +64,10 @@ macro_rules! user_store_impl {
 
         const USER_COLUMNS: &str = "username, password_hash, admin, disabled, created_at";
 
-        fn user_from_row<R: sqlx::Row>(row: &R, rights: nmos_auth_core::AccessRights) -> anyhow::Result<super::UserRecord>
+        fn user_from_row<R: sqlx::Row>(
+            row: &R,
+            rights: nmos_auth_core::AccessRights,
+        ) -> anyhow::Result<super::UserRecord>
         where
             for<'a> &'a str: sqlx::ColumnIndex<R>,
             for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
@@ -176,10 +169,11 @@ macro_rules! user_store_impl {
                 rights: &[(nmos_auth_core::NmosApi, nmos_auth_core::Access)],
             ) -> anyhow::Result<bool> {
                 let mut tx = self.0.begin().await?;
-                let exists: Option<String> = sqlx::query_scalar("SELECT username FROM identity_users WHERE username = $1")
-                    .bind(username)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let exists: Option<String> =
+                    sqlx::query_scalar("SELECT username FROM identity_users WHERE username = $1")
+                        .bind(username)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 if exists.is_none() {
                     return Ok(false);
                 }

@@ -11,14 +11,8 @@ pub use postgres::PostgresKeyStore;
 pub use sqlite::SqliteKeyStore;
 
 pub static MIGRATIONS: Migrations = Migrations {
-    sqlite: &[Migration {
-        version: 1,
-        sql: include_str!("../../migrations/sqlite/0001_signing_keys.sql"),
-    }],
-    postgres: &[Migration {
-        version: 1,
-        sql: include_str!("../../migrations/postgres/0001_signing_keys.sql"),
-    }],
+    sqlite: &[Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_signing_keys.sql") }],
+    postgres: &[Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_signing_keys.sql") }],
 };
 
 /// A signing key as stored: public parts in the clear, the private key encrypted.

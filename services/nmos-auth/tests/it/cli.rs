@@ -6,18 +6,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{
-    Backend, TempDir, TestApp, backend_tests, free_listener, http_client, test_config,
-};
+use crate::harness::{Backend, TempDir, TestApp, backend_tests, free_listener, http_client, test_config};
 
 backend_tests!(admin_commands, serve_command_and_config_precedence);
 
 fn nmos_auth(config: &nmos_auth_core::Config) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
-    c.arg("--data-dir")
-        .arg(&config.data_dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.arg("--data-dir").arg(&config.data_dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     if let Some(url) = &config.database_url {
         c.env("NMOS_AUTH_DATABASE_URL", url.expose());
     }
@@ -25,27 +20,13 @@ fn nmos_auth(config: &nmos_auth_core::Config) -> Command {
 }
 
 fn run(command: &mut Command, stdin: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
@@ -58,16 +39,7 @@ async fn admin_commands(backend: Backend) {
     };
 
     // The initial access token is the last line printed, and it registers a client.
-    let out = admin(
-        &[
-            "create-initial-access-token",
-            "--lifetime",
-            "600",
-            "--description",
-            "plant A",
-        ],
-        "",
-    );
+    let out = admin(&["create-initial-access-token", "--lifetime", "600", "--description", "plant A"], "");
     let token = stdout(&out).lines().last().unwrap().to_owned();
     let r = app
         .http
@@ -80,40 +52,17 @@ async fn admin_commands(backend: Backend) {
     assert_eq!(r.status(), 201);
 
     // Users: add (password on stdin, never in argv), make admin, set rights, list.
-    let out = admin(
-        &[
-            "add-user",
-            "operator",
-            "--rights",
-            "registration=write,query=read",
-        ],
-        "a long password\n",
-    );
+    let out = admin(&["add-user", "operator", "--rights", "registration=write,query=read"], "a long password\n");
     assert!(stdout(&out).contains("registration=write"));
     let out = admin(&["make-admin", "operator"], "");
     assert!(stdout(&out).contains("(admin)"));
-    let out = admin(
-        &[
-            "set-rights",
-            "operator",
-            "--rights",
-            "query=none,node=write",
-        ],
-        "",
-    );
+    let out = admin(&["set-rights", "operator", "--rights", "query=none,node=write"], "");
     let line = stdout(&out);
     assert!(
-        line.contains("registration=write")
-            && line.contains("query=none")
-            && line.contains("node=write"),
+        line.contains("registration=write") && line.contains("query=none") && line.contains("node=write"),
         "{line}"
     );
-    let user = app
-        .server
-        .identity
-        .verify_password("operator", "a long password")
-        .await
-        .unwrap();
+    let user = app.server.identity.verify_password("operator", "a long password").await.unwrap();
     assert!(user.admin);
     let out = admin(&["list-users"], "");
     assert_eq!(stdout(&out).lines().count(), 1);
@@ -124,21 +73,9 @@ async fn admin_commands(backend: Backend) {
     for (args, stdin, needle) in [
         (&["add-user", "operator"][..], "another password\n", "taken"),
         (&["add-user", "newbie"][..], "short\n", "8 to 1024"),
-        (
-            &["set-rights", "operator", "--rights", "query=admin"][..],
-            "",
-            "unknown access level",
-        ),
-        (
-            &["set-rights", "nobody", "--rights", "query=read"][..],
-            "",
-            "no user",
-        ),
-        (
-            &["create-initial-access-token", "--lifetime=-5"][..],
-            "",
-            "negative",
-        ),
+        (&["set-rights", "operator", "--rights", "query=admin"][..], "", "unknown access level"),
+        (&["set-rights", "nobody", "--rights", "query=read"][..], "", "no user"),
+        (&["create-initial-access-token", "--lifetime=-5"][..], "", "negative"),
     ] {
         let out = admin(args, stdin);
         assert!(!out.status.success(), "{args:?} should fail");
@@ -150,33 +87,19 @@ async fn admin_commands(backend: Backend) {
     let help = stdout(&run(nmos_auth(&app.config).arg("--help"), ""));
     assert!(help.contains("serve") && help.contains("admin"));
     let help = stdout(&run(nmos_auth(&app.config).args(["admin", "--help"]), ""));
-    for command in [
-        "create-initial-access-token",
-        "add-user",
-        "make-admin",
-        "set-rights",
-        "list-users",
-    ] {
+    for command in ["create-initial-access-token", "add-user", "make-admin", "set-rights", "list-users"] {
         assert!(help.contains(command), "{command} missing from help");
     }
 
     // A bad setting stops start-up with exit status 2 and a message.
-    let out = run(
-        nmos_auth(&app.config).args(["--access-token-lifetime", "5", "serve"]),
-        "",
-    );
+    let out = run(nmos_auth(&app.config).args(["--access-token-lifetime", "5", "serve"]), "");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("between 30 and 3600"));
 }
 
 /// Starts `nmos-auth serve` and returns it with the metadata it serves.
 async fn serve(mut command: Command, port: u16) -> (std::process::Child, Value) {
-    let mut child = command
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = command.arg("serve").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let http = http_client();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -196,19 +119,10 @@ async fn serve(mut command: Command, port: u16) -> (std::process::Child, Value) 
 
 fn stop(child: std::process::Child) -> String {
     let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "serve did not shut down cleanly: {stderr}"
-    );
+    assert!(out.status.success(), "serve did not shut down cleanly: {stderr}");
     stderr
 }
 
@@ -216,11 +130,7 @@ async fn serve_command_and_config_precedence(backend: Backend) {
     let dir = TempDir::new("serve");
     let config = test_config(backend, dir.path()).await;
     let config_file = dir.path().join("nmos-auth.toml");
-    std::fs::write(
-        &config_file,
-        "public_url = \"http://from-file.example:1\"\naccess_token_lifetime = 120\n",
-    )
-    .unwrap();
+    std::fs::write(&config_file, "public_url = \"http://from-file.example:1\"\naccess_token_lifetime = 120\n").unwrap();
     let port = free_listener().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
 
@@ -230,20 +140,13 @@ async fn serve_command_and_config_precedence(backend: Backend) {
         .env("NMOS_AUTH_CONFIG", &config_file)
         .env("NMOS_AUTH_PUBLIC_URL", "http://from-env.example:2");
     let (child, metadata) = serve(c, port).await;
-    assert_eq!(
-        metadata["issuer"],
-        "http://from-env.example:2/x-nmos/auth/v1.0"
-    );
+    assert_eq!(metadata["issuer"], "http://from-env.example:2/x-nmos/auth/v1.0");
     let stderr = stop(child);
-    assert!(
-        stderr.contains("plain HTTP"),
-        "a warning says HTTP is for development: {stderr}"
-    );
-    assert!(
-        Path::new(&config.data_dir)
-            .join("key-encryption-key")
-            .exists()
-    );
+    assert!(stderr.contains("plain HTTP"), "a warning says HTTP is for development: {stderr}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&config.data_dir.join("key-encryption-key")), 0o600, "the key-encryption key is private");
+    assert_eq!(mode(&config.data_dir), 0o700, "the data directory is private");
 
     // A flag beats both; the data survives (same key in the JWKS).
     let mut c = nmos_auth(&config);
@@ -252,18 +155,9 @@ async fn serve_command_and_config_precedence(backend: Backend) {
         .env("NMOS_AUTH_PUBLIC_URL", "http://from-env.example:2")
         .args(["--public-url", "http://from-flag.example:3"]);
     let (child, metadata) = serve(c, port).await;
-    assert_eq!(
-        metadata["issuer"],
-        "http://from-flag.example:3/x-nmos/auth/v1.0"
-    );
-    let jwks: Value = http_client()
-        .get(format!("http://{listen}/x-nmos/auth/v1.0/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(metadata["issuer"], "http://from-flag.example:3/x-nmos/auth/v1.0");
+    let jwks: Value =
+        http_client().get(format!("http://{listen}/x-nmos/auth/v1.0/jwks")).send().await.unwrap().json().await.unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     stop(child);
 }

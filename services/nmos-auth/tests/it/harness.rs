@@ -73,19 +73,11 @@ pub fn free_listener() -> TcpListener {
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.trim_ascii() == b"0")
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| o.stdout.trim_ascii() == b"0").unwrap_or(false)
 }
 
 /// As the `postgres` user when we are root (Postgres refuses to run as root).
@@ -101,11 +93,7 @@ fn pg_command(bin: &Path, root: bool) -> Command {
 
 fn postgres_bin_dir() -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .collect()
-        })
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
         .unwrap_or_default();
     dirs.retain(|d| d.join("initdb").exists());
     dirs.sort();
@@ -131,10 +119,15 @@ fn postgres_cluster() -> &'static str {
         if root {
             run(Command::new("chown").args(["postgres:"]).arg(&dir));
         }
-        run(pg_command(&bin.join("initdb"), root)
-            .arg("-D")
-            .arg(dir.join("data"))
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"]));
+        run(pg_command(&bin.join("initdb"), root).arg("-D").arg(dir.join("data")).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ]));
         let port = free_listener().local_addr().unwrap().port();
         let postgres = format!(
             "{} -D {} -p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
@@ -187,19 +180,9 @@ fn postgres_cluster() -> &'static str {
 pub async fn postgres_database() -> String {
     use sqlx::Connection;
     let admin = postgres_cluster();
-    let name = format!(
-        "t_{}",
-        nmos_auth_core::secret::random_token::<9>()
-            .to_lowercase()
-            .replace(['-', '_'], "x")
-    );
-    let mut conn = sqlx::PgConnection::connect(admin)
-        .await
-        .expect("connecting to the test cluster");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let name = format!("t_{}", nmos_auth_core::secret::random_token::<9>().to_lowercase().replace(['-', '_'], "x"));
+    let mut conn = sqlx::PgConnection::connect(admin).await.expect("connecting to the test cluster");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
     let base = admin.rsplit_once('/').unwrap().0;
     format!("{base}/{name}")
 }
@@ -241,35 +224,15 @@ impl TestApp {
         let listener = free_listener();
         let addr = listener.local_addr().unwrap();
         config.listen = addr;
-        let scheme = if config.tls_enabled() {
-            "https"
-        } else {
-            "http"
-        };
-        let base = config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("{scheme}://{addr}"));
-        let server = Server::start(config.clone(), listener)
-            .await
-            .expect("server starts");
-        TestApp {
-            base,
-            http: http_client(),
-            config,
-            server,
-            dir,
-        }
+        let scheme = if config.tls_enabled() { "https" } else { "http" };
+        let base = config.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
+        let server = Server::start(config.clone(), listener).await.expect("server starts");
+        TestApp { base, http: http_client(), config, server, dir }
     }
 
     /// Stops the server and starts a new one on the same data (directory and database).
     pub async fn restart(self) -> TestApp {
-        let TestApp {
-            config,
-            server,
-            dir,
-            ..
-        } = self;
+        let TestApp { config, server, dir, .. } = self;
         server.shutdown().await.expect("clean shutdown");
         TestApp::start(config, dir).await
     }
@@ -288,25 +251,14 @@ impl TestApp {
     }
 
     pub async fn initial_access_token(&self) -> String {
-        self.server
-            .clients
-            .create_initial_access_token(3600, "test")
-            .await
-            .unwrap()
-            .0
+        self.server.clients.create_initial_access_token(3600, "test").await.unwrap().0
     }
 
     /// Registers a client with a fresh initial access token; returns the 201 body.
     pub async fn register(&self, metadata: Value) -> Value {
         let token = self.initial_access_token().await;
-        let response = self
-            .http
-            .post(self.auth_url("register"))
-            .bearer_auth(token)
-            .json(&metadata)
-            .send()
-            .await
-            .unwrap();
+        let response =
+            self.http.post(self.auth_url("register")).bearer_auth(token).json(&metadata).send().await.unwrap();
         assert_eq!(response.status(), 201, "registration failed");
         response.json().await.unwrap()
     }
@@ -319,45 +271,31 @@ impl TestApp {
                 "response_types": ["none"], "scope": scope,
             }))
             .await;
-        (
-            body["client_id"].as_str().unwrap().to_owned(),
-            body["client_secret"].as_str().unwrap().to_owned(),
-        )
+        (body["client_id"].as_str().unwrap().to_owned(), body["client_secret"].as_str().unwrap().to_owned())
     }
 
-    pub async fn token(
-        &self,
-        client_id: &str,
-        secret: &str,
-        form: &[(&str, &str)],
-    ) -> reqwest::Response {
-        self.http
-            .post(self.auth_url("token"))
-            .basic_auth(client_id, Some(secret))
-            .form(form)
-            .send()
-            .await
-            .unwrap()
+    pub async fn token(&self, client_id: &str, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http.post(self.auth_url("token")).basic_auth(client_id, Some(secret)).form(form).send().await.unwrap()
     }
 
     pub async fn jwks(&self) -> Value {
-        self.http
-            .get(self.auth_url("jwks"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get_json(&self.auth_url("jwks")).await
+    }
+
+    /// The claims of the access token in a token response, verified with PyJWT against the
+    /// served JWKS, this issuer and an audience the test config allows.
+    pub async fn verified_claims(&self, token_response: &Value) -> Value {
+        let token = token_response["access_token"].as_str().expect("an access token");
+        pyjwt_verify(token, &self.jwks().await, &self.issuer(), "*.example.com")["claims"].clone()
+    }
+
+    pub async fn get_json(&self, url: &str) -> Value {
+        self.http.get(url).send().await.unwrap().json().await.unwrap()
     }
 }
 
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 /// Checks a token with PyJWT (a JWT implementation we did not write, sharing none of our
@@ -374,34 +312,23 @@ claims = jwt.decode(d["token"], keys[0].key, algorithms=["RS512"], audience=d["a
                     options={"require": ["iss", "sub", "aud", "exp", "iat"]})
 print(json.dumps({"header": header, "claims": claims}))
 "#;
-    let python =
-        std::env::var("NMOS_AUTH_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+    let python = std::env::var("NMOS_AUTH_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
     let mut child = Command::new(&python)
         .args(["-c", SCRIPT])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!("running {python} (needs PyJWT: apt-get install python3-jwt): {e}")
-        });
+        .unwrap_or_else(|e| panic!("running {python} (needs PyJWT: apt-get install python3-jwt): {e}"));
     let input = json!({"token": token, "jwks": jwks, "issuer": issuer, "audience": audience});
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.to_string().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "PyJWT rejected the token: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "PyJWT rejected the token: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Asserts an OAuth error response: status, `error` code, no-store, JSON.
-pub async fn assert_oauth_error(
-    response: reqwest::Response,
-    status: u16,
-    code: &str,
-) -> reqwest::header::HeaderMap {
+pub async fn assert_oauth_error(response: reqwest::Response, status: u16, code: &str) -> reqwest::header::HeaderMap {
     assert_eq!(response.status(), status, "wrong status for {code}");
     let headers = response.headers().clone();
     assert_eq!(headers["content-type"], "application/json");

@@ -12,10 +12,7 @@ async fn indexes_cors_and_unknown_paths(backend: Backend) {
         ("/", json!(["x-nmos/"])),
         ("/x-nmos/", json!(["auth/"])),
         ("/x-nmos/auth/", json!(["v1.0/"])),
-        (
-            "/x-nmos/auth/v1.0/",
-            json!(["authorize/", "jwks/", "register/", "token/"]),
-        ),
+        ("/x-nmos/auth/v1.0/", json!(["authorize/", "jwks/", "register/", "token/"])),
     ] {
         let r = app.http.get(app.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
@@ -39,36 +36,20 @@ async fn indexes_cors_and_unknown_paths(backend: Backend) {
             .request(reqwest::Method::OPTIONS, app.url(path))
             .header("origin", "https://controller.example.com")
             .header("access-control-request-method", "POST")
-            .header(
-                "access-control-request-headers",
-                "authorization, content-type",
-            )
+            .header("access-control-request-headers", "authorization, content-type")
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{path}");
         let h = r.headers();
         assert_eq!(h["access-control-allow-origin"], "*", "{path}");
-        let allowed = h["access-control-allow-headers"]
-            .to_str()
-            .unwrap()
-            .to_ascii_lowercase();
+        let allowed = h["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
         assert!(allowed.contains("authorization"), "{path}: {allowed}");
-        assert!(
-            h["access-control-allow-methods"]
-                .to_str()
-                .unwrap()
-                .contains("POST"),
-            "{path}"
-        );
+        assert!(h["access-control-allow-methods"].to_str().unwrap().contains("POST"), "{path}");
     }
 
     // Unknown paths and methods: NMOS error JSON, still with CORS.
-    for path in [
-        "/x-nmos/auth/v1.0/nope",
-        "/x-nmos/query/v1.3/nodes",
-        "/elsewhere",
-    ] {
+    for path in ["/x-nmos/auth/v1.0/nope", "/x-nmos/query/v1.3/nodes", "/elsewhere"] {
         let r = app.http.get(app.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 404);
         assert_eq!(r.headers()["access-control-allow-origin"], "*");
@@ -85,18 +66,13 @@ async fn indexes_cors_and_unknown_paths(backend: Backend) {
     // refuses in the RFC 6749 shape and never redirects.
     let r = app
         .http
-        .get(app.auth_url(
-            "authorize?response_type=code&client_id=x&redirect_uri=https://evil.example/cb",
-        ))
+        .get(app.auth_url("authorize?response_type=code&client_id=x&redirect_uri=https://evil.example/cb"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.headers().get("location").is_none());
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"],
-        "unsupported_response_type"
-    );
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_response_type");
 
     // The JWKS is public and carries no private material.
     let jwks = app.jwks().await;

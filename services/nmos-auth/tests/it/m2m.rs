@@ -3,30 +3,15 @@ use serde_json::{Value, json};
 
 use crate::harness::{Backend, TestApp, backend_tests, pyjwt_verify};
 
-backend_tests!(
-    node_registers_and_gets_a_verifiable_token,
-    requested_scope_is_narrowed_to_what_was_asked
-);
+backend_tests!(node_registers_and_gets_a_verifiable_token, requested_scope_is_narrowed_to_what_was_asked);
 
 async fn node_registers_and_gets_a_verifiable_token(backend: Backend) {
     let app = TestApp::spawn(backend).await;
 
     // RFC 8414 metadata, at the bare well-known path and with the issuer path appended.
-    let bare: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let suffixed = app
-        .http
-        .get(app.url("/.well-known/oauth-authorization-server/x-nmos/auth/v1.0"))
-        .send()
-        .await
-        .unwrap();
+    let bare: Value = app.get_json(&app.url("/.well-known/oauth-authorization-server")).await;
+    let suffixed =
+        app.http.get(app.url("/.well-known/oauth-authorization-server/x-nmos/auth/v1.0")).send().await.unwrap();
     assert_eq!(suffixed.headers()["content-type"], "application/json");
     let suffixed: Value = suffixed.json().await.unwrap();
     assert_eq!(bare, suffixed);
@@ -44,24 +29,9 @@ async fn node_registers_and_gets_a_verifiable_token(backend: Backend) {
     ] {
         assert!(bare.get(field).is_some(), "metadata lacks {field}");
     }
-    assert!(
-        bare["response_types_supported"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("code"))
-    );
-    assert!(
-        bare["grant_types_supported"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("client_credentials"))
-    );
-    assert!(
-        bare["scopes_supported"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("registration"))
-    );
+    assert!(bare["response_types_supported"].as_array().unwrap().contains(&json!("code")));
+    assert!(bare["grant_types_supported"].as_array().unwrap().contains(&json!("client_credentials")));
+    assert!(bare["scopes_supported"].as_array().unwrap().contains(&json!("registration")));
     assert!(bare.get("key_ops").is_none());
 
     // RFC 7591 registration with an initial access token, as nmos-cpp sends it.
@@ -99,10 +69,7 @@ async fn node_registers_and_gets_a_verifiable_token(backend: Backend) {
         .http
         .post(bare["token_endpoint"].as_str().unwrap())
         .basic_auth(client_id, Some(secret))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "registration"),
-        ])
+        .form(&[("grant_type", "client_credentials"), ("scope", "registration")])
         .send()
         .await
         .unwrap();
@@ -111,35 +78,16 @@ async fn node_registers_and_gets_a_verifiable_token(backend: Backend) {
     assert_eq!(response.headers()["pragma"], "no-cache");
     let tokens: Value = response.json().await.unwrap();
     assert_eq!(tokens["token_type"], "Bearer");
-    assert_eq!(
-        tokens["expires_in"],
-        json!(60),
-        "an integer, the configured lifetime"
-    );
+    assert_eq!(tokens["expires_in"], json!(60), "an integer, the configured lifetime");
     assert_eq!(tokens["scope"], "registration");
-    assert!(
-        tokens.get("refresh_token").is_none(),
-        "no refresh token for client_credentials"
-    );
+    assert!(tokens.get("refresh_token").is_none(), "no refresh token for client_credentials");
 
     // Verify with PyJWT against the served JWKS, then check every claim (is-10.md §1.12).
-    let jwks: Value = app
-        .http
-        .get(bare["jwks_uri"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = app.get_json(bare["jwks_uri"].as_str().unwrap()).await;
     let key = &jwks["keys"][0];
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     assert_eq!(
-        (
-            key["kty"].as_str(),
-            key["use"].as_str(),
-            key["alg"].as_str()
-        ),
+        (key["kty"].as_str(), key["use"].as_str(), key["alg"].as_str()),
         (Some("RSA"), Some("sig"), Some("RS512"))
     );
     assert!(key.get("key_ops").is_none());
@@ -150,50 +98,24 @@ async fn node_registers_and_gets_a_verifiable_token(backend: Backend) {
     assert_eq!(header["typ"], "JWT");
     assert_eq!(header["kid"], key["kid"]);
     let claims = &verified["claims"];
-    assert_eq!(
-        claims["iss"],
-        issuer.as_str(),
-        "iss is byte-identical to the metadata issuer"
-    );
+    assert_eq!(claims["iss"], issuer.as_str(), "iss is byte-identical to the metadata issuer");
     assert_eq!(claims["sub"], client_id);
-    assert_eq!(
-        claims["aud"],
-        json!(["*.example.com", "https://*.local"]),
-        "aud is a JSON array"
-    );
+    assert_eq!(claims["aud"], json!(["*.example.com", "https://*.local"]), "aud is a JSON array");
     assert_eq!(claims["client_id"], client_id);
-    assert_eq!(
-        claims["scope"], tokens["scope"],
-        "the token's scope equals the response's"
-    );
+    assert_eq!(claims["scope"], tokens["scope"], "the token's scope equals the response's");
     let iat = claims["iat"].as_i64().unwrap();
     let now = nmos_auth_core::now_unix();
     assert!((now - 60..=now + 1).contains(&iat));
     assert_eq!(claims["exp"].as_i64().unwrap(), iat + 60);
     assert!(claims["jti"].as_str().unwrap().len() >= 16);
-    assert_eq!(
-        claims["x-nmos-registration"],
-        json!({"read": ["*"], "write": ["*"]})
-    );
-    let private: Vec<&String> = claims
-        .as_object()
-        .unwrap()
-        .keys()
-        .filter(|k| k.starts_with("x-nmos-"))
-        .collect();
-    assert_eq!(
-        private,
-        vec!["x-nmos-registration"],
-        "one claim per granted API, none empty"
-    );
+    assert_eq!(claims["x-nmos-registration"], json!({"read": ["*"], "write": ["*"]}));
+    let private: Vec<&String> = claims.as_object().unwrap().keys().filter(|k| k.starts_with("x-nmos-")).collect();
+    assert_eq!(private, vec!["x-nmos-registration"], "one claim per granted API, none empty");
 
     // The issuance is in the audit log, without secrets.
     let audit = app.server.token_issuer.recent_audit(10).await.unwrap();
     assert_eq!(audit.len(), 1);
-    assert_eq!(
-        (audit[0].client_id.as_str(), audit[0].grant_type.as_str()),
-        (client_id, "client_credentials")
-    );
+    assert_eq!((audit[0].client_id.as_str(), audit[0].grant_type.as_str()), (client_id, "client_credentials"));
     assert_eq!(audit[0].jti, claims["jti"].as_str().unwrap());
 }
 
@@ -201,43 +123,19 @@ async fn requested_scope_is_narrowed_to_what_was_asked(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (id, secret) = app.machine_client("registration events").await;
 
-    let both: Value = app
-        .token(&id, &secret, &[("grant_type", "client_credentials")])
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        both["scope"], "registration events",
-        "no scope asked: the registered scope within the allow-list"
-    );
-    let claims = crate::harness::pyjwt_verify(
-        both["access_token"].as_str().unwrap(),
-        &app.jwks().await,
-        &app.issuer(),
-        "*.example.com",
-    )["claims"]
-        .clone();
+    let both: Value = app.token(&id, &secret, &[("grant_type", "client_credentials")]).await.json().await.unwrap();
+    assert_eq!(both["scope"], "registration events", "no scope asked: the registered scope within the allow-list");
+    let claims = app.verified_claims(&both).await;
     assert!(claims.get("x-nmos-registration").is_some() && claims.get("x-nmos-events").is_some());
 
     let one: Value = app
-        .token(
-            &id,
-            &secret,
-            &[("grant_type", "client_credentials"), ("scope", "events")],
-        )
+        .token(&id, &secret, &[("grant_type", "client_credentials"), ("scope", "events")])
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(one["scope"], "events");
-    let claims = crate::harness::pyjwt_verify(
-        one["access_token"].as_str().unwrap(),
-        &app.jwks().await,
-        &app.issuer(),
-        "*.example.com",
-    )["claims"]
-        .clone();
+    let claims = app.verified_claims(&one).await;
     assert_eq!(claims["scope"], "events");
     assert!(claims.get("x-nmos-registration").is_none());
 }

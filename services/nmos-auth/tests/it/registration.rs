@@ -23,58 +23,20 @@ async fn registration_needs_a_valid_initial_access_token(backend: Backend) {
     assert_eq!(headers["www-authenticate"], "Bearer realm=\"nmos-auth\"");
 
     // A wrong token, a Basic header, an expired token.
-    let r = app
-        .http
-        .post(&url)
-        .bearer_auth("not-a-real-token")
-        .json(&machine())
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.post(&url).bearer_auth("not-a-real-token").json(&machine()).send().await.unwrap();
     let headers = assert_oauth_error(r, 401, "invalid_token").await;
-    assert!(
-        headers["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("error=\"invalid_token\"")
-    );
-    let r = app
-        .http
-        .post(&url)
-        .basic_auth("a", Some("b"))
-        .json(&machine())
-        .send()
-        .await
-        .unwrap();
+    assert!(headers["www-authenticate"].to_str().unwrap().contains("error=\"invalid_token\""));
+    let r = app.http.post(&url).basic_auth("a", Some("b")).json(&machine()).send().await.unwrap();
     assert_oauth_error(r, 401, "invalid_token").await;
-    let (expired, _) = app
-        .server
-        .clients
-        .create_initial_access_token(1, "short")
-        .await
-        .unwrap();
+    let (expired, _) = app.server.clients.create_initial_access_token(1, "short").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let r = app
-        .http
-        .post(&url)
-        .bearer_auth(&expired)
-        .json(&machine())
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.post(&url).bearer_auth(&expired).json(&machine()).send().await.unwrap();
     assert_oauth_error(r, 401, "invalid_token").await;
 
     // A valid token works, more than once (one token per fleet of Nodes), and a form body too.
     let token = app.initial_access_token().await;
     for _ in 0..2 {
-        let r = app
-            .http
-            .post(&url)
-            .bearer_auth(&token)
-            .json(&machine())
-            .send()
-            .await
-            .unwrap();
+        let r = app.http.post(&url).bearer_auth(&token).json(&machine()).send().await.unwrap();
         assert_eq!(r.status(), 201);
     }
     let r = app
@@ -101,12 +63,7 @@ async fn bad_metadata_is_rejected(backend: Backend) {
     let url = app.auth_url("register");
     let token = app.initial_access_token().await;
     let send = |body: Vec<u8>, content_type: &'static str| {
-        app.http
-            .post(&url)
-            .bearer_auth(&token)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
+        app.http.post(&url).bearer_auth(&token).header("content-type", content_type).body(body).send()
     };
     let json_type = "application/json";
 
@@ -115,11 +72,27 @@ async fn bad_metadata_is_rejected(backend: Backend) {
         (b"[1, 2]".to_vec(), "invalid_client_metadata"),
         (b"{\"client_name\": \"\xff\xfe\"}".to_vec(), "invalid_client_metadata"),
         (json!({"grant_types": ["password"]}).to_string().into_bytes(), "invalid_client_metadata"),
-        (json!({"grant_types": ["implicit"], "response_types": ["token"]}).to_string().into_bytes(), "invalid_client_metadata"),
+        (
+            json!({"grant_types": ["implicit"], "response_types": ["token"]}).to_string().into_bytes(),
+            "invalid_client_metadata",
+        ),
         (json!({"grant_types": "client_credentials"}).to_string().into_bytes(), "invalid_client_metadata"),
-        (json!({"grant_types": ["client_credentials"], "scope": "nonsense"}).to_string().into_bytes(), "invalid_client_metadata"),
-        (json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}).to_string().into_bytes(), "invalid_client_metadata"),
-        (json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_jwt"}).to_string().into_bytes(), "invalid_client_metadata"),
+        (
+            json!({"grant_types": ["client_credentials"], "scope": "nonsense"}).to_string().into_bytes(),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"})
+                .to_string()
+                .into_bytes(),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_jwt"})
+                .to_string()
+                .into_bytes(),
+            "invalid_client_metadata",
+        ),
         (json!({"grant_types": ["authorization_code"]}).to_string().into_bytes(), "invalid_redirect_uri"),
         (json!({"redirect_uris": ["not a uri"]}).to_string().into_bytes(), "invalid_redirect_uri"),
         (json!({"redirect_uris": ["https://c.example.com/cb#frag"]}).to_string().into_bytes(), "invalid_redirect_uri"),
@@ -135,22 +108,13 @@ async fn bad_metadata_is_rejected(backend: Backend) {
 
     // Wrong media type, and a body over the limit (413, still JSON).
     assert_oauth_error(
-        send(machine().to_string().into_bytes(), "text/plain")
-            .await
-            .unwrap(),
+        send(machine().to_string().into_bytes(), "text/plain").await.unwrap(),
         400,
         "invalid_client_metadata",
     )
     .await;
-    let big = json!({"client_name": "x".repeat(app.config.max_body_bytes)})
-        .to_string()
-        .into_bytes();
-    assert_oauth_error(
-        send(big, json_type).await.unwrap(),
-        413,
-        "invalid_client_metadata",
-    )
-    .await;
+    let big = json!({"client_name": "x".repeat(app.config.max_body_bytes)}).to_string().into_bytes();
+    assert_oauth_error(send(big, json_type).await.unwrap(), 413, "invalid_client_metadata").await;
 }
 
 async fn open_registration_is_only_for_code_clients(backend: Backend) {
@@ -161,10 +125,7 @@ async fn open_registration_is_only_for_code_clients(backend: Backend) {
     let r = app.http.post(&url).json(&code).send().await.unwrap();
     assert_eq!(r.status(), 201);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(
-        body["redirect_uris"],
-        json!(["http://127.0.0.1:8080/x-authorization/callback"])
-    );
+    assert_eq!(body["redirect_uris"], json!(["http://127.0.0.1:8080/x-authorization/callback"]));
 
     // Never for client_credentials, whatever the switch says.
     let r = app.http.post(&url).json(&machine()).send().await.unwrap();
@@ -176,12 +137,6 @@ async fn open_registration_is_only_for_code_clients(backend: Backend) {
 
     // With the switch off (the default), code clients need a token too.
     let closed = TestApp::spawn(backend).await;
-    let r = closed
-        .http
-        .post(closed.auth_url("register"))
-        .json(&code)
-        .send()
-        .await
-        .unwrap();
+    let r = closed.http.post(closed.auth_url("register")).json(&code).send().await.unwrap();
     assert_oauth_error(r, 401, "invalid_token").await;
 }

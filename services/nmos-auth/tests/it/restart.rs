@@ -9,22 +9,12 @@ backend_tests!(state_survives_a_restart);
 async fn state_survives_a_restart(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (id, secret) = app.machine_client("registration").await;
-    let before: Value = app
-        .token(&id, &secret, &[("grant_type", "client_credentials")])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let before: Value = app.token(&id, &secret, &[("grant_type", "client_credentials")]).await.json().await.unwrap();
     let old_token = before["access_token"].as_str().unwrap().to_owned();
     let jwks_before = app.jwks().await;
     app.server
         .identity
-        .create_user(
-            "operator",
-            "a long password",
-            true,
-            &[(NmosApi::Query, Access::Read)],
-        )
+        .create_user("operator", "a long password", true, &[(NmosApi::Query, Access::Read)])
         .await
         .unwrap();
     let issuer = app.issuer();
@@ -35,31 +25,11 @@ async fn state_survives_a_restart(backend: Backend) {
     assert_eq!(jwks_before, jwks_after, "the same signing key, same kid");
     pyjwt_verify(&old_token, &jwks_after, &issuer, "*.example.com");
 
-    let r = app
-        .token(&id, &secret, &[("grant_type", "client_credentials")])
-        .await;
-    assert_eq!(
-        r.status(),
-        200,
-        "the client is still registered with the same secret"
-    );
+    let r = app.token(&id, &secret, &[("grant_type", "client_credentials")]).await;
+    assert_eq!(r.status(), 200, "the client is still registered with the same secret");
 
-    let user = app
-        .server
-        .identity
-        .verify_password("operator", "a long password")
-        .await
-        .unwrap();
+    let user = app.server.identity.verify_password("operator", "a long password").await.unwrap();
     assert!(user.admin);
     assert_eq!(user.rights.get(NmosApi::Query), Access::Read);
-    assert_eq!(
-        app.server
-            .token_issuer
-            .recent_audit(10)
-            .await
-            .unwrap()
-            .len(),
-        2,
-        "the audit log is kept"
-    );
+    assert_eq!(app.server.token_issuer.recent_audit(10).await.unwrap().len(), 2, "the audit log is kept");
 }

@@ -11,38 +11,15 @@ async fn serves_https_with_a_certificate(backend: Backend) {
     let certs = TempDir::new("tls");
     let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
     let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args([
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-        ])
-        .args([
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-        ])
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .output()
         .expect("openssl (apt-get install openssl)");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
 
     let app = TestApp::spawn_with(backend, |c| {
         c.tls_cert = Some(cert.clone());
@@ -52,32 +29,16 @@ async fn serves_https_with_a_certificate(backend: Backend) {
     assert!(app.base.starts_with("https://"));
     let https = reqwest::Client::builder()
         .no_proxy()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap(),
-        )
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap())
         .build()
         .unwrap();
 
-    let metadata: Value = https
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metadata: Value =
+        https.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
     let issuer = metadata["issuer"].as_str().unwrap();
     assert!(issuer.starts_with("https://127.0.0.1:"), "{issuer}");
-    for endpoint in [
-        "token_endpoint",
-        "jwks_uri",
-        "registration_endpoint",
-        "authorization_endpoint",
-    ] {
-        assert!(
-            metadata[endpoint].as_str().unwrap().starts_with("https://"),
-            "{endpoint}"
-        );
+    for endpoint in ["token_endpoint", "jwks_uri", "registration_endpoint", "authorization_endpoint"] {
+        assert!(metadata[endpoint].as_str().unwrap().starts_with("https://"), "{endpoint}");
     }
 
     let token = app.initial_access_token().await;
@@ -93,37 +54,21 @@ async fn serves_https_with_a_certificate(backend: Backend) {
         .unwrap();
     let r = https
         .post(metadata["token_endpoint"].as_str().unwrap())
-        .basic_auth(
-            client["client_id"].as_str().unwrap(),
-            client["client_secret"].as_str(),
-        )
+        .basic_auth(client["client_id"].as_str().unwrap(), client["client_secret"].as_str())
         .form(&[("grant_type", "client_credentials")])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     let claims = crate::harness::pyjwt_verify(
-        r.json::<Value>().await.unwrap()["access_token"]
-            .as_str()
-            .unwrap(),
-        &https
-            .get(metadata["jwks_uri"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap(),
+        r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap(),
+        &https.get(metadata["jwks_uri"].as_str().unwrap()).send().await.unwrap().json().await.unwrap(),
         issuer,
         "*.example.com",
     );
     assert_eq!(claims["claims"]["iss"], issuer);
 
     // Plain HTTP on the TLS port gets no answer in plain HTTP.
-    let plain = app
-        .http
-        .get(app.url("/").replace("https://", "http://"))
-        .send()
-        .await;
+    let plain = app.http.get(app.url("/").replace("https://", "http://")).send().await;
     assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
 }

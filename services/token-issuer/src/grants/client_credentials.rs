@@ -7,11 +7,7 @@ use crate::claims::Claims;
 use crate::request::Params;
 
 /// Decides the scope and claims of a client_credentials token.
-pub fn authorize(
-    client: &pb::Client,
-    params: &Params,
-    allowed: &Scope,
-) -> Result<Claims, OAuthError> {
+pub fn authorize(client: &pb::Client, params: &Params, allowed: &Scope) -> Result<Claims, OAuthError> {
     if client.token_endpoint_auth_method == pb::TokenEndpointAuthMethod::None as i32 {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -27,8 +23,8 @@ pub fn authorize(
     let registered = Scope::parse(&client.scope).map_err(OAuthError::internal)?;
     let scope = match params.get("scope") {
         Some(requested) => {
-            let requested = Scope::parse(requested)
-                .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?;
+            let requested =
+                Scope::parse(requested).map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?;
             if !requested.is_subset_of(allowed) {
                 return Err(OAuthError::new(
                     ErrorCode::InvalidScope,
@@ -53,10 +49,5 @@ pub fn authorize(
     }
     // A machine client has full access to each API in its granted scope.
     let permissions = AccessRights::uniform(Access::Write).claims_for(&scope);
-    Ok(Claims {
-        subject: client.client_id.clone(),
-        client_id: client.client_id.clone(),
-        scope,
-        permissions,
-    })
+    Ok(Claims { subject: client.client_id.clone(), client_id: client.client_id.clone(), scope, permissions })
 }

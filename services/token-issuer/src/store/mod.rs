@@ -11,14 +11,8 @@ pub use postgres::PostgresTokenStore;
 pub use sqlite::SqliteTokenStore;
 
 pub static MIGRATIONS: Migrations = Migrations {
-    sqlite: &[Migration {
-        version: 1,
-        sql: include_str!("../../migrations/sqlite/0001_audit.sql"),
-    }],
-    postgres: &[Migration {
-        version: 1,
-        sql: include_str!("../../migrations/postgres/0001_audit.sql"),
-    }],
+    sqlite: &[Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_audit.sql") }],
+    postgres: &[Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_audit.sql") }],
 };
 
 /// One audited authorization.
