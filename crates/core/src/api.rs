@@ -191,6 +191,37 @@ impl AccessRights {
         Ok(rights)
     }
 
+    /// From the gRPC form; entries for unknown APIs or levels grant nothing.
+    pub fn from_proto(rights: &[nmos_auth_proto::ApiRight]) -> AccessRights {
+        let mut out = AccessRights::default();
+        for r in rights {
+            let access = match nmos_auth_proto::Access::try_from(r.access) {
+                Ok(nmos_auth_proto::Access::Read) => Access::Read,
+                Ok(nmos_auth_proto::Access::Write) => Access::Write,
+                _ => Access::None,
+            };
+            if let Some(api) = NmosApi::parse(&r.api) {
+                out.set(api, access);
+            }
+        }
+        out
+    }
+
+    /// The gRPC form: one entry per known API, including those with no access.
+    pub fn to_proto(&self) -> Vec<nmos_auth_proto::ApiRight> {
+        NmosApi::ALL
+            .into_iter()
+            .map(|api| nmos_auth_proto::ApiRight {
+                api: api.as_str().to_owned(),
+                access: match self.get(api) {
+                    Access::None => nmos_auth_proto::Access::None,
+                    Access::Read => nmos_auth_proto::Access::Read,
+                    Access::Write => nmos_auth_proto::Access::Write,
+                } as i32,
+            })
+            .collect()
+    }
+
     /// The `x-nmos-<api>` claims for the APIs in `scope`, leaving out APIs with no access.
     pub fn claims_for(&self, scope: &Scope) -> Map<String, Value> {
         scope.apis().iter().filter_map(|api| Some((api.claim_name(), self.get(*api).permissions()?))).collect()

@@ -69,8 +69,14 @@ pub struct Config {
     pub key_encryption_key: Option<Secret>,
     /// File holding the key-encryption key; generated (mode 0600) when absent.
     pub key_encryption_key_file: Option<PathBuf>,
+    /// Base64 of 32 random bytes that seals browser session cookies.
+    pub cookie_key: Option<Secret>,
+    /// File holding the cookie key; generated (mode 0600) when absent.
+    pub cookie_key_file: Option<PathBuf>,
     /// Access token lifetime in seconds (IS-10: between 30 s and 1 h).
     pub access_token_lifetime: u64,
+    /// Refresh token lifetime in seconds; rotation never extends it.
+    pub refresh_token_lifetime: u64,
     /// The `aud` claim of every access token: FQDNs or wildcard domains, no port or path.
     pub audience: Vec<String>,
     /// The NMOS API scopes this server issues tokens for.
@@ -97,7 +103,10 @@ impl Default for Config {
             database_url: None,
             key_encryption_key: None,
             key_encryption_key_file: None,
+            cookie_key: None,
+            cookie_key_file: None,
             access_token_lifetime: 60,
+            refresh_token_lifetime: 24 * 3600,
             audience: vec!["*".to_owned()],
             scopes: Scope::all().to_string(),
             client_credentials_scopes: "registration events".to_owned(),
@@ -123,6 +132,9 @@ impl Config {
                 "access_token_lifetime must be between 30 and 3600 seconds (IS-10), not {}",
                 self.access_token_lifetime
             );
+        }
+        if self.refresh_token_lifetime <= self.access_token_lifetime {
+            bail!("refresh_token_lifetime must be longer than access_token_lifetime");
         }
         if self.audience.is_empty() {
             bail!("audience must name at least one resource server host or wildcard domain");
@@ -189,6 +201,18 @@ impl Config {
     /// The RFC 8414 issuer identifier; also the `iss` of every token, byte for byte.
     pub fn issuer(&self) -> anyhow::Result<String> {
         Ok(format!("{}{}", self.public_base()?, crate::AUTH_API_BASE))
+    }
+
+    /// The key that encrypts signing keys at rest.
+    pub fn key_encryption_key(&self) -> anyhow::Result<crate::sealing::SealingKey> {
+        let file = self.key_encryption_key_file.clone().unwrap_or_else(|| self.data_dir.join("key-encryption-key"));
+        crate::sealing::SealingKey::load(self.key_encryption_key.as_ref(), file, "key-encryption key")
+    }
+
+    /// The key that seals browser session cookies.
+    pub fn cookie_key(&self) -> anyhow::Result<crate::sealing::SealingKey> {
+        let file = self.cookie_key_file.clone().unwrap_or_else(|| self.data_dir.join("cookie-key"));
+        crate::sealing::SealingKey::load(self.cookie_key.as_ref(), file, "cookie key")
     }
 
     /// The database URL one service uses.

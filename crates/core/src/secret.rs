@@ -24,7 +24,12 @@ pub fn digest(secret: &str) -> Vec<u8> {
 
 /// Compares a presented secret with a stored digest in constant time.
 pub fn verify_digest(secret: &str, stored: &[u8]) -> bool {
-    constant_time::verify_slices_are_equal(&digest(secret), stored).is_ok()
+    constant_time_eq(&digest(secret), stored)
+}
+
+/// Byte equality whose time does not depend on where the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
 #[cfg(test)]

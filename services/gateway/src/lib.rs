@@ -5,6 +5,9 @@
 mod http;
 mod metadata;
 mod oauth;
+mod pages;
+mod session;
+mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,7 +22,9 @@ use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use nmos_auth_core::Config;
 use nmos_auth_core::grpc::GrpcChannel;
+use nmos_auth_core::sealing::SealingKey;
 use nmos_auth_proto::client_registry_client::ClientRegistryClient;
+use nmos_auth_proto::identity_client::IdentityClient;
 use nmos_auth_proto::keys_client::KeysClient;
 use nmos_auth_proto::token_issuer_client::TokenIssuerClient;
 use serde_json::{Value, json};
@@ -33,7 +38,11 @@ pub struct Gateway {
     pub token_issuer: TokenIssuerClient<GrpcChannel>,
     pub clients: ClientRegistryClient<GrpcChannel>,
     pub keys: KeysClient<GrpcChannel>,
+    pub identity: IdentityClient<GrpcChannel>,
     metadata: Arc<Value>,
+    cookie_key: Arc<SealingKey>,
+    /// Session cookies get `Secure` when browsers reach the server over https.
+    secure_cookies: bool,
 }
 
 impl Gateway {
@@ -42,9 +51,18 @@ impl Gateway {
         token_issuer: TokenIssuerClient<GrpcChannel>,
         clients: ClientRegistryClient<GrpcChannel>,
         keys: KeysClient<GrpcChannel>,
+        identity: IdentityClient<GrpcChannel>,
     ) -> anyhow::Result<Gateway> {
         let metadata = metadata::authorization_server_metadata(&config.issuer()?, &config.scopes()?.to_string());
-        Ok(Gateway { token_issuer, clients, keys, metadata: Arc::new(metadata) })
+        Ok(Gateway {
+            token_issuer,
+            clients,
+            keys,
+            identity,
+            metadata: Arc::new(metadata),
+            cookie_key: Arc::new(config.cookie_key()?),
+            secure_cookies: config.public_base()?.starts_with("https://"),
+        })
     }
 }
 
@@ -84,7 +102,11 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
         .route(&format!("{V}/jwks/"), get(metadata::jwks))
         .route(&format!("{V}/token"), post(oauth::token))
         .route(&format!("{V}/register"), post(oauth::register))
-        .route(&format!("{V}/authorize"), get(oauth::authorize).post(oauth::authorize))
+        .route(&format!("{V}/revoke"), post(oauth::revoke))
+        .route(&format!("{V}/authorize"), get(web::authorize_page).post(web::authorize_decision))
+        .route(&format!("{V}/signin"), get(web::signin_page).post(web::signin))
+        .route(&format!("{V}/signout"), post(web::signout))
+        .route(&format!("{V}/home"), get(web::home))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway)

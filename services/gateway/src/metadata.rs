@@ -22,7 +22,7 @@ pub async fn auth() -> Json<Value> {
 }
 
 pub async fn auth_version() -> Json<Value> {
-    Json(json!(["authorize/", "jwks/", "register/", "token/"]))
+    Json(json!(["authorize/", "jwks/", "register/", "revoke/", "token/"]))
 }
 
 /// The RFC 8414 document; every field is computed once at start-up.
@@ -35,8 +35,10 @@ pub fn authorization_server_metadata(issuer: &str, scopes: &str) -> Value {
         "registration_endpoint": format!("{issuer}/register"),
         "scopes_supported": scopes.split(' ').collect::<Vec<_>>(),
         "response_types_supported": ["code"],
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
         "code_challenge_methods_supported": ["S256", "plain"],
     })
 }

@@ -19,18 +19,9 @@ fn invalid_request(description: &str) -> OAuthErrorResponse {
     OAuthError::new(ErrorCode::InvalidRequest, description).into()
 }
 
-/// POST token_endpoint.
-pub async fn token(
-    State(gateway): State<Gateway>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Response, OAuthErrorResponse> {
-    let bytes = body(bytes, ErrorCode::InvalidRequest)?;
-    if content_type(&headers).as_deref() != Some("application/x-www-form-urlencoded") {
-        return Err(invalid_request("the body must be application/x-www-form-urlencoded"));
-    }
-    let params = parse_form(&bytes).ok_or_else(|| invalid_request("the body is not valid UTF-8 form data"))?;
-    let method = match authorization(&headers) {
+/// The client's credentials from the Authorization header (RFC 6749 §2.3.1), or none.
+fn client_authentication(headers: &HeaderMap) -> Result<pb::ClientAuthentication, OAuthErrorResponse> {
+    let method = match authorization(headers) {
         Authorization::Absent => pb::client_authentication::Method::None(pb::NoClientAuthentication {}),
         Authorization::Basic { user, password } => {
             pb::client_authentication::Method::Basic(pb::BasicCredentials { client_id: user, client_secret: password })
@@ -42,10 +33,51 @@ pub async fn token(
             ));
         }
     };
-    let request = pb::TokenRequest {
-        params: params.into_iter().map(|(name, value)| pb::TokenParam { name, value }).collect(),
-        client_authentication: Some(pb::ClientAuthentication { method: Some(method) }),
-    };
+    Ok(pb::ClientAuthentication { method: Some(method) })
+}
+
+/// A token or revocation request's form body, strictly parsed.
+fn form_body(
+    headers: &HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Vec<pb::TokenParam>, OAuthErrorResponse> {
+    let bytes = body(bytes, ErrorCode::InvalidRequest)?;
+    if content_type(headers).as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(invalid_request("the body must be application/x-www-form-urlencoded"));
+    }
+    let params = parse_form(&bytes).ok_or_else(|| invalid_request("the body is not valid UTF-8 form data"))?;
+    Ok(params.into_iter().map(|(name, value)| pb::TokenParam { name, value }).collect())
+}
+
+/// An error from a service, with a Basic challenge for failed client authentication.
+fn client_error(status: &tonic::Status) -> OAuthErrorResponse {
+    let error = OAuthError::from_status(status);
+    let challenge = (error.code == ErrorCode::InvalidClient).then(|| BASIC_CHALLENGE.to_owned());
+    OAuthErrorResponse::with_challenge(error, challenge)
+}
+
+/// POST revocation_endpoint (RFC 7009): 200 whether or not the token was known.
+pub async fn revoke(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, OAuthErrorResponse> {
+    let params = form_body(&headers, bytes)?;
+    let client_authentication = Some(client_authentication(&headers)?);
+    match gateway.token_issuer.clone().revoke(pb::RevokeRequest { params, client_authentication }).await {
+        Ok(_) => Ok((no_store(), Json(json!({}))).into_response()),
+        Err(status) => Err(client_error(&status)),
+    }
+}
+
+/// POST token_endpoint.
+pub async fn token(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, OAuthErrorResponse> {
+    let params = form_body(&headers, bytes)?;
+    let request = pb::TokenRequest { params, client_authentication: Some(client_authentication(&headers)?) };
     match gateway.token_issuer.clone().token(request).await {
         Ok(response) => {
             let t = response.into_inner();
@@ -60,11 +92,7 @@ pub async fn token(
             }
             Ok((no_store(), Json(body)).into_response())
         }
-        Err(status) => {
-            let error = OAuthError::from_status(&status);
-            let challenge = (error.code == ErrorCode::InvalidClient).then(|| BASIC_CHALLENGE.to_owned());
-            Err(OAuthErrorResponse::with_challenge(error, challenge))
-        }
+        Err(status) => Err(client_error(&status)),
     }
 }
 
@@ -153,14 +181,4 @@ pub async fn register(
             Err(OAuthErrorResponse::with_challenge(error, challenge))
         }
     }
-}
-
-/// GET authorization_endpoint: the authorization code flow is not built yet, so every
-/// request is refused without a redirect (RFC 6749 §4.1.2.1 allows no redirect target we trust).
-pub async fn authorize() -> OAuthErrorResponse {
-    OAuthError::new(
-        ErrorCode::UnsupportedResponseType,
-        "this server does not offer the authorization code flow yet; machine clients use client_credentials",
-    )
-    .into()
 }

@@ -2,7 +2,7 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use nmos_auth_core::secret::random_bytes;
-use nmos_auth_core::{Access, AccessRights, NmosApi};
+use nmos_auth_core::{Access, NmosApi};
 use nmos_auth_proto as pb;
 use tonic::Status;
 
@@ -76,23 +76,9 @@ pub fn to_proto(user: &UserRecord) -> pb::User {
         username: user.username.clone(),
         admin: user.admin,
         disabled: user.disabled,
-        rights: rights_to_proto(&user.rights),
+        rights: user.rights.to_proto(),
         created_at: user.created_at,
     }
-}
-
-pub fn rights_to_proto(rights: &AccessRights) -> Vec<pb::ApiRight> {
-    NmosApi::ALL
-        .into_iter()
-        .map(|api| pb::ApiRight {
-            api: api.as_str().to_owned(),
-            access: match rights.get(api) {
-                Access::None => pb::Access::None,
-                Access::Read => pb::Access::Read,
-                Access::Write => pb::Access::Write,
-            } as i32,
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ fn main() {
     println!("raw             {raw:8.0} signatures/s");
 
     let config = Config { key_encryption_key: Some(Secret::new(STANDARD.encode([9u8; 32]))), ..Config::default() };
-    let kek = nmos_auth_keys::KeyEncryptionKey::load(&config).unwrap();
+    let kek = config.key_encryption_key().unwrap();
     let stored = keyring::generate(&kek, KeyState::Active).unwrap();
     let key = Arc::new(SigningKey::open(&stored, &kek).unwrap());
     let ours = {

@@ -8,8 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nmos_auth_proto::Jwk;
 
-use crate::kek::KeyEncryptionKey;
 use crate::store::{KeyState, StoredKey};
+use nmos_auth_core::sealing::SealingKey as KeyEncryptionKey;
 
 /// Generates a new RSA-2048 key, encrypted for storage. Its kid is the RFC 7638 JWK
 /// thumbprint, so it is stable and derived from the key itself.
@@ -111,7 +111,7 @@ mod tests {
             key_encryption_key: Some(nmos_auth_core::secret::Secret::new(kek_b64)),
             ..Default::default()
         };
-        let kek = KeyEncryptionKey::load(&config).unwrap();
+        let kek = config.key_encryption_key().unwrap();
         let stored = generate(&kek, KeyState::Active).unwrap();
         assert_eq!(stored.kid, thumbprint(&stored.n, &stored.e));
         let key = SigningKey::open(&stored, &kek).unwrap();

@@ -3,9 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod grpc;
-mod kek;
 
-pub use kek::KeyEncryptionKey;
 pub mod keyring;
 pub mod store;
 
@@ -14,6 +12,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use nmos_auth_core::Config;
 use nmos_auth_core::db::Db;
+use nmos_auth_core::sealing::SealingKey;
 use nmos_auth_proto::Jwk;
 use nmos_auth_proto::keys_server::KeysServer;
 use tonic::Status;
@@ -29,14 +28,14 @@ pub struct KeysService {
 impl KeysService {
     /// Opens the key store and loads the active key, creating one on first start.
     pub async fn open(config: &Config) -> anyhow::Result<KeysService> {
-        let kek = KeyEncryptionKey::load(config)?;
+        let kek = config.key_encryption_key()?;
         let db = Db::connect(&config.database_url("keys")).await?;
         db.migrate("keys", &store::MIGRATIONS).await?;
         let store = store::open(db);
         KeysService::load(store.as_ref(), &kek).await
     }
 
-    async fn load(store: &dyn KeyStore, kek: &KeyEncryptionKey) -> anyhow::Result<KeysService> {
+    async fn load(store: &dyn KeyStore, kek: &SealingKey) -> anyhow::Result<KeysService> {
         let mut published = store.published().await?;
         if !published.iter().any(|k| k.state == KeyState::Active) {
             let key = keyring::generate(kek, KeyState::Active)?;

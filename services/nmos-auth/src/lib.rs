@@ -15,6 +15,7 @@ use nmos_auth_core::grpc::{self, GrpcChannel};
 use nmos_auth_identity::IdentityService;
 use nmos_auth_keys::KeysService;
 use nmos_auth_proto::client_registry_client::ClientRegistryClient;
+use nmos_auth_proto::identity_client::IdentityClient;
 use nmos_auth_proto::keys_client::KeysClient;
 use nmos_auth_proto::token_issuer_client::TokenIssuerClient;
 use nmos_auth_token_issuer::{Peers, TokenIssuerService};
@@ -136,9 +137,13 @@ impl Server {
         let mut wiring = Wiring { transport: config.internal_transport, tasks: &mut tasks, stop: &stop_rx };
 
         let (keys_channel, keys_addr) = wiring.expose(keys.into_server())?;
-        let (_, identity_addr) = wiring.expose(identity.clone().into_server())?;
+        let (identity_channel, identity_addr) = wiring.expose(identity.clone().into_server())?;
         let (clients_channel, clients_addr) = wiring.expose(clients.clone().into_server())?;
-        let peers = Peers { clients: ClientRegistryClient::new(clients_channel), keys: KeysClient::new(keys_channel) };
+        let peers = Peers {
+            clients: ClientRegistryClient::new(clients_channel),
+            keys: KeysClient::new(keys_channel),
+            identity: IdentityClient::new(identity_channel),
+        };
         let token_issuer = Arc::new(TokenIssuerService::open(&config, peers.clone()).await.context("token issuer")?);
         let (issuer_channel, issuer_addr) = wiring.expose(token_issuer.clone().into_server())?;
 
@@ -147,6 +152,7 @@ impl Server {
             TokenIssuerClient::new(issuer_channel),
             peers.clients,
             peers.keys,
+            peers.identity,
         )?;
         let router = nmos_auth_gateway::router(gateway, config.max_body_bytes);
         let addr = listener.local_addr()?;

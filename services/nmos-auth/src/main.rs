@@ -53,6 +53,9 @@ struct ConfigArgs {
     /// Access token lifetime in seconds (30 to 3600).
     #[arg(long, global = true, env = "NMOS_AUTH_ACCESS_TOKEN_LIFETIME")]
     access_token_lifetime: Option<u64>,
+    /// Refresh token lifetime in seconds.
+    #[arg(long, global = true, env = "NMOS_AUTH_REFRESH_TOKEN_LIFETIME")]
+    refresh_token_lifetime: Option<u64>,
     /// Token audience: comma-separated host names or wildcard domains.
     #[arg(long, global = true, env = "NMOS_AUTH_AUDIENCE", value_delimiter = ',')]
     audience: Option<Vec<String>>,
@@ -100,6 +103,7 @@ impl ConfigArgs {
             data_dir,
             listen,
             access_token_lifetime,
+            refresh_token_lifetime,
             audience,
             scopes,
             client_credentials_scopes,
@@ -219,6 +223,9 @@ async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let issuer = config.issuer()?;
+    if config.listen.ip().is_unspecified() && config.public_url.is_none() {
+        tracing::warn!(%issuer, "listening on every address without public_url: set public_url to the name Nodes reach this server by");
+    }
     if !config.tls_enabled() {
         tracing::warn!(
             "serving plain HTTP: for development only; IS-10 requires HTTPS in production (set tls_cert and tls_key)"

@@ -39,3 +39,16 @@ impl TokenPolicy {
         (object.to_string().into_bytes(), jti)
     }
 }
+
+/// A user's token: the requested scope narrowed to the APIs the user has rights to, with one
+/// `x-nmos-<api>` claim per API carrying exactly those rights.
+pub fn user_claims(user: &nmos_auth_proto::User, client_id: &str, requested: &Scope) -> Claims {
+    let rights = nmos_auth_core::AccessRights::from_proto(&user.rights);
+    let scope = rights.grantable(requested);
+    Claims {
+        subject: user.username.clone(),
+        client_id: client_id.to_owned(),
+        permissions: rights.claims_for(&scope),
+        scope,
+    }
+}

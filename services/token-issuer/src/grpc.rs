@@ -10,4 +10,16 @@ impl TokenIssuer for TokenIssuerService {
     async fn token(&self, request: Request<pb::TokenRequest>) -> Result<Response<pb::TokenResponse>, Status> {
         Ok(Response::new(self.token(request.into_inner()).await?))
     }
+
+    async fn authorize(
+        &self,
+        request: Request<pb::AuthorizeRequest>,
+    ) -> Result<Response<pb::AuthorizeResponse>, Status> {
+        Ok(Response::new(self.authorize(request.into_inner()).await?))
+    }
+
+    async fn revoke(&self, request: Request<pb::RevokeRequest>) -> Result<Response<pb::RevokeResponse>, Status> {
+        self.revoke(request.into_inner()).await?;
+        Ok(Response::new(pb::RevokeResponse {}))
+    }
 }

@@ -7,6 +7,7 @@ mod claims;
 mod grants;
 mod grpc;
 mod request;
+mod revocation;
 pub mod store;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use nmos_auth_core::grpc::GrpcChannel;
 use nmos_auth_core::{Config, ErrorCode, OAuthError, Scope};
 use nmos_auth_proto as pb;
 use nmos_auth_proto::client_registry_client::ClientRegistryClient;
+use nmos_auth_proto::identity_client::IdentityClient;
 use nmos_auth_proto::keys_client::KeysClient;
 use nmos_auth_proto::token_issuer_server::TokenIssuerServer;
 
@@ -29,6 +31,7 @@ use crate::store::{AuditEntry, TokenStore};
 pub struct Peers {
     pub clients: ClientRegistryClient<GrpcChannel>,
     pub keys: KeysClient<GrpcChannel>,
+    pub identity: IdentityClient<GrpcChannel>,
 }
 
 pub struct TokenIssuerService {
@@ -37,6 +40,7 @@ pub struct TokenIssuerService {
     audit: AuditLog,
     policy: TokenPolicy,
     client_credentials_scopes: Scope,
+    refresh_token_lifetime_secs: i64,
 }
 
 impl TokenIssuerService {
@@ -54,7 +58,19 @@ impl TokenIssuerService {
                 lifetime_secs: config.access_token_lifetime as i64,
             },
             client_credentials_scopes: config.client_credentials_scopes()?,
+            refresh_token_lifetime_secs: config.refresh_token_lifetime as i64,
         })
+    }
+
+    /// Authenticates the client of a token or revocation request through the registry.
+    async fn authenticate(
+        &self,
+        authentication: Option<pb::ClientAuthentication>,
+        params: &Params,
+    ) -> Result<pb::Client, OAuthError> {
+        let auth = ClientAuth::from_request(authentication, params)?;
+        let client = self.peers.clients.clone().authenticate_client(auth.into_proto()).await;
+        Ok(client.map_err(|s| OAuthError::from_status(&s))?.into_inner())
     }
 
     /// RFC 6749 §4 and §5: checks the request, authenticates the client, runs the grant.
@@ -64,21 +80,14 @@ impl TokenIssuerService {
             .get("grant_type")
             .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "grant_type is required"))?
             .to_owned();
-        let auth = ClientAuth::from_request(request.client_authentication, &params)?;
-        let client_id = auth.client_id().to_owned();
-        let client = self
-            .peers
-            .clients
-            .clone()
-            .authenticate_client(auth.into_proto())
-            .await
-            .map_err(|s| OAuthError::from_status(&s))?
-            .into_inner();
+        let client = self.authenticate(request.client_authentication, &params).await?;
 
-        let claims = match grant_type.as_str() {
+        let grant = match grant_type.as_str() {
             "client_credentials" => {
                 grants::client_credentials::authorize(&client, &params, &self.client_credentials_scopes)?
             }
+            "authorization_code" => grants::authorization_code::exchange(self, &client, &params).await?,
+            "refresh_token" => grants::refresh_token::refresh(self, &client, &params).await?,
             other => {
                 return Err(OAuthError::new(
                     ErrorCode::UnsupportedGrantType,
@@ -88,9 +97,9 @@ impl TokenIssuerService {
         };
 
         let now = nmos_auth_core::now_unix();
-        let scope = claims.scope.to_string();
-        let subject = claims.subject.clone();
-        let (claims_json, jti) = self.policy.claims_json(claims, now);
+        let scope = grant.claims.scope.to_string();
+        let subject = grant.claims.subject.clone();
+        let (claims_json, jti) = self.policy.claims_json(grant.claims, now);
         let signed = self
             .peers
             .keys
@@ -104,20 +113,20 @@ impl TokenIssuerService {
                 at: now,
                 event: "token_issued".into(),
                 grant_type: grant_type.clone(),
-                client_id: client_id.clone(),
-                subject,
+                client_id: client.client_id.clone(),
+                subject: subject.clone(),
                 scope: scope.clone(),
                 jti,
             })
             .await
             .map_err(OAuthError::internal)?;
-        tracing::info!(target: "audit", event = "token_issued", grant_type, client_id, scope, "token issued");
+        tracing::info!(target: "audit", event = "token_issued", grant_type, client_id = %client.client_id, subject, scope, "token issued");
         Ok(pb::TokenResponse {
             access_token: signed.jws,
             token_type: "Bearer".into(),
             expires_in: self.policy.lifetime_secs,
             scope,
-            refresh_token: String::new(),
+            refresh_token: grant.refresh_token.unwrap_or_default(),
         })
     }
 

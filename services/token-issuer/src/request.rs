@@ -66,12 +66,6 @@ impl ClientAuth {
         }
     }
 
-    pub fn client_id(&self) -> &str {
-        match self {
-            ClientAuth::Basic { client_id, .. } | ClientAuth::Public { client_id } => client_id,
-        }
-    }
-
     pub fn into_proto(self) -> pb::AuthenticateClientRequest {
         use pb::authenticate_client_request::Credential;
         match self {

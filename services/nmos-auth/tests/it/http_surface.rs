@@ -12,7 +12,7 @@ async fn indexes_cors_and_unknown_paths(backend: Backend) {
         ("/", json!(["x-nmos/"])),
         ("/x-nmos/", json!(["auth/"])),
         ("/x-nmos/auth/", json!(["v1.0/"])),
-        ("/x-nmos/auth/v1.0/", json!(["authorize/", "jwks/", "register/", "token/"])),
+        ("/x-nmos/auth/v1.0/", json!(["authorize/", "jwks/", "register/", "revoke/", "token/"])),
     ] {
         let r = app.http.get(app.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
@@ -29,6 +29,8 @@ async fn indexes_cors_and_unknown_paths(backend: Backend) {
         "/x-nmos/auth/v1.0/token",
         "/x-nmos/auth/v1.0/register",
         "/x-nmos/auth/v1.0/authorize",
+        "/x-nmos/auth/v1.0/revoke",
+        "/x-nmos/auth/v1.0/signin",
     ];
     for path in routes {
         let r = app
@@ -62,17 +64,11 @@ async fn indexes_cors_and_unknown_paths(backend: Backend) {
     assert_eq!(r.status(), 405);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], 405);
 
-    // The authorization endpoint is advertised but the code flow is not offered yet: it
-    // refuses in the RFC 6749 shape and never redirects.
-    let r = app
-        .http
-        .get(app.auth_url("authorize?response_type=code&client_id=x&redirect_uri=https://evil.example/cb"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    assert!(r.headers().get("location").is_none());
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_response_type");
+    // The authorization endpoint sends a signed-out browser to the sign-in page first.
+    let mut browser = crate::browser::Browser::new();
+    let page = browser.get(&app.auth_url("authorize?response_type=code&client_id=x")).await;
+    assert_eq!(page.status, 302);
+    assert!(page.location.unwrap().starts_with("/x-nmos/auth/v1.0/signin?next="));
 
     // The JWKS is public and carries no private material.
     let jwks = app.jwks().await;

@@ -1,7 +1,9 @@
 //! Integration tests: each starts a real server (gateway + every service over loopback gRPC)
 //! on a free port, on SQLite and on Postgres.
+mod browser;
 mod harness;
 
+mod authorization_code;
 mod cli;
 mod grpc;
 mod http_surface;

@@ -4,10 +4,11 @@ use nmos_auth_core::{Access, AccessRights, ErrorCode, OAuthError, Scope};
 use nmos_auth_proto as pb;
 
 use crate::claims::Claims;
+use crate::grants::Grant;
 use crate::request::Params;
 
 /// Decides the scope and claims of a client_credentials token.
-pub fn authorize(client: &pb::Client, params: &Params, allowed: &Scope) -> Result<Claims, OAuthError> {
+pub fn authorize(client: &pb::Client, params: &Params, allowed: &Scope) -> Result<Grant, OAuthError> {
     if client.token_endpoint_auth_method == pb::TokenEndpointAuthMethod::None as i32 {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -49,5 +50,6 @@ pub fn authorize(client: &pb::Client, params: &Params, allowed: &Scope) -> Resul
     }
     // A machine client has full access to each API in its granted scope.
     let permissions = AccessRights::uniform(Access::Write).claims_for(&scope);
-    Ok(Claims { subject: client.client_id.clone(), client_id: client.client_id.clone(), scope, permissions })
+    let claims = Claims { subject: client.client_id.clone(), client_id: client.client_id.clone(), scope, permissions };
+    Ok(Grant { claims, refresh_token: None })
 }

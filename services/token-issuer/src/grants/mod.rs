@@ -1,2 +1,12 @@
 //! One module per OAuth grant.
+pub mod authorization_code;
 pub mod client_credentials;
+pub mod refresh_token;
+
+use crate::claims::Claims;
+
+/// What a grant decided: the access token's claims, and a refresh token to return with it.
+pub struct Grant {
+    pub claims: Claims,
+    pub refresh_token: Option<String>,
+}

@@ -11,8 +11,14 @@ pub use postgres::PostgresTokenStore;
 pub use sqlite::SqliteTokenStore;
 
 pub static MIGRATIONS: Migrations = Migrations {
-    sqlite: &[Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_audit.sql") }],
-    postgres: &[Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_audit.sql") }],
+    sqlite: &[
+        Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_audit.sql") },
+        Migration { version: 2, sql: include_str!("../../migrations/sqlite/0002_codes_and_refresh_tokens.sql") },
+    ],
+    postgres: &[
+        Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_audit.sql") },
+        Migration { version: 2, sql: include_str!("../../migrations/postgres/0002_codes_and_refresh_tokens.sql") },
+    ],
 };
 
 /// One audited authorization.
@@ -27,8 +33,56 @@ pub struct AuditEntry {
     pub jti: String,
 }
 
+/// An issued authorization code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeRow {
+    pub digest: Vec<u8>,
+    pub client_id: String,
+    pub username: String,
+    pub redirect_uri: String,
+    pub redirect_uri_sent: bool,
+    pub scope: String,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub expires_at: i64,
+}
+
+/// A refresh-token family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FamilyRow {
+    pub id: String,
+    pub client_id: String,
+    pub username: String,
+    pub scope: String,
+    pub code_digest: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked: bool,
+}
+
+/// What a presented refresh token is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshLookup {
+    pub family: FamilyRow,
+    /// Already rotated: presenting it again is reuse.
+    pub used: bool,
+}
+
 #[async_trait]
 pub trait TokenStore: Send + Sync {
+    async fn insert_code(&self, code: &CodeRow) -> anyhow::Result<()>;
+    /// Marks a code used; returns it with `true` on its first use, `false` on a replay.
+    async fn consume_code(&self, digest: &[u8]) -> anyhow::Result<Option<(CodeRow, bool)>>;
+    /// Stores a new family with its first refresh token.
+    async fn create_family(&self, family: &FamilyRow, token_digest: &[u8]) -> anyhow::Result<()>;
+    async fn find_refresh_token(&self, digest: &[u8]) -> anyhow::Result<Option<RefreshLookup>>;
+    /// Marks `old` used and adds `new` to the same family; false if `old` was already used.
+    async fn rotate_refresh_token(&self, old: &[u8], new: &[u8], family_id: &str, now: i64) -> anyhow::Result<bool>;
+    async fn revoke_family(&self, family_id: &str) -> anyhow::Result<()>;
+    /// Revokes the family issued from a code, if any.
+    async fn revoke_family_of_code(&self, code_digest: &[u8]) -> anyhow::Result<()>;
+    async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> anyhow::Result<()>;
+
     /// Appends entries in one transaction.
     async fn audit(&self, entries: &[AuditEntry]) -> anyhow::Result<()>;
     /// The newest entries first.
@@ -68,6 +122,149 @@ macro_rules! token_store_impl {
                     .await?;
                 }
                 tx.commit().await?;
+                Ok(())
+            }
+
+            async fn insert_code(&self, c: &super::CodeRow) -> anyhow::Result<()> {
+                sqlx::query(
+                    "INSERT INTO tokens_authorization_codes (digest, client_id, username, redirect_uri, \
+                     redirect_uri_sent, scope, code_challenge, code_challenge_method, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&c.digest)
+                .bind(&c.client_id)
+                .bind(&c.username)
+                .bind(&c.redirect_uri)
+                .bind(c.redirect_uri_sent)
+                .bind(&c.scope)
+                .bind(&c.code_challenge)
+                .bind(&c.code_challenge_method)
+                .bind(c.expires_at)
+                .execute(&self.0)
+                .await?;
+                Ok(())
+            }
+
+            async fn consume_code(&self, digest: &[u8]) -> anyhow::Result<Option<(super::CodeRow, bool)>> {
+                let mut tx = self.0.begin().await?;
+                let row: Option<(String, String, String, bool, String, Option<String>, Option<String>, i64)> =
+                    sqlx::query_as(
+                        "SELECT client_id, username, redirect_uri, redirect_uri_sent, scope, code_challenge, \
+                         code_challenge_method, expires_at FROM tokens_authorization_codes WHERE digest = $1",
+                    )
+                    .bind(digest)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((client_id, username, redirect_uri, redirect_uri_sent, scope, code_challenge, code_challenge_method, expires_at)) = row else {
+                    return Ok(None);
+                };
+                let first = sqlx::query("UPDATE tokens_authorization_codes SET used = TRUE WHERE digest = $1 AND used = FALSE")
+                    .bind(digest)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                tx.commit().await?;
+                let code = super::CodeRow {
+                    digest: digest.to_vec(),
+                    client_id,
+                    username,
+                    redirect_uri,
+                    redirect_uri_sent,
+                    scope,
+                    code_challenge,
+                    code_challenge_method,
+                    expires_at,
+                };
+                Ok(Some((code, first)))
+            }
+
+            async fn create_family(&self, f: &super::FamilyRow, token_digest: &[u8]) -> anyhow::Result<()> {
+                let mut tx = self.0.begin().await?;
+                sqlx::query(
+                    "INSERT INTO tokens_refresh_families (id, client_id, username, scope, code_digest, created_at, \
+                     expires_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&f.id)
+                .bind(&f.client_id)
+                .bind(&f.username)
+                .bind(&f.scope)
+                .bind(&f.code_digest)
+                .bind(f.created_at)
+                .bind(f.expires_at)
+                .bind(f.revoked)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("INSERT INTO tokens_refresh_tokens (digest, family_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(token_digest)
+                    .bind(&f.id)
+                    .bind(f.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn find_refresh_token(&self, digest: &[u8]) -> anyhow::Result<Option<super::RefreshLookup>> {
+                let row: Option<(bool, String, String, String, String, Option<Vec<u8>>, i64, i64, bool)> = sqlx::query_as(
+                    "SELECT t.used, f.id, f.client_id, f.username, f.scope, f.code_digest, f.created_at, f.expires_at, \
+                     f.revoked FROM tokens_refresh_tokens t JOIN tokens_refresh_families f ON f.id = t.family_id \
+                     WHERE t.digest = $1",
+                )
+                .bind(digest)
+                .fetch_optional(&self.0)
+                .await?;
+                Ok(row.map(|(used, id, client_id, username, scope, code_digest, created_at, expires_at, revoked)| {
+                    super::RefreshLookup {
+                        family: super::FamilyRow { id, client_id, username, scope, code_digest, created_at, expires_at, revoked },
+                        used,
+                    }
+                }))
+            }
+
+            async fn rotate_refresh_token(&self, old: &[u8], new: &[u8], family_id: &str, now: i64) -> anyhow::Result<bool> {
+                let mut tx = self.0.begin().await?;
+                let rotated = sqlx::query("UPDATE tokens_refresh_tokens SET used = TRUE WHERE digest = $1 AND used = FALSE")
+                    .bind(old)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if !rotated {
+                    return Ok(false);
+                }
+                sqlx::query("INSERT INTO tokens_refresh_tokens (digest, family_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(new)
+                    .bind(family_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn revoke_family(&self, family_id: &str) -> anyhow::Result<()> {
+                sqlx::query("UPDATE tokens_refresh_families SET revoked = TRUE WHERE id = $1")
+                    .bind(family_id)
+                    .execute(&self.0)
+                    .await?;
+                Ok(())
+            }
+
+            async fn revoke_family_of_code(&self, code_digest: &[u8]) -> anyhow::Result<()> {
+                sqlx::query("UPDATE tokens_refresh_families SET revoked = TRUE WHERE code_digest = $1")
+                    .bind(code_digest)
+                    .execute(&self.0)
+                    .await?;
+                Ok(())
+            }
+
+            async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> anyhow::Result<()> {
+                sqlx::query("INSERT INTO tokens_revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
+                    .bind(jti)
+                    .bind(expires_at)
+                    .execute(&self.0)
+                    .await?;
                 Ok(())
             }
 

@@ -1,39 +1,39 @@
-//! The key-encryption key that protects signing keys at rest.
+//! AES-256-GCM keys from configuration: the key-encryption key that protects signing keys at
+//! rest, and the key that seals browser session cookies.
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
+use crate::secret::{Secret, random_bytes};
 use anyhow::{Context, bail};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use nmos_auth_core::Config;
-use nmos_auth_core::secret::random_bytes;
 
-pub struct KeyEncryptionKey(LessSafeKey);
+pub struct SealingKey(LessSafeKey);
 
-impl KeyEncryptionKey {
-    /// From config, from its file, or (first start) a new one written to the data directory
-    /// with mode 0600.
-    pub fn load(config: &Config) -> anyhow::Result<KeyEncryptionKey> {
-        if let Some(inline) = &config.key_encryption_key {
-            return KeyEncryptionKey::from_base64(inline.expose()).context("key_encryption_key");
+impl SealingKey {
+    /// The key given inline (base64), else the one in `file`, else a new one written to
+    /// `file` with mode 0600. `what` names it in messages.
+    pub fn load(inline: Option<&Secret>, file: PathBuf, what: &str) -> anyhow::Result<SealingKey> {
+        if let Some(inline) = inline {
+            return SealingKey::from_base64(inline.expose()).with_context(|| what.to_owned());
         }
-        let path = config.key_encryption_key_file.clone().unwrap_or_else(|| config.data_dir.join("key-encryption-key"));
+        let path = file;
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let mode = std::fs::metadata(&path)?.permissions().mode();
                 if mode & 0o077 != 0 {
-                    tracing::warn!(path = %path.display(), "the key-encryption key file is readable by other users; chmod 600 it");
+                    tracing::warn!(path = %path.display(), "the {what} file is readable by other users; chmod 600 it");
                 }
-                KeyEncryptionKey::from_base64(text.trim()).with_context(|| format!("reading {}", path.display()))
+                SealingKey::from_base64(text.trim()).with_context(|| format!("reading {}", path.display()))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeyEncryptionKey::create(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SealingKey::create(path, what),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }
 
-    fn create(path: PathBuf) -> anyhow::Result<KeyEncryptionKey> {
+    fn create(path: PathBuf, what: &str) -> anyhow::Result<SealingKey> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -46,17 +46,17 @@ impl KeyEncryptionKey {
             .with_context(|| format!("creating {}", path.display()))?;
         file.write_all(encoded.as_bytes())?;
         file.sync_all()?;
-        tracing::info!(path = %path.display(), "generated a new key-encryption key; back it up, the signing keys cannot be read without it");
-        KeyEncryptionKey::from_base64(&encoded)
+        tracing::info!(path = %path.display(), "generated a new {what}; keep it safe and back it up");
+        SealingKey::from_base64(&encoded)
     }
 
-    fn from_base64(text: &str) -> anyhow::Result<KeyEncryptionKey> {
+    fn from_base64(text: &str) -> anyhow::Result<SealingKey> {
         let bytes = STANDARD.decode(text.trim()).context("not base64")?;
         if bytes.len() != 32 {
             bail!("must be 32 bytes (base64 of 32 random bytes), not {}", bytes.len());
         }
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| anyhow::anyhow!("unusable AES key"))?;
-        Ok(KeyEncryptionKey(LessSafeKey::new(key)))
+        Ok(SealingKey(LessSafeKey::new(key)))
     }
 
     /// Encrypts `plaintext`, bound to `aad`: returns nonce ‖ ciphertext ‖ tag.
@@ -92,15 +92,15 @@ mod tests {
 
     #[test]
     fn seals_and_detects_tampering() {
-        let kek = KeyEncryptionKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap();
+        let kek = SealingKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap();
         let sealed = kek.seal(b"kid", b"secret").unwrap();
         assert_eq!(kek.open(b"kid", &sealed).unwrap(), b"secret");
         assert!(kek.open(b"other-kid", &sealed).is_err());
         let mut bad = sealed.clone();
         *bad.last_mut().unwrap() ^= 1;
         assert!(kek.open(b"kid", &bad).is_err());
-        let other = KeyEncryptionKey::from_base64(&STANDARD.encode([8u8; 32])).unwrap();
+        let other = SealingKey::from_base64(&STANDARD.encode([8u8; 32])).unwrap();
         assert!(other.open(b"kid", &sealed).is_err());
-        assert!(KeyEncryptionKey::from_base64("c2hvcnQ=").is_err());
+        assert!(SealingKey::from_base64("c2hvcnQ=").is_err());
     }
 }

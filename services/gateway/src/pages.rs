@@ -1,0 +1,106 @@
+//! Server-rendered HTML: one layout, escaped text, no JavaScript needed.
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::http::no_store;
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = r#"
+:root { --ink: #1d2433; --muted: #5b6478; --line: #dde2ea; --bg: #f5f7fa; --accent: #1f5fbf; --danger: #b3261e; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink); background: var(--bg); }
+header { display: flex; align-items: center; justify-content: space-between; padding: 0.75rem 1.5rem; background: #fff; border-bottom: 1px solid var(--line); }
+.brand { font-weight: 700; color: var(--ink); text-decoration: none; letter-spacing: 0.02em; }
+.brand span { color: var(--accent); }
+nav { display: flex; gap: 1rem; align-items: center; color: var(--muted); font-size: 0.95rem; }
+nav form { margin: 0; }
+main { max-width: 34rem; margin: 3rem auto; padding: 2rem; background: #fff; border: 1px solid var(--line); border-radius: 10px; }
+h1 { margin: 0 0 1rem; font-size: 1.5rem; }
+p { margin: 0 0 1rem; }
+.muted { color: var(--muted); font-size: 0.95rem; }
+label { display: block; margin: 0 0 1rem; font-weight: 600; }
+input[type=text], input[type=password] { display: block; width: 100%; margin-top: 0.35rem; padding: 0.6rem 0.7rem; font: inherit; border: 1px solid var(--line); border-radius: 6px; }
+button { font: inherit; padding: 0.6rem 1.2rem; border-radius: 6px; border: 1px solid var(--accent); background: var(--accent); color: #fff; cursor: pointer; }
+button.secondary { background: #fff; color: var(--ink); border-color: var(--line); }
+button.link { padding: 0; border: 0; background: none; color: var(--accent); }
+.actions { display: flex; gap: 0.75rem; margin-top: 1.5rem; }
+.alert { padding: 0.75rem 1rem; border-radius: 6px; background: #fdecea; color: var(--danger); margin-bottom: 1rem; }
+ul.rights { list-style: none; padding: 0; margin: 0 0 1rem; border: 1px solid var(--line); border-radius: 6px; }
+ul.rights li { display: flex; justify-content: space-between; padding: 0.55rem 0.8rem; border-top: 1px solid var(--line); }
+ul.rights li:first-child { border-top: 0; }
+.tag { font-size: 0.85rem; padding: 0.1rem 0.5rem; border-radius: 999px; background: #e8effb; color: var(--accent); }
+code { font-size: 0.9em; background: var(--bg); padding: 0.1rem 0.3rem; border-radius: 4px; }
+footer { text-align: center; color: var(--muted); font-size: 0.85rem; margin-bottom: 2rem; }
+"#;
+
+/// A whole page. `nav` is already HTML; `body` is already HTML.
+pub fn page(status: StatusCode, title: &str, nav: &str, body: &str) -> Response {
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · nmos-auth</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<header><a class="brand" href="{base}/home">nmos<span>-auth</span></a><nav>{nav}</nav></header>
+<main>
+<h1>{title}</h1>
+{body}
+</main>
+<footer>NMOS IS-10 Authorization Server</footer>
+</body>
+</html>
+"#,
+        title = escape(title),
+        base = nmos_auth_core::AUTH_API_BASE,
+    );
+    // Pages can show a CSRF token and who is signed in: never cached.
+    (status, no_store(), Html(html)).into_response()
+}
+
+/// The navigation for a session: who is signed in and a sign-out button, or a sign-in link.
+pub fn nav(username: Option<&str>, csrf: &str) -> String {
+    let base = nmos_auth_core::AUTH_API_BASE;
+    match username {
+        Some(user) => format!(
+            r#"<span>Signed in as <strong>{}</strong></span><form method="post" action="{base}/signout"><input type="hidden" name="csrf" value="{}"><button class="link" type="submit">Sign out</button></form>"#,
+            escape(user),
+            escape(csrf)
+        ),
+        None => format!(r#"<a href="{base}/signin">Sign in</a>"#),
+    }
+}
+
+/// An error page for people (an HTML answer where a redirect cannot be trusted).
+pub fn error(status: StatusCode, title: &str, message: &str, nav: &str) -> Response {
+    let body = format!(r#"<div class="alert">{}</div><p class="muted">HTTP {}</p>"#, escape(message), status.as_u16());
+    page(status, title, nav, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(escape(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+}

@@ -1,0 +1,390 @@
+//! People: sign-in, consent, the authorization code grant with PKCE, refresh rotation and
+//! revocation, driven through the pages as a browser would.
+use nmos_auth_core::{Access, NmosApi};
+use reqwest::Url;
+use serde_json::{Value, json};
+
+use crate::browser::{Browser, Page};
+use crate::harness::{Backend, TestApp, assert_oauth_error, backend_tests};
+
+backend_tests!(
+    code_flow_with_pkce_and_refresh,
+    code_and_refresh_failures,
+    consent_refusals_and_untrusted_requests,
+    revocation
+);
+
+const REDIRECT: &str = "https://ctl.example.com/cb";
+// RFC 7636 Appendix B.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+struct Controller {
+    id: String,
+    secret: String,
+}
+
+/// A server with user alice (registration write, query read) and a confidential controller.
+async fn setup(backend: Backend) -> (TestApp, Controller) {
+    let app = TestApp::spawn(backend).await;
+    app.server
+        .identity
+        .create_user(
+            "alice",
+            "alice's long password",
+            false,
+            &[(NmosApi::Registration, Access::Write), (NmosApi::Query, Access::Read)],
+        )
+        .await
+        .unwrap();
+    let body = app
+        .register(json!({"client_name": "Studio Controller", "redirect_uris": [REDIRECT],
+                          "grant_types": ["authorization_code", "refresh_token"], "scope": "registration query node"}))
+        .await;
+    let controller = Controller {
+        id: body["client_id"].as_str().unwrap().to_owned(),
+        secret: body["client_secret"].as_str().unwrap().to_owned(),
+    };
+    (app, controller)
+}
+
+fn authorize_url(app: &TestApp, client_id: &str, extra: &[(&str, &str)]) -> String {
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("scope", "registration query node"),
+        ("state", "opaque-state-1"),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ];
+    for (name, value) in extra {
+        params.retain(|(n, _)| n != name);
+        if !value.is_empty() {
+            params.push((name, value));
+        }
+    }
+    Url::parse_with_params(&app.auth_url("authorize"), &params).unwrap().to_string()
+}
+
+/// Opens `url` as a signed-out browser: sign-in page, sign in, back to `url`.
+async fn sign_in_and_open(app: &TestApp, browser: &mut Browser, url: &str) -> Page {
+    let first = browser.get(url).await;
+    assert_eq!(first.status, 302, "signed out: sent to sign in");
+    let signin_url = app.url(first.location.as_deref().unwrap());
+    assert!(signin_url.contains("/signin?next="));
+    let form = browser.get(&signin_url).await;
+    assert_eq!(form.status, 200);
+    assert!(form.content_type.starts_with("text/html"));
+    let fields = vec![
+        ("csrf".to_owned(), form.field("csrf")),
+        ("next".to_owned(), form.field("next")),
+        ("username".to_owned(), "alice".to_owned()),
+        ("password".to_owned(), "alice's long password".to_owned()),
+    ];
+    let signed_in = browser.post(&app.auth_url("signin"), &fields).await;
+    assert_eq!(signed_in.status, 302);
+    browser.get(&app.url(signed_in.location.as_deref().unwrap())).await
+}
+
+/// Submits the consent form with `decision`; returns the redirect target.
+async fn decide(app: &TestApp, browser: &mut Browser, consent: &Page, decision: &str) -> Url {
+    let mut fields = consent.hidden_fields();
+    fields.push(("decision".to_owned(), decision.to_owned()));
+    let answer = browser.post(&app.auth_url("authorize"), &fields).await;
+    assert_eq!(answer.status, 302, "{}", answer.body);
+    Url::parse(answer.location.as_deref().unwrap()).unwrap()
+}
+
+fn query(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs().find(|(n, _)| n == name).map(|(_, v)| v.into_owned())
+}
+
+/// A fresh code for alice and the controller (signing in first).
+async fn code(app: &TestApp, controller: &Controller) -> String {
+    let mut browser = Browser::new();
+    let consent = sign_in_and_open(app, &mut browser, &authorize_url(app, &controller.id, &[])).await;
+    let back = decide(app, &mut browser, &consent, "approve").await;
+    query(&back, "code").unwrap()
+}
+
+async fn exchange(app: &TestApp, c: &Controller, code: &str, extra: &[(&str, &str)]) -> reqwest::Response {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    for (name, value) in extra {
+        form.retain(|(n, _)| n != name);
+        if !value.is_empty() {
+            form.push((name, value));
+        }
+    }
+    app.token(&c.id, &c.secret, &form).await
+}
+
+async fn refresh(app: &TestApp, c: &Controller, token: &str, scope: Option<&str>) -> reqwest::Response {
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    app.token(&c.id, &c.secret, &form).await
+}
+
+async fn code_flow_with_pkce_and_refresh(backend: Backend) {
+    let (app, controller) = setup(backend).await;
+    let mut browser = Browser::new();
+    let consent = sign_in_and_open(&app, &mut browser, &authorize_url(&app, &controller.id, &[])).await;
+    assert_eq!(consent.status, 200);
+    assert!(consent.body.contains("Studio Controller"));
+    assert!(consent.body.contains("read and write"), "registration: the user's write right");
+    assert!(consent.body.contains("no rights to: node"), "node is withheld");
+    assert!(!consent.field("csrf").is_empty());
+
+    let back = decide(&app, &mut browser, &consent, "approve").await;
+    assert_eq!(format!("{}://{}{}", back.scheme(), back.host_str().unwrap(), back.path()), REDIRECT);
+    assert_eq!(query(&back, "state").as_deref(), Some("opaque-state-1"));
+    let code = query(&back, "code").unwrap();
+
+    let response = exchange(&app, &controller, &code, &[]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let tokens: Value = response.json().await.unwrap();
+    assert_eq!(tokens["scope"], "registration query", "the user's rights narrow the requested scope");
+    let refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
+    assert!(refresh_token.len() >= 40);
+    let claims = app.verified_claims(&tokens).await;
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["client_id"], controller.id.as_str());
+    assert_eq!(claims["scope"], tokens["scope"]);
+    assert_eq!(claims["x-nmos-registration"], json!({"read": ["*"], "write": ["*"]}));
+    assert_eq!(claims["x-nmos-query"], json!({"read": ["*"]}));
+    assert!(claims.get("x-nmos-node").is_none());
+
+    // Refresh without scope keeps the approved scope; the token rotates.
+    let refreshed: Value = refresh(&app, &controller, &refresh_token, None).await.json().await.unwrap();
+    assert_eq!(refreshed["scope"], "registration query");
+    let second = refreshed["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second, refresh_token);
+
+    // Narrowing is allowed; the user's rights are read again at every refresh.
+    app.server.identity.set_rights("alice", &[(NmosApi::Query, Access::None)]).await.unwrap();
+    let narrowed: Value = refresh(&app, &controller, &second, Some("registration")).await.json().await.unwrap();
+    assert_eq!(narrowed["scope"], "registration");
+    let third = narrowed["refresh_token"].as_str().unwrap().to_owned();
+    let after_change: Value = refresh(&app, &controller, &third, None).await.json().await.unwrap();
+    assert_eq!(after_change["scope"], "registration", "query was taken away from alice");
+    assert!(app.verified_claims(&after_change).await.get("x-nmos-query").is_none());
+
+    // The audit log names the user.
+    let audit = app.server.token_issuer.recent_audit(10).await.unwrap();
+    assert!(audit.iter().any(|e| e.grant_type == "authorization_code" && e.subject == "alice"));
+}
+
+async fn code_and_refresh_failures(backend: Backend) {
+    let (app, controller) = setup(backend).await;
+    let other = {
+        let body = app
+            .register(
+                json!({"client_name": "Other", "redirect_uris": [REDIRECT], "grant_types": ["authorization_code"]}),
+            )
+            .await;
+        Controller {
+            id: body["client_id"].as_str().unwrap().to_owned(),
+            secret: body["client_secret"].as_str().unwrap().to_owned(),
+        }
+    };
+
+    // Wrong verifier, missing verifier, redirect_uri mismatch, code of another client: each
+    // spends the code (it is single use), so each gets a fresh one.
+    let c = code(&app, &controller).await;
+    assert_oauth_error(
+        exchange(&app, &controller, &c, &[("code_verifier", &"x".repeat(43))]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let c = code(&app, &controller).await;
+    assert_oauth_error(exchange(&app, &controller, &c, &[("code_verifier", "")]).await, 400, "invalid_request").await;
+    let c = code(&app, &controller).await;
+    assert_oauth_error(
+        exchange(&app, &controller, &c, &[("redirect_uri", "https://ctl.example.com/other")]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let c = code(&app, &controller).await;
+    assert_oauth_error(exchange(&app, &other, &c, &[]).await, 400, "invalid_grant").await;
+    assert_oauth_error(exchange(&app, &controller, "no-such-code", &[]).await, 400, "invalid_grant").await;
+
+    // A replayed code is refused and revokes what was issued from it.
+    let c = code(&app, &controller).await;
+    let first: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
+    let issued_refresh = first["refresh_token"].as_str().unwrap().to_owned();
+    assert_oauth_error(exchange(&app, &controller, &c, &[]).await, 400, "invalid_grant").await;
+    assert_oauth_error(refresh(&app, &controller, &issued_refresh, None).await, 400, "invalid_grant").await;
+
+    // Widening on refresh, an unknown scope, another client's refresh token.
+    let c = code(&app, &controller).await;
+    let tokens: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
+    let rt = tokens["refresh_token"].as_str().unwrap().to_owned();
+    assert_oauth_error(refresh(&app, &controller, &rt, Some("registration query node")).await, 400, "invalid_scope")
+        .await;
+    assert_oauth_error(refresh(&app, &controller, &rt, Some("bogus")).await, 400, "invalid_scope").await;
+    assert_oauth_error(refresh(&app, &other, &rt, None).await, 400, "invalid_grant").await;
+
+    // Reuse of a rotated refresh token kills the whole family.
+    let rotated: Value = refresh(&app, &controller, &rt, None).await.json().await.unwrap();
+    let newest = rotated["refresh_token"].as_str().unwrap().to_owned();
+    assert_oauth_error(refresh(&app, &controller, &rt, None).await, 400, "invalid_grant").await;
+    assert_oauth_error(refresh(&app, &controller, &newest, None).await, 400, "invalid_grant").await;
+}
+
+async fn consent_refusals_and_untrusted_requests(backend: Backend) {
+    let (app, controller) = setup(backend).await;
+    let mut browser = Browser::new();
+
+    // Deny: back to the client with access_denied and the state.
+    let consent = sign_in_and_open(&app, &mut browser, &authorize_url(&app, &controller.id, &[])).await;
+    let back = decide(&app, &mut browser, &consent, "deny").await;
+    assert_eq!(query(&back, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query(&back, "state").as_deref(), Some("opaque-state-1"));
+    assert!(query(&back, "code").is_none());
+
+    // A consent form without its CSRF token is refused.
+    let mut forged = consent.hidden_fields();
+    forged.retain(|(n, _)| n != "csrf");
+    forged.push(("decision".into(), "approve".into()));
+    let refused = browser.post(&app.auth_url("authorize"), &forged).await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.location.is_none());
+    // ... and so is one from a browser with no session at all.
+    let refused = Browser::new().post(&app.auth_url("authorize"), &consent.hidden_fields()).await;
+    assert_eq!(refused.status, 401);
+
+    // An unknown client or an unregistered redirect URI: an error page, never a redirect.
+    for url in [
+        authorize_url(&app, "no-such-client-0000000000", &[]),
+        authorize_url(&app, &controller.id, &[("redirect_uri", "https://evil.example.com/cb")]),
+    ] {
+        let page = browser.get(&url).await;
+        assert_eq!(page.status, 400, "{url}");
+        assert!(page.location.is_none());
+        assert!(page.content_type.starts_with("text/html"));
+    }
+
+    // Other errors go back to the client, in the RFC 6749 §4.1.2.1 shape.
+    for (extra, error) in [
+        (vec![("response_type", "token")], "unsupported_response_type"),
+        (vec![("scope", "bogus")], "invalid_scope"),
+        (vec![("code_challenge_method", "S512")], "invalid_request"),
+        (vec![("code_challenge", "too-short")], "invalid_request"),
+    ] {
+        let page = browser.get(&authorize_url(&app, &controller.id, &extra)).await;
+        assert_eq!(page.status, 302, "{extra:?}");
+        let back = Url::parse(page.location.as_deref().unwrap()).unwrap();
+        assert_eq!(query(&back, "error").as_deref(), Some(error), "{extra:?}");
+        assert_eq!(query(&back, "state").as_deref(), Some("opaque-state-1"));
+    }
+
+    // A public client must use PKCE.
+    let public = app
+        .register(
+            json!({"client_name": "Browser app", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}),
+        )
+        .await;
+    let public_id = public["client_id"].as_str().unwrap();
+    let page =
+        browser.get(&authorize_url(&app, public_id, &[("code_challenge", ""), ("code_challenge_method", "")])).await;
+    let back = Url::parse(page.location.as_deref().unwrap()).unwrap();
+    assert_eq!(query(&back, "error").as_deref(), Some("invalid_request"));
+    // With PKCE it works, and it exchanges the code with no secret.
+    let consent = browser.get(&authorize_url(&app, public_id, &[])).await;
+    let back = decide(&app, &mut browser, &consent, "approve").await;
+    let c = query(&back, "code").unwrap();
+    let response = app
+        .http
+        .post(app.auth_url("token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &c),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("client_id", public_id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Wrong password: one message whether or not the user exists.
+    let mut fresh = Browser::new();
+    let form = fresh.get(&app.auth_url("signin")).await;
+    let mut bodies = Vec::new();
+    for user in ["alice", "nobody"] {
+        let fields = vec![
+            ("csrf".to_owned(), form.field("csrf")),
+            ("username".to_owned(), user.to_owned()),
+            ("password".to_owned(), "wrong password".to_owned()),
+        ];
+        let page = fresh.post(&app.auth_url("signin"), &fields).await;
+        assert_eq!(page.status, 401);
+        assert!(page.body.contains("Wrong username or password."));
+        bodies.push(page.body.replace(&page.field("csrf"), ""));
+    }
+    assert_eq!(bodies[0], bodies[1]);
+    // Sign-in without the CSRF token is refused.
+    let page = fresh
+        .post(
+            &app.auth_url("signin"),
+            &[("username".into(), "alice".into()), ("password".into(), "alice's long password".into())],
+        )
+        .await;
+    assert_eq!(page.status, 403);
+}
+
+async fn revocation(backend: Backend) {
+    let (app, controller) = setup(backend).await;
+    let c = code(&app, &controller).await;
+    let tokens: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
+    let rt = tokens["refresh_token"].as_str().unwrap();
+    let url = app.auth_url("revoke");
+
+    // Client authentication is required.
+    let r = app.http.post(&url).form(&[("token", rt)]).send().await.unwrap();
+    assert_oauth_error(r, 401, "invalid_client").await;
+    let r = app.http.post(&url).basic_auth(&controller.id, Some("wrong")).form(&[("token", rt)]).send().await.unwrap();
+    assert_oauth_error(r, 401, "invalid_client").await;
+    let r = app.http.post(&url).basic_auth(&controller.id, Some(&controller.secret)).form(&[("x", "y")]).send().await;
+    assert_oauth_error(r.unwrap(), 400, "invalid_request").await;
+
+    // Unknown tokens: 200, nothing happens.
+    let r = app.http.post(&url).basic_auth(&controller.id, Some(&controller.secret)).form(&[("token", "nope")]).send();
+    assert_eq!(r.await.unwrap().status(), 200);
+
+    // Revoking the refresh token (with the RAML's parameter name) ends the family.
+    let r = app
+        .http
+        .post(&url)
+        .basic_auth(&controller.id, Some(&controller.secret))
+        .form(&[("access_token", rt), ("token_type_hint", "refresh_token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_oauth_error(refresh(&app, &controller, rt, None).await, 400, "invalid_grant").await;
+
+    // An access token can be revoked too (its jti is remembered until it expires).
+    let at = tokens["access_token"].as_str().unwrap();
+    let r = app
+        .http
+        .post(&url)
+        .basic_auth(&controller.id, Some(&controller.secret))
+        .form(&[("token", at), ("token_type_hint", "access_token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -1,0 +1,295 @@
+//! RFC 6749 §4.1 with PKCE (RFC 7636): the authorization endpoint's decisions and the code
+//! exchange at the token endpoint.
+use aws_lc_rs::digest;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use nmos_auth_core::secret::{self, random_token};
+use nmos_auth_core::{AccessRights, ErrorCode, OAuthError, Scope};
+use nmos_auth_proto as pb;
+
+use crate::TokenIssuerService;
+use crate::claims::user_claims;
+use crate::grants::{Grant, refresh_token};
+use crate::request::Params;
+use crate::store::CodeRow;
+
+/// Codes live this long (RFC 6749 §4.1.2 recommends at most ten minutes).
+const CODE_LIFETIME_SECS: i64 = 60;
+
+/// An authorization request whose client and redirect URI are trusted.
+struct Checked {
+    client: pb::Client,
+    redirect_uri: String,
+    redirect_uri_sent: bool,
+    state: Option<String>,
+}
+
+/// What the rest of a valid authorization request asks for.
+struct Valid {
+    scope: Scope,
+    challenge: Option<(String, &'static str)>,
+}
+
+fn invalid_request(description: impl Into<String>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidRequest, description)
+}
+
+/// The client's redirect URI with the outcome added to its query (RFC 6749 §4.1.2).
+fn redirect(checked: &Checked, outcome: &[(&str, &str)]) -> Result<pb::AuthorizeResponse, OAuthError> {
+    let mut url = url::Url::parse(&checked.redirect_uri).map_err(OAuthError::internal)?;
+    {
+        let mut query = url.query_pairs_mut();
+        for (name, value) in outcome {
+            query.append_pair(name, value);
+        }
+        if let Some(state) = &checked.state {
+            query.append_pair("state", state);
+        }
+    }
+    Ok(pb::AuthorizeResponse { outcome: Some(pb::authorize_response::Outcome::Redirect(url.into())) })
+}
+
+fn error_redirect(checked: &Checked, error: &OAuthError) -> Result<pb::AuthorizeResponse, OAuthError> {
+    let description = error.description.clone().unwrap_or_default();
+    redirect(checked, &[("error", error.code.as_str()), ("error_description", &description)])
+}
+
+/// The PKCE syntax of RFC 7636 §4.1: 43 to 128 unreserved characters.
+fn is_pkce_string(s: &str) -> bool {
+    (43..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+impl TokenIssuerService {
+    /// Steps that decide whether the request can be trusted at all: on failure there is no
+    /// redirect (RFC 6749 §4.1.2.1).
+    async fn check_client(&self, params: &Params) -> Result<Checked, OAuthError> {
+        let client_id = params.get("client_id").ok_or_else(|| invalid_request("client_id is required"))?;
+        let client = self
+            .peers
+            .clients
+            .clone()
+            .get_client(pb::GetClientRequest { client_id: client_id.to_owned() })
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::NotFound => invalid_request("unknown client_id"),
+                _ => OAuthError::from_status(&s),
+            })?
+            .into_inner();
+        let (redirect_uri, sent) = match params.get("redirect_uri") {
+            Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => (uri.to_owned(), true),
+            Some(_) => return Err(invalid_request("redirect_uri is not one this client registered")),
+            None if client.redirect_uris.len() == 1 => (client.redirect_uris[0].clone(), false),
+            None => return Err(invalid_request("redirect_uri is required")),
+        };
+        Ok(Checked { client, redirect_uri, redirect_uri_sent: sent, state: params.get("state").map(str::to_owned) })
+    }
+
+    /// The rest of RFC 6749 §4.1.1 and RFC 7636 §4.3: failures are redirected to the client.
+    fn check_request(&self, checked: &Checked, params: &Params) -> Result<Valid, OAuthError> {
+        match params.get("response_type") {
+            Some("code") => {}
+            Some(_) => return Err(OAuthError::new(ErrorCode::UnsupportedResponseType, "only response_type=code")),
+            None => return Err(invalid_request("response_type is required")),
+        }
+        let client = &checked.client;
+        if !client.grant_types.iter().any(|g| g == "authorization_code") {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "this client is not registered for the authorization_code grant",
+            ));
+        }
+        let registered = Scope::parse(&client.scope).map_err(OAuthError::internal)?;
+        let scope = match params.get("scope") {
+            Some(s) => {
+                let requested = Scope::parse(s).map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?;
+                if !requested.is_subset_of(&registered) {
+                    return Err(OAuthError::new(
+                        ErrorCode::InvalidScope,
+                        format!("this client is registered for the scopes \"{registered}\" only"),
+                    ));
+                }
+                requested
+            }
+            None => registered,
+        };
+        let public = client.token_endpoint_auth_method == pb::TokenEndpointAuthMethod::None as i32;
+        let challenge = match (params.get("code_challenge"), params.get("code_challenge_method")) {
+            (Some(challenge), method) => {
+                let method = match method.unwrap_or("plain") {
+                    "S256" => "S256",
+                    "plain" => "plain",
+                    other => return Err(invalid_request(format!("code_challenge_method {other:?} is not supported"))),
+                };
+                if !is_pkce_string(challenge) {
+                    return Err(invalid_request("code_challenge must be 43 to 128 unreserved characters"));
+                }
+                Some((challenge.to_owned(), method))
+            }
+            (None, Some(_)) => return Err(invalid_request("code_challenge_method without code_challenge")),
+            (None, None) if public => return Err(invalid_request("public clients must use PKCE (code_challenge)")),
+            (None, None) => None,
+        };
+        Ok(Valid { scope, challenge })
+    }
+
+    /// RFC 6749 §4.1.1–4.1.2 for a signed-in user.
+    pub async fn authorize(&self, request: pb::AuthorizeRequest) -> Result<pb::AuthorizeResponse, OAuthError> {
+        let params = Params::parse(request.params)?;
+        let checked = self.check_client(&params).await?;
+        let valid = match self.check_request(&checked, &params) {
+            Ok(valid) => valid,
+            Err(e) => return error_redirect(&checked, &e),
+        };
+        let user = self.user(&request.username).await?;
+        let rights = AccessRights::from_proto(&user.rights);
+        let grantable = rights.grantable(&valid.scope);
+        let decision = pb::AuthorizeDecision::try_from(request.decision).unwrap_or(pb::AuthorizeDecision::Unspecified);
+        match decision {
+            pb::AuthorizeDecision::Check => {
+                let rights = grantable.apis().iter().map(|api| pb::ApiRight {
+                    api: api.as_str().to_owned(),
+                    access: rights.to_proto().iter().find(|r| r.api == api.as_str()).map(|r| r.access).unwrap_or(0),
+                });
+                let withheld = valid.scope.apis().iter().filter(|api| !grantable.contains(**api));
+                Ok(pb::AuthorizeResponse {
+                    outcome: Some(pb::authorize_response::Outcome::Consent(pb::ConsentPrompt {
+                        client_id: checked.client.client_id.clone(),
+                        client_name: checked.client.client_name.clone(),
+                        redirect_uri: checked.redirect_uri.clone(),
+                        scope: grantable.to_string(),
+                        rights: rights.collect(),
+                        withheld: withheld.map(|api| api.as_str().to_owned()).collect(),
+                    })),
+                })
+            }
+            pb::AuthorizeDecision::Deny => {
+                tracing::info!(target: "audit", event = "authorization_denied", client_id = %checked.client.client_id, username = %user.username, "the user denied access");
+                error_redirect(&checked, &OAuthError::new(ErrorCode::AccessDenied, "the user denied access"))
+            }
+            pb::AuthorizeDecision::Approve if grantable.is_empty() => error_redirect(
+                &checked,
+                &OAuthError::new(ErrorCode::AccessDenied, "the user has no rights to any of the requested APIs"),
+            ),
+            pb::AuthorizeDecision::Approve => {
+                let code = random_token::<32>();
+                let (code_challenge, code_challenge_method) = match &valid.challenge {
+                    Some((challenge, method)) => (Some(challenge.clone()), Some((*method).to_owned())),
+                    None => (None, None),
+                };
+                self.store
+                    .insert_code(&CodeRow {
+                        digest: secret::digest(&code),
+                        client_id: checked.client.client_id.clone(),
+                        username: user.username.clone(),
+                        redirect_uri: checked.redirect_uri.clone(),
+                        redirect_uri_sent: checked.redirect_uri_sent,
+                        // What the user saw and approved: the request narrowed to their rights.
+                        scope: grantable.to_string(),
+                        code_challenge,
+                        code_challenge_method,
+                        expires_at: nmos_auth_core::now_unix() + CODE_LIFETIME_SECS,
+                    })
+                    .await
+                    .map_err(OAuthError::internal)?;
+                tracing::info!(target: "audit", event = "authorization_granted", client_id = %checked.client.client_id, username = %user.username, scope = %grantable, "the user approved access");
+                redirect(&checked, &[("code", &code)])
+            }
+            pb::AuthorizeDecision::Unspecified => Err(invalid_request("no decision")),
+        }
+    }
+
+    /// The signed-in user, if the account is still enabled.
+    pub(crate) async fn user(&self, username: &str) -> Result<pb::User, OAuthError> {
+        let user = self
+            .peers
+            .identity
+            .clone()
+            .get_user(pb::GetUserRequest { username: username.to_owned() })
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::NotFound => OAuthError::new(ErrorCode::InvalidGrant, "the user no longer exists"),
+                _ => OAuthError::from_status(&s),
+            })?
+            .into_inner();
+        if user.disabled {
+            return Err(OAuthError::new(ErrorCode::InvalidGrant, "the user's account is disabled"));
+        }
+        Ok(user)
+    }
+}
+
+/// Checks a code_verifier against the stored challenge (RFC 7636 §4.6), in constant time.
+fn verifier_matches(verifier: &str, challenge: &str, method: &str) -> bool {
+    let derived = match method {
+        "S256" => URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes())),
+        _ => verifier.to_owned(),
+    };
+    secret::constant_time_eq(derived.as_bytes(), challenge.as_bytes())
+}
+
+/// RFC 6749 §4.1.3: exchanges a code for tokens.
+pub async fn exchange(service: &TokenIssuerService, client: &pb::Client, params: &Params) -> Result<Grant, OAuthError> {
+    let invalid_grant = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d);
+    let code = params.get("code").ok_or_else(|| invalid_request("code is required"))?;
+    let digest = secret::digest(code);
+    let (row, first_use) = service
+        .store
+        .consume_code(&digest)
+        .await
+        .map_err(OAuthError::internal)?
+        .ok_or_else(|| invalid_grant("unknown authorization code"))?;
+    if !first_use {
+        // RFC 6749 §4.1.2: a replayed code revokes what was issued from it.
+        service.store.revoke_family_of_code(&digest).await.map_err(OAuthError::internal)?;
+        tracing::warn!(target: "audit", event = "authorization_code_replayed", client_id = %row.client_id, username = %row.username, "an authorization code was used twice; its refresh tokens are revoked");
+        return Err(invalid_grant("the authorization code was already used"));
+    }
+    if row.client_id != client.client_id {
+        return Err(invalid_grant("the authorization code was issued to another client"));
+    }
+    if row.expires_at <= nmos_auth_core::now_unix() {
+        return Err(invalid_grant("the authorization code has expired"));
+    }
+    match params.get("redirect_uri") {
+        Some(uri) if uri == row.redirect_uri => {}
+        Some(_) => return Err(invalid_grant("redirect_uri differs from the authorization request's")),
+        None if row.redirect_uri_sent => return Err(invalid_request("redirect_uri is required")),
+        None => {}
+    }
+    match (&row.code_challenge, &row.code_challenge_method, params.get("code_verifier")) {
+        (Some(challenge), Some(method), Some(verifier))
+            if !is_pkce_string(verifier) || !verifier_matches(verifier, challenge, method) =>
+        {
+            return Err(invalid_grant("code_verifier does not match the code_challenge"));
+        }
+        (Some(_), _, None) => return Err(invalid_request("code_verifier is required")),
+        (None, _, Some(_)) => {
+            return Err(invalid_request("code_verifier sent, but the authorization request had no code_challenge"));
+        }
+        _ => {}
+    }
+    let user = service.user(&row.username).await?;
+    let scope = Scope::parse(&row.scope).map_err(OAuthError::internal)?;
+    let claims = user_claims(&user, &client.client_id, &scope);
+    let refresh_token =
+        refresh_token::start_family(service, &client.client_id, &user.username, &scope, &digest).await?;
+    Ok(Grant { claims, refresh_token: Some(refresh_token) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_matches_rfc_7636_appendix_b() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(verifier_matches(verifier, challenge, "S256"));
+        assert!(!verifier_matches(verifier, challenge, "plain"));
+        assert!(verifier_matches(verifier, verifier, "plain"));
+        assert!(is_pkce_string(verifier));
+        assert!(!is_pkce_string("short"));
+        assert!(!is_pkce_string(&"a".repeat(129)));
+        assert!(!is_pkce_string(&format!("{}+", "a".repeat(50))));
+    }
+}

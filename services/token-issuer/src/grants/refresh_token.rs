@@ -1,0 +1,99 @@
+//! RFC 6749 §6 with rotation (RFC 6819 §5.2.2.3, OAuth security BCP §4.14): each use returns a
+//! new refresh token; presenting a rotated one revokes the whole family. Rotation never extends
+//! the family's lifetime.
+use nmos_auth_core::secret::{self, random_token};
+use nmos_auth_core::{ErrorCode, OAuthError, Scope};
+use nmos_auth_proto as pb;
+
+use crate::TokenIssuerService;
+use crate::claims::user_claims;
+use crate::grants::Grant;
+use crate::request::Params;
+use crate::store::FamilyRow;
+
+/// Starts a family for a new authorization; returns its first refresh token (43 characters,
+/// 256 bits).
+pub async fn start_family(
+    service: &TokenIssuerService,
+    client_id: &str,
+    username: &str,
+    scope: &Scope,
+    code_digest: &[u8],
+) -> Result<String, OAuthError> {
+    let token = random_token::<32>();
+    let now = nmos_auth_core::now_unix();
+    let family = FamilyRow {
+        id: random_token::<16>(),
+        client_id: client_id.to_owned(),
+        username: username.to_owned(),
+        scope: scope.to_string(),
+        code_digest: Some(code_digest.to_vec()),
+        created_at: now,
+        expires_at: now + service.refresh_token_lifetime_secs,
+        revoked: false,
+    };
+    service.store.create_family(&family, &secret::digest(&token)).await.map_err(OAuthError::internal)?;
+    Ok(token)
+}
+
+pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: &Params) -> Result<Grant, OAuthError> {
+    let invalid_grant = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d);
+    let presented = params
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "refresh_token is required"))?;
+    let digest = secret::digest(presented);
+    let found = service
+        .store
+        .find_refresh_token(&digest)
+        .await
+        .map_err(OAuthError::internal)?
+        .ok_or_else(|| invalid_grant("unknown refresh token"))?;
+    let family = found.family;
+    if family.client_id != client.client_id {
+        return Err(invalid_grant("the refresh token was issued to another client"));
+    }
+    if found.used {
+        service.store.revoke_family(&family.id).await.map_err(OAuthError::internal)?;
+        tracing::warn!(target: "audit", event = "refresh_token_reused", client_id = %family.client_id, username = %family.username, "a rotated refresh token was presented again; its family is revoked");
+        return Err(invalid_grant("the refresh token was already used"));
+    }
+    if family.revoked {
+        return Err(invalid_grant("the refresh token has been revoked"));
+    }
+    if family.expires_at <= nmos_auth_core::now_unix() {
+        return Err(invalid_grant("the refresh token has expired"));
+    }
+    let approved = Scope::parse(&family.scope).map_err(OAuthError::internal)?;
+    let scope = match params.get("scope") {
+        None => approved,
+        Some(s) => {
+            let requested = Scope::parse(s).map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?;
+            if !requested.is_subset_of(&approved) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    format!("a refresh may narrow the approved scope \"{approved}\", never widen it"),
+                ));
+            }
+            requested
+        }
+    };
+    let user = match service.user(&family.username).await {
+        Ok(user) => user,
+        Err(e) => {
+            service.store.revoke_family(&family.id).await.map_err(OAuthError::internal)?;
+            return Err(e);
+        }
+    };
+    let next = random_token::<32>();
+    let rotated = service
+        .store
+        .rotate_refresh_token(&digest, &secret::digest(&next), &family.id, nmos_auth_core::now_unix())
+        .await
+        .map_err(OAuthError::internal)?;
+    if !rotated {
+        // Another request rotated it first: that is reuse too.
+        service.store.revoke_family(&family.id).await.map_err(OAuthError::internal)?;
+        return Err(invalid_grant("the refresh token was already used"));
+    }
+    Ok(Grant { claims: user_claims(&user, &client.client_id, &scope), refresh_token: Some(next) })
+}
