@@ -85,6 +85,9 @@ pub struct Config {
     pub client_credentials_scopes: String,
     /// Let clients that use only authorization_code register without an initial access token.
     pub open_registration: bool,
+    /// Let anyone create an account on the sign-up page (the first account, an administrator,
+    /// can always be created there).
+    pub open_signup: bool,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
@@ -111,6 +114,7 @@ impl Default for Config {
             scopes: Scope::all().to_string(),
             client_credentials_scopes: "registration events".to_owned(),
             open_registration: false,
+            open_signup: false,
             max_body_bytes: 16 * 1024,
             log_format: LogFormat::Text,
             internal_transport: InternalTransport::InProcess,

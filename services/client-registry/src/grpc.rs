@@ -5,7 +5,7 @@ use nmos_auth_proto::client_registry_server::ClientRegistry;
 use tonic::{Request, Response, Status};
 
 use crate::metadata::{AuthMethod, form_to_json};
-use crate::{Client, ClientRegistryService, Credential};
+use crate::{Client, ClientRegistryService, Credential, WebUser};
 
 fn client_to_proto(client: &Client) -> pb::Client {
     let m = &client.metadata;
@@ -27,6 +27,7 @@ fn client_to_proto(client: &Client) -> pb::Client {
         contacts: m.contacts.clone(),
         software_id: m.software_id.clone().unwrap_or_default(),
         software_version: m.software_version.clone().unwrap_or_default(),
+        owner: client.owner.clone(),
     }
 }
 
@@ -50,7 +51,8 @@ impl ClientRegistry for ClientRegistryService {
             }
         };
         let token = (!r.initial_access_token.is_empty()).then_some(r.initial_access_token.as_str());
-        let (client, secret) = self.register(&body, token).await?;
+        let web_user = r.registered_by.map(|u| WebUser { username: u.username, admin: u.admin });
+        let (client, secret) = self.register(&body, token, web_user.as_ref()).await?;
         Ok(Response::new(pb::RegisterClientResponse {
             client: Some(client_to_proto(&client)),
             client_secret: secret.unwrap_or_default(),
@@ -89,5 +91,26 @@ impl ClientRegistry for ClientRegistryService {
                 .await
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(pb::CreateInitialAccessTokenResponse { token, expires_at: expires_at.unwrap_or(0) }))
+    }
+
+    async fn list_clients(
+        &self,
+        request: Request<pb::ListClientsRequest>,
+    ) -> Result<Response<pb::ListClientsResponse>, Status> {
+        let clients = self.list(&request.into_inner().owner).await?;
+        Ok(Response::new(pb::ListClientsResponse { clients: clients.iter().map(client_to_proto).collect() }))
+    }
+
+    async fn delete_client(
+        &self,
+        request: Request<pb::DeleteClientRequest>,
+    ) -> Result<Response<pb::DeleteClientResponse>, Status> {
+        let r = request.into_inner();
+        let user = r.requested_by.ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
+        let user = WebUser { username: user.username, admin: user.admin };
+        if !self.delete(&r.client_id, &user).await? {
+            return Err(Status::not_found("no such client of yours"));
+        }
+        Ok(Response::new(pb::DeleteClientResponse {}))
     }
 }

@@ -23,12 +23,20 @@ pub struct Client {
     pub client_id: String,
     pub issued_at: i64,
     pub metadata: ClientMetadata,
+    /// The web user who registered it; empty for dynamic registrations.
+    pub owner: String,
+}
+
+/// A signed-in user of the web pages, as the gateway vouches for them.
+pub struct WebUser {
+    pub username: String,
+    pub admin: bool,
 }
 
 impl Client {
     fn from_row(row: ClientRow) -> Result<Client, OAuthError> {
         let metadata = serde_json::from_str(&row.metadata).map_err(OAuthError::internal)?;
-        Ok(Client { client_id: row.client_id, issued_at: row.issued_at, metadata })
+        Ok(Client { client_id: row.client_id, issued_at: row.issued_at, metadata, owner: row.owner })
     }
 }
 
@@ -51,6 +59,10 @@ impl ClientCache {
     fn get(&self, client_id: &str) -> Option<Arc<KnownClient>> {
         let map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         map.get(client_id).filter(|(_, at)| at.elapsed() < Self::TTL).map(|(known, _)| known.clone())
+    }
+
+    fn forget(&self, client_id: &str) {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(client_id);
     }
 
     fn put(&self, client_id: &str, known: Arc<KnownClient>) {
@@ -92,27 +104,37 @@ impl ClientRegistryService {
         })
     }
 
-    /// RFC 7591 §3. Registration needs a valid initial access token, except that with open
-    /// registration a client using only the authorization_code grant may register without
-    /// one. client_credentials clients always need one (IS-10 §4.2).
+    /// RFC 7591 §3. Registration needs a valid initial access token or a signed-in web user,
+    /// except that with open registration a client using only the authorization_code grant
+    /// may register without either. client_credentials clients always need a token or an
+    /// administrator (IS-10 §4.2).
     pub async fn register(
         &self,
         body: &Value,
         initial_access_token: Option<&str>,
+        registered_by: Option<&WebUser>,
     ) -> Result<(Client, Option<String>), OAuthError> {
         if let Some(token) = initial_access_token {
             self.check_initial_access_token(token).await?;
         }
         let metadata = metadata::parse(body, &self.scopes)?;
-        if initial_access_token.is_none() {
-            let code_only = metadata
-                .grant_types
-                .iter()
-                .all(|g| matches!(g, GrantType::AuthorizationCode | GrantType::RefreshToken));
-            if !(self.open_registration && code_only) {
+        let code_only =
+            metadata.grant_types.iter().all(|g| matches!(g, GrantType::AuthorizationCode | GrantType::RefreshToken));
+        match (initial_access_token, registered_by) {
+            (Some(_), _) => {}
+            (None, Some(user)) if code_only || user.admin => {}
+            (None, Some(_)) => {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidClientMetadata,
+                    "only administrators may register client_credentials clients",
+                ));
+            }
+            (None, None) if self.open_registration && code_only => {}
+            (None, None) => {
                 return Err(OAuthError::new(ErrorCode::InvalidToken, "registration needs an initial access token"));
             }
         }
+        let owner = registered_by.map(|u| u.username.clone()).unwrap_or_default();
 
         let client_id = random_token::<24>();
         let secret = (metadata.token_endpoint_auth_method != AuthMethod::None).then(random_token::<32>);
@@ -121,6 +143,7 @@ impl ClientRegistryService {
             secret_digest: secret.as_deref().map(digest),
             metadata: serde_json::to_string(&metadata).map_err(OAuthError::internal)?,
             issued_at: nmos_auth_core::now_unix(),
+            owner: owner.clone(),
         };
         self.store.insert_client(&row).await.map_err(OAuthError::internal)?;
         tracing::info!(
@@ -131,9 +154,10 @@ impl ClientRegistryService {
             grant_types = ?metadata.grant_types,
             scope = %metadata.scope,
             with_initial_access_token = initial_access_token.is_some(),
+            registered_by = %owner,
             "client registered"
         );
-        Ok((Client { client_id, issued_at: row.issued_at, metadata }, secret))
+        Ok((Client { client_id, issued_at: row.issued_at, metadata, owner }, secret))
     }
 
     async fn check_initial_access_token(&self, token: &str) -> Result<(), OAuthError> {
@@ -183,6 +207,25 @@ impl ClientRegistryService {
             Some(known) if ok => Ok(known.client.clone()),
             _ => Err(OAuthError::new(ErrorCode::InvalidClient, "client authentication failed")),
         }
+    }
+
+    /// The clients a web user registered, newest first.
+    pub async fn list(&self, owner: &str) -> Result<Vec<Client>, OAuthError> {
+        let rows = self.store.list_clients(owner).await.map_err(OAuthError::internal)?;
+        rows.into_iter().map(Client::from_row).collect()
+    }
+
+    /// Deregisters a client: its owner or an administrator may. False when there is no
+    /// such client (or it is not theirs to delete).
+    pub async fn delete(&self, client_id: &str, requested_by: &WebUser) -> Result<bool, OAuthError> {
+        let Some(client) = self.get(client_id).await? else { return Ok(false) };
+        if client.owner != requested_by.username && !requested_by.admin {
+            return Ok(false);
+        }
+        let deleted = self.store.delete_client(client_id).await.map_err(OAuthError::internal)?;
+        self.cache.forget(client_id);
+        tracing::info!(target: "audit", event = "client_deleted", client_id, by = %requested_by.username, "client deregistered");
+        Ok(deleted)
     }
 
     /// Creates an initial access token for RFC 7591 registration; `lifetime_secs` 0 means it

@@ -160,7 +160,7 @@ pub async fn register(
             ));
         }
     };
-    let request = pb::RegisterClientRequest { body: Some(body), initial_access_token: token };
+    let request = pb::RegisterClientRequest { body: Some(body), initial_access_token: token, registered_by: None };
     match gateway.clients.clone().register_client(request).await {
         Ok(response) => {
             let r = response.into_inner();

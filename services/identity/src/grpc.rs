@@ -37,6 +37,26 @@ impl Identity for IdentityService {
         Ok(Response::new(to_proto(&user)))
     }
 
+    async fn set_disabled(&self, request: Request<pb::SetDisabledRequest>) -> Result<Response<pb::User>, Status> {
+        let r = request.into_inner();
+        let user = self.set_disabled(&r.username, r.disabled).await?;
+        Ok(Response::new(to_proto(&user)))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        self.delete_user(&request.into_inner().username).await?;
+        Ok(Response::new(pb::DeleteUserResponse {}))
+    }
+
+    async fn sign_up(&self, request: Request<pb::SignUpRequest>) -> Result<Response<pb::User>, Status> {
+        let r = request.into_inner();
+        let user = self.sign_up(&r.username, &r.password).await?;
+        Ok(Response::new(to_proto(&user)))
+    }
+
     async fn verify_password(&self, request: Request<pb::VerifyPasswordRequest>) -> Result<Response<pb::User>, Status> {
         let r = request.into_inner();
         let user = self.verify_password(&r.username, &r.password).await?;

@@ -16,6 +16,7 @@ use crate::store::{UserRecord, UserStore};
 
 pub struct IdentityService {
     store: Arc<dyn UserStore>,
+    open_signup: bool,
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -31,7 +32,7 @@ impl IdentityService {
     pub async fn open(config: &Config) -> anyhow::Result<IdentityService> {
         let db = Db::connect(&config.database_url("identity")).await?;
         db.migrate("identity", &store::MIGRATIONS).await?;
-        Ok(IdentityService { store: store::open(db) })
+        Ok(IdentityService { store: store::open(db), open_signup: config.open_signup })
     }
 
     pub async fn create_user(
@@ -90,6 +91,34 @@ impl IdentityService {
         let user = self.get_user(username).await?;
         tracing::info!(target: "audit", event = "user_rights_set", username, rights = ?user.rights, "rights changed");
         Ok(user)
+    }
+
+    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<UserRecord, Status> {
+        if !self.store.set_disabled(username, disabled).await.map_err(internal)? {
+            return Err(not_found(username));
+        }
+        tracing::info!(target: "audit", event = "user_disabled_set", username, disabled, "account enabled or disabled");
+        self.get_user(username).await
+    }
+
+    pub async fn delete_user(&self, username: &str) -> Result<(), Status> {
+        if !self.store.delete(username).await.map_err(internal)? {
+            return Err(not_found(username));
+        }
+        tracing::info!(target: "audit", event = "user_deleted", username, "user deleted");
+        Ok(())
+    }
+
+    /// Self-service sign-up: the first account is an administrator with write access to
+    /// every API; later accounts (only with open sign-up) start with no rights.
+    pub async fn sign_up(&self, username: &str, password: &str) -> Result<UserRecord, Status> {
+        let first = self.store.count().await.map_err(internal)? == 0;
+        if !first && !self.open_signup {
+            return Err(Status::failed_precondition("sign-up is closed: ask an administrator for an account"));
+        }
+        let rights: Vec<(NmosApi, Access)> =
+            if first { NmosApi::ALL.into_iter().map(|api| (api, Access::Write)).collect() } else { Vec::new() };
+        self.create_user(username, password, first, &rights).await
     }
 
     /// The user, if the password is right and the account is enabled. Every failure is the

@@ -68,6 +68,9 @@ struct ConfigArgs {
     /// Allow authorization_code-only clients to register without an initial access token.
     #[arg(long, global = true, env = "NMOS_AUTH_OPEN_REGISTRATION")]
     open_registration: Option<bool>,
+    /// Let anyone create an account on the sign-up page (the first account is always allowed).
+    #[arg(long, global = true, env = "NMOS_AUTH_OPEN_SIGNUP")]
+    open_signup: Option<bool>,
     /// Largest accepted request body in bytes.
     #[arg(long, global = true, env = "NMOS_AUTH_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -108,6 +111,7 @@ impl ConfigArgs {
             scopes,
             client_credentials_scopes,
             open_registration,
+            open_signup,
             max_body_bytes,
             log_format
         );

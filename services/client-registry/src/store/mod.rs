@@ -11,8 +11,14 @@ pub use postgres::PostgresClientStore;
 pub use sqlite::SqliteClientStore;
 
 pub static MIGRATIONS: Migrations = Migrations {
-    sqlite: &[Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_clients.sql") }],
-    postgres: &[Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_clients.sql") }],
+    sqlite: &[
+        Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_clients.sql") },
+        Migration { version: 2, sql: include_str!("../../migrations/sqlite/0002_owner.sql") },
+    ],
+    postgres: &[
+        Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_clients.sql") },
+        Migration { version: 2, sql: include_str!("../../migrations/postgres/0002_owner.sql") },
+    ],
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,12 +27,18 @@ pub struct ClientRow {
     pub secret_digest: Option<Vec<u8>>,
     pub metadata: String,
     pub issued_at: i64,
+    /// The web user who registered it; empty for dynamic registrations.
+    pub owner: String,
 }
 
 #[async_trait]
 pub trait ClientStore: Send + Sync {
     async fn insert_client(&self, client: &ClientRow) -> anyhow::Result<()>;
     async fn get_client(&self, client_id: &str) -> anyhow::Result<Option<ClientRow>>;
+    /// A user's clients, newest first.
+    async fn list_clients(&self, owner: &str) -> anyhow::Result<Vec<ClientRow>>;
+    /// False when there is no such client.
+    async fn delete_client(&self, client_id: &str) -> anyhow::Result<bool>;
     async fn insert_initial_access_token(
         &self,
         digest: &[u8],
@@ -52,34 +64,56 @@ macro_rules! client_store_impl {
     ($store:ident, $pool:ty) => {
         pub struct $store(pub $pool);
 
+        const CLIENT_COLUMNS: &str = "client_id, secret_digest, metadata, issued_at, owner";
+        type ClientTuple = (String, Option<Vec<u8>>, String, i64, String);
+
+        fn client_row((client_id, secret_digest, metadata, issued_at, owner): ClientTuple) -> super::ClientRow {
+            super::ClientRow { client_id, secret_digest, metadata, issued_at, owner }
+        }
+
         #[async_trait::async_trait]
         impl super::ClientStore for $store {
             async fn insert_client(&self, client: &super::ClientRow) -> anyhow::Result<()> {
                 sqlx::query(
-                    "INSERT INTO clients_clients (client_id, secret_digest, metadata, issued_at) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO clients_clients (client_id, secret_digest, metadata, issued_at, owner) \
+                     VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(&client.client_id)
                 .bind(&client.secret_digest)
                 .bind(&client.metadata)
                 .bind(client.issued_at)
+                .bind(&client.owner)
                 .execute(&self.0)
                 .await?;
                 Ok(())
             }
 
             async fn get_client(&self, client_id: &str) -> anyhow::Result<Option<super::ClientRow>> {
-                let row: Option<(String, Option<Vec<u8>>, String, i64)> = sqlx::query_as(
-                    "SELECT client_id, secret_digest, metadata, issued_at FROM clients_clients WHERE client_id = $1",
-                )
-                .bind(client_id)
-                .fetch_optional(&self.0)
+                let row: Option<ClientTuple> =
+                    sqlx::query_as(&format!("SELECT {CLIENT_COLUMNS} FROM clients_clients WHERE client_id = $1"))
+                        .bind(client_id)
+                        .fetch_optional(&self.0)
+                        .await?;
+                Ok(row.map(client_row))
+            }
+
+            async fn list_clients(&self, owner: &str) -> anyhow::Result<Vec<super::ClientRow>> {
+                let rows: Vec<ClientTuple> = sqlx::query_as(&format!(
+                    "SELECT {CLIENT_COLUMNS} FROM clients_clients WHERE owner = $1 ORDER BY issued_at DESC, client_id"
+                ))
+                .bind(owner)
+                .fetch_all(&self.0)
                 .await?;
-                Ok(row.map(|(client_id, secret_digest, metadata, issued_at)| super::ClientRow {
-                    client_id,
-                    secret_digest,
-                    metadata,
-                    issued_at,
-                }))
+                Ok(rows.into_iter().map(client_row).collect())
+            }
+
+            async fn delete_client(&self, client_id: &str) -> anyhow::Result<bool> {
+                let n = sqlx::query("DELETE FROM clients_clients WHERE client_id = $1")
+                    .bind(client_id)
+                    .execute(&self.0)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
             }
 
             async fn insert_initial_access_token(

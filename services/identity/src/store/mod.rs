@@ -36,6 +36,11 @@ pub trait UserStore: Send + Sync {
     async fn set_admin(&self, username: &str, admin: bool) -> anyhow::Result<bool>;
     /// Sets the listed APIs' access; false when there is no such user.
     async fn set_rights(&self, username: &str, rights: &[(NmosApi, Access)]) -> anyhow::Result<bool>;
+    /// False when there is no such user.
+    async fn set_disabled(&self, username: &str, disabled: bool) -> anyhow::Result<bool>;
+    /// Removes a user and their rights; false when there is no such user.
+    async fn delete(&self, username: &str) -> anyhow::Result<bool>;
+    async fn count(&self) -> anyhow::Result<i64>;
 }
 
 pub fn open(db: Db) -> Arc<dyn UserStore> {
@@ -161,6 +166,32 @@ macro_rules! user_store_impl {
                     .await?
                     .rows_affected();
                 Ok(n == 1)
+            }
+
+            async fn set_disabled(&self, username: &str, disabled: bool) -> anyhow::Result<bool> {
+                let n = sqlx::query("UPDATE identity_users SET disabled = $1 WHERE username = $2")
+                    .bind(disabled)
+                    .bind(username)
+                    .execute(&self.0)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn delete(&self, username: &str) -> anyhow::Result<bool> {
+                let mut tx = self.0.begin().await?;
+                sqlx::query("DELETE FROM identity_rights WHERE username = $1").bind(username).execute(&mut *tx).await?;
+                let n = sqlx::query("DELETE FROM identity_users WHERE username = $1")
+                    .bind(username)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(n == 1)
+            }
+
+            async fn count(&self) -> anyhow::Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM identity_users").fetch_one(&self.0).await?)
             }
 
             async fn set_rights(

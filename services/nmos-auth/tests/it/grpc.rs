@@ -104,6 +104,30 @@ async fn identity_service(backend: Backend) {
         .unwrap_err();
     assert_eq!((wrong.code(), wrong.message()), (unknown.code(), unknown.message()));
     assert_eq!(wrong.code(), Code::Unauthenticated);
+
+    // A disabled account cannot sign in; a deleted one is gone.
+    let off = identity.set_disabled(pb::SetDisabledRequest { username: "alice".into(), disabled: true }).await.unwrap();
+    assert!(off.into_inner().disabled);
+    let refused = identity
+        .verify_password(pb::VerifyPasswordRequest {
+            username: "alice".into(),
+            password: "correct horse battery".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    identity.delete_user(pb::DeleteUserRequest { username: "bob".into() }).await.unwrap();
+    let gone = identity.delete_user(pb::DeleteUserRequest { username: "bob".into() }).await.unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    let missing = pb::SetDisabledRequest { username: "bob".into(), disabled: true };
+    assert_eq!(identity.set_disabled(missing).await.unwrap_err().code(), Code::NotFound);
+
+    // Sign-up is closed once there are users (open_signup is off by default).
+    let closed = identity
+        .sign_up(pb::SignUpRequest { username: "carol".into(), password: "carol's password".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(closed.code(), Code::FailedPrecondition);
 }
 
 async fn keys_service(backend: Backend) {
@@ -164,6 +188,7 @@ async fn client_registry_service(backend: Backend) {
         .register_client(pb::RegisterClientRequest {
             body: Some(pb::register_client_request::Body::Json(body.to_string().into_bytes())),
             initial_access_token: forever.token.clone(),
+            registered_by: None,
         })
         .await
         .unwrap()
@@ -175,13 +200,19 @@ async fn client_registry_service(backend: Backend) {
         .register_client(pb::RegisterClientRequest {
             body: Some(pb::register_client_request::Body::Json(b"{".to_vec())),
             initial_access_token: forever.token.clone(),
+            registered_by: None,
         })
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert_eq!(OAuthError::from_status(&bad).code, ErrorCode::InvalidClientMetadata);
-    let empty =
-        clients.register_client(pb::RegisterClientRequest { body: None, initial_access_token: forever.token }).await;
+    let empty = clients
+        .register_client(pb::RegisterClientRequest {
+            body: None,
+            initial_access_token: forever.token,
+            registered_by: None,
+        })
+        .await;
     assert_eq!(OAuthError::from_status(&empty.unwrap_err()).code, ErrorCode::InvalidClientMetadata);
 
     use pb::authenticate_client_request::Credential;
@@ -206,6 +237,31 @@ async fn client_registry_service(backend: Backend) {
     assert_eq!(got, client);
     let missing = clients.get_client(pb::GetClientRequest { client_id: "missing".into() }).await.unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
+
+    // Web users register without a token; only administrators may register machine clients.
+    let web = |username: &str, admin: bool| Some(pb::WebUser { username: username.into(), admin });
+    let register = |body: serde_json::Value, by| pb::RegisterClientRequest {
+        body: Some(pb::register_client_request::Body::Json(body.to_string().into_bytes())),
+        initial_access_token: String::new(),
+        registered_by: by,
+    };
+    let code_client = json!({"client_name": "Bob's controller", "redirect_uris": ["https://bob.example.com/cb"]});
+    let bobs = clients.register_client(register(code_client.clone(), web("bob", false))).await.unwrap().into_inner();
+    assert_eq!(bobs.client.as_ref().unwrap().owner, "bob");
+    let refused = clients.register_client(register(body.clone(), web("bob", false))).await.unwrap_err();
+    assert_eq!(OAuthError::from_status(&refused).code, ErrorCode::InvalidClientMetadata);
+    clients.register_client(register(body, web("root", true))).await.unwrap();
+    let listed = clients.list_clients(pb::ListClientsRequest { owner: "bob".into() }).await.unwrap().into_inner();
+    assert_eq!(listed.clients.len(), 1);
+    let bob_id = bobs.client.unwrap().client_id;
+    let not_yours = pb::DeleteClientRequest { client_id: bob_id.clone(), requested_by: web("mallory", false) };
+    assert_eq!(clients.delete_client(not_yours).await.unwrap_err().code(), Code::NotFound);
+    clients
+        .delete_client(pb::DeleteClientRequest { client_id: bob_id.clone(), requested_by: web("bob", false) })
+        .await
+        .unwrap();
+    let gone = clients.get_client(pb::GetClientRequest { client_id: bob_id }).await.unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
 }
 
 async fn token_issuer_service(backend: Backend) {
