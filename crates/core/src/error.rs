@@ -99,14 +99,19 @@ impl OAuthError {
         OAuthError::new(ErrorCode::ServerError, "internal error")
     }
 
+    /// The OAuth error a service put in a status, if it put one there.
+    pub fn from_status_detail(status: &Status) -> Option<OAuthError> {
+        let detail = OAuthErrorDetail::decode(status.details()).ok()?;
+        let code = ErrorCode::parse(&detail.error)?;
+        let description = (!detail.error_description.is_empty()).then_some(detail.error_description);
+        Some(OAuthError { code, description })
+    }
+
     /// Reads the OAuth error a service put in a status; statuses without one (transport
     /// failures, deadlines) become `temporarily_unavailable` or `server_error`.
     pub fn from_status(status: &Status) -> OAuthError {
-        if let Ok(detail) = OAuthErrorDetail::decode(status.details())
-            && let Some(code) = ErrorCode::parse(&detail.error)
-        {
-            let description = (!detail.error_description.is_empty()).then_some(detail.error_description);
-            return OAuthError { code, description };
+        if let Some(error) = OAuthError::from_status_detail(status) {
+            return error;
         }
         match status.code() {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {

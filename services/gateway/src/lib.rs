@@ -7,6 +7,7 @@ mod metadata;
 mod oauth;
 mod pages;
 mod session;
+mod throttle;
 mod web;
 
 use std::future::Future;
@@ -43,6 +44,9 @@ pub struct Gateway {
     cookie_key: Arc<SealingKey>,
     /// Session cookies get `Secure` when browsers reach the server over https.
     secure_cookies: bool,
+    /// The scopes offered on the client registration page.
+    scopes: Vec<String>,
+    signin_throttle: Arc<throttle::Throttle>,
 }
 
 impl Gateway {
@@ -62,6 +66,9 @@ impl Gateway {
             metadata: Arc::new(metadata),
             cookie_key: Arc::new(config.cookie_key()?),
             secure_cookies: config.public_base()?.starts_with("https://"),
+            scopes: config.scopes()?.apis().iter().map(|api| api.as_str().to_owned()).collect(),
+            // Five failures per username or address, then a growing lock-out.
+            signin_throttle: Arc::new(throttle::Throttle::new(5)),
         })
     }
 }
@@ -105,8 +112,14 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
         .route(&format!("{V}/revoke"), post(oauth::revoke))
         .route(&format!("{V}/authorize"), get(web::authorize_page).post(web::authorize_decision))
         .route(&format!("{V}/signin"), get(web::signin_page).post(web::signin))
+        .route(&format!("{V}/signup"), get(web::signup_page).post(web::signup))
         .route(&format!("{V}/signout"), post(web::signout))
         .route(&format!("{V}/home"), get(web::home))
+        .route(&format!("{V}/register-client"), get(web::register_client_page).post(web::register_client))
+        .route(&format!("{V}/delete-client"), post(web::delete_client))
+        .route(&format!("{V}/users"), get(web::users_page))
+        .route(&format!("{V}/users/add"), post(web::add_user))
+        .route(&format!("{V}/users/change"), post(web::change_user))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway)
@@ -134,7 +147,7 @@ pub async fn serve(
         shutdown.await;
         stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
-    let service = router.into_make_service();
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             let tls = RustlsConfig::from_pem_file(cert, key)

@@ -29,7 +29,7 @@ header { display: flex; align-items: center; justify-content: space-between; pad
 .brand span { color: var(--accent); }
 nav { display: flex; gap: 1rem; align-items: center; color: var(--muted); font-size: 0.95rem; }
 nav form { margin: 0; }
-main { max-width: 34rem; margin: 3rem auto; padding: 2rem; background: #fff; border: 1px solid var(--line); border-radius: 10px; }
+main { max-width: 46rem; margin: 3rem auto; padding: 2rem; background: #fff; border: 1px solid var(--line); border-radius: 10px; }
 h1 { margin: 0 0 1rem; font-size: 1.5rem; }
 p { margin: 0 0 1rem; }
 .muted { color: var(--muted); font-size: 0.95rem; }
@@ -45,6 +45,29 @@ ul.rights li { display: flex; justify-content: space-between; padding: 0.55rem 0
 ul.rights li:first-child { border-top: 0; }
 .tag { font-size: 0.85rem; padding: 0.1rem 0.5rem; border-radius: 999px; background: #e8effb; color: var(--accent); }
 code { font-size: 0.9em; background: var(--bg); padding: 0.1rem 0.3rem; border-radius: 4px; }
+h2 { font-size: 1.15rem; margin: 1.75rem 0 0.75rem; }
+.card h2 { margin-top: 0; }
+.card { border: 1px solid var(--line); border-radius: 8px; padding: 1rem 1.2rem; margin-bottom: 1rem; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.3rem 1rem; margin: 0 0 1rem; }
+dt { color: var(--muted); }
+dd { margin: 0; overflow-wrap: anywhere; }
+textarea, select { display: block; width: 100%; margin-top: 0.35rem; padding: 0.5rem 0.6rem; font: inherit; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
+td select { margin: 0; padding: 0.3rem; }
+fieldset { border: 1px solid var(--line); border-radius: 6px; margin: 0 0 1rem; padding: 0.5rem 1rem 0.75rem; }
+legend { font-weight: 600; padding: 0 0.3rem; }
+label.check, label.inline { font-weight: 400; margin: 0.4rem 0; }
+label.inline { display: inline-block; margin-right: 1rem; }
+label.inline select { display: inline-block; width: auto; }
+button.danger { background: #fff; color: var(--danger); border-color: #f1c6c3; }
+.wide { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; font-size: 0.92rem; }
+th, td { text-align: left; padding: 0.45rem 0.4rem; border-bottom: 1px solid var(--line); vertical-align: middle; }
+td.buttons { white-space: nowrap; }
+td.buttons button { padding: 0.35rem 0.7rem; }
+.tag.off { background: #fdecea; color: var(--danger); }
+code.secret { font-size: 1rem; padding: 0.3rem 0.5rem; }
+nav a { color: var(--ink); text-decoration: none; }
+nav a:hover { text-decoration: underline; }
 footer { text-align: center; color: var(--muted); font-size: 0.85rem; margin-bottom: 2rem; }
 "#;
 

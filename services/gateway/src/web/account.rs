@@ -1,0 +1,148 @@
+//! Signing up, in and out.
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use nmos_auth_proto as pb;
+
+use super::{BASE, form, form_value, forbidden_form, found, safe_next, status_page, with_session};
+use crate::Gateway;
+use crate::http::parse_form;
+use crate::pages::{self, escape};
+use crate::session::Session;
+
+fn credentials_form(
+    session: &Session,
+    action: &str,
+    next: &str,
+    intro: &str,
+    problem: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let (title, button, autocomplete, other) = if action == "signin" {
+        ("Sign in", "Sign in", "current-password", format!(r#"<p class="muted">No account yet? <a href="{BASE}/signup">Sign up</a>.</p>"#))
+    } else {
+        ("Sign up", "Create account", "new-password", format!(r#"<p class="muted">Have an account? <a href="{BASE}/signin">Sign in</a>.</p>"#))
+    };
+    let alert = problem.map(|p| format!(r#"<div class="alert">{}</div>"#, escape(p))).unwrap_or_default();
+    let body = format!(
+        r#"{alert}<p class="muted">{intro}</p>
+<form method="post" action="{BASE}/{action}">
+<input type="hidden" name="csrf" value="{csrf}">
+<input type="hidden" name="next" value="{next}">
+<label>Username <input type="text" name="username" autocomplete="username" required autofocus></label>
+<label>Password <input type="password" name="password" autocomplete="{autocomplete}" minlength="8" required></label>
+<div class="actions"><button type="submit">{button}</button></div>
+</form>
+{other}"#,
+        csrf = escape(&session.csrf),
+        next = escape(next),
+        intro = escape(intro),
+    );
+    pages::page(status, title, &pages::nav(None, &session.csrf), &body)
+}
+
+const SIGNIN_INTRO: &str = "Sign in to approve access for NMOS controllers and to manage your clients.";
+const SIGNUP_INTRO: &str = "Create an account. The first account on a new server becomes its administrator.";
+
+fn next_of(uri: &Uri) -> String {
+    let query = parse_form(uri.query().unwrap_or("").as_bytes()).unwrap_or_default();
+    safe_next(form_value(&query, "next"))
+}
+
+/// GET signin.
+pub async fn signin_page(State(gateway): State<Gateway>, headers: HeaderMap, uri: Uri) -> Response {
+    let session = Session::from_headers(&headers, &gateway.cookie_key).unwrap_or_else(|| Session::new(None));
+    let response = credentials_form(&session, "signin", &next_of(&uri), SIGNIN_INTRO, None, StatusCode::OK);
+    with_session(response, &gateway, &session)
+}
+
+/// POST signin. Failures are slowed and limited per username and per address, and say the
+/// same thing whether the user exists or not.
+pub async fn signin(
+    State(gateway): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let session = Session::from_headers(&headers, &gateway.cookie_key).unwrap_or_else(|| Session::new(None));
+    let form = form(body);
+    if !session.csrf_matches(form_value(&form, "csrf")) {
+        return with_session(forbidden_form(&session), &gateway, &session);
+    }
+    let next = safe_next(form_value(&form, "next"));
+    let username = form_value(&form, "username").unwrap_or("").to_owned();
+    let keys = [format!("user:{username}"), format!("addr:{}", peer.ip())];
+    if let Some(wait) = keys.iter().filter_map(|k| gateway.signin_throttle.locked(k)).max() {
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        let problem = format!("Too many failed sign-ins. Try again in {minutes} minute(s).");
+        let response = credentials_form(&session, "signin", &next, SIGNIN_INTRO, Some(&problem), StatusCode::TOO_MANY_REQUESTS);
+        return with_session(response, &gateway, &session);
+    }
+    let request =
+        pb::VerifyPasswordRequest { username: username.clone(), password: form_value(&form, "password").unwrap_or("").to_owned() };
+    match gateway.identity.clone().verify_password(request).await {
+        Ok(user) => {
+            let user = user.into_inner();
+            keys.iter().for_each(|k| gateway.signin_throttle.success(k));
+            tracing::info!(target: "audit", event = "signed_in", username = %user.username, client_address = %peer.ip(), "user signed in");
+            // A new session, with a new CSRF token, on every sign-in.
+            with_session(found(&next), &gateway, &Session::new(Some(user.username)))
+        }
+        Err(status) if status.code() == tonic::Code::Unauthenticated => {
+            keys.iter().for_each(|k| gateway.signin_throttle.failure(k));
+            tracing::info!(target: "audit", event = "sign_in_failed", username = %username, client_address = %peer.ip(), "sign-in failed");
+            let problem = Some("Wrong username or password.");
+            let response = credentials_form(&session, "signin", &next, SIGNIN_INTRO, problem, StatusCode::UNAUTHORIZED);
+            with_session(response, &gateway, &session)
+        }
+        Err(status) => status_page(&status, &session),
+    }
+}
+
+/// GET signup.
+pub async fn signup_page(State(gateway): State<Gateway>, headers: HeaderMap, uri: Uri) -> Response {
+    let session = Session::from_headers(&headers, &gateway.cookie_key).unwrap_or_else(|| Session::new(None));
+    let response = credentials_form(&session, "signup", &next_of(&uri), SIGNUP_INTRO, None, StatusCode::OK);
+    with_session(response, &gateway, &session)
+}
+
+/// POST signup: creates the account and signs it in.
+pub async fn signup(State(gateway): State<Gateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let session = Session::from_headers(&headers, &gateway.cookie_key).unwrap_or_else(|| Session::new(None));
+    let form = form(body);
+    if !session.csrf_matches(form_value(&form, "csrf")) {
+        return with_session(forbidden_form(&session), &gateway, &session);
+    }
+    let next = safe_next(form_value(&form, "next"));
+    let request = pb::SignUpRequest {
+        username: form_value(&form, "username").unwrap_or("").to_owned(),
+        password: form_value(&form, "password").unwrap_or("").to_owned(),
+    };
+    match gateway.identity.clone().sign_up(request).await {
+        Ok(user) => with_session(found(&next), &gateway, &Session::new(Some(user.into_inner().username))),
+        Err(status) if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::AlreadyExists | tonic::Code::FailedPrecondition) => {
+            let code = if status.code() == tonic::Code::FailedPrecondition { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+            let response = credentials_form(&session, "signup", &next, SIGNUP_INTRO, Some(status.message()), code);
+            with_session(response, &gateway, &session)
+        }
+        Err(status) => status_page(&status, &session),
+    }
+}
+
+/// POST signout.
+pub async fn signout(State(gateway): State<Gateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let Some(session) = Session::from_headers(&headers, &gateway.cookie_key) else {
+        return found(&format!("{BASE}/signin"));
+    };
+    if !session.csrf_matches(form_value(&form(body), "csrf")) {
+        return forbidden_form(&session);
+    }
+    if let Some(username) = &session.username {
+        tracing::info!(target: "audit", event = "signed_out", username = %username, "user signed out");
+    }
+    with_session(found(&format!("{BASE}/signin")), &gateway, &Session::new(None))
+}

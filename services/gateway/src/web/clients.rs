@@ -1,0 +1,196 @@
+//! Home (your clients) and client registration on the web pages. A secret is shown once, on
+//! the page that follows registration, and never again.
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use nmos_auth_proto as pb;
+
+use super::{BASE, form, form_value, found, nav_for, signed_in, signed_in_post, status_page, web_user};
+use crate::Gateway;
+use crate::pages::{self, escape};
+use crate::session::Session;
+
+fn auth_method(client: &pb::Client) -> &'static str {
+    match pb::TokenEndpointAuthMethod::try_from(client.token_endpoint_auth_method) {
+        Ok(pb::TokenEndpointAuthMethod::None) => "public (PKCE, no secret)",
+        _ => "confidential (client secret)",
+    }
+}
+
+fn client_card(client: &pb::Client, session: &Session) -> String {
+    let name = if client.client_name.is_empty() { "(no name)" } else { client.client_name.as_str() };
+    let redirects = if client.redirect_uris.is_empty() {
+        String::from("—")
+    } else {
+        client.redirect_uris.iter().map(|u| format!("<code>{}</code>", escape(u))).collect::<Vec<_>>().join("<br>")
+    };
+    format!(
+        r#"<div class="card">
+<h2>{name}</h2>
+<dl>
+<dt>Client ID</dt><dd><code>{id}</code></dd>
+<dt>Type</dt><dd>{method}</dd>
+<dt>Grants</dt><dd>{grants}</dd>
+<dt>Scope</dt><dd>{scope}</dd>
+<dt>Redirect URIs</dt><dd>{redirects}</dd>
+</dl>
+<form method="post" action="{BASE}/delete-client"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="client_id" value="{id}"><button class="danger" type="submit">Delete</button></form>
+</div>"#,
+        name = escape(name),
+        id = escape(&client.client_id),
+        method = auth_method(client),
+        grants = escape(&client.grant_types.join(", ")),
+        scope = escape(&client.scope),
+        csrf = escape(&session.csrf),
+    )
+}
+
+/// GET home: the signed-in user's clients, and where the server's documents are.
+pub async fn home(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
+    let (session, user) = match signed_in(&gateway, &headers, &format!("{BASE}/home")).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    let clients = match gateway.clients.clone().list_clients(pb::ListClientsRequest { owner: user.username.clone() }).await {
+        Ok(list) => list.into_inner().clients,
+        Err(status) => return status_page(&status, &session),
+    };
+    let list = if clients.is_empty() {
+        format!(r#"<p class="muted">You have not registered any clients. <a href="{BASE}/register-client">Register one</a>.</p>"#)
+    } else {
+        clients.iter().map(|c| client_card(c, &session)).collect()
+    };
+    let body = format!(
+        r#"<p class="muted">Server documents for integrators: <a href="/.well-known/oauth-authorization-server">authorization server metadata</a> · <a href="{BASE}/jwks">public keys (JWKS)</a></p>
+<h2>Your clients</h2>
+{list}"#
+    );
+    pages::page(StatusCode::OK, "Clients", &nav_for(&user, &session), &body)
+}
+
+fn register_form(gateway: &Gateway, session: &Session, user: &pb::User, problem: Option<&str>, status: StatusCode) -> Response {
+    let alert = problem.map(|p| format!(r#"<div class="alert">{}</div>"#, escape(p))).unwrap_or_default();
+    let scopes: String = gateway
+        .scopes
+        .iter()
+        .map(|s| format!(r#"<label class="check"><input type="checkbox" name="scope" value="{s}" checked> {s}</label>"#, s = escape(s)))
+        .collect();
+    let machine = if user.admin {
+        r#"<label class="check"><input type="checkbox" name="grant_types" value="client_credentials"> Client credentials: a machine acting for itself (an NMOS Node)</label>"#
+    } else {
+        ""
+    };
+    let body = format!(
+        r#"{alert}<form method="post" action="{BASE}/register-client">
+<input type="hidden" name="csrf" value="{csrf}">
+<label>Name <input type="text" name="client_name" required placeholder="Studio A controller"></label>
+<label>Redirect URIs <span class="muted">(one per line; matched exactly)</span><textarea name="redirect_uris" rows="3" placeholder="https://controller.example.com/callback"></textarea></label>
+<fieldset><legend>Grants</legend>
+<label class="check"><input type="checkbox" name="grant_types" value="authorization_code" checked> Authorization code with refresh tokens: an application acting for a person</label>
+{machine}
+</fieldset>
+<fieldset><legend>Scope</legend>{scopes}</fieldset>
+<label>Client type
+<select name="token_endpoint_auth_method">
+<option value="client_secret_basic">Confidential: runs on a server and keeps a secret</option>
+<option value="none">Public: runs in a browser or on a device, uses PKCE, gets no secret</option>
+</select></label>
+<div class="actions"><button type="submit">Register</button></div>
+</form>"#,
+        csrf = escape(&session.csrf),
+    );
+    pages::page(status, "Register a client", &nav_for(user, session), &body)
+}
+
+/// GET register-client.
+pub async fn register_client_page(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
+    match signed_in(&gateway, &headers, &format!("{BASE}/register-client")).await {
+        Ok((session, user)) => register_form(&gateway, &session, &user, None, StatusCode::OK),
+        Err(response) => response,
+    }
+}
+
+/// POST register-client: RFC 7591 registration on behalf of the signed-in user.
+pub async fn register_client(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let form = form(body);
+    let (session, user) = match signed_in_post(&gateway, &headers, &form).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    let mut params: Vec<pb::FormParam> = Vec::new();
+    for (name, value) in &form {
+        match name.as_str() {
+            "csrf" => {}
+            // Checkboxes arrive one per value; the registry reads white-space separated lists.
+            "scope" => match params.iter_mut().find(|p| p.name == "scope") {
+                Some(p) => {
+                    p.value.push(' ');
+                    p.value.push_str(value);
+                }
+                None => params.push(pb::FormParam { name: name.clone(), value: value.clone() }),
+            },
+            "grant_types" if value == "authorization_code" => {
+                params.push(pb::FormParam { name: name.clone(), value: "authorization_code refresh_token".into() })
+            }
+            _ if value.is_empty() => {}
+            _ => params.push(pb::FormParam { name: name.clone(), value: value.clone() }),
+        }
+    }
+    let request = pb::RegisterClientRequest {
+        body: Some(pb::register_client_request::Body::Form(pb::FormBody { params })),
+        initial_access_token: String::new(),
+        registered_by: Some(web_user(&user)),
+    };
+    let registered = match gateway.clients.clone().register_client(request).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            let problem = nmos_auth_core::OAuthError::from_status_detail(&status).and_then(|e| e.description);
+            return match problem {
+                Some(problem) => register_form(&gateway, &session, &user, Some(&problem), StatusCode::BAD_REQUEST),
+                None => status_page(&status, &session),
+            };
+        }
+    };
+    let Some(client) = registered.client else { return super::internal_error_page("no client in the reply") };
+    let secret = if registered.client_secret.is_empty() {
+        r#"<p>This is a public client: it has no secret and must use PKCE.</p>"#.to_owned()
+    } else {
+        format!(
+            r#"<div class="alert">Copy the client secret now. It is shown only this once; the server keeps only a digest of it.</div>
+<dl><dt>Client secret</dt><dd><code class="secret">{}</code></dd></dl>"#,
+            escape(&registered.client_secret)
+        )
+    };
+    let body = format!(
+        r#"<p><strong>{name}</strong> is registered.</p>
+<dl><dt>Client ID</dt><dd><code>{id}</code></dd></dl>
+{secret}
+<p><a href="{BASE}/home">Back to your clients</a></p>"#,
+        name = escape(&client.client_name),
+        id = escape(&client.client_id),
+    );
+    pages::page(StatusCode::CREATED, "Client registered", &nav_for(&user, &session), &body)
+}
+
+/// POST delete-client.
+pub async fn delete_client(State(gateway): State<Gateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let form = form(body);
+    let (session, user) = match signed_in_post(&gateway, &headers, &form).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    let request = pb::DeleteClientRequest {
+        client_id: form_value(&form, "client_id").unwrap_or("").to_owned(),
+        requested_by: Some(web_user(&user)),
+    };
+    match gateway.clients.clone().delete_client(request).await {
+        Ok(_) => found(&format!("{BASE}/home")),
+        Err(status) => status_page(&status, &session),
+    }
+}

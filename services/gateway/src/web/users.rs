@@ -1,0 +1,157 @@
+//! The users page, for administrators: add users, set each user's access per NMOS API,
+//! disable, enable or delete them. Password hashes are never shown.
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use nmos_auth_proto as pb;
+
+use super::{BASE, form, form_value, found, nav_for, signed_in, signed_in_post, status_page};
+use crate::Gateway;
+use crate::pages::{self, escape};
+use crate::session::Session;
+
+const LEVELS: [(pb::Access, &str); 3] = [(pb::Access::None, "none"), (pb::Access::Read, "read"), (pb::Access::Write, "write")];
+
+fn level_select(name: &str, current: i32, form: Option<&str>) -> String {
+    let options: String = LEVELS
+        .iter()
+        .map(|(access, label)| {
+            let selected = if *access as i32 == current { " selected" } else { "" };
+            format!(r#"<option value="{label}"{selected}>{label}</option>"#)
+        })
+        .collect();
+    let form = form.map(|f| format!(r#" form="{}""#, escape(f))).unwrap_or_default();
+    format!(r#"<select name="{}"{form} aria-label="{}">{options}</select>"#, escape(name), escape(name))
+}
+
+fn not_admin(user: &pb::User, session: &Session) -> Response {
+    pages::error(StatusCode::FORBIDDEN, "Administrators only", "Only administrators can manage users.", &nav_for(user, session))
+}
+
+fn user_row(index: usize, user: &pb::User, session: &Session) -> String {
+    // Table rows cannot hold forms: the controls name their form instead.
+    let form_id = format!("user-{index}");
+    let selects: String = user
+        .rights
+        .iter()
+        .map(|r| format!(r#"<td>{}</td>"#, level_select(&format!("right_{}", r.api), r.access, Some(&form_id))))
+        .collect();
+    let status = match (user.admin, user.disabled) {
+        (_, true) => r#"<span class="tag off">disabled</span>"#,
+        (true, false) => r#"<span class="tag">admin</span>"#,
+        _ => "",
+    };
+    let toggle = if user.disabled { ("enable", "Enable") } else { ("disable", "Disable") };
+    let csrf = escape(&session.csrf);
+    let name = escape(&user.username);
+    format!(
+        r#"<tr><th>{name} {status}<form id="{form_id}" method="post" action="{BASE}/users/change"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="username" value="{name}"></form></th>{selects}
+<td class="buttons"><button form="{form_id}" name="action" value="rights" type="submit">Save</button> <button form="{form_id}" class="secondary" name="action" value="{}" type="submit">{}</button> <button form="{form_id}" class="danger" name="action" value="delete" type="submit">Delete</button></td></tr>"#,
+        toggle.0, toggle.1
+    )
+}
+
+fn users_html(users: &[pb::User], session: &Session) -> String {
+    let apis: String = users
+        .first()
+        .map(|u| u.rights.iter().map(|r| format!("<th>{}</th>", escape(&r.api))).collect())
+        .unwrap_or_default();
+    let rows: String = users.iter().enumerate().map(|(i, u)| user_row(i, u, session)).collect();
+    let new_selects: String = nmos_auth_core::NmosApi::ALL
+        .iter()
+        .map(|api| format!(r#"<label class="inline">{api} {}</label>"#, level_select(&format!("right_{api}"), pb::Access::None as i32, None)))
+        .collect();
+    format!(
+        r#"<div class="wide"><table><thead><tr><th>User</th>{apis}<th></th></tr></thead><tbody>{rows}</tbody></table></div>
+<h2>Add a user</h2>
+<form method="post" action="{BASE}/users/add">
+<input type="hidden" name="csrf" value="{csrf}">
+<label>Username <input type="text" name="username" required></label>
+<label>Password <input type="password" name="password" autocomplete="new-password" minlength="8" required></label>
+<fieldset><legend>Access per API</legend>{new_selects}</fieldset>
+<label class="check"><input type="checkbox" name="admin" value="true"> Administrator</label>
+<div class="actions"><button type="submit">Add user</button></div>
+</form>"#,
+        csrf = escape(&session.csrf),
+    )
+}
+
+/// GET users.
+pub async fn users_page(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
+    let (session, user) = match signed_in(&gateway, &headers, &format!("{BASE}/users")).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    if !user.admin {
+        return not_admin(&user, &session);
+    }
+    match gateway.identity.clone().list_users(pb::ListUsersRequest {}).await {
+        Ok(list) => pages::page(StatusCode::OK, "Users", &nav_for(&user, &session), &users_html(&list.into_inner().users, &session)),
+        Err(status) => status_page(&status, &session),
+    }
+}
+
+/// The `right_<api>` fields of a form.
+fn rights_of(form: &[(String, String)]) -> Vec<pb::ApiRight> {
+    form.iter()
+        .filter_map(|(name, value)| {
+            let api = name.strip_prefix("right_")?;
+            let access = LEVELS.iter().find(|(_, label)| label == value)?.0;
+            Some(pb::ApiRight { api: api.to_owned(), access: access as i32 })
+        })
+        .collect()
+}
+
+/// POST users/add.
+pub async fn add_user(State(gateway): State<Gateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let form = form(body);
+    let (session, user) = match signed_in_post(&gateway, &headers, &form).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    if !user.admin {
+        return not_admin(&user, &session);
+    }
+    let request = pb::CreateUserRequest {
+        username: form_value(&form, "username").unwrap_or("").to_owned(),
+        password: form_value(&form, "password").unwrap_or("").to_owned(),
+        admin: form_value(&form, "admin") == Some("true"),
+        rights: rights_of(&form),
+    };
+    match gateway.identity.clone().create_user(request).await {
+        Ok(_) => found(&format!("{BASE}/users")),
+        Err(status) => status_page(&status, &session),
+    }
+}
+
+/// POST users/change: save rights, disable, enable or delete.
+pub async fn change_user(State(gateway): State<Gateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let form = form(body);
+    let (session, user) = match signed_in_post(&gateway, &headers, &form).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    if !user.admin {
+        return not_admin(&user, &session);
+    }
+    let username = form_value(&form, "username").unwrap_or("").to_owned();
+    let mut identity = gateway.identity.clone();
+    let result = match form_value(&form, "action") {
+        Some("rights") => identity.set_rights(pb::SetRightsRequest { username, rights: rights_of(&form) }).await.map(|_| ()),
+        Some(action @ ("disable" | "enable")) if username != user.username => identity
+            .set_disabled(pb::SetDisabledRequest { username, disabled: action == "disable" })
+            .await
+            .map(|_| ()),
+        Some("delete") if username != user.username => {
+            identity.delete_user(pb::DeleteUserRequest { username }).await.map(|_| ())
+        }
+        Some("disable" | "delete") => Err(tonic::Status::failed_precondition("You cannot disable or delete your own account.")),
+        _ => Err(tonic::Status::invalid_argument("Unknown action.")),
+    };
+    match result {
+        Ok(()) => found(&format!("{BASE}/users")),
+        Err(status) => status_page(&status, &session),
+    }
+}
