@@ -52,7 +52,8 @@ dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.3rem 1rem; ma
 dt { color: var(--muted); }
 dd { margin: 0; overflow-wrap: anywhere; }
 textarea, select { display: block; width: 100%; margin-top: 0.35rem; padding: 0.5rem 0.6rem; font: inherit; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
-td select { margin: 0; padding: 0.3rem; }
+td select { display: inline-block; width: auto; min-width: 4.6rem; margin: 0; padding: 0.3rem; }
+main:has(.wide) { max-width: 72rem; }
 fieldset { border: 1px solid var(--line); border-radius: 6px; margin: 0 0 1rem; padding: 0.5rem 1rem 0.75rem; }
 legend { font-weight: 600; padding: 0 0.3rem; }
 label.check, label.inline { font-weight: 400; margin: 0.4rem 0; }
@@ -61,7 +62,7 @@ label.inline select { display: inline-block; width: auto; }
 button.danger { background: #fff; color: var(--danger); border-color: #f1c6c3; }
 .wide { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-size: 0.92rem; }
-th, td { text-align: left; padding: 0.45rem 0.4rem; border-bottom: 1px solid var(--line); vertical-align: middle; }
+th, td { text-align: left; padding: 0.45rem 0.3rem; border-bottom: 1px solid var(--line); vertical-align: middle; }
 td.buttons { white-space: nowrap; }
 td.buttons button { padding: 0.35rem 0.7rem; }
 .tag.off { background: #fdecea; color: var(--danger); }

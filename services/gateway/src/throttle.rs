@@ -40,9 +40,11 @@ impl Throttle {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, e| now.duration_since(e.window_start) < WINDOW || e.locked_until.is_some_and(|u| u > now));
+            entries
+                .retain(|_, e| now.duration_since(e.window_start) < WINDOW || e.locked_until.is_some_and(|u| u > now));
         }
-        let entry = entries.entry(key.to_owned()).or_insert(Entry { failures: 0, window_start: now, locked_until: None });
+        let entry =
+            entries.entry(key.to_owned()).or_insert(Entry { failures: 0, window_start: now, locked_until: None });
         if now.duration_since(entry.window_start) > WINDOW && entry.locked_until.is_none_or(|u| u <= now) {
             *entry = Entry { failures: 0, window_start: now, locked_until: None };
         }

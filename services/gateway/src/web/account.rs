@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use nmos_auth_proto as pb;
 
-use super::{BASE, form, form_value, forbidden_form, found, safe_next, status_page, with_session};
+use super::{BASE, forbidden_form, form, form_value, found, safe_next, status_page, with_session};
 use crate::Gateway;
 use crate::http::parse_form;
 use crate::pages::{self, escape};
@@ -23,9 +23,19 @@ fn credentials_form(
     status: StatusCode,
 ) -> Response {
     let (title, button, autocomplete, other) = if action == "signin" {
-        ("Sign in", "Sign in", "current-password", format!(r#"<p class="muted">No account yet? <a href="{BASE}/signup">Sign up</a>.</p>"#))
+        (
+            "Sign in",
+            "Sign in",
+            "current-password",
+            format!(r#"<p class="muted">No account yet? <a href="{BASE}/signup">Sign up</a>.</p>"#),
+        )
     } else {
-        ("Sign up", "Create account", "new-password", format!(r#"<p class="muted">Have an account? <a href="{BASE}/signin">Sign in</a>.</p>"#))
+        (
+            "Sign up",
+            "Create account",
+            "new-password",
+            format!(r#"<p class="muted">Have an account? <a href="{BASE}/signin">Sign in</a>.</p>"#),
+        )
     };
     let alert = problem.map(|p| format!(r#"<div class="alert">{}</div>"#, escape(p))).unwrap_or_default();
     let body = format!(
@@ -79,11 +89,14 @@ pub async fn signin(
     if let Some(wait) = keys.iter().filter_map(|k| gateway.signin_throttle.locked(k)).max() {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         let problem = format!("Too many failed sign-ins. Try again in {minutes} minute(s).");
-        let response = credentials_form(&session, "signin", &next, SIGNIN_INTRO, Some(&problem), StatusCode::TOO_MANY_REQUESTS);
+        let response =
+            credentials_form(&session, "signin", &next, SIGNIN_INTRO, Some(&problem), StatusCode::TOO_MANY_REQUESTS);
         return with_session(response, &gateway, &session);
     }
-    let request =
-        pb::VerifyPasswordRequest { username: username.clone(), password: form_value(&form, "password").unwrap_or("").to_owned() };
+    let request = pb::VerifyPasswordRequest {
+        username: username.clone(),
+        password: form_value(&form, "password").unwrap_or("").to_owned(),
+    };
     match gateway.identity.clone().verify_password(request).await {
         Ok(user) => {
             let user = user.into_inner();
@@ -111,7 +124,11 @@ pub async fn signup_page(State(gateway): State<Gateway>, headers: HeaderMap, uri
 }
 
 /// POST signup: creates the account and signs it in.
-pub async fn signup(State(gateway): State<Gateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn signup(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let session = Session::from_headers(&headers, &gateway.cookie_key).unwrap_or_else(|| Session::new(None));
     let form = form(body);
     if !session.csrf_matches(form_value(&form, "csrf")) {
@@ -124,8 +141,17 @@ pub async fn signup(State(gateway): State<Gateway>, headers: HeaderMap, body: Re
     };
     match gateway.identity.clone().sign_up(request).await {
         Ok(user) => with_session(found(&next), &gateway, &Session::new(Some(user.into_inner().username))),
-        Err(status) if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::AlreadyExists | tonic::Code::FailedPrecondition) => {
-            let code = if status.code() == tonic::Code::FailedPrecondition { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::InvalidArgument | tonic::Code::AlreadyExists | tonic::Code::FailedPrecondition
+            ) =>
+        {
+            let code = if status.code() == tonic::Code::FailedPrecondition {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::BAD_REQUEST
+            };
             let response = credentials_form(&session, "signup", &next, SIGNUP_INTRO, Some(status.message()), code);
             with_session(response, &gateway, &session)
         }
@@ -134,7 +160,11 @@ pub async fn signup(State(gateway): State<Gateway>, headers: HeaderMap, body: Re
 }
 
 /// POST signout.
-pub async fn signout(State(gateway): State<Gateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn signout(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let Some(session) = Session::from_headers(&headers, &gateway.cookie_key) else {
         return found(&format!("{BASE}/signin"));
     };

@@ -53,12 +53,15 @@ pub async fn home(State(gateway): State<Gateway>, headers: HeaderMap) -> Respons
         Ok(signed_in) => signed_in,
         Err(response) => return response,
     };
-    let clients = match gateway.clients.clone().list_clients(pb::ListClientsRequest { owner: user.username.clone() }).await {
-        Ok(list) => list.into_inner().clients,
-        Err(status) => return status_page(&status, &session),
-    };
+    let clients =
+        match gateway.clients.clone().list_clients(pb::ListClientsRequest { owner: user.username.clone() }).await {
+            Ok(list) => list.into_inner().clients,
+            Err(status) => return status_page(&status, &session),
+        };
     let list = if clients.is_empty() {
-        format!(r#"<p class="muted">You have not registered any clients. <a href="{BASE}/register-client">Register one</a>.</p>"#)
+        format!(
+            r#"<p class="muted">You have not registered any clients. <a href="{BASE}/register-client">Register one</a>.</p>"#
+        )
     } else {
         clients.iter().map(|c| client_card(c, &session)).collect()
     };
@@ -70,12 +73,23 @@ pub async fn home(State(gateway): State<Gateway>, headers: HeaderMap) -> Respons
     pages::page(StatusCode::OK, "Clients", &nav_for(&user, &session), &body)
 }
 
-fn register_form(gateway: &Gateway, session: &Session, user: &pb::User, problem: Option<&str>, status: StatusCode) -> Response {
+fn register_form(
+    gateway: &Gateway,
+    session: &Session,
+    user: &pb::User,
+    problem: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let alert = problem.map(|p| format!(r#"<div class="alert">{}</div>"#, escape(p))).unwrap_or_default();
     let scopes: String = gateway
         .scopes
         .iter()
-        .map(|s| format!(r#"<label class="check"><input type="checkbox" name="scope" value="{s}" checked> {s}</label>"#, s = escape(s)))
+        .map(|s| {
+            format!(
+                r#"<label class="check"><input type="checkbox" name="scope" value="{s}" checked> {s}</label>"#,
+                s = escape(s)
+            )
+        })
         .collect();
     let machine = if user.admin {
         r#"<label class="check"><input type="checkbox" name="grant_types" value="client_credentials"> Client credentials: a machine acting for itself (an NMOS Node)</label>"#
@@ -179,7 +193,11 @@ pub async fn register_client(
 }
 
 /// POST delete-client.
-pub async fn delete_client(State(gateway): State<Gateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn delete_client(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let form = form(body);
     let (session, user) = match signed_in_post(&gateway, &headers, &form).await {
         Ok(signed_in) => signed_in,

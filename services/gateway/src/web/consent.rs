@@ -89,10 +89,18 @@ pub async fn authorize_page(State(gateway): State<Gateway>, headers: HeaderMap, 
     };
     let Some(params) = parse_form(uri.query().unwrap_or("").as_bytes()) else {
         let text = "The request is not valid UTF-8.";
-        return pages::error(StatusCode::BAD_REQUEST, "This request cannot be completed", text, &nav_for(&user, &session));
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "This request cannot be completed",
+            text,
+            &nav_for(&user, &session),
+        );
     };
     let request = pb::AuthorizeRequest {
-        params: params.iter().map(|(name, value)| pb::TokenParam { name: name.clone(), value: value.clone() }).collect(),
+        params: params
+            .iter()
+            .map(|(name, value)| pb::TokenParam { name: name.clone(), value: value.clone() })
+            .collect(),
         username: user.username.clone(),
         decision: pb::AuthorizeDecision::Check as i32,
     };
@@ -118,7 +126,12 @@ pub async fn authorize_decision(
         Some("deny") => pb::AuthorizeDecision::Deny,
         _ => {
             let text = "Choose Approve or Deny.";
-            return pages::error(StatusCode::BAD_REQUEST, "This request cannot be completed", text, &nav_for(&user, &session));
+            return pages::error(
+                StatusCode::BAD_REQUEST,
+                "This request cannot be completed",
+                text,
+                &nav_for(&user, &session),
+            );
         }
     };
     let params: Vec<pb::TokenParam> = form

@@ -12,7 +12,8 @@ use crate::Gateway;
 use crate::pages::{self, escape};
 use crate::session::Session;
 
-const LEVELS: [(pb::Access, &str); 3] = [(pb::Access::None, "none"), (pb::Access::Read, "read"), (pb::Access::Write, "write")];
+const LEVELS: [(pb::Access, &str); 3] =
+    [(pb::Access::None, "none"), (pb::Access::Read, "read"), (pb::Access::Write, "write")];
 
 fn level_select(name: &str, current: i32, form: Option<&str>) -> String {
     let options: String = LEVELS
@@ -27,10 +28,15 @@ fn level_select(name: &str, current: i32, form: Option<&str>) -> String {
 }
 
 fn not_admin(user: &pb::User, session: &Session) -> Response {
-    pages::error(StatusCode::FORBIDDEN, "Administrators only", "Only administrators can manage users.", &nav_for(user, session))
+    pages::error(
+        StatusCode::FORBIDDEN,
+        "Administrators only",
+        "Only administrators can manage users.",
+        &nav_for(user, session),
+    )
 }
 
-fn user_row(index: usize, user: &pb::User, session: &Session) -> String {
+fn user_row(index: usize, user: &pb::User, me: &str, session: &Session) -> String {
     // Table rows cannot hold forms: the controls name their form instead.
     let form_id = format!("user-{index}");
     let selects: String = user
@@ -43,25 +49,38 @@ fn user_row(index: usize, user: &pb::User, session: &Session) -> String {
         (true, false) => r#"<span class="tag">admin</span>"#,
         _ => "",
     };
-    let toggle = if user.disabled { ("enable", "Enable") } else { ("disable", "Disable") };
     let csrf = escape(&session.csrf);
     let name = escape(&user.username);
+    let form_attr = format!(r#"form="{form_id}""#);
+    // Administrators cannot lock themselves out.
+    let account_buttons = if user.username == me {
+        r#"<span class="muted">you</span>"#.to_owned()
+    } else {
+        let (action, label) = if user.disabled { ("enable", "Enable") } else { ("disable", "Disable") };
+        format!(
+            r#"<button {form_attr} class="secondary" name="action" value="{action}" type="submit">{label}</button> <button {form_attr} class="danger" name="action" value="delete" type="submit">Delete</button>"#
+        )
+    };
     format!(
         r#"<tr><th>{name} {status}<form id="{form_id}" method="post" action="{BASE}/users/change"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="username" value="{name}"></form></th>{selects}
-<td class="buttons"><button form="{form_id}" name="action" value="rights" type="submit">Save</button> <button form="{form_id}" class="secondary" name="action" value="{}" type="submit">{}</button> <button form="{form_id}" class="danger" name="action" value="delete" type="submit">Delete</button></td></tr>"#,
-        toggle.0, toggle.1
+<td class="buttons"><button {form_attr} name="action" value="rights" type="submit">Save</button> {account_buttons}</td></tr>"#
     )
 }
 
-fn users_html(users: &[pb::User], session: &Session) -> String {
+fn users_html(users: &[pb::User], me: &str, session: &Session) -> String {
     let apis: String = users
         .first()
         .map(|u| u.rights.iter().map(|r| format!("<th>{}</th>", escape(&r.api))).collect())
         .unwrap_or_default();
-    let rows: String = users.iter().enumerate().map(|(i, u)| user_row(i, u, session)).collect();
+    let rows: String = users.iter().enumerate().map(|(i, u)| user_row(i, u, me, session)).collect();
     let new_selects: String = nmos_auth_core::NmosApi::ALL
         .iter()
-        .map(|api| format!(r#"<label class="inline">{api} {}</label>"#, level_select(&format!("right_{api}"), pb::Access::None as i32, None)))
+        .map(|api| {
+            format!(
+                r#"<label class="inline">{api} {}</label>"#,
+                level_select(&format!("right_{api}"), pb::Access::None as i32, None)
+            )
+        })
         .collect();
     format!(
         r#"<div class="wide"><table><thead><tr><th>User</th>{apis}<th></th></tr></thead><tbody>{rows}</tbody></table></div>
@@ -88,7 +107,12 @@ pub async fn users_page(State(gateway): State<Gateway>, headers: HeaderMap) -> R
         return not_admin(&user, &session);
     }
     match gateway.identity.clone().list_users(pb::ListUsersRequest {}).await {
-        Ok(list) => pages::page(StatusCode::OK, "Users", &nav_for(&user, &session), &users_html(&list.into_inner().users, &session)),
+        Ok(list) => pages::page(
+            StatusCode::OK,
+            "Users",
+            &nav_for(&user, &session),
+            &users_html(&list.into_inner().users, &user.username, &session),
+        ),
         Err(status) => status_page(&status, &session),
     }
 }
@@ -105,7 +129,11 @@ fn rights_of(form: &[(String, String)]) -> Vec<pb::ApiRight> {
 }
 
 /// POST users/add.
-pub async fn add_user(State(gateway): State<Gateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn add_user(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let form = form(body);
     let (session, user) = match signed_in_post(&gateway, &headers, &form).await {
         Ok(signed_in) => signed_in,
@@ -127,7 +155,11 @@ pub async fn add_user(State(gateway): State<Gateway>, headers: HeaderMap, body: 
 }
 
 /// POST users/change: save rights, disable, enable or delete.
-pub async fn change_user(State(gateway): State<Gateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn change_user(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let form = form(body);
     let (session, user) = match signed_in_post(&gateway, &headers, &form).await {
         Ok(signed_in) => signed_in,
@@ -139,15 +171,18 @@ pub async fn change_user(State(gateway): State<Gateway>, headers: HeaderMap, bod
     let username = form_value(&form, "username").unwrap_or("").to_owned();
     let mut identity = gateway.identity.clone();
     let result = match form_value(&form, "action") {
-        Some("rights") => identity.set_rights(pb::SetRightsRequest { username, rights: rights_of(&form) }).await.map(|_| ()),
-        Some(action @ ("disable" | "enable")) if username != user.username => identity
-            .set_disabled(pb::SetDisabledRequest { username, disabled: action == "disable" })
-            .await
-            .map(|_| ()),
+        Some("rights") => {
+            identity.set_rights(pb::SetRightsRequest { username, rights: rights_of(&form) }).await.map(|_| ())
+        }
+        Some(action @ ("disable" | "enable")) if username != user.username => {
+            identity.set_disabled(pb::SetDisabledRequest { username, disabled: action == "disable" }).await.map(|_| ())
+        }
         Some("delete") if username != user.username => {
             identity.delete_user(pb::DeleteUserRequest { username }).await.map(|_| ())
         }
-        Some("disable" | "delete") => Err(tonic::Status::failed_precondition("You cannot disable or delete your own account.")),
+        Some("disable" | "delete") => {
+            Err(tonic::Status::failed_precondition("You cannot disable or delete your own account."))
+        }
         _ => Err(tonic::Status::invalid_argument("Unknown action.")),
     };
     match result {

@@ -12,3 +12,5 @@ mod registration;
 mod restart;
 mod tls;
 mod token_errors;
+mod web_ui;
+mod webdriver;
