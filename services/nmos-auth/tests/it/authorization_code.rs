@@ -5,9 +5,10 @@ use reqwest::Url;
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, Page};
-use crate::harness::{Backend, TestApp, assert_oauth_error, backend_tests};
+use crate::harness::{Backend, TestApp, assert_oauth_error, backend_tests, run_python};
 
 backend_tests!(
+    authlib_client_does_code_pkce_refresh_and_revocation,
     code_flow_with_pkce_and_refresh,
     code_and_refresh_failures,
     consent_refusals_and_untrusted_requests,
@@ -387,4 +388,61 @@ async fn revocation(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// Authlib (Python), an OAuth client we did not write: it builds the authorization request
+/// with PKCE, exchanges the code, refreshes and revokes.
+async fn authlib_client_does_code_pkce_refresh_and_revocation(backend: Backend) {
+    const START: &str = r#"
+import json, sys
+from authlib.integrations.requests_client import OAuth2Session
+d = json.load(sys.stdin)
+s = OAuth2Session(d["client_id"], d["client_secret"], scope="registration query", redirect_uri=d["redirect_uri"],
+                  code_challenge_method="S256")
+url, state = s.create_authorization_url(d["authorization_endpoint"], code_verifier=d["verifier"])
+print(json.dumps({"url": url, "state": state}))
+"#;
+    const FINISH: &str = r#"
+import json, sys
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.integrations.base_client.errors import OAuthError
+d = json.load(sys.stdin)
+s = OAuth2Session(d["client_id"], d["client_secret"], scope="registration query", redirect_uri=d["redirect_uri"],
+                  code_challenge_method="S256", state=d["state"])
+token = s.fetch_token(d["token_endpoint"], authorization_response=d["callback"], code_verifier=d["verifier"])
+refreshed = s.refresh_token(d["token_endpoint"], refresh_token=token["refresh_token"])
+revoked = s.revoke_token(d["revocation_endpoint"], token=refreshed["refresh_token"], token_type_hint="refresh_token")
+try:
+    s.refresh_token(d["token_endpoint"], refresh_token=refreshed["refresh_token"])
+    after = None
+except OAuthError as e:
+    after = e.error
+print(json.dumps({"token": dict(token), "refreshed": dict(refreshed), "revoke_status": revoked.status_code,
+                  "refresh_after_revocation": after}))
+"#;
+    let (app, controller) = setup(backend).await;
+    let metadata = app.get_json(&app.url("/.well-known/oauth-authorization-server")).await;
+    let verifier = nmos_auth_core::secret::random_token::<48>();
+    let mut input = json!({
+        "client_id": controller.id, "client_secret": controller.secret, "redirect_uri": REDIRECT,
+        "verifier": verifier, "authorization_endpoint": metadata["authorization_endpoint"],
+        "token_endpoint": metadata["token_endpoint"], "revocation_endpoint": metadata["revocation_endpoint"],
+    });
+    // Authlib refuses plain http unless told this is a test.
+    let env = [("AUTHLIB_INSECURE_TRANSPORT", "1")];
+    let started = run_python(START, &input, &env);
+    let mut browser = Browser::new();
+    let consent = sign_in_and_open(&app, &mut browser, started["url"].as_str().unwrap()).await;
+    let callback = decide(&app, &mut browser, &consent, "approve").await;
+    input["state"] = started["state"].clone();
+    input["callback"] = json!(callback.as_str());
+    let done = run_python(FINISH, &input, &env);
+
+    assert_eq!(done["token"]["scope"], "registration query");
+    assert!(done["token"]["refresh_token"].as_str().unwrap().len() >= 40);
+    let claims = app.verified_claims(&done["refreshed"]).await;
+    assert_eq!(claims["sub"], "alice");
+    assert_ne!(done["refreshed"]["refresh_token"], done["token"]["refresh_token"], "rotated");
+    assert_eq!(done["revoke_status"], 200);
+    assert_eq!(done["refresh_after_revocation"], "invalid_grant");
 }

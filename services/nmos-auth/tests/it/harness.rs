@@ -312,18 +312,25 @@ claims = jwt.decode(d["token"], keys[0].key, algorithms=["RS512"], audience=d["a
                     options={"require": ["iss", "sub", "aud", "exp", "iat"]})
 print(json.dumps({"header": header, "claims": claims}))
 "#;
+    let input = json!({"token": token, "jwks": jwks, "issuer": issuer, "audience": audience});
+    run_python(SCRIPT, &input, &[])
+}
+
+/// Runs a Python script (Debian's python3, with PyJWT and Authlib) that reads JSON on stdin
+/// and prints JSON; panics with its stderr if it fails.
+pub fn run_python(script: &str, input: &Value, env: &[(&str, &str)]) -> Value {
     let python = std::env::var("NMOS_AUTH_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
     let mut child = Command::new(&python)
-        .args(["-c", SCRIPT])
+        .args(["-c", script])
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("running {python} (needs PyJWT: apt-get install python3-jwt): {e}"));
-    let input = json!({"token": token, "jwks": jwks, "issuer": issuer, "audience": audience});
+        .unwrap_or_else(|e| panic!("running {python} (apt-get install python3-jwt python3-authlib): {e}"));
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.to_string().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "PyJWT rejected the token: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the Python peer failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
