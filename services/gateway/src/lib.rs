@@ -110,6 +110,7 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
         .route(&format!("{V}/token"), post(oauth::token))
         .route(&format!("{V}/register"), post(oauth::register))
         .route(&format!("{V}/revoke"), post(oauth::revoke))
+        .route(&format!("{V}/introspect"), post(oauth::introspect))
         .route(&format!("{V}/authorize"), get(web::authorize_page).post(web::authorize_decision))
         .route(&format!("{V}/signin"), get(web::signin_page).post(web::signin))
         .route(&format!("{V}/signup"), get(web::signup_page).post(web::signup))

@@ -22,7 +22,7 @@ pub async fn auth() -> Json<Value> {
 }
 
 pub async fn auth_version() -> Json<Value> {
-    Json(json!(["authorize/", "jwks/", "register/", "revoke/", "token/"]))
+    Json(json!(["authorize/", "introspect/", "jwks/", "register/", "revoke/", "token/"]))
 }
 
 /// The RFC 8414 document; every field is computed once at start-up.
@@ -39,6 +39,8 @@ pub fn authorization_server_metadata(issuer: &str, scopes: &str) -> Value {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
         "revocation_endpoint": format!("{issuer}/revoke"),
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
+        "introspection_endpoint": format!("{issuer}/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
         "code_challenge_methods_supported": ["S256", "plain"],
     })
 }

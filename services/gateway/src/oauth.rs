@@ -70,6 +70,24 @@ pub async fn revoke(
     }
 }
 
+/// POST introspection_endpoint (RFC 7662).
+pub async fn introspect(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, OAuthErrorResponse> {
+    let params = form_body(&headers, bytes)?;
+    let client_authentication = Some(client_authentication(&headers)?);
+    match gateway.token_issuer.clone().introspect(pb::IntrospectRequest { params, client_authentication }).await {
+        Ok(answer) => {
+            let answer: Value = serde_json::from_slice(&answer.into_inner().json)
+                .map_err(|e| OAuthErrorResponse::from(OAuthError::internal(e)))?;
+            Ok((no_store(), Json(answer)).into_response())
+        }
+        Err(status) => Err(client_error(&status)),
+    }
+}
+
 /// POST token_endpoint.
 pub async fn token(
     State(gateway): State<Gateway>,

@@ -1,7 +1,7 @@
 //! gRPC transport of the keys service: proto <-> domain, nothing else.
 
 use nmos_auth_proto::keys_server::Keys;
-use nmos_auth_proto::{GetJwksRequest, GetJwksResponse, SignRequest, SignResponse};
+use nmos_auth_proto::{GetJwksRequest, GetJwksResponse, SignRequest, SignResponse, VerifyRequest, VerifyResponse};
 use tonic::{Request, Response, Status};
 
 use crate::KeysService;
@@ -16,5 +16,10 @@ impl Keys for KeysService {
 
     async fn get_jwks(&self, _: Request<GetJwksRequest>) -> Result<Response<GetJwksResponse>, Status> {
         Ok(Response::new(GetJwksResponse { keys: self.jwks().to_vec() }))
+    }
+
+    async fn verify(&self, request: Request<VerifyRequest>) -> Result<Response<VerifyResponse>, Status> {
+        let (claims_json, kid) = KeysService::verify(self, &request.into_inner().jws)?;
+        Ok(Response::new(VerifyResponse { claims_json, kid }))
     }
 }

@@ -87,6 +87,69 @@ impl SigningKey {
     }
 }
 
+/// A published public key, decoded once, for verifying tokens.
+pub struct VerifyingKey {
+    pub kid: String,
+    n: Vec<u8>,
+    e: Vec<u8>,
+}
+
+impl VerifyingKey {
+    pub fn new(stored: &StoredKey) -> anyhow::Result<VerifyingKey> {
+        Ok(VerifyingKey {
+            kid: stored.kid.clone(),
+            n: URL_SAFE_NO_PAD.decode(&stored.n).context("modulus")?,
+            e: URL_SAFE_NO_PAD.decode(&stored.e).context("exponent")?,
+        })
+    }
+}
+
+/// Why a token did not verify.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("not a compact JWS")]
+    Malformed,
+    #[error("only RS512 tokens are issued here")]
+    Algorithm,
+    #[error("signed by no published key")]
+    Signature,
+}
+
+/// Verifies a compact JWS (RS512) against `keys` and returns its payload.
+pub fn verify(keys: &[VerifyingKey], jws: &str) -> Result<(Vec<u8>, String), VerifyError> {
+    use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA512, RsaPublicKeyComponents};
+    let mut parts = jws.split('.');
+    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifyError::Malformed);
+    };
+    let header: serde_json::Value = URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .ok_or(VerifyError::Malformed)?;
+    if header["alg"] != "RS512" {
+        return Err(VerifyError::Algorithm);
+    }
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| VerifyError::Malformed)?;
+    let signed = &jws[..jws.len() - jws.rsplit('.').next().map_or(0, str::len) - 1];
+    let kid = header["kid"].as_str();
+    let key = keys
+        .iter()
+        .filter(|k| kid.is_none_or(|kid| kid == k.kid))
+        .find(|k| {
+            RsaPublicKeyComponents { n: &k.n, e: &k.e }
+                .verify(&RSA_PKCS1_2048_8192_SHA512, signed.as_bytes(), &signature)
+                .is_ok()
+        })
+        .ok_or(VerifyError::Signature)?;
+    let claims = URL_SAFE_NO_PAD.decode(payload).map_err(|_| VerifyError::Malformed)?;
+    if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&claims).is_err() {
+        return Err(VerifyError::Malformed);
+    }
+    Ok((claims, key.kid.clone()))
+}
+
 /// The public JWK of a stored key, as IS-10 resource servers expect it (no `key_ops`).
 pub fn jwk(stored: &StoredKey) -> Jwk {
     Jwk {
@@ -127,5 +190,15 @@ mod tests {
         let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
         public.verify(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA512, signed.as_bytes(), &sig).unwrap();
         assert_eq!(n.len(), 256, "RSA-2048");
+
+        let keys = [VerifyingKey::new(&stored).unwrap()];
+        assert_eq!(verify(&keys, &jws).unwrap(), (br#"{"sub":"x"}"#.to_vec(), stored.kid.clone()));
+        let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(br#"{"sub":"y"}"#), parts[2]);
+        assert_eq!(verify(&keys, &tampered), Err(VerifyError::Signature));
+        let none_alg = format!("{}.{}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#), parts[1]);
+        assert_eq!(verify(&keys, &none_alg), Err(VerifyError::Algorithm));
+        assert_eq!(verify(&keys, "a.b"), Err(VerifyError::Malformed));
+        let other = SigningKey::open(&generate(&kek, KeyState::Active).unwrap(), &kek).unwrap();
+        assert_eq!(verify(&keys, &other.sign(b"{}").unwrap()), Err(VerifyError::Signature));
     }
 }

@@ -10,19 +10,20 @@ pub mod store;
 use std::sync::Arc;
 
 use anyhow::Context;
-use nmos_auth_core::Config;
 use nmos_auth_core::db::Db;
 use nmos_auth_core::sealing::SealingKey;
+use nmos_auth_core::{Config, ErrorCode, OAuthError};
 use nmos_auth_proto::Jwk;
 use nmos_auth_proto::keys_server::KeysServer;
 use tonic::Status;
 
-use crate::keyring::SigningKey;
+use crate::keyring::{SigningKey, VerifyingKey};
 use crate::store::{KeyState, KeyStore};
 
 pub struct KeysService {
     active: SigningKey,
     jwks: Vec<Jwk>,
+    verifying: Vec<VerifyingKey>,
 }
 
 impl KeysService {
@@ -49,7 +50,11 @@ impl KeysService {
             .iter()
             .find(|k| k.state == KeyState::Active)
             .context("no active signing key after creating one")?;
-        Ok(KeysService { active: SigningKey::open(active, kek)?, jwks: published.iter().map(keyring::jwk).collect() })
+        Ok(KeysService {
+            active: SigningKey::open(active, kek)?,
+            jwks: published.iter().map(keyring::jwk).collect(),
+            verifying: published.iter().map(VerifyingKey::new).collect::<anyhow::Result<_>>()?,
+        })
     }
 
     /// Signs a claims set (a JSON object) with the active key; returns the JWS and its kid.
@@ -60,6 +65,11 @@ impl KeysService {
         }
         let jws = self.active.sign(claims_json).map_err(|e| Status::internal(e.to_string()))?;
         Ok((jws, self.active.kid.clone()))
+    }
+
+    /// Checks a token this server issued: its claims and the kid that signed it.
+    pub fn verify(&self, jws: &str) -> Result<(Vec<u8>, String), OAuthError> {
+        keyring::verify(&self.verifying, jws).map_err(|e| OAuthError::new(ErrorCode::InvalidToken, e.to_string()))
     }
 
     pub fn jwks(&self) -> &[Jwk] {

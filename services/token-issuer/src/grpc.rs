@@ -22,4 +22,12 @@ impl TokenIssuer for TokenIssuerService {
         self.revoke(request.into_inner()).await?;
         Ok(Response::new(pb::RevokeResponse {}))
     }
+
+    async fn introspect(
+        &self,
+        request: Request<pb::IntrospectRequest>,
+    ) -> Result<Response<pb::IntrospectResponse>, Status> {
+        let answer = self.introspect(request.into_inner()).await?;
+        Ok(Response::new(pb::IntrospectResponse { json: answer.to_string().into_bytes() }))
+    }
 }

@@ -6,6 +6,7 @@ mod audit;
 mod claims;
 mod grants;
 mod grpc;
+mod introspection;
 mod request;
 mod revocation;
 pub mod store;

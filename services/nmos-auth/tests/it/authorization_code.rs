@@ -1,5 +1,6 @@
 //! People: sign-in, consent, the authorization code grant with PKCE, refresh rotation and
 //! revocation, driven through the pages as a browser would.
+use base64::Engine;
 use nmos_auth_core::{Access, NmosApi};
 use reqwest::Url;
 use serde_json::{Value, json};
@@ -377,8 +378,33 @@ async fn revocation(backend: Backend) {
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert_oauth_error(refresh(&app, &controller, rt, None).await, 400, "invalid_grant").await;
 
-    // An access token can be revoked too (its jti is remembered until it expires).
+    // Introspection (RFC 7662): a current access token is active, with its claims.
     let at = tokens["access_token"].as_str().unwrap();
+    let introspect = |token: &str, user: &str, secret: Option<&str>| {
+        app.http.post(app.auth_url("introspect")).basic_auth(user, secret).form(&[("token", token)]).send()
+    };
+    let r = introspect(at, &controller.id, Some(&controller.secret)).await.unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["active"], true);
+    assert_eq!((answer["sub"].as_str(), answer["client_id"].as_str()), (Some("alice"), Some(controller.id.as_str())));
+    assert_eq!(answer["scope"], tokens["scope"]);
+    for garbage in ["garbage", "a.b.c", rt] {
+        let answer: Value =
+            introspect(garbage, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
+        assert_eq!(answer, json!({"active": false}), "{garbage}");
+    }
+    assert_oauth_error(introspect(at, &controller.id, Some("wrong")).await.unwrap(), 401, "invalid_client").await;
+    let forged = {
+        let mut parts: Vec<String> = at.split('.').map(str::to_owned).collect();
+        parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"sub":"mallory","exp":9999999999}"#);
+        parts.join(".")
+    };
+    let answer: Value =
+        introspect(&forged, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["active"], false, "a forged payload does not verify");
+
+    // An access token can be revoked too (its jti is remembered until it expires).
     let r = app
         .http
         .post(&url)
@@ -388,6 +414,27 @@ async fn revocation(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let answer: Value = introspect(at, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
+    assert_eq!(answer, json!({"active": false}), "revoked");
+
+    // A refresh token is active for its own client only.
+    let c = code(&app, &controller).await;
+    let fresh: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
+    let fresh_rt = fresh["refresh_token"].as_str().unwrap();
+    let answer: Value =
+        introspect(fresh_rt, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
+    assert_eq!((answer["active"].as_bool(), answer["token_type"].as_str()), (Some(true), Some("refresh_token")));
+    let node = app.machine_client("registration").await;
+    let answer: Value = introspect(fresh_rt, &node.0, Some(&node.1)).await.unwrap().json().await.unwrap();
+    assert_eq!(answer, json!({"active": false}));
+    // ... and a machine client may introspect a user's access token (as a resource server would).
+    let answer: Value = introspect(fresh["access_token"].as_str().unwrap(), &node.0, Some(&node.1))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["active"], true);
 }
 
 /// Authlib (Python), an OAuth client we did not write: it builds the authorization request

@@ -148,6 +148,14 @@ async fn keys_service(backend: Backend) {
     let verified = pyjwt_verify(&signed.jws, &app.jwks().await, "https://issuer.example", "x.example.com");
     assert_eq!(verified["claims"]["sub"], "s");
 
+    let verified = keys.verify(pb::VerifyRequest { jws: signed.jws.clone() }).await.unwrap().into_inner();
+    assert_eq!(verified.kid, k.kid);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&verified.claims_json).unwrap(), claims);
+    let tampered = format!("{}x", signed.jws);
+    let refused = keys.verify(pb::VerifyRequest { jws: tampered }).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(OAuthError::from_status(&refused).code, ErrorCode::InvalidToken);
+
     for bad in [&b"not json"[..], b"[1]", b"", b"{\"a\": "] {
         let e = keys.sign(pb::SignRequest { claims_json: bad.to_vec() }).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);

@@ -12,7 +12,7 @@ async fn indexes_cors_and_unknown_paths(backend: Backend) {
         ("/", json!(["x-nmos/"])),
         ("/x-nmos/", json!(["auth/"])),
         ("/x-nmos/auth/", json!(["v1.0/"])),
-        ("/x-nmos/auth/v1.0/", json!(["authorize/", "jwks/", "register/", "revoke/", "token/"])),
+        ("/x-nmos/auth/v1.0/", json!(["authorize/", "introspect/", "jwks/", "register/", "revoke/", "token/"])),
     ] {
         let r = app.http.get(app.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");

@@ -82,6 +82,7 @@ pub trait TokenStore: Send + Sync {
     /// Revokes the family issued from a code, if any.
     async fn revoke_family_of_code(&self, code_digest: &[u8]) -> anyhow::Result<()>;
     async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> anyhow::Result<()>;
+    async fn is_access_token_revoked(&self, jti: &str) -> anyhow::Result<bool>;
 
     /// Appends entries in one transaction.
     async fn audit(&self, entries: &[AuditEntry]) -> anyhow::Result<()>;
@@ -266,6 +267,14 @@ macro_rules! token_store_impl {
                     .execute(&self.0)
                     .await?;
                 Ok(())
+            }
+
+            async fn is_access_token_revoked(&self, jti: &str) -> anyhow::Result<bool> {
+                let found: Option<String> = sqlx::query_scalar("SELECT jti FROM tokens_revoked_access_tokens WHERE jti = $1")
+                    .bind(jti)
+                    .fetch_optional(&self.0)
+                    .await?;
+                Ok(found.is_some())
             }
 
             async fn recent_audit(&self, limit: i64) -> anyhow::Result<Vec<super::AuditEntry>> {

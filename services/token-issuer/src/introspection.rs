@@ -1,0 +1,67 @@
+//! RFC 7662 token introspection for authenticated, confidential clients. Access tokens are verified by the
+//! keys service and checked for expiry and revocation; refresh tokens are looked up, and only
+//! their own client learns anything about them. Anything else is `{"active": false}`.
+use nmos_auth_core::{ErrorCode, OAuthError, secret};
+use nmos_auth_proto as pb;
+use serde_json::{Map, Value, json};
+
+use crate::TokenIssuerService;
+use crate::request::Params;
+
+/// The members of an access token that an introspection answer repeats.
+const ACCESS_MEMBERS: [&str; 8] = ["scope", "client_id", "exp", "iat", "nbf", "sub", "aud", "iss"];
+
+impl TokenIssuerService {
+    pub async fn introspect(&self, request: pb::IntrospectRequest) -> Result<Value, OAuthError> {
+        let params = Params::parse(request.params)?;
+        let client = self.authenticate(request.client_authentication, &params).await?;
+        if client.token_endpoint_auth_method == pb::TokenEndpointAuthMethod::None as i32 {
+            // Public clients cannot prove who they are; introspection would become a token oracle.
+            return Err(OAuthError::new(ErrorCode::InvalidClient, "only confidential clients may introspect tokens"));
+        }
+        let token =
+            params.get("token").ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "token is required"))?;
+        let now = nmos_auth_core::now_unix();
+        let inactive = json!({"active": false});
+
+        if let Some(found) =
+            self.store.find_refresh_token(&secret::digest(token)).await.map_err(OAuthError::internal)?
+        {
+            let f = found.family;
+            if f.client_id != client.client_id || found.used || f.revoked || f.expires_at <= now {
+                return Ok(inactive);
+            }
+            return Ok(json!({
+                "active": true, "token_type": "refresh_token", "client_id": f.client_id, "username": f.username,
+                "sub": f.username, "scope": f.scope, "exp": f.expires_at, "iat": f.created_at,
+            }));
+        }
+
+        let verified = match self.peers.keys.clone().verify(pb::VerifyRequest { jws: token.to_owned() }).await {
+            Ok(v) => v.into_inner(),
+            Err(status) if OAuthError::from_status(&status).code == ErrorCode::InvalidToken => return Ok(inactive),
+            Err(status) => return Err(OAuthError::from_status(&status)),
+        };
+        let claims: Map<String, Value> = serde_json::from_slice(&verified.claims_json).map_err(OAuthError::internal)?;
+        let current = claims.get("exp").and_then(Value::as_i64).is_some_and(|exp| exp > now)
+            && claims.get("nbf").and_then(Value::as_i64).is_none_or(|nbf| nbf <= now)
+            && claims.get("iss").and_then(Value::as_str) == Some(self.policy.issuer.as_str());
+        let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
+        if !current || self.store.is_access_token_revoked(jti).await.map_err(OAuthError::internal)? {
+            return Ok(inactive);
+        }
+        let mut answer = Map::new();
+        answer.insert("active".into(), json!(true));
+        answer.insert("token_type".into(), json!("Bearer"));
+        answer.insert("jti".into(), json!(jti));
+        for member in ACCESS_MEMBERS {
+            if let Some(value) = claims.get(member) {
+                answer.insert(member.into(), value.clone());
+            }
+        }
+        if let Some(sub) = claims.get("sub") {
+            answer.insert("username".into(), sub.clone());
+        }
+        Ok(Value::Object(answer))
+    }
+}
