@@ -7,7 +7,6 @@ mod metadata;
 mod oauth;
 mod pages;
 mod session;
-mod throttle;
 mod web;
 
 use std::future::Future;
@@ -46,7 +45,6 @@ pub struct Gateway {
     secure_cookies: bool,
     /// The scopes offered on the client registration page.
     scopes: Vec<String>,
-    signin_throttle: Arc<throttle::Throttle>,
 }
 
 impl Gateway {
@@ -67,8 +65,6 @@ impl Gateway {
             cookie_key: Arc::new(config.cookie_key()?),
             secure_cookies: config.public_base()?.starts_with("https://"),
             scopes: config.scopes()?.apis().iter().map(|api| api.as_str().to_owned()).collect(),
-            // Five failures per username or address, then a growing lock-out.
-            signin_throttle: Arc::new(throttle::Throttle::new(5)),
         })
     }
 }

@@ -59,7 +59,7 @@ impl Identity for IdentityService {
 
     async fn verify_password(&self, request: Request<pb::VerifyPasswordRequest>) -> Result<Response<pb::User>, Status> {
         let r = request.into_inner();
-        let user = self.verify_password(&r.username, &r.password).await?;
+        let user = self.verify_password(&r.username, &r.password, &r.client_address).await?;
         Ok(Response::new(to_proto(&user)))
     }
 }

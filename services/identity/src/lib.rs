@@ -3,6 +3,7 @@
 
 mod grpc;
 pub mod store;
+mod throttle;
 mod users;
 
 use std::sync::Arc;
@@ -17,6 +18,9 @@ use crate::store::{UserRecord, UserStore};
 pub struct IdentityService {
     store: Arc<dyn UserStore>,
     open_signup: bool,
+    /// Failed passwords per username, and per client address (which many people may share).
+    user_throttle: throttle::Throttle,
+    address_throttle: throttle::Throttle,
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -32,7 +36,12 @@ impl IdentityService {
     pub async fn open(config: &Config) -> anyhow::Result<IdentityService> {
         let db = Db::connect(&config.database_url("identity")).await?;
         db.migrate("identity", &store::MIGRATIONS).await?;
-        Ok(IdentityService { store: store::open(db), open_signup: config.open_signup })
+        Ok(IdentityService {
+            store: store::open(db),
+            open_signup: config.open_signup,
+            user_throttle: throttle::Throttle::new(5),
+            address_throttle: throttle::Throttle::new(20),
+        })
     }
 
     pub async fn create_user(
@@ -122,8 +131,22 @@ impl IdentityService {
     }
 
     /// The user, if the password is right and the account is enabled. Every failure is the
-    /// same UNAUTHENTICATED status, so a caller cannot learn which names exist.
-    pub async fn verify_password(&self, username: &str, password: &str) -> Result<UserRecord, Status> {
+    /// same UNAUTHENTICATED status, so a caller cannot learn which names exist; repeated
+    /// failures for a username or from an address are locked out (RESOURCE_EXHAUSTED).
+    pub async fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+        client_address: &str,
+    ) -> Result<UserRecord, Status> {
+        let throttles = [(&self.user_throttle, username), (&self.address_throttle, client_address)];
+        let throttles: Vec<_> = throttles.into_iter().filter(|(_, key)| !key.is_empty()).collect();
+        if let Some(wait) = throttles.iter().filter_map(|(t, key)| t.locked(key)).max() {
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            return Err(Status::resource_exhausted(format!(
+                "Too many failed sign-ins. Try again in {minutes} minute(s)."
+            )));
+        }
         let user = self.store.get(username).await.map_err(internal)?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let password = password.to_owned();
@@ -131,8 +154,15 @@ impl IdentityService {
             .await
             .map_err(internal)?;
         match user {
-            Some(user) if ok && !user.disabled => Ok(user),
-            _ => Err(Status::unauthenticated("wrong username or password")),
+            Some(user) if ok && !user.disabled => {
+                throttles.iter().for_each(|(t, key)| t.success(key));
+                Ok(user)
+            }
+            _ => {
+                throttles.iter().for_each(|(t, key)| t.failure(key));
+                tracing::info!(target: "audit", event = "password_rejected", username, client_address, "wrong username or password");
+                Err(Status::unauthenticated("wrong username or password"))
+            }
         }
     }
 

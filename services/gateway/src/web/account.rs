@@ -70,8 +70,8 @@ pub async fn signin_page(State(gateway): State<Gateway>, headers: HeaderMap, uri
     with_session(response, &gateway, &session)
 }
 
-/// POST signin. Failures are slowed and limited per username and per address, and say the
-/// same thing whether the user exists or not.
+/// POST signin. The identity service limits failures per username and per address; every
+/// failure says the same thing whether the user exists or not.
 pub async fn signin(
     State(gateway): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -84,32 +84,27 @@ pub async fn signin(
         return with_session(forbidden_form(&session), &gateway, &session);
     }
     let next = safe_next(form_value(&form, "next"));
-    let username = form_value(&form, "username").unwrap_or("").to_owned();
-    let keys = [format!("user:{username}"), format!("addr:{}", peer.ip())];
-    if let Some(wait) = keys.iter().filter_map(|k| gateway.signin_throttle.locked(k)).max() {
-        let minutes = wait.as_secs().div_ceil(60).max(1);
-        let problem = format!("Too many failed sign-ins. Try again in {minutes} minute(s).");
-        let response =
-            credentials_form(&session, "signin", &next, SIGNIN_INTRO, Some(&problem), StatusCode::TOO_MANY_REQUESTS);
-        return with_session(response, &gateway, &session);
-    }
     let request = pb::VerifyPasswordRequest {
-        username: username.clone(),
+        username: form_value(&form, "username").unwrap_or("").to_owned(),
         password: form_value(&form, "password").unwrap_or("").to_owned(),
+        client_address: peer.ip().to_string(),
     };
     match gateway.identity.clone().verify_password(request).await {
         Ok(user) => {
             let user = user.into_inner();
-            keys.iter().for_each(|k| gateway.signin_throttle.success(k));
             tracing::info!(target: "audit", event = "signed_in", username = %user.username, client_address = %peer.ip(), "user signed in");
             // A new session, with a new CSRF token, on every sign-in.
             with_session(found(&next), &gateway, &Session::new(Some(user.username)))
         }
         Err(status) if status.code() == tonic::Code::Unauthenticated => {
-            keys.iter().for_each(|k| gateway.signin_throttle.failure(k));
-            tracing::info!(target: "audit", event = "sign_in_failed", username = %username, client_address = %peer.ip(), "sign-in failed");
             let problem = Some("Wrong username or password.");
             let response = credentials_form(&session, "signin", &next, SIGNIN_INTRO, problem, StatusCode::UNAUTHORIZED);
+            with_session(response, &gateway, &session)
+        }
+        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+            let problem = Some(status.message());
+            let response =
+                credentials_form(&session, "signin", &next, SIGNIN_INTRO, problem, StatusCode::TOO_MANY_REQUESTS);
             with_session(response, &gateway, &session)
         }
         Err(status) => status_page(&status, &session),

@@ -336,6 +336,24 @@ async fn consent_refusals_and_untrusted_requests(backend: Backend) {
         bodies.push(page.body.replace(&page.field("csrf"), ""));
     }
     assert_eq!(bodies[0], bodies[1]);
+    // Five wrong passwords lock the username out, even for the right password, for a while.
+    for _ in 0..5 {
+        let fields = vec![
+            ("csrf".to_owned(), form.field("csrf")),
+            ("username".to_owned(), "alice".to_owned()),
+            ("password".to_owned(), "wrong password".to_owned()),
+        ];
+        fresh.post(&app.auth_url("signin"), &fields).await;
+    }
+    let fields = vec![
+        ("csrf".to_owned(), form.field("csrf")),
+        ("username".to_owned(), "alice".to_owned()),
+        ("password".to_owned(), "alice's long password".to_owned()),
+    ];
+    let locked = fresh.post(&app.auth_url("signin"), &fields).await;
+    assert_eq!(locked.status, 429);
+    assert!(locked.body.contains("Too many failed sign-ins"));
+
     // Sign-in without the CSRF token is refused.
     let page = fresh
         .post(

@@ -62,7 +62,7 @@ async fn admin_commands(backend: Backend) {
         line.contains("registration=write") && line.contains("query=none") && line.contains("node=write"),
         "{line}"
     );
-    let user = app.server.identity.verify_password("operator", "a long password").await.unwrap();
+    let user = app.server.identity.verify_password("operator", "a long password", "").await.unwrap();
     assert!(user.admin);
     let out = admin(&["list-users"], "");
     assert_eq!(stdout(&out).lines().count(), 1);

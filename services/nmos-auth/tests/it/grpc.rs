@@ -88,6 +88,7 @@ async fn identity_service(backend: Backend) {
         .verify_password(pb::VerifyPasswordRequest {
             username: "alice".into(),
             password: "correct horse battery".into(),
+            client_address: String::new(),
         })
         .await
         .unwrap()
@@ -95,11 +96,19 @@ async fn identity_service(backend: Backend) {
     assert_eq!(ok.username, "alice");
     // A wrong password and an unknown user are indistinguishable.
     let wrong = identity
-        .verify_password(pb::VerifyPasswordRequest { username: "alice".into(), password: "wrong password".into() })
+        .verify_password(pb::VerifyPasswordRequest {
+            username: "alice".into(),
+            password: "wrong password".into(),
+            client_address: String::new(),
+        })
         .await
         .unwrap_err();
     let unknown = identity
-        .verify_password(pb::VerifyPasswordRequest { username: "nobody".into(), password: "wrong password".into() })
+        .verify_password(pb::VerifyPasswordRequest {
+            username: "nobody".into(),
+            password: "wrong password".into(),
+            client_address: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!((wrong.code(), wrong.message()), (unknown.code(), unknown.message()));
@@ -112,6 +121,7 @@ async fn identity_service(backend: Backend) {
         .verify_password(pb::VerifyPasswordRequest {
             username: "alice".into(),
             password: "correct horse battery".into(),
+            client_address: String::new(),
         })
         .await
         .unwrap_err();

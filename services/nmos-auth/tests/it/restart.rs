@@ -28,7 +28,7 @@ async fn state_survives_a_restart(backend: Backend) {
     let r = app.token(&id, &secret, &[("grant_type", "client_credentials")]).await;
     assert_eq!(r.status(), 200, "the client is still registered with the same secret");
 
-    let user = app.server.identity.verify_password("operator", "a long password").await.unwrap();
+    let user = app.server.identity.verify_password("operator", "a long password", "").await.unwrap();
     assert!(user.admin);
     assert_eq!(user.rights.get(NmosApi::Query), Access::Read);
     assert_eq!(app.server.token_issuer.recent_audit(10).await.unwrap().len(), 2, "the audit log is kept");

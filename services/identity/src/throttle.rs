@@ -1,7 +1,7 @@
 //! Sign-in throttling: failures are counted per username and per client address; past a
 //! threshold, further attempts are refused for a while, growing with each failure. Unknown
 //! usernames are counted like known ones, so the limit reveals nothing. The counts live in
-//! this gateway's memory.
+//! this identity service's memory (per replica).
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
