@@ -29,6 +29,13 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// The grants of the seed's README that IS-10 forbids or discourages, each off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LegacyGrants {
+    pub password: bool,
+    pub implicit: bool,
+}
+
 /// How the services of one process reach each other.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -88,6 +95,10 @@ pub struct Config {
     /// Let anyone create an account on the sign-up page (the first account, an administrator,
     /// can always be created there).
     pub open_signup: bool,
+    /// The password grant (RFC 6749 §4.3), which IS-10 discourages: off unless switched on.
+    pub legacy_password_grant: bool,
+    /// The implicit grant (RFC 6749 §4.2), which IS-10 forbids: off unless switched on.
+    pub legacy_implicit_grant: bool,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
@@ -115,6 +126,8 @@ impl Default for Config {
             client_credentials_scopes: "registration events".to_owned(),
             open_registration: false,
             open_signup: false,
+            legacy_password_grant: false,
+            legacy_implicit_grant: false,
             max_body_bytes: 16 * 1024,
             log_format: LogFormat::Text,
             internal_transport: InternalTransport::InProcess,
@@ -169,6 +182,10 @@ impl Config {
 
     pub fn client_credentials_scopes(&self) -> anyhow::Result<Scope> {
         Scope::parse(&self.client_credentials_scopes).context("client_credentials_scopes")
+    }
+
+    pub fn legacy_grants(&self) -> LegacyGrants {
+        LegacyGrants { password: self.legacy_password_grant, implicit: self.legacy_implicit_grant }
     }
 
     pub fn tls_enabled(&self) -> bool {

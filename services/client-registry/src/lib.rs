@@ -90,6 +90,7 @@ pub struct ClientRegistryService {
     cache: ClientCache,
     scopes: Scope,
     open_registration: bool,
+    legacy: nmos_auth_core::config::LegacyGrants,
 }
 
 impl ClientRegistryService {
@@ -101,6 +102,7 @@ impl ClientRegistryService {
             cache: ClientCache::default(),
             scopes: config.scopes()?,
             open_registration: config.open_registration,
+            legacy: config.legacy_grants(),
         })
     }
 
@@ -117,7 +119,7 @@ impl ClientRegistryService {
         if let Some(token) = initial_access_token {
             self.check_initial_access_token(token).await?;
         }
-        let metadata = metadata::parse(body, &self.scopes)?;
+        let metadata = metadata::parse(body, &self.scopes, self.legacy)?;
         let code_only =
             metadata.grant_types.iter().all(|g| matches!(g, GrantType::AuthorizationCode | GrantType::RefreshToken));
         match (initial_access_token, registered_by) {

@@ -1,4 +1,5 @@
 //! RFC 7591 client metadata: parsed once, so that registered metadata is always valid.
+use nmos_auth_core::config::LegacyGrants;
 use nmos_auth_core::{ErrorCode, OAuthError, Scope};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -10,6 +11,10 @@ pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
     ClientCredentials,
+    /// Legacy (RFC 6749 §4.3), accepted only when switched on.
+    Password,
+    /// Legacy (RFC 6749 §4.2), accepted only when switched on.
+    Implicit,
 }
 
 impl GrantType {
@@ -18,13 +23,20 @@ impl GrantType {
             GrantType::AuthorizationCode => "authorization_code",
             GrantType::RefreshToken => "refresh_token",
             GrantType::ClientCredentials => "client_credentials",
+            GrantType::Password => "password",
+            GrantType::Implicit => "implicit",
         }
     }
 
-    fn parse(s: &str) -> Option<GrantType> {
-        [GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::ClientCredentials]
-            .into_iter()
-            .find(|g| g.as_str() == s)
+    fn parse(s: &str, legacy: LegacyGrants) -> Option<GrantType> {
+        let mut allowed = vec![GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::ClientCredentials];
+        if legacy.password {
+            allowed.push(GrantType::Password);
+        }
+        if legacy.implicit {
+            allowed.push(GrantType::Implicit);
+        }
+        allowed.into_iter().find(|g| g.as_str() == s)
     }
 }
 
@@ -137,7 +149,7 @@ fn redirect_uri(value: &str) -> Result<String, OAuthError> {
 
 /// Parses and checks registration metadata. `scopes` are the scopes this server issues.
 /// Metadata this server does not understand is ignored (RFC 7591 §2).
-pub fn parse(body: &Value, scopes: &Scope) -> Result<ClientMetadata, OAuthError> {
+pub fn parse(body: &Value, scopes: &Scope, legacy: LegacyGrants) -> Result<ClientMetadata, OAuthError> {
     let object = body.as_object().ok_or_else(|| metadata_error("the request body must be a JSON object"))?;
 
     let grant_types = match list_field(object, "grant_types")? {
@@ -148,7 +160,7 @@ pub fn parse(body: &Value, scopes: &Scope) -> Result<ClientMetadata, OAuthError>
         Some(names) => {
             let mut grants = Vec::new();
             for name in &names {
-                let grant = GrantType::parse(name)
+                let grant = GrantType::parse(name, legacy)
                     .ok_or_else(|| metadata_error(format!("grant type {name:?} is not supported")))?;
                 if !grants.contains(&grant) {
                     grants.push(grant);
@@ -158,21 +170,37 @@ pub fn parse(body: &Value, scopes: &Scope) -> Result<ClientMetadata, OAuthError>
         }
     };
     let uses_code = grant_types.contains(&GrantType::AuthorizationCode);
+    let uses_implicit = grant_types.contains(&GrantType::Implicit);
 
     let response_types = match list_field(object, "response_types")? {
-        None if uses_code => vec!["code".to_owned()],
-        None => vec!["none".to_owned()],
+        None => {
+            let mut types: Vec<String> = Vec::new();
+            if uses_code {
+                types.push("code".to_owned());
+            }
+            if uses_implicit {
+                types.push("token".to_owned());
+            }
+            if types.is_empty() {
+                types.push("none".to_owned());
+            }
+            types
+        }
         Some(types) => types,
     };
     for t in &response_types {
-        if t != "code" && t != "none" {
-            return Err(metadata_error(format!("response type {t:?} is not supported (code, none)")));
+        let known = t == "code" || t == "none" || (t == "token" && legacy.implicit);
+        if !known {
+            return Err(metadata_error(format!("response type {t:?} is not supported")));
         }
     }
     if uses_code != response_types.iter().any(|t| t == "code") {
         return Err(metadata_error(
             "the authorization_code grant and the \"code\" response type go together (RFC 7591 §2.1)",
         ));
+    }
+    if uses_implicit != response_types.iter().any(|t| t == "token") {
+        return Err(metadata_error("the implicit grant and the \"token\" response type go together (RFC 7591 §2.1)"));
     }
 
     let token_endpoint_auth_method = match string_field(object, "token_endpoint_auth_method")?.as_deref() {
@@ -193,10 +221,10 @@ pub fn parse(body: &Value, scopes: &Scope) -> Result<ClientMetadata, OAuthError>
         return Err(metadata_error(format!("at most {MAX_REDIRECT_URIS} redirect_uris")));
     }
     let redirect_uris = redirect_uris.iter().map(|u| redirect_uri(u)).collect::<Result<Vec<_>, _>>()?;
-    if uses_code && redirect_uris.is_empty() {
+    if (uses_code || uses_implicit) && redirect_uris.is_empty() {
         return Err(OAuthError::new(
             ErrorCode::InvalidRedirectUri,
-            "the authorization_code grant needs at least one redirect URI",
+            "the authorization_code and implicit grants need at least one redirect URI",
         ));
     }
 
@@ -251,6 +279,7 @@ mod tests {
             &json!({"client_name": "", "grant_types": ["client_credentials"], "response_types": ["none"],
                     "scope": "registration", "token_endpoint_auth_method": "client_secret_basic"}),
             &scopes(),
+            LegacyGrants::default(),
         )
         .unwrap();
         assert_eq!(m.grant_types, vec![GrantType::ClientCredentials]);
@@ -259,7 +288,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_rfc_7591() {
-        let m = parse(&json!({"redirect_uris": ["https://c.example/cb"]}), &scopes()).unwrap();
+        let m = parse(&json!({"redirect_uris": ["https://c.example/cb"]}), &scopes(), LegacyGrants::default()).unwrap();
         assert_eq!(m.grant_types, vec![GrantType::AuthorizationCode]);
         assert_eq!(m.response_types, vec!["code"]);
         assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
@@ -269,28 +298,62 @@ mod tests {
     #[test]
     fn bad_metadata_is_rejected_with_the_rfc_code() {
         let s = scopes();
-        assert_eq!(code(parse(&json!([]), &s)), "invalid_client_metadata");
-        assert_eq!(code(parse(&json!({"grant_types": ["password"]}), &s)), "invalid_client_metadata");
-        assert_eq!(code(parse(&json!({"grant_types": "client_credentials"}), &s)), "invalid_client_metadata");
-        assert_eq!(code(parse(&json!({"grant_types": ["authorization_code"]}), &s)), "invalid_redirect_uri");
-        assert_eq!(code(parse(&json!({"redirect_uris": ["/relative"]}), &s)), "invalid_redirect_uri");
-        assert_eq!(code(parse(&json!({"redirect_uris": ["https://a.example/cb#x"]}), &s)), "invalid_redirect_uri");
-        assert_eq!(code(parse(&json!({"redirect_uris": ["https://*.example/cb"]}), &s)), "invalid_redirect_uri");
+        assert_eq!(code(parse(&json!([]), &s, LegacyGrants::default())), "invalid_client_metadata");
         assert_eq!(
-            code(parse(&json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}), &s)),
+            code(parse(&json!({"grant_types": ["password"]}), &s, LegacyGrants::default())),
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(parse(&json!({"grant_types": ["client_credentials"], "scope": "bogus"}), &s)),
+            code(parse(&json!({"grant_types": "client_credentials"}), &s, LegacyGrants::default())),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code(parse(&json!({"grant_types": ["authorization_code"]}), &s, LegacyGrants::default())),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(parse(&json!({"redirect_uris": ["/relative"]}), &s, LegacyGrants::default())),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(parse(&json!({"redirect_uris": ["https://a.example/cb#x"]}), &s, LegacyGrants::default())),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(parse(&json!({"redirect_uris": ["https://*.example/cb"]}), &s, LegacyGrants::default())),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(parse(
+                &json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
+                &s,
+                LegacyGrants::default()
+            )),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code(parse(&json!({"grant_types": ["client_credentials"], "scope": "bogus"}), &s, LegacyGrants::default())),
             "invalid_client_metadata"
         );
         assert_eq!(
             code(parse(
                 &json!({"grant_types": ["client_credentials"], "scope": "query"}),
-                &Scope::parse("registration").unwrap()
+                &Scope::parse("registration").unwrap(),
+                LegacyGrants::default()
             )),
             "invalid_client_metadata"
         );
+    }
+
+    #[test]
+    fn legacy_grants_only_when_switched_on() {
+        let on = LegacyGrants { password: true, implicit: true };
+        let body = json!({"grant_types": ["implicit", "password"], "redirect_uris": ["https://c.example/cb"]});
+        assert_eq!(code(parse(&body, &scopes(), LegacyGrants::default())), "invalid_client_metadata");
+        let m = parse(&body, &scopes(), on).unwrap();
+        assert_eq!(m.response_types, vec!["token"]);
+        let no_uri = json!({"grant_types": ["implicit"]});
+        assert_eq!(code(parse(&no_uri, &scopes(), on)), "invalid_redirect_uri");
     }
 
     #[test]
@@ -300,7 +363,7 @@ mod tests {
             ("redirect_uris".to_owned(), "https://c.example/cb".to_owned()),
             ("client_name".to_owned(), "My Node".to_owned()),
         ];
-        let m = parse(&form_to_json(&form), &scopes()).unwrap();
+        let m = parse(&form_to_json(&form), &scopes(), LegacyGrants::default()).unwrap();
         assert_eq!(m.redirect_uris.len(), 3);
         assert_eq!(m.client_name, "My Node");
     }

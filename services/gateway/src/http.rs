@@ -103,6 +103,26 @@ pub fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
         .collect()
 }
 
+/// Parses a `multipart/form-data` body of text fields (RFC 7578), which some legacy clients
+/// (`curl -F`) send to the token endpoint. `None` if it is malformed or not UTF-8.
+pub fn parse_multipart(content_type: &str, body: &[u8]) -> Option<Vec<(String, String)>> {
+    let boundary = content_type.split(';').filter_map(|p| p.trim().strip_prefix("boundary=")).next()?.trim_matches('"');
+    let text = std::str::from_utf8(body).ok()?;
+    let delimiter = format!("--{boundary}");
+    let mut fields = Vec::new();
+    for part in text.split(delimiter.as_str()).skip(1) {
+        if part.starts_with("--") {
+            break;
+        }
+        let part = part.strip_prefix("\r\n")?;
+        let (head, value) = part.split_once("\r\n\r\n")?;
+        let disposition = head.lines().find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))?;
+        let name = disposition.split(';').find_map(|p| p.trim().strip_prefix("name="))?.trim_matches('"');
+        fields.push((name.to_owned(), value.strip_suffix("\r\n")?.to_owned()));
+    }
+    Some(fields)
+}
+
 /// What the Authorization header of a request holds.
 pub enum Authorization {
     Absent,
@@ -179,5 +199,14 @@ mod tests {
         );
         assert!(parse_form(b"scope=%FF").is_none());
         assert!(parse_form(b"scope=\xff").is_none());
+    }
+
+    #[test]
+    fn multipart_text_fields() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"grant_type\"\r\n\r\npassword\r\n--XyZ\r\ncontent-disposition: form-data; name=\"scope\"\r\n\r\nprofile\r\n--XyZ--\r\n";
+        let fields = parse_multipart("multipart/form-data; boundary=XyZ", body).unwrap();
+        assert_eq!(fields, vec![("grant_type".into(), "password".into()), ("scope".into(), "profile".into())]);
+        assert!(parse_multipart("multipart/form-data", body).is_none());
+        assert!(parse_multipart("multipart/form-data; boundary=XyZ", b"--XyZ\r\ngarbage").is_none());
     }
 }

@@ -45,6 +45,8 @@ pub struct Gateway {
     secure_cookies: bool,
     /// The scopes offered on the client registration page.
     scopes: Vec<String>,
+    /// Legacy grants offered on the client registration page (when switched on).
+    legacy: nmos_auth_core::config::LegacyGrants,
 }
 
 impl Gateway {
@@ -55,7 +57,11 @@ impl Gateway {
         keys: KeysClient<GrpcChannel>,
         identity: IdentityClient<GrpcChannel>,
     ) -> anyhow::Result<Gateway> {
-        let metadata = metadata::authorization_server_metadata(&config.issuer()?, &config.scopes()?.to_string());
+        let metadata = metadata::authorization_server_metadata(
+            &config.issuer()?,
+            &config.scopes()?.to_string(),
+            config.legacy_grants(),
+        );
         Ok(Gateway {
             token_issuer,
             clients,
@@ -65,6 +71,7 @@ impl Gateway {
             cookie_key: Arc::new(config.cookie_key()?),
             secure_cookies: config.public_base()?.starts_with("https://"),
             scopes: config.scopes()?.apis().iter().map(|api| api.as_str().to_owned()).collect(),
+            legacy: config.legacy_grants(),
         })
     }
 }
@@ -117,6 +124,12 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
         .route(&format!("{V}/users"), get(web::users_page))
         .route(&format!("{V}/users/add"), post(web::add_user))
         .route(&format!("{V}/users/change"), post(web::change_user))
+        // The seed's documented routes (nmos-auth-server README) for its existing users.
+        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/authorize", get(web::authorize_page).post(web::authorize_decision))
+        .route("/oauth/revoke", post(oauth::revoke))
+        .route("/signup", get(web::signup_page).post(web::signup))
+        .route("/create_client", get(web::register_client_page).post(web::register_client))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway)

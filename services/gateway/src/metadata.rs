@@ -3,6 +3,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use nmos_auth_core::OAuthError;
+use nmos_auth_core::config::LegacyGrants;
 use nmos_auth_proto::GetJwksRequest;
 use serde_json::{Value, json};
 
@@ -26,7 +27,17 @@ pub async fn auth_version() -> Json<Value> {
 }
 
 /// The RFC 8414 document; every field is computed once at start-up.
-pub fn authorization_server_metadata(issuer: &str, scopes: &str) -> Value {
+pub fn authorization_server_metadata(issuer: &str, scopes: &str, legacy: LegacyGrants) -> Value {
+    // Exactly the grants that are on.
+    let mut grant_types = vec!["authorization_code", "refresh_token", "client_credentials"];
+    let mut response_types = vec!["code"];
+    if legacy.password {
+        grant_types.push("password");
+    }
+    if legacy.implicit {
+        grant_types.push("implicit");
+        response_types.push("token");
+    }
     json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
@@ -34,8 +45,8 @@ pub fn authorization_server_metadata(issuer: &str, scopes: &str) -> Value {
         "jwks_uri": format!("{issuer}/jwks"),
         "registration_endpoint": format!("{issuer}/register"),
         "scopes_supported": scopes.split(' ').collect::<Vec<_>>(),
-        "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "response_types_supported": response_types,
+        "grant_types_supported": grant_types,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
         "revocation_endpoint": format!("{issuer}/revoke"),
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "none"],

@@ -2,16 +2,20 @@
 //! gRPC call and the result back into HTTP; the rules live in the services.
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use std::net::SocketAddr;
+
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nmos_auth_core::{ErrorCode, OAuthError};
 use nmos_auth_proto as pb;
 use serde_json::{Value, json};
 
 use crate::Gateway;
-use crate::http::{Authorization, OAuthErrorResponse, authorization, body, content_type, no_store, parse_form};
+use crate::http::{
+    Authorization, OAuthErrorResponse, authorization, body, content_type, no_store, parse_form, parse_multipart,
+};
 
 const BASIC_CHALLENGE: &str = "Basic realm=\"nmos-auth\"";
 
@@ -36,16 +40,22 @@ fn client_authentication(headers: &HeaderMap) -> Result<pb::ClientAuthentication
     Ok(pb::ClientAuthentication { method: Some(method) })
 }
 
-/// A token or revocation request's form body, strictly parsed.
+/// A token, revocation or introspection request's form body, strictly parsed. (The
+/// multipart/form-data that `curl -F` sends is accepted too, for the seed's documented examples.)
 fn form_body(
     headers: &HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Vec<pb::TokenParam>, OAuthErrorResponse> {
     let bytes = body(bytes, ErrorCode::InvalidRequest)?;
-    if content_type(headers).as_deref() != Some("application/x-www-form-urlencoded") {
-        return Err(invalid_request("the body must be application/x-www-form-urlencoded"));
-    }
-    let params = parse_form(&bytes).ok_or_else(|| invalid_request("the body is not valid UTF-8 form data"))?;
+    let params = match content_type(headers).as_deref() {
+        Some("application/x-www-form-urlencoded") => parse_form(&bytes),
+        Some("multipart/form-data") => {
+            let full = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            parse_multipart(full, &bytes)
+        }
+        _ => return Err(invalid_request("the body must be application/x-www-form-urlencoded")),
+    };
+    let params = params.ok_or_else(|| invalid_request("the body is not valid UTF-8 form data"))?;
     Ok(params.into_iter().map(|(name, value)| pb::TokenParam { name, value }).collect())
 }
 
@@ -91,11 +101,16 @@ pub async fn introspect(
 /// POST token_endpoint.
 pub async fn token(
     State(gateway): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthErrorResponse> {
     let params = form_body(&headers, bytes)?;
-    let request = pb::TokenRequest { params, client_authentication: Some(client_authentication(&headers)?) };
+    let request = pb::TokenRequest {
+        params,
+        client_authentication: Some(client_authentication(&headers)?),
+        client_address: peer.ip().to_string(),
+    };
     match gateway.token_issuer.clone().token(request).await {
         Ok(response) => {
             let t = response.into_inner();

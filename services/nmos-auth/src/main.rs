@@ -71,6 +71,12 @@ struct ConfigArgs {
     /// Let anyone create an account on the sign-up page (the first account is always allowed).
     #[arg(long, global = true, env = "NMOS_AUTH_OPEN_SIGNUP")]
     open_signup: Option<bool>,
+    /// Switch on the legacy password grant (IS-10 discourages it).
+    #[arg(long, global = true, env = "NMOS_AUTH_LEGACY_PASSWORD_GRANT")]
+    legacy_password_grant: Option<bool>,
+    /// Switch on the legacy implicit grant (IS-10 forbids it).
+    #[arg(long, global = true, env = "NMOS_AUTH_LEGACY_IMPLICIT_GRANT")]
+    legacy_implicit_grant: Option<bool>,
     /// Largest accepted request body in bytes.
     #[arg(long, global = true, env = "NMOS_AUTH_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -112,6 +118,8 @@ impl ConfigArgs {
             client_credentials_scopes,
             open_registration,
             open_signup,
+            legacy_password_grant,
+            legacy_implicit_grant,
             max_body_bytes,
             log_format
         );
@@ -229,6 +237,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let issuer = config.issuer()?;
     if config.listen.ip().is_unspecified() && config.public_url.is_none() {
         tracing::warn!(%issuer, "listening on every address without public_url: set public_url to the name Nodes reach this server by");
+    }
+    if config.legacy_password_grant {
+        tracing::warn!(
+            "the legacy password grant is on: IS-10 discourages it; switch it off once old clients are gone"
+        );
+    }
+    if config.legacy_implicit_grant {
+        tracing::warn!("the legacy implicit grant is on: IS-10 forbids it; switch it off once old clients are gone");
     }
     if !config.tls_enabled() {
         tracing::warn!(

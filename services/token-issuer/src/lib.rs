@@ -42,6 +42,7 @@ pub struct TokenIssuerService {
     policy: TokenPolicy,
     client_credentials_scopes: Scope,
     refresh_token_lifetime_secs: i64,
+    legacy: nmos_auth_core::config::LegacyGrants,
 }
 
 impl TokenIssuerService {
@@ -60,6 +61,7 @@ impl TokenIssuerService {
             },
             client_credentials_scopes: config.client_credentials_scopes()?,
             refresh_token_lifetime_secs: config.refresh_token_lifetime as i64,
+            legacy: config.legacy_grants(),
         })
     }
 
@@ -89,6 +91,9 @@ impl TokenIssuerService {
             }
             "authorization_code" => grants::authorization_code::exchange(self, &client, &params).await?,
             "refresh_token" => grants::refresh_token::refresh(self, &client, &params).await?,
+            "password" if self.legacy.password => {
+                grants::password::authorize(self, &client, &params, &request.client_address).await?
+            }
             other => {
                 return Err(OAuthError::new(
                     ErrorCode::UnsupportedGrantType,
@@ -97,10 +102,27 @@ impl TokenIssuerService {
             }
         };
 
+        let (access_token, scope) = self.issue(&grant_type, &client.client_id, grant.claims).await?;
+        Ok(pb::TokenResponse {
+            access_token,
+            token_type: "Bearer".into(),
+            expires_in: self.policy.lifetime_secs,
+            scope,
+            refresh_token: grant.refresh_token.unwrap_or_default(),
+        })
+    }
+
+    /// Signs an access token and records it in the audit log; returns the JWS and its scope.
+    pub(crate) async fn issue(
+        &self,
+        grant_type: &str,
+        client_id: &str,
+        claims: claims::Claims,
+    ) -> Result<(String, String), OAuthError> {
         let now = nmos_auth_core::now_unix();
-        let scope = grant.claims.scope.to_string();
-        let subject = grant.claims.subject.clone();
-        let (claims_json, jti) = self.policy.claims_json(grant.claims, now);
+        let scope = claims.scope.to_string();
+        let subject = claims.subject.clone();
+        let (claims_json, jti) = self.policy.claims_json(claims, now);
         let signed = self
             .peers
             .keys
@@ -113,22 +135,16 @@ impl TokenIssuerService {
             .record(AuditEntry {
                 at: now,
                 event: "token_issued".into(),
-                grant_type: grant_type.clone(),
-                client_id: client.client_id.clone(),
+                grant_type: grant_type.to_owned(),
+                client_id: client_id.to_owned(),
                 subject: subject.clone(),
                 scope: scope.clone(),
                 jti,
             })
             .await
             .map_err(OAuthError::internal)?;
-        tracing::info!(target: "audit", event = "token_issued", grant_type, client_id = %client.client_id, subject, scope, "token issued");
-        Ok(pb::TokenResponse {
-            access_token: signed.jws,
-            token_type: "Bearer".into(),
-            expires_in: self.policy.lifetime_secs,
-            scope,
-            refresh_token: grant.refresh_token.unwrap_or_default(),
-        })
+        tracing::info!(target: "audit", event = "token_issued", grant_type, client_id, subject, scope, "token issued");
+        Ok((signed.jws, scope))
     }
 
     pub async fn recent_audit(&self, limit: i64) -> anyhow::Result<Vec<AuditEntry>> {

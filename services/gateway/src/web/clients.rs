@@ -91,11 +91,17 @@ fn register_form(
             )
         })
         .collect();
-    let machine = if user.admin {
-        r#"<label class="check"><input type="checkbox" name="grant_types" value="client_credentials"> Client credentials: a machine acting for itself (an NMOS Node)</label>"#
-    } else {
-        ""
-    };
+    let mut machine = String::new();
+    if user.admin {
+        machine.push_str(r#"<label class="check"><input type="checkbox" name="grant_types" value="client_credentials"> Client credentials: a machine acting for itself (an NMOS Node)</label>"#);
+        // Switched on by the operator for old clients; IS-10 forbids or discourages them.
+        if gateway.legacy.password {
+            machine.push_str(r#"<label class="check"><input type="checkbox" name="grant_types" value="password"> Password (legacy)</label>"#);
+        }
+        if gateway.legacy.implicit {
+            machine.push_str(r#"<label class="check"><input type="checkbox" name="grant_types" value="implicit"> Implicit (legacy)</label>"#);
+        }
+    }
     let body = format!(
         r#"{alert}<form method="post" action="{BASE}/register-client">
 <input type="hidden" name="csrf" value="{csrf}">

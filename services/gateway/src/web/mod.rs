@@ -79,7 +79,13 @@ fn status_page(status: &tonic::Status, session: &Session) -> Response {
 /// Only paths inside this server may be returned to after signing in (no open redirect).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with(&format!("{BASE}/")) && !n.contains("//") && !n.contains('\\') => n.to_owned(),
+        Some(n)
+            if (n.starts_with(&format!("{BASE}/")) || n.starts_with("/oauth/"))
+                && !n.contains("//")
+                && !n.contains('\\') =>
+        {
+            n.to_owned()
+        }
         _ => format!("{BASE}/home"),
     }
 }

@@ -70,7 +70,7 @@ fn authorize_url(app: &TestApp, client_id: &str, extra: &[(&str, &str)]) -> Stri
 }
 
 /// Opens `url` as a signed-out browser: sign-in page, sign in, back to `url`.
-async fn sign_in_and_open(app: &TestApp, browser: &mut Browser, url: &str) -> Page {
+pub(crate) async fn sign_in_and_open(app: &TestApp, browser: &mut Browser, url: &str) -> Page {
     let first = browser.get(url).await;
     assert_eq!(first.status, 302, "signed out: sent to sign in");
     let signin_url = app.url(first.location.as_deref().unwrap());
@@ -85,12 +85,12 @@ async fn sign_in_and_open(app: &TestApp, browser: &mut Browser, url: &str) -> Pa
         ("password".to_owned(), "alice's long password".to_owned()),
     ];
     let signed_in = browser.post(&app.auth_url("signin"), &fields).await;
-    assert_eq!(signed_in.status, 302);
+    assert_eq!(signed_in.status, 302, "{}", signed_in.body);
     browser.get(&app.url(signed_in.location.as_deref().unwrap())).await
 }
 
 /// Submits the consent form with `decision`; returns the redirect target.
-async fn decide(app: &TestApp, browser: &mut Browser, consent: &Page, decision: &str) -> Url {
+pub(crate) async fn decide(app: &TestApp, browser: &mut Browser, consent: &Page, decision: &str) -> Url {
     let mut fields = consent.hidden_fields();
     fields.push(("decision".to_owned(), decision.to_owned()));
     let answer = browser.post(&app.auth_url("authorize"), &fields).await;
@@ -98,7 +98,7 @@ async fn decide(app: &TestApp, browser: &mut Browser, consent: &Page, decision: 
     Url::parse(answer.location.as_deref().unwrap()).unwrap()
 }
 
-fn query(url: &Url, name: &str) -> Option<String> {
+pub(crate) fn query(url: &Url, name: &str) -> Option<String> {
     url.query_pairs().find(|(n, _)| n == name).map(|(_, v)| v.into_owned())
 }
 

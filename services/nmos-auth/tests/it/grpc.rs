@@ -292,6 +292,7 @@ async fn token_issuer_service(backend: Backend) {
     let request = |auth: Option<pb::client_authentication::Method>| pb::TokenRequest {
         params: vec![pb::TokenParam { name: "grant_type".into(), value: "client_credentials".into() }],
         client_authentication: Some(pb::ClientAuthentication { method: auth }),
+        client_address: "127.0.0.1".into(),
     };
     let basic = pb::client_authentication::Method::Basic(pb::BasicCredentials { client_id: id, client_secret: secret });
     let ok = issuer.token(request(Some(basic))).await.unwrap().into_inner();

@@ -7,6 +7,7 @@ mod authorization_code;
 mod cli;
 mod grpc;
 mod http_surface;
+mod legacy;
 mod m2m;
 mod registration;
 mod restart;

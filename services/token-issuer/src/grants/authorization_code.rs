@@ -26,6 +26,8 @@ struct Checked {
 
 /// What the rest of a valid authorization request asks for.
 struct Valid {
+    /// The legacy implicit grant (response_type=token) rather than a code.
+    implicit: bool,
     scope: Scope,
     challenge: Option<(String, &'static str)>,
 }
@@ -34,24 +36,26 @@ fn invalid_request(description: impl Into<String>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidRequest, description)
 }
 
-/// The client's redirect URI with the outcome added to its query (RFC 6749 §4.1.2).
-fn redirect(checked: &Checked, outcome: &[(&str, &str)]) -> Result<pb::AuthorizeResponse, OAuthError> {
+/// The client's redirect URI with the outcome added to its query (RFC 6749 §4.1.2), or to
+/// its fragment for the implicit grant (§4.2.2).
+fn redirect(checked: &Checked, outcome: &[(&str, &str)], fragment: bool) -> Result<pb::AuthorizeResponse, OAuthError> {
     let mut url = url::Url::parse(&checked.redirect_uri).map_err(OAuthError::internal)?;
-    {
-        let mut query = url.query_pairs_mut();
-        for (name, value) in outcome {
-            query.append_pair(name, value);
-        }
-        if let Some(state) = &checked.state {
-            query.append_pair("state", state);
-        }
+    let mut pairs: Vec<(&str, &str)> = outcome.to_vec();
+    if let Some(state) = &checked.state {
+        pairs.push(("state", state));
+    }
+    if fragment {
+        let encoded = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        url.set_fragment(Some(&encoded));
+    } else {
+        url.query_pairs_mut().extend_pairs(pairs);
     }
     Ok(pb::AuthorizeResponse { outcome: Some(pb::authorize_response::Outcome::Redirect(url.into())) })
 }
 
-fn error_redirect(checked: &Checked, error: &OAuthError) -> Result<pb::AuthorizeResponse, OAuthError> {
+fn error_redirect(checked: &Checked, error: &OAuthError, fragment: bool) -> Result<pb::AuthorizeResponse, OAuthError> {
     let description = error.description.clone().unwrap_or_default();
-    redirect(checked, &[("error", error.code.as_str()), ("error_description", &description)])
+    redirect(checked, &[("error", error.code.as_str()), ("error_description", &description)], fragment)
 }
 
 /// The PKCE syntax of RFC 7636 §4.1: 43 to 128 unreserved characters.
@@ -86,16 +90,18 @@ impl TokenIssuerService {
 
     /// The rest of RFC 6749 §4.1.1 and RFC 7636 §4.3: failures are redirected to the client.
     fn check_request(&self, checked: &Checked, params: &Params) -> Result<Valid, OAuthError> {
-        match params.get("response_type") {
-            Some("code") => {}
+        let implicit = match params.get("response_type") {
+            Some("code") => false,
+            Some("token") if self.legacy.implicit => true,
             Some(_) => return Err(OAuthError::new(ErrorCode::UnsupportedResponseType, "only response_type=code")),
             None => return Err(invalid_request("response_type is required")),
-        }
+        };
         let client = &checked.client;
-        if !client.grant_types.iter().any(|g| g == "authorization_code") {
+        let grant = if implicit { "implicit" } else { "authorization_code" };
+        if !client.grant_types.iter().any(|g| g == grant) {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
-                "this client is not registered for the authorization_code grant",
+                format!("this client is not registered for the {grant} grant"),
             ));
         }
         let registered = Scope::parse(&client.scope).map_err(OAuthError::internal)?;
@@ -114,6 +120,8 @@ impl TokenIssuerService {
         };
         let public = client.token_endpoint_auth_method == pb::TokenEndpointAuthMethod::None as i32;
         let challenge = match (params.get("code_challenge"), params.get("code_challenge_method")) {
+            // PKCE protects codes; the implicit grant has none.
+            _ if implicit => None,
             (Some(challenge), method) => {
                 let method = match method.unwrap_or("plain") {
                     "S256" => "S256",
@@ -129,7 +137,7 @@ impl TokenIssuerService {
             (None, None) if public => return Err(invalid_request("public clients must use PKCE (code_challenge)")),
             (None, None) => None,
         };
-        Ok(Valid { scope, challenge })
+        Ok(Valid { implicit, scope, challenge })
     }
 
     /// RFC 6749 §4.1.1–4.1.2 for a signed-in user.
@@ -138,7 +146,10 @@ impl TokenIssuerService {
         let checked = self.check_client(&params).await?;
         let valid = match self.check_request(&checked, &params) {
             Ok(valid) => valid,
-            Err(e) => return error_redirect(&checked, &e),
+            Err(e) => {
+                let fragment = self.legacy.implicit && params.get("response_type") == Some("token");
+                return error_redirect(&checked, &e, fragment);
+            }
         };
         let user = self.user(&request.username).await?;
         let rights = AccessRights::from_proto(&user.rights);
@@ -164,12 +175,29 @@ impl TokenIssuerService {
             }
             pb::AuthorizeDecision::Deny => {
                 tracing::info!(target: "audit", event = "authorization_denied", client_id = %checked.client.client_id, username = %user.username, "the user denied access");
-                error_redirect(&checked, &OAuthError::new(ErrorCode::AccessDenied, "the user denied access"))
+                error_redirect(
+                    &checked,
+                    &OAuthError::new(ErrorCode::AccessDenied, "the user denied access"),
+                    valid.implicit,
+                )
             }
             pb::AuthorizeDecision::Approve if grantable.is_empty() => error_redirect(
                 &checked,
                 &OAuthError::new(ErrorCode::AccessDenied, "the user has no rights to any of the requested APIs"),
+                valid.implicit,
             ),
+            pb::AuthorizeDecision::Approve if valid.implicit => {
+                let claims = user_claims(&user, &checked.client.client_id, &valid.scope);
+                let (token, scope) = self.issue("implicit", &checked.client.client_id, claims).await?;
+                let expires_in = self.policy.lifetime_secs.to_string();
+                let outcome = [
+                    ("access_token", token.as_str()),
+                    ("token_type", "Bearer"),
+                    ("expires_in", &expires_in),
+                    ("scope", &scope),
+                ];
+                redirect(&checked, &outcome, true)
+            }
             pb::AuthorizeDecision::Approve => {
                 let code = random_token::<32>();
                 let (code_challenge, code_challenge_method) = match &valid.challenge {
@@ -192,7 +220,7 @@ impl TokenIssuerService {
                     .await
                     .map_err(OAuthError::internal)?;
                 tracing::info!(target: "audit", event = "authorization_granted", client_id = %checked.client.client_id, username = %user.username, scope = %grantable, "the user approved access");
-                redirect(&checked, &[("code", &code)])
+                redirect(&checked, &[("code", &code)], false)
             }
             pb::AuthorizeDecision::Unspecified => Err(invalid_request("no decision")),
         }
@@ -272,7 +300,7 @@ pub async fn exchange(service: &TokenIssuerService, client: &pb::Client, params:
     let scope = Scope::parse(&row.scope).map_err(OAuthError::internal)?;
     let claims = user_claims(&user, &client.client_id, &scope);
     let refresh_token =
-        refresh_token::start_family(service, &client.client_id, &user.username, &scope, &digest).await?;
+        refresh_token::start_family(service, &client.client_id, &user.username, &scope, Some(&digest)).await?;
     Ok(Grant { claims, refresh_token: Some(refresh_token) })
 }
 

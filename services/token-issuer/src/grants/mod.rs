@@ -1,6 +1,7 @@
 //! One module per OAuth grant.
 pub mod authorization_code;
 pub mod client_credentials;
+pub mod password;
 pub mod refresh_token;
 
 use crate::claims::Claims;

@@ -18,7 +18,7 @@ pub async fn start_family(
     client_id: &str,
     username: &str,
     scope: &Scope,
-    code_digest: &[u8],
+    code_digest: Option<&[u8]>,
 ) -> Result<String, OAuthError> {
     let token = random_token::<32>();
     let now = nmos_auth_core::now_unix();
@@ -27,7 +27,7 @@ pub async fn start_family(
         client_id: client_id.to_owned(),
         username: username.to_owned(),
         scope: scope.to_string(),
-        code_digest: Some(code_digest.to_vec()),
+        code_digest: code_digest.map(<[u8]>::to_vec),
         created_at: now,
         expires_at: now + service.refresh_token_lifetime_secs,
         revoked: false,
