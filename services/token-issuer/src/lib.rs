@@ -27,6 +27,14 @@ use crate::claims::TokenPolicy;
 use crate::request::{ClientAuth, Params};
 use crate::store::{AuditEntry, TokenStore};
 
+/// A signed access token.
+pub(crate) struct Issued {
+    pub(crate) jws: String,
+    pub(crate) scope: String,
+    jti: String,
+    expires_at: i64,
+}
+
 /// The services the token issuer calls.
 #[derive(Clone)]
 pub struct Peers {
@@ -102,23 +110,33 @@ impl TokenIssuerService {
             }
         };
 
-        let (access_token, scope) = self.issue(&grant_type, &client.client_id, grant.claims).await?;
+        let issued = self.issue(&grant_type, &client.client_id, grant.claims).await?;
+        let refresh_token = match grant.refresh {
+            Some((token, family)) => {
+                self.store
+                    .record_family_access_token(&family, &issued.jti, issued.expires_at)
+                    .await
+                    .map_err(OAuthError::internal)?;
+                token
+            }
+            None => String::new(),
+        };
         Ok(pb::TokenResponse {
-            access_token,
+            access_token: issued.jws,
             token_type: "Bearer".into(),
             expires_in: self.policy.lifetime_secs,
-            scope,
-            refresh_token: grant.refresh_token.unwrap_or_default(),
+            scope: issued.scope,
+            refresh_token,
         })
     }
 
-    /// Signs an access token and records it in the audit log; returns the JWS and its scope.
+    /// Signs an access token and records it in the audit log.
     pub(crate) async fn issue(
         &self,
         grant_type: &str,
         client_id: &str,
         claims: claims::Claims,
-    ) -> Result<(String, String), OAuthError> {
+    ) -> Result<Issued, OAuthError> {
         let now = nmos_auth_core::now_unix();
         let scope = claims.scope.to_string();
         let subject = claims.subject.clone();
@@ -139,12 +157,12 @@ impl TokenIssuerService {
                 client_id: client_id.to_owned(),
                 subject: subject.clone(),
                 scope: scope.clone(),
-                jti,
+                jti: jti.clone(),
             })
             .await
             .map_err(OAuthError::internal)?;
         tracing::info!(target: "audit", event = "token_issued", grant_type, client_id, subject, scope, "token issued");
-        Ok((signed.jws, scope))
+        Ok(Issued { jws: signed.jws, scope, jti, expires_at: now + self.policy.lifetime_secs })
     }
 
     pub async fn recent_audit(&self, limit: i64) -> anyhow::Result<Vec<AuditEntry>> {

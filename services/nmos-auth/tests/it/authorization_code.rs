@@ -226,6 +226,18 @@ async fn code_and_refresh_failures(backend: Backend) {
     let issued_refresh = first["refresh_token"].as_str().unwrap().to_owned();
     assert_oauth_error(exchange(&app, &controller, &c, &[]).await, 400, "invalid_grant").await;
     assert_oauth_error(refresh(&app, &controller, &issued_refresh, None).await, 400, "invalid_grant").await;
+    let introspected: Value = app
+        .http
+        .post(app.auth_url("introspect"))
+        .basic_auth(&controller.id, Some(&controller.secret))
+        .form(&[("token", first["access_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(introspected, json!({"active": false}), "the access token from a replayed code is revoked too");
 
     // Widening on refresh, an unknown scope, another client's refresh token.
     let c = code(&app, &controller).await;
@@ -241,6 +253,15 @@ async fn code_and_refresh_failures(backend: Backend) {
     let newest = rotated["refresh_token"].as_str().unwrap().to_owned();
     assert_oauth_error(refresh(&app, &controller, &rt, None).await, 400, "invalid_grant").await;
     assert_oauth_error(refresh(&app, &controller, &newest, None).await, 400, "invalid_grant").await;
+
+    // A disabled user's refresh token stops working.
+    let c = code(&app, &controller).await;
+    let tokens: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
+    app.server.identity.set_disabled("alice", true).await.unwrap();
+    let rt = tokens["refresh_token"].as_str().unwrap();
+    assert_oauth_error(refresh(&app, &controller, rt, None).await, 400, "invalid_grant").await;
+    app.server.identity.set_disabled("alice", false).await.unwrap();
+    assert_oauth_error(refresh(&app, &controller, rt, None).await, 400, "invalid_grant").await;
 }
 
 async fn consent_refusals_and_untrusted_requests(backend: Backend) {
@@ -301,7 +322,23 @@ async fn consent_refusals_and_untrusted_requests(backend: Backend) {
         browser.get(&authorize_url(&app, public_id, &[("code_challenge", ""), ("code_challenge_method", "")])).await;
     let back = Url::parse(page.location.as_deref().unwrap()).unwrap();
     assert_eq!(query(&back, "error").as_deref(), Some("invalid_request"));
-    // With PKCE it works, and it exchanges the code with no secret.
+    // With PKCE it works, and it exchanges the code with no secret, but only with the verifier.
+    let consent = browser.get(&authorize_url(&app, public_id, &[])).await;
+    let back = decide(&app, &mut browser, &consent, "approve").await;
+    let c = query(&back, "code").unwrap();
+    let r = app
+        .http
+        .post(app.auth_url("token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &c),
+            ("redirect_uri", REDIRECT),
+            ("client_id", public_id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(r, 400, "invalid_request").await;
     let consent = browser.get(&authorize_url(&app, public_id, &[])).await;
     let back = decide(&app, &mut browser, &consent, "approve").await;
     let c = query(&back, "code").unwrap();
@@ -369,45 +406,23 @@ async fn revocation(backend: Backend) {
     let c = code(&app, &controller).await;
     let tokens: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
     let rt = tokens["refresh_token"].as_str().unwrap();
-    let url = app.auth_url("revoke");
-
-    // Client authentication is required.
-    let r = app.http.post(&url).form(&[("token", rt)]).send().await.unwrap();
-    assert_oauth_error(r, 401, "invalid_client").await;
-    let r = app.http.post(&url).basic_auth(&controller.id, Some("wrong")).form(&[("token", rt)]).send().await.unwrap();
-    assert_oauth_error(r, 401, "invalid_client").await;
-    let r = app.http.post(&url).basic_auth(&controller.id, Some(&controller.secret)).form(&[("x", "y")]).send().await;
-    assert_oauth_error(r.unwrap(), 400, "invalid_request").await;
-
-    // Unknown tokens: 200, nothing happens.
-    let r = app.http.post(&url).basic_auth(&controller.id, Some(&controller.secret)).form(&[("token", "nope")]).send();
-    assert_eq!(r.await.unwrap().status(), 200);
-
-    // Revoking the refresh token (with the RAML's parameter name) ends the family.
-    let r = app
-        .http
-        .post(&url)
-        .basic_auth(&controller.id, Some(&controller.secret))
-        .form(&[("access_token", rt), ("token_type_hint", "refresh_token")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["cache-control"], "no-store");
-    assert_oauth_error(refresh(&app, &controller, rt, None).await, 400, "invalid_grant").await;
-
-    // Introspection (RFC 7662): a current access token is active, with its claims.
     let at = tokens["access_token"].as_str().unwrap();
+    let url = app.auth_url("revoke");
     let introspect = |token: &str, user: &str, secret: Option<&str>| {
         app.http.post(app.auth_url("introspect")).basic_auth(user, secret).form(&[("token", token)]).send()
     };
+    let revoke = |form: Vec<(&'static str, String)>| {
+        app.http.post(&url).basic_auth(&controller.id, Some(&controller.secret)).form(&form).send()
+    };
+
+    // Introspection (RFC 7662): a current access token is active, with its claims.
     let r = introspect(at, &controller.id, Some(&controller.secret)).await.unwrap();
     assert_eq!(r.headers()["cache-control"], "no-store");
     let answer: Value = r.json().await.unwrap();
     assert_eq!(answer["active"], true);
     assert_eq!((answer["sub"].as_str(), answer["client_id"].as_str()), (Some("alice"), Some(controller.id.as_str())));
     assert_eq!(answer["scope"], tokens["scope"]);
-    for garbage in ["garbage", "a.b.c", rt] {
+    for garbage in ["garbage", "a.b.c"] {
         let answer: Value =
             introspect(garbage, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
         assert_eq!(answer, json!({"active": false}), "{garbage}");
@@ -422,37 +437,46 @@ async fn revocation(backend: Backend) {
         introspect(&forged, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
     assert_eq!(answer["active"], false, "a forged payload does not verify");
 
-    // An access token can be revoked too (its jti is remembered until it expires).
-    let r = app
-        .http
-        .post(&url)
-        .basic_auth(&controller.id, Some(&controller.secret))
-        .form(&[("token", at), ("token_type_hint", "access_token")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let answer: Value = introspect(at, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
-    assert_eq!(answer, json!({"active": false}), "revoked");
-
     // A refresh token is active for its own client only.
-    let c = code(&app, &controller).await;
-    let fresh: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
-    let fresh_rt = fresh["refresh_token"].as_str().unwrap();
-    let answer: Value =
-        introspect(fresh_rt, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
+    let answer: Value = introspect(rt, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
     assert_eq!((answer["active"].as_bool(), answer["token_type"].as_str()), (Some(true), Some("refresh_token")));
     let node = app.machine_client("registration").await;
-    let answer: Value = introspect(fresh_rt, &node.0, Some(&node.1)).await.unwrap().json().await.unwrap();
+    let answer: Value = introspect(rt, &node.0, Some(&node.1)).await.unwrap().json().await.unwrap();
     assert_eq!(answer, json!({"active": false}));
     // ... and a machine client may introspect a user's access token (as a resource server would).
-    let answer: Value = introspect(fresh["access_token"].as_str().unwrap(), &node.0, Some(&node.1))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = introspect(at, &node.0, Some(&node.1)).await.unwrap().json().await.unwrap();
     assert_eq!(answer["active"], true);
+
+    // Revocation needs client authentication and a token.
+    let r = app.http.post(&url).form(&[("token", rt)]).send().await.unwrap();
+    assert_oauth_error(r, 401, "invalid_client").await;
+    let r = app.http.post(&url).basic_auth(&controller.id, Some("wrong")).form(&[("token", rt)]).send().await.unwrap();
+    assert_oauth_error(r, 401, "invalid_client").await;
+    assert_oauth_error(revoke(vec![("x", "y".into())]).await.unwrap(), 400, "invalid_request").await;
+
+    // Unknown tokens: 200, nothing happens.
+    assert_eq!(revoke(vec![("token", "nope".into())]).await.unwrap().status(), 200);
+
+    // Revoking the refresh token (with the RAML's parameter name) ends the family, and the
+    // access tokens issued within it.
+    let r = revoke(vec![("access_token", rt.into()), ("token_type_hint", "refresh_token".into())]).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_oauth_error(refresh(&app, &controller, rt, None).await, 400, "invalid_grant").await;
+    let answer: Value = introspect(at, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
+    assert_eq!(answer, json!({"active": false}));
+
+    // An access token can be revoked on its own (its jti is remembered until it expires).
+    let c = code(&app, &controller).await;
+    let fresh: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
+    let fresh_at = fresh["access_token"].as_str().unwrap();
+    let r = revoke(vec![("token", fresh_at.into()), ("token_type_hint", "access_token".into())]).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value =
+        introspect(fresh_at, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
+    assert_eq!(answer, json!({"active": false}), "revoked");
+    let r = refresh(&app, &controller, fresh["refresh_token"].as_str().unwrap(), None).await;
+    assert_eq!(r.status(), 200, "revoking an access token leaves its refresh token alone");
 }
 
 /// Authlib (Python), an OAuth client we did not write: it builds the authorization request

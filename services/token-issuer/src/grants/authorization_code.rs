@@ -188,13 +188,13 @@ impl TokenIssuerService {
             ),
             pb::AuthorizeDecision::Approve if valid.implicit => {
                 let claims = user_claims(&user, &checked.client.client_id, &valid.scope);
-                let (token, scope) = self.issue("implicit", &checked.client.client_id, claims).await?;
+                let issued = self.issue("implicit", &checked.client.client_id, claims).await?;
                 let expires_in = self.policy.lifetime_secs.to_string();
                 let outcome = [
-                    ("access_token", token.as_str()),
+                    ("access_token", issued.jws.as_str()),
                     ("token_type", "Bearer"),
                     ("expires_in", &expires_in),
-                    ("scope", &scope),
+                    ("scope", &issued.scope),
                 ];
                 redirect(&checked, &outcome, true)
             }
@@ -299,9 +299,9 @@ pub async fn exchange(service: &TokenIssuerService, client: &pb::Client, params:
     let user = service.user(&row.username).await?;
     let scope = Scope::parse(&row.scope).map_err(OAuthError::internal)?;
     let claims = user_claims(&user, &client.client_id, &scope);
-    let refresh_token =
+    let refresh =
         refresh_token::start_family(service, &client.client_id, &user.username, &scope, Some(&digest)).await?;
-    Ok(Grant { claims, refresh_token: Some(refresh_token) })
+    Ok(Grant { claims, refresh: Some(refresh) })
 }
 
 #[cfg(test)]

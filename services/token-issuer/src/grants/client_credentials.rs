@@ -51,5 +51,5 @@ pub fn authorize(client: &pb::Client, params: &Params, allowed: &Scope) -> Resul
     // A machine client has full access to each API in its granted scope.
     let permissions = AccessRights::uniform(Access::Write).claims_for(&scope);
     let claims = Claims { subject: client.client_id.clone(), client_id: client.client_id.clone(), scope, permissions };
-    Ok(Grant { claims, refresh_token: None })
+    Ok(Grant { claims, refresh: None })
 }

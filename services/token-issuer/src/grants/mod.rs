@@ -9,5 +9,6 @@ use crate::claims::Claims;
 /// What a grant decided: the access token's claims, and a refresh token to return with it.
 pub struct Grant {
     pub claims: Claims,
-    pub refresh_token: Option<String>,
+    /// A refresh token, and the family it belongs to.
+    pub refresh: Option<(String, String)>,
 }

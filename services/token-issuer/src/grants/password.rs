@@ -48,7 +48,6 @@ pub async fn authorize(
     if claims.scope.is_empty() {
         return Err(OAuthError::new(ErrorCode::InvalidScope, "the user has no rights to the requested APIs"));
     }
-    let refresh_token =
-        refresh_token::start_family(service, &client.client_id, &user.username, &claims.scope, None).await?;
-    Ok(Grant { claims, refresh_token: Some(refresh_token) })
+    let refresh = refresh_token::start_family(service, &client.client_id, &user.username, &claims.scope, None).await?;
+    Ok(Grant { claims, refresh: Some(refresh) })
 }

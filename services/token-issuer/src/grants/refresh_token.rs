@@ -12,14 +12,14 @@ use crate::request::Params;
 use crate::store::FamilyRow;
 
 /// Starts a family for a new authorization; returns its first refresh token (43 characters,
-/// 256 bits).
+/// 256 bits) and the family's id.
 pub async fn start_family(
     service: &TokenIssuerService,
     client_id: &str,
     username: &str,
     scope: &Scope,
     code_digest: Option<&[u8]>,
-) -> Result<String, OAuthError> {
+) -> Result<(String, String), OAuthError> {
     let token = random_token::<32>();
     let now = nmos_auth_core::now_unix();
     let family = FamilyRow {
@@ -33,7 +33,7 @@ pub async fn start_family(
         revoked: false,
     };
     service.store.create_family(&family, &secret::digest(&token)).await.map_err(OAuthError::internal)?;
-    Ok(token)
+    Ok((token, family.id))
 }
 
 pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: &Params) -> Result<Grant, OAuthError> {
@@ -95,5 +95,5 @@ pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: 
         service.store.revoke_family(&family.id).await.map_err(OAuthError::internal)?;
         return Err(invalid_grant("the refresh token was already used"));
     }
-    Ok(Grant { claims: user_claims(&user, &client.client_id, &scope), refresh_token: Some(next) })
+    Ok(Grant { claims: user_claims(&user, &client.client_id, &scope), refresh: Some((next, family.id)) })
 }

@@ -14,10 +14,12 @@ pub static MIGRATIONS: Migrations = Migrations {
     sqlite: &[
         Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_audit.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/sqlite/0002_codes_and_refresh_tokens.sql") },
+        Migration { version: 3, sql: include_str!("../../migrations/sqlite/0003_family_access_tokens.sql") },
     ],
     postgres: &[
         Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_audit.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/postgres/0002_codes_and_refresh_tokens.sql") },
+        Migration { version: 3, sql: include_str!("../../migrations/postgres/0003_family_access_tokens.sql") },
     ],
 };
 
@@ -78,7 +80,10 @@ pub trait TokenStore: Send + Sync {
     async fn find_refresh_token(&self, digest: &[u8]) -> anyhow::Result<Option<RefreshLookup>>;
     /// Marks `old` used and adds `new` to the same family; false if `old` was already used.
     async fn rotate_refresh_token(&self, old: &[u8], new: &[u8], family_id: &str, now: i64) -> anyhow::Result<bool>;
+    /// Revokes a family: its refresh tokens and the access tokens issued within it.
     async fn revoke_family(&self, family_id: &str) -> anyhow::Result<()>;
+    /// Remembers an access token issued within a family.
+    async fn record_family_access_token(&self, family_id: &str, jti: &str, expires_at: i64) -> anyhow::Result<()>;
     /// Revokes the family issued from a code, if any.
     async fn revoke_family_of_code(&self, code_digest: &[u8]) -> anyhow::Result<()>;
     async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> anyhow::Result<()>;
@@ -245,18 +250,40 @@ macro_rules! token_store_impl {
             }
 
             async fn revoke_family(&self, family_id: &str) -> anyhow::Result<()> {
+                let mut tx = self.0.begin().await?;
                 sqlx::query("UPDATE tokens_refresh_families SET revoked = TRUE WHERE id = $1")
                     .bind(family_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO tokens_revoked_access_tokens (jti, expires_at) SELECT jti, expires_at \
+                     FROM tokens_family_access_tokens WHERE family_id = $1 ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(family_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn record_family_access_token(&self, family_id: &str, jti: &str, expires_at: i64) -> anyhow::Result<()> {
+                sqlx::query("INSERT INTO tokens_family_access_tokens (jti, family_id, expires_at) VALUES ($1, $2, $3)")
+                    .bind(jti)
+                    .bind(family_id)
+                    .bind(expires_at)
                     .execute(&self.0)
                     .await?;
                 Ok(())
             }
 
             async fn revoke_family_of_code(&self, code_digest: &[u8]) -> anyhow::Result<()> {
-                sqlx::query("UPDATE tokens_refresh_families SET revoked = TRUE WHERE code_digest = $1")
+                let family: Option<String> = sqlx::query_scalar("SELECT id FROM tokens_refresh_families WHERE code_digest = $1")
                     .bind(code_digest)
-                    .execute(&self.0)
+                    .fetch_optional(&self.0)
                     .await?;
+                if let Some(family) = family {
+                    super::TokenStore::revoke_family(self, &family).await?;
+                }
                 Ok(())
             }
 
