@@ -50,6 +50,9 @@ struct ConfigArgs {
     /// File holding the base64 key-encryption key (NMOS_AUTH_KEY_ENCRYPTION_KEY gives it inline).
     #[arg(long, global = true, env = "NMOS_AUTH_KEY_ENCRYPTION_KEY_FILE")]
     key_encryption_key_file: Option<PathBuf>,
+    /// File holding the base64 cookie key (NMOS_AUTH_COOKIE_KEY gives it inline).
+    #[arg(long, global = true, env = "NMOS_AUTH_COOKIE_KEY_FILE")]
+    cookie_key_file: Option<PathBuf>,
     /// Access token lifetime in seconds (30 to 3600).
     #[arg(long, global = true, env = "NMOS_AUTH_ACCESS_TOKEN_LIFETIME")]
     access_token_lifetime: Option<u64>,
@@ -102,6 +105,9 @@ impl ConfigArgs {
         if let Ok(kek) = std::env::var("NMOS_AUTH_KEY_ENCRYPTION_KEY") {
             c.key_encryption_key = Some(Secret::new(kek));
         }
+        if let Ok(key) = std::env::var("NMOS_AUTH_COOKIE_KEY") {
+            c.cookie_key = Some(Secret::new(key));
+        }
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
         }
@@ -123,7 +129,7 @@ impl ConfigArgs {
             max_body_bytes,
             log_format
         );
-        set_some!(public_url, tls_cert, tls_key, key_encryption_key_file);
+        set_some!(public_url, tls_cert, tls_key, key_encryption_key_file, cookie_key_file);
         c.validate()?;
         Ok(c)
     }
