@@ -29,6 +29,33 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// How a client that brings no initial access token may register. With a token (or as a
+/// signed-in web user) registration always works.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegistrationMode {
+    /// Not at all (the default).
+    #[default]
+    InitialAccessToken,
+    /// Clients that use only the authorization_code grant (never client_credentials).
+    Open,
+    /// Anyone, but the client stays pending, and gets no token, until an administrator
+    /// approves it.
+    Approval,
+}
+
+impl std::str::FromStr for RegistrationMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<RegistrationMode, String> {
+        match s {
+            "initial-access-token" => Ok(RegistrationMode::InitialAccessToken),
+            "open" => Ok(RegistrationMode::Open),
+            "approval" => Ok(RegistrationMode::Approval),
+            _ => Err(format!("unknown registration mode {s:?} (initial-access-token, open, approval)")),
+        }
+    }
+}
+
 /// The grants of the seed's README that IS-10 forbids or discourages, each off by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LegacyGrants {
@@ -90,8 +117,8 @@ pub struct Config {
     pub scopes: String,
     /// The scopes the client_credentials grant may carry (BCP-003-02: registration, events).
     pub client_credentials_scopes: String,
-    /// Let clients that use only authorization_code register without an initial access token.
-    pub open_registration: bool,
+    /// Who may register without an initial access token (RFC 7591 §3; IS-10 §4.2).
+    pub registration: RegistrationMode,
     /// Let anyone create an account on the sign-up page (the first account, an administrator,
     /// can always be created there).
     pub open_signup: bool,
@@ -124,7 +151,7 @@ impl Default for Config {
             audience: vec!["*".to_owned()],
             scopes: Scope::all().to_string(),
             client_credentials_scopes: "registration events".to_owned(),
-            open_registration: false,
+            registration: RegistrationMode::InitialAccessToken,
             open_signup: false,
             legacy_password_grant: false,
             legacy_implicit_grant: false,

@@ -28,6 +28,7 @@ fn client_to_proto(client: &Client) -> pb::Client {
         software_id: m.software_id.clone().unwrap_or_default(),
         software_version: m.software_version.clone().unwrap_or_default(),
         owner: client.owner.clone(),
+        status: if client.pending { pb::ClientStatus::Pending } else { pb::ClientStatus::Approved } as i32,
     }
 }
 
@@ -97,7 +98,8 @@ impl ClientRegistry for ClientRegistryService {
         &self,
         request: Request<pb::ListClientsRequest>,
     ) -> Result<Response<pb::ListClientsResponse>, Status> {
-        let clients = self.list(&request.into_inner().owner).await?;
+        let r = request.into_inner();
+        let clients = if r.pending { self.pending().await? } else { self.list(&r.owner).await? };
         Ok(Response::new(pb::ListClientsResponse { clients: clients.iter().map(client_to_proto).collect() }))
     }
 
@@ -112,5 +114,20 @@ impl ClientRegistry for ClientRegistryService {
             return Err(Status::not_found("no such client of yours"));
         }
         Ok(Response::new(pb::DeleteClientResponse {}))
+    }
+
+    async fn approve_client(&self, request: Request<pb::ApproveClientRequest>) -> Result<Response<pb::Client>, Status> {
+        let r = request.into_inner();
+        let user = r.requested_by.ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
+        if !user.admin {
+            return Err(Status::permission_denied("only administrators approve clients"));
+        }
+        if !self.approve(&r.client_id, &user.username).await? {
+            return Err(Status::not_found("no such pending client"));
+        }
+        match self.get(&r.client_id).await? {
+            Some(client) => Ok(Response::new(client_to_proto(&client))),
+            None => Err(Status::not_found("no such client")),
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod store;
 
 use std::sync::Arc;
 
+use nmos_auth_core::config::RegistrationMode;
 use nmos_auth_core::db::Db;
 use nmos_auth_core::secret::{digest, random_token, verify_digest};
 use nmos_auth_core::{Config, ErrorCode, OAuthError, Scope};
@@ -25,7 +26,12 @@ pub struct Client {
     pub metadata: ClientMetadata,
     /// The web user who registered it; empty for dynamic registrations.
     pub owner: String,
+    /// Waiting for an administrator's approval: no tokens until then.
+    pub pending: bool,
 }
+
+const APPROVED: &str = "approved";
+const PENDING: &str = "pending";
 
 /// A signed-in user of the web pages, as the gateway vouches for them.
 pub struct WebUser {
@@ -36,7 +42,13 @@ pub struct WebUser {
 impl Client {
     fn from_row(row: ClientRow) -> Result<Client, OAuthError> {
         let metadata = serde_json::from_str(&row.metadata).map_err(OAuthError::internal)?;
-        Ok(Client { client_id: row.client_id, issued_at: row.issued_at, metadata, owner: row.owner })
+        Ok(Client {
+            client_id: row.client_id,
+            issued_at: row.issued_at,
+            metadata,
+            owner: row.owner,
+            pending: row.status == PENDING,
+        })
     }
 }
 
@@ -89,7 +101,7 @@ pub struct ClientRegistryService {
     store: Arc<dyn ClientStore>,
     cache: ClientCache,
     scopes: Scope,
-    open_registration: bool,
+    mode: RegistrationMode,
     legacy: nmos_auth_core::config::LegacyGrants,
 }
 
@@ -101,15 +113,16 @@ impl ClientRegistryService {
             store: store::open(db),
             cache: ClientCache::default(),
             scopes: config.scopes()?,
-            open_registration: config.open_registration,
+            mode: config.registration,
             legacy: config.legacy_grants(),
         })
     }
 
     /// RFC 7591 §3. Registration needs a valid initial access token or a signed-in web user,
-    /// except that with open registration a client using only the authorization_code grant
-    /// may register without either. client_credentials clients always need a token or an
-    /// administrator (IS-10 §4.2).
+    /// except that in `open` mode a client using only the authorization_code grant may register
+    /// without either, and in `approval` mode anyone may, as a pending client that gets no
+    /// tokens until an administrator approves it. client_credentials clients therefore always
+    /// need a token, an administrator, or an approval (IS-10 §4.2).
     pub async fn register(
         &self,
         body: &Value,
@@ -122,20 +135,21 @@ impl ClientRegistryService {
         let metadata = metadata::parse(body, &self.scopes, self.legacy)?;
         let code_only =
             metadata.grant_types.iter().all(|g| matches!(g, GrantType::AuthorizationCode | GrantType::RefreshToken));
-        match (initial_access_token, registered_by) {
-            (Some(_), _) => {}
-            (None, Some(user)) if code_only || user.admin => {}
+        let pending = match (initial_access_token, registered_by) {
+            (Some(_), _) => false,
+            (None, Some(user)) if code_only || user.admin => false,
             (None, Some(_)) => {
                 return Err(OAuthError::new(
                     ErrorCode::InvalidClientMetadata,
                     "only administrators may register client_credentials clients",
                 ));
             }
-            (None, None) if self.open_registration && code_only => {}
+            (None, None) if self.mode == RegistrationMode::Open && code_only => false,
+            (None, None) if self.mode == RegistrationMode::Approval => true,
             (None, None) => {
                 return Err(OAuthError::new(ErrorCode::InvalidToken, "registration needs an initial access token"));
             }
-        }
+        };
         let owner = registered_by.map(|u| u.username.clone()).unwrap_or_default();
 
         let client_id = random_token::<24>();
@@ -146,6 +160,7 @@ impl ClientRegistryService {
             metadata: serde_json::to_string(&metadata).map_err(OAuthError::internal)?,
             issued_at: nmos_auth_core::now_unix(),
             owner: owner.clone(),
+            status: if pending { PENDING } else { APPROVED }.to_owned(),
         };
         self.store.insert_client(&row).await.map_err(OAuthError::internal)?;
         tracing::info!(
@@ -157,9 +172,10 @@ impl ClientRegistryService {
             scope = %metadata.scope,
             with_initial_access_token = initial_access_token.is_some(),
             registered_by = %owner,
+            pending,
             "client registered"
         );
-        Ok((Client { client_id, issued_at: row.issued_at, metadata, owner }, secret))
+        Ok((Client { client_id, issued_at: row.issued_at, metadata, owner, pending }, secret))
     }
 
     async fn check_initial_access_token(&self, token: &str) -> Result<(), OAuthError> {
@@ -215,6 +231,22 @@ impl ClientRegistryService {
     pub async fn list(&self, owner: &str) -> Result<Vec<Client>, OAuthError> {
         let rows = self.store.list_clients(owner).await.map_err(OAuthError::internal)?;
         rows.into_iter().map(Client::from_row).collect()
+    }
+
+    /// Clients waiting for approval, oldest first.
+    pub async fn pending(&self) -> Result<Vec<Client>, OAuthError> {
+        let rows = self.store.list_pending().await.map_err(OAuthError::internal)?;
+        rows.into_iter().map(Client::from_row).collect()
+    }
+
+    /// Approves a pending client; false when there is no such pending client.
+    pub async fn approve(&self, client_id: &str, approved_by: &str) -> Result<bool, OAuthError> {
+        let approved = self.store.approve(client_id).await.map_err(OAuthError::internal)?;
+        if approved {
+            self.cache.forget(client_id);
+            tracing::info!(target: "audit", event = "client_approved", client_id, by = approved_by, "client approved");
+        }
+        Ok(approved)
     }
 
     /// Deregisters a client: its owner or an administrator may. False when there is no

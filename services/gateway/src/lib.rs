@@ -122,6 +122,7 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
         .route(&format!("{V}/register-client"), get(web::register_client_page).post(web::register_client))
         .route(&format!("{V}/delete-client"), post(web::delete_client))
         .route(&format!("{V}/users"), get(web::users_page))
+        .route(&format!("{V}/pending"), get(web::pending_page).post(web::decide_pending))
         .route(&format!("{V}/users/add"), post(web::add_user))
         .route(&format!("{V}/users/change"), post(web::change_user))
         // The seed's documented routes (nmos-auth-server README) for its existing users.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use nmos_auth::Server;
-use nmos_auth_core::config::{InternalTransport, LogFormat};
+use nmos_auth_core::config::{InternalTransport, LogFormat, RegistrationMode};
 use nmos_auth_core::secret::Secret;
 use nmos_auth_core::{AccessRights, Config, NmosApi};
 
@@ -68,9 +68,10 @@ struct ConfigArgs {
     /// The scopes the client_credentials grant may carry (space-separated).
     #[arg(long, global = true, env = "NMOS_AUTH_CLIENT_CREDENTIALS_SCOPES")]
     client_credentials_scopes: Option<String>,
-    /// Allow authorization_code-only clients to register without an initial access token.
-    #[arg(long, global = true, env = "NMOS_AUTH_OPEN_REGISTRATION")]
-    open_registration: Option<bool>,
+    /// Registration without an initial access token: initial-access-token (none), open
+    /// (authorization_code clients only) or approval (pending until an administrator approves).
+    #[arg(long, global = true, env = "NMOS_AUTH_REGISTRATION")]
+    registration: Option<RegistrationMode>,
     /// Let anyone create an account on the sign-up page (the first account is always allowed).
     #[arg(long, global = true, env = "NMOS_AUTH_OPEN_SIGNUP")]
     open_signup: Option<bool>,
@@ -122,7 +123,7 @@ impl ConfigArgs {
             audience,
             scopes,
             client_credentials_scopes,
-            open_registration,
+            registration,
             open_signup,
             legacy_password_grant,
             legacy_implicit_grant,
@@ -181,6 +182,12 @@ enum Admin {
     },
     /// List users and their rights.
     ListUsers,
+    /// List the clients waiting for approval (registration = approval).
+    ListPending,
+    /// Approve a pending client: it may then get tokens.
+    ApproveClient { client_id: String },
+    /// Reject a pending client: it is deleted.
+    RejectClient { client_id: String },
 }
 
 fn rights_list(text: &str) -> anyhow::Result<Vec<(NmosApi, nmos_auth_core::Access)>> {
@@ -233,6 +240,23 @@ async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
             for user in identity.list_users().await? {
                 print_user(&user);
             }
+        }
+        Admin::ListPending => {
+            for client in clients.pending().await? {
+                let m = &client.metadata;
+                let grants: Vec<&str> = m.grant_types.iter().map(|g| g.as_str()).collect();
+                println!("{} {:?} grants={} scope={:?}", client.client_id, m.client_name, grants.join(","), m.scope);
+            }
+        }
+        Admin::ApproveClient { client_id } => {
+            anyhow::ensure!(clients.approve(&client_id, "nmos-auth admin").await?, "no pending client {client_id:?}");
+            println!("approved {client_id}");
+        }
+        Admin::RejectClient { client_id } => {
+            let cli = nmos_auth_client_registry::WebUser { username: "nmos-auth admin".into(), admin: true };
+            let pending = clients.get(&client_id).await?.is_some_and(|c| c.pending);
+            anyhow::ensure!(pending && clients.delete(&client_id, &cli).await?, "no pending client {client_id:?}");
+            println!("rejected and deleted {client_id}");
         }
     }
     Ok(())

@@ -81,7 +81,14 @@ impl TokenIssuerService {
     ) -> Result<pb::Client, OAuthError> {
         let auth = ClientAuth::from_request(authentication, params)?;
         let client = self.peers.clients.clone().authenticate_client(auth.into_proto()).await;
-        Ok(client.map_err(|s| OAuthError::from_status(&s))?.into_inner())
+        let client = client.map_err(|s| OAuthError::from_status(&s))?.into_inner();
+        if client.status == pb::ClientStatus::Pending as i32 {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "this client is waiting for an administrator's approval; try again later",
+            ));
+        }
+        Ok(client)
     }
 
     /// RFC 6749 §4 and §5: checks the request, authenticates the client, runs the grant.

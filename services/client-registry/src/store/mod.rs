@@ -14,10 +14,12 @@ pub static MIGRATIONS: Migrations = Migrations {
     sqlite: &[
         Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_clients.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/sqlite/0002_owner.sql") },
+        Migration { version: 3, sql: include_str!("../../migrations/sqlite/0003_status.sql") },
     ],
     postgres: &[
         Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_clients.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/postgres/0002_owner.sql") },
+        Migration { version: 3, sql: include_str!("../../migrations/postgres/0003_status.sql") },
     ],
 };
 
@@ -29,6 +31,8 @@ pub struct ClientRow {
     pub issued_at: i64,
     /// The web user who registered it; empty for dynamic registrations.
     pub owner: String,
+    /// "approved" or "pending".
+    pub status: String,
 }
 
 #[async_trait]
@@ -37,6 +41,10 @@ pub trait ClientStore: Send + Sync {
     async fn get_client(&self, client_id: &str) -> anyhow::Result<Option<ClientRow>>;
     /// A user's clients, newest first.
     async fn list_clients(&self, owner: &str) -> anyhow::Result<Vec<ClientRow>>;
+    /// Clients waiting for approval, oldest first.
+    async fn list_pending(&self) -> anyhow::Result<Vec<ClientRow>>;
+    /// Marks a pending client approved; false when there is no such pending client.
+    async fn approve(&self, client_id: &str) -> anyhow::Result<bool>;
     /// False when there is no such client.
     async fn delete_client(&self, client_id: &str) -> anyhow::Result<bool>;
     async fn insert_initial_access_token(
@@ -64,25 +72,26 @@ macro_rules! client_store_impl {
     ($store:ident, $pool:ty) => {
         pub struct $store(pub $pool);
 
-        const CLIENT_COLUMNS: &str = "client_id, secret_digest, metadata, issued_at, owner";
-        type ClientTuple = (String, Option<Vec<u8>>, String, i64, String);
+        const CLIENT_COLUMNS: &str = "client_id, secret_digest, metadata, issued_at, owner, status";
+        type ClientTuple = (String, Option<Vec<u8>>, String, i64, String, String);
 
-        fn client_row((client_id, secret_digest, metadata, issued_at, owner): ClientTuple) -> super::ClientRow {
-            super::ClientRow { client_id, secret_digest, metadata, issued_at, owner }
+        fn client_row((client_id, secret_digest, metadata, issued_at, owner, status): ClientTuple) -> super::ClientRow {
+            super::ClientRow { client_id, secret_digest, metadata, issued_at, owner, status }
         }
 
         #[async_trait::async_trait]
         impl super::ClientStore for $store {
             async fn insert_client(&self, client: &super::ClientRow) -> anyhow::Result<()> {
                 sqlx::query(
-                    "INSERT INTO clients_clients (client_id, secret_digest, metadata, issued_at, owner) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO clients_clients (client_id, secret_digest, metadata, issued_at, owner, status) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&client.client_id)
                 .bind(&client.secret_digest)
                 .bind(&client.metadata)
                 .bind(client.issued_at)
                 .bind(&client.owner)
+                .bind(&client.status)
                 .execute(&self.0)
                 .await?;
                 Ok(())
@@ -105,6 +114,24 @@ macro_rules! client_store_impl {
                 .fetch_all(&self.0)
                 .await?;
                 Ok(rows.into_iter().map(client_row).collect())
+            }
+
+            async fn list_pending(&self) -> anyhow::Result<Vec<super::ClientRow>> {
+                let rows: Vec<ClientTuple> = sqlx::query_as(&format!(
+                    "SELECT {CLIENT_COLUMNS} FROM clients_clients WHERE status = 'pending' ORDER BY issued_at, client_id"
+                ))
+                .fetch_all(&self.0)
+                .await?;
+                Ok(rows.into_iter().map(client_row).collect())
+            }
+
+            async fn approve(&self, client_id: &str) -> anyhow::Result<bool> {
+                let n = sqlx::query("UPDATE clients_clients SET status = 'approved' WHERE client_id = $1 AND status = 'pending'")
+                    .bind(client_id)
+                    .execute(&self.0)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
             }
 
             async fn delete_client(&self, client_id: &str) -> anyhow::Result<bool> {

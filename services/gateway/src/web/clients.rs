@@ -19,30 +19,47 @@ fn auth_method(client: &pb::Client) -> &'static str {
     }
 }
 
-fn client_card(client: &pb::Client, session: &Session) -> String {
-    let name = if client.client_name.is_empty() { "(no name)" } else { client.client_name.as_str() };
+/// A client's registered metadata, as a definition list.
+fn client_details(client: &pb::Client) -> String {
     let redirects = if client.redirect_uris.is_empty() {
         String::from("—")
     } else {
         client.redirect_uris.iter().map(|u| format!("<code>{}</code>", escape(u))).collect::<Vec<_>>().join("<br>")
     };
     format!(
-        r#"<div class="card">
-<h2>{name}</h2>
-<dl>
+        r#"<dl>
 <dt>Client ID</dt><dd><code>{id}</code></dd>
 <dt>Type</dt><dd>{method}</dd>
 <dt>Grants</dt><dd>{grants}</dd>
 <dt>Scope</dt><dd>{scope}</dd>
 <dt>Redirect URIs</dt><dd>{redirects}</dd>
-</dl>
-<form method="post" action="{BASE}/delete-client"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="client_id" value="{id}"><button class="danger" type="submit">Delete</button></form>
-</div>"#,
-        name = escape(name),
+</dl>"#,
         id = escape(&client.client_id),
         method = auth_method(client),
         grants = escape(&client.grant_types.join(", ")),
         scope = escape(&client.scope),
+    )
+}
+
+fn client_name(client: &pb::Client) -> &str {
+    if client.client_name.is_empty() { "(no name)" } else { client.client_name.as_str() }
+}
+
+fn client_card(client: &pb::Client, session: &Session) -> String {
+    let status = if client.status == pb::ClientStatus::Pending as i32 {
+        r#" <span class="tag off">waiting for approval</span>"#
+    } else {
+        ""
+    };
+    format!(
+        r#"<div class="card">
+<h2>{name}{status}</h2>
+{details}
+<form method="post" action="{BASE}/delete-client"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="client_id" value="{id}"><button class="danger" type="submit">Delete</button></form>
+</div>"#,
+        name = escape(client_name(client)),
+        details = client_details(client),
+        id = escape(&client.client_id),
         csrf = escape(&session.csrf),
     )
 }
@@ -53,11 +70,15 @@ pub async fn home(State(gateway): State<Gateway>, headers: HeaderMap) -> Respons
         Ok(signed_in) => signed_in,
         Err(response) => return response,
     };
-    let clients =
-        match gateway.clients.clone().list_clients(pb::ListClientsRequest { owner: user.username.clone() }).await {
-            Ok(list) => list.into_inner().clients,
-            Err(status) => return status_page(&status, &session),
-        };
+    let clients = match gateway
+        .clients
+        .clone()
+        .list_clients(pb::ListClientsRequest { owner: user.username.clone(), pending: false })
+        .await
+    {
+        Ok(list) => list.into_inner().clients,
+        Err(status) => return status_page(&status, &session),
+    };
     let list = if clients.is_empty() {
         format!(
             r#"<p class="muted">You have not registered any clients. <a href="{BASE}/register-client">Register one</a>.</p>"#
@@ -215,6 +236,78 @@ pub async fn delete_client(
     };
     match gateway.clients.clone().delete_client(request).await {
         Ok(_) => found(&format!("{BASE}/home")),
+        Err(status) => status_page(&status, &session),
+    }
+}
+
+fn pending_card(client: &pb::Client, session: &Session) -> String {
+    format!(
+        r#"<div class="card">
+<h2>{name}</h2>
+{details}
+<form method="post" action="{BASE}/pending"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="client_id" value="{id}">
+<div class="actions"><button type="submit" name="decision" value="approve">Approve</button><button class="danger" type="submit" name="decision" value="reject">Reject</button></div></form>
+</div>"#,
+        name = escape(client_name(client)),
+        details = client_details(client),
+        id = escape(&client.client_id),
+        csrf = escape(&session.csrf),
+    )
+}
+
+/// GET pending: administrators see the clients waiting for approval.
+pub async fn pending_page(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
+    let (session, user) = match signed_in(&gateway, &headers, &format!("{BASE}/pending")).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    if !user.admin {
+        let text = "Only administrators approve clients.";
+        return pages::error(StatusCode::FORBIDDEN, "Administrators only", text, &nav_for(&user, &session));
+    }
+    let request = pb::ListClientsRequest { owner: String::new(), pending: true };
+    let clients = match gateway.clients.clone().list_clients(request).await {
+        Ok(list) => list.into_inner().clients,
+        Err(status) => return status_page(&status, &session),
+    };
+    let body = if clients.is_empty() {
+        r#"<p class="muted">No client is waiting for approval.</p>"#.to_owned()
+    } else {
+        let cards: String = clients.iter().map(|c| pending_card(c, &session)).collect();
+        format!(
+            r#"<p class="muted">These clients registered without an initial access token. They have their credentials but get no tokens until approved; rejecting one deletes it.</p>{cards}"#
+        )
+    };
+    pages::page(StatusCode::OK, "Pending registrations", &nav_for(&user, &session), &body)
+}
+
+/// POST pending: approve or reject one client.
+pub async fn decide_pending(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let form = form(body);
+    let (session, user) = match signed_in_post(&gateway, &headers, &form).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    let client_id = form_value(&form, "client_id").unwrap_or("").to_owned();
+    let mut clients = gateway.clients.clone();
+    let result = match form_value(&form, "decision") {
+        Some("approve") => clients
+            .approve_client(pb::ApproveClientRequest { client_id, requested_by: Some(web_user(&user)) })
+            .await
+            .map(|_| ()),
+        Some("reject") if user.admin => clients
+            .delete_client(pb::DeleteClientRequest { client_id, requested_by: Some(web_user(&user)) })
+            .await
+            .map(|_| ()),
+        Some("reject") => Err(tonic::Status::permission_denied("Only administrators reject clients.")),
+        _ => Err(tonic::Status::invalid_argument("Choose Approve or Reject.")),
+    };
+    match result {
+        Ok(()) => found(&format!("{BASE}/pending")),
         Err(status) => status_page(&status, &session),
     }
 }

@@ -14,7 +14,7 @@ use nmos_auth_proto as pb;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 pub use account::{signin, signin_page, signout, signup, signup_page};
-pub use clients::{delete_client, home, register_client, register_client_page};
+pub use clients::{decide_pending, delete_client, home, pending_page, register_client, register_client_page};
 pub use consent::{authorize_decision, authorize_page};
 pub use users::{add_user, change_user, users_page};
 
@@ -156,7 +156,11 @@ fn web_user(user: &pb::User) -> pb::WebUser {
 
 /// The navigation bar for a signed-in user.
 fn nav_for(user: &pb::User, session: &Session) -> String {
-    let admin = if user.admin { format!(r#"<a href="{BASE}/users">Users</a>"#) } else { String::new() };
+    let admin = if user.admin {
+        format!(r#"<a href="{BASE}/users">Users</a><a href="{BASE}/pending">Pending</a>"#)
+    } else {
+        String::new()
+    };
     format!(
         r#"<a href="{BASE}/home">Clients</a><a href="{BASE}/register-client">Register a client</a>{admin}{}"#,
         pages::nav(Some(&user.username), &session.csrf)

@@ -269,7 +269,11 @@ async fn client_registry_service(backend: Backend) {
     let refused = clients.register_client(register(body.clone(), web("bob", false))).await.unwrap_err();
     assert_eq!(OAuthError::from_status(&refused).code, ErrorCode::InvalidClientMetadata);
     clients.register_client(register(body, web("root", true))).await.unwrap();
-    let listed = clients.list_clients(pb::ListClientsRequest { owner: "bob".into() }).await.unwrap().into_inner();
+    let listed = clients
+        .list_clients(pb::ListClientsRequest { owner: "bob".into(), pending: false })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(listed.clients.len(), 1);
     let bob_id = bobs.client.unwrap().client_id;
     let not_yours = pb::DeleteClientRequest { client_id: bob_id.clone(), requested_by: web("mallory", false) };
@@ -280,6 +284,13 @@ async fn client_registry_service(backend: Backend) {
         .unwrap();
     let gone = clients.get_client(pb::GetClientRequest { client_id: bob_id }).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
+
+    // Approval: only administrators, only pending clients (there are none in this mode).
+    let pending = clients.list_clients(pb::ListClientsRequest { owner: String::new(), pending: true }).await.unwrap();
+    assert!(pending.into_inner().clients.is_empty());
+    let approve = |by| pb::ApproveClientRequest { client_id: client.client_id.clone(), requested_by: by };
+    assert_eq!(clients.approve_client(approve(web("bob", false))).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(clients.approve_client(approve(web("root", true))).await.unwrap_err().code(), Code::NotFound);
 }
 
 async fn token_issuer_service(backend: Backend) {

@@ -1,4 +1,5 @@
-//! RFC 7591 registration: authorization by initial access token, open registration, errors.
+//! RFC 7591 registration: initial access tokens, open and approval modes, errors.
+use nmos_auth_core::config::RegistrationMode;
 use serde_json::{Value, json};
 
 use crate::harness::{Backend, TestApp, assert_oauth_error, backend_tests};
@@ -6,7 +7,8 @@ use crate::harness::{Backend, TestApp, assert_oauth_error, backend_tests};
 backend_tests!(
     registration_needs_a_valid_initial_access_token,
     bad_metadata_is_rejected,
-    open_registration_is_only_for_code_clients
+    open_registration_is_only_for_code_clients,
+    approval_mode_holds_clients_until_an_admin_approves
 );
 
 fn machine() -> Value {
@@ -118,7 +120,7 @@ async fn bad_metadata_is_rejected(backend: Backend) {
 }
 
 async fn open_registration_is_only_for_code_clients(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |c| c.open_registration = true).await;
+    let app = TestApp::spawn_with(backend, |c| c.registration = RegistrationMode::Open).await;
     let url = app.auth_url("register");
     let code = json!({"client_name": "Controller", "redirect_uris": ["http://127.0.0.1:8080/x-authorization/callback"],
                       "grant_types": ["authorization_code", "refresh_token"]});
@@ -139,4 +141,78 @@ async fn open_registration_is_only_for_code_clients(backend: Backend) {
     let closed = TestApp::spawn(backend).await;
     let r = closed.http.post(closed.auth_url("register")).json(&code).send().await.unwrap();
     assert_oauth_error(r, 401, "invalid_token").await;
+}
+
+/// Approval mode: a Node that knows no initial access token (nmos-cpp's default) registers,
+/// keeps its credentials, and gets tokens once an administrator approves it.
+async fn approval_mode_holds_clients_until_an_admin_approves(backend: Backend) {
+    use crate::authorization_code::sign_in_and_open;
+    use crate::browser::Browser;
+    use nmos_auth_core::NmosApi;
+
+    let app = TestApp::spawn_with(backend, |c| c.registration = RegistrationMode::Approval).await;
+    let register = |name: &str| {
+        let body = json!({"client_name": name, "grant_types": ["client_credentials"], "response_types": ["none"], "scope": "registration"});
+        app.http.post(app.auth_url("register")).json(&body).send()
+    };
+    let node: Value = register("Node A").await.unwrap().json().await.unwrap();
+    let (id, secret) = (node["client_id"].as_str().unwrap(), node["client_secret"].as_str().unwrap());
+    let cc = [("grant_type", "client_credentials")];
+    let r = app.token(id, secret, &cc).await;
+    assert_oauth_error(r, 400, "unauthorized_client").await;
+
+    // An administrator approves it on the pending page.
+    app.server
+        .identity
+        .create_user("alice", "alice's long password", true, &[(NmosApi::Query, nmos_auth_core::Access::Read)])
+        .await
+        .unwrap();
+    let mut browser = Browser::new();
+    let page = sign_in_and_open(&app, &mut browser, &app.auth_url("pending")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(id) && page.body.contains("Node A"));
+    let fields = vec![
+        ("csrf".to_owned(), page.field("csrf")),
+        ("client_id".to_owned(), id.to_owned()),
+        ("decision".to_owned(), "approve".to_owned()),
+    ];
+    let decided = browser.post(&app.auth_url("pending"), &fields).await;
+    assert_eq!(decided.status, 302);
+    assert_eq!(app.token(id, secret, &cc).await.status(), 200);
+
+    // The admin commands list, approve and reject.
+    let other: Value = register("Node B").await.unwrap().json().await.unwrap();
+    let third: Value = register("Node C").await.unwrap().json().await.unwrap();
+    let admin = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
+        c.arg("--data-dir").arg(&app.config.data_dir).args(["admin"]).args(args);
+        if let Some(url) = &app.config.database_url {
+            c.env("NMOS_AUTH_DATABASE_URL", url.expose());
+        }
+        let out = c.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, listed) = admin(&["list-pending"]);
+    assert!(ok && listed.contains("Node B") && listed.contains("Node C") && !listed.contains("Node A"), "{listed}");
+    assert!(admin(&["approve-client", third["client_id"].as_str().unwrap()]).0);
+    assert!(admin(&["reject-client", other["client_id"].as_str().unwrap()]).0);
+    assert!(!admin(&["approve-client", "no-such-client"]).0);
+    let r = app.token(third["client_id"].as_str().unwrap(), third["client_secret"].as_str().unwrap(), &cc).await;
+    assert_eq!(r.status(), 200);
+    let r = app.token(other["client_id"].as_str().unwrap(), other["client_secret"].as_str().unwrap(), &cc).await;
+    assert_oauth_error(r, 401, "invalid_client").await;
+
+    // A pending application is never redirected to: its redirect URIs are not vetted yet.
+    let body = json!({"client_name": "App", "redirect_uris": ["https://app.example.com/cb"]});
+    let app_client: Value =
+        app.http.post(app.auth_url("register")).json(&body).send().await.unwrap().json().await.unwrap();
+    let url = format!(
+        "{}?response_type=code&client_id={}",
+        app.auth_url("authorize"),
+        app_client["client_id"].as_str().unwrap()
+    );
+    let page = browser.get(&url).await;
+    assert_eq!(page.status, 400);
+    assert!(page.location.is_none());
+    assert!(page.body.contains("waiting for an administrator"));
 }

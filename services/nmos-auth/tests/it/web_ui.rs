@@ -92,6 +92,12 @@ async fn people_use_the_pages_in_a_browser(backend: Backend) {
     let viewer = app.server.identity.get_user("viewer").await.unwrap();
     assert_eq!(viewer.rights.get(nmos_auth_core::NmosApi::Query), nmos_auth_core::Access::Read);
 
+    // The pending registrations page (none in the default registration mode).
+    chrome.click("nav a[href$='pending']").await;
+    chrome.wait_for_title("Pending registrations · nmos-auth").await;
+    assert!(chrome.source().await.contains("No client is waiting for approval"));
+    chrome.screenshot("pending").await;
+
     // Sign out.
     chrome.click("nav button").await;
     chrome.wait_for_title("Sign in · nmos-auth").await;

@@ -79,6 +79,10 @@ impl TokenIssuerService {
                 _ => OAuthError::from_status(&s),
             })?
             .into_inner();
+        if client.status == pb::ClientStatus::Pending as i32 {
+            // Its redirect URIs have not been vetted: never redirect there.
+            return Err(invalid_request("this application is waiting for an administrator's approval"));
+        }
         let (redirect_uri, sent) = match params.get("redirect_uri") {
             Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => (uri.to_owned(), true),
             Some(_) => return Err(invalid_request("redirect_uri is not one this client registered")),
