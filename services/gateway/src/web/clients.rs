@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use nmos_auth_proto as pb;
 
-use super::{BASE, form, form_value, found, nav_for, signed_in, signed_in_post, status_page, web_user};
+use super::{BASE, admin_refusal, form, form_value, found, nav_for, signed_in, signed_in_post, status_page, web_user};
 use crate::Gateway;
 use crate::pages::{self, escape};
 use crate::session::Session;
@@ -66,10 +66,7 @@ fn client_card(client: &pb::Client, session: &Session) -> String {
 
 /// GET home: the signed-in user's clients, and where the server's documents are.
 pub async fn home(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
-    let (session, user) = match signed_in(&gateway, &headers, &format!("{BASE}/home")).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
+    let (session, user) = or_respond!(signed_in(&gateway, &headers, &format!("{BASE}/home")).await);
     let clients = match gateway
         .clients
         .clone()
@@ -160,10 +157,7 @@ pub async fn register_client(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let form = form(body);
-    let (session, user) = match signed_in_post(&gateway, &headers, &form).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
+    let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
     let mut params: Vec<pb::FormParam> = Vec::new();
     for (name, value) in &form {
         match name.as_str() {
@@ -226,10 +220,7 @@ pub async fn delete_client(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let form = form(body);
-    let (session, user) = match signed_in_post(&gateway, &headers, &form).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
+    let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
     let request = pb::DeleteClientRequest {
         client_id: form_value(&form, "client_id").unwrap_or("").to_owned(),
         requested_by: Some(web_user(&user)),
@@ -257,13 +248,9 @@ fn pending_card(client: &pb::Client, session: &Session) -> String {
 
 /// GET pending: administrators see the clients waiting for approval.
 pub async fn pending_page(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
-    let (session, user) = match signed_in(&gateway, &headers, &format!("{BASE}/pending")).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
-    if !user.admin {
-        let text = "Only administrators approve clients.";
-        return pages::error(StatusCode::FORBIDDEN, "Administrators only", text, &nav_for(&user, &session));
+    let (session, user) = or_respond!(signed_in(&gateway, &headers, &format!("{BASE}/pending")).await);
+    if let Some(refusal) = admin_refusal(&user, &session) {
+        return refusal;
     }
     let request = pb::ListClientsRequest { owner: String::new(), pending: true };
     let clients = match gateway.clients.clone().list_clients(request).await {
@@ -288,10 +275,7 @@ pub async fn decide_pending(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let form = form(body);
-    let (session, user) = match signed_in_post(&gateway, &headers, &form).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
+    let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
     let client_id = form_value(&form, "client_id").unwrap_or("").to_owned();
     let mut clients = gateway.clients.clone();
     let result = match form_value(&form, "decision") {

@@ -83,10 +83,7 @@ fn authorize_outcome(
 /// the client with an error, or an error page when the client cannot be trusted).
 pub async fn authorize_page(State(gateway): State<Gateway>, headers: HeaderMap, uri: Uri) -> Response {
     let here = format!("{}?{}", uri.path(), uri.query().unwrap_or(""));
-    let (session, user) = match signed_in(&gateway, &headers, &here).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
+    let (session, user) = or_respond!(signed_in(&gateway, &headers, &here).await);
     let Some(params) = parse_form(uri.query().unwrap_or("").as_bytes()) else {
         let text = "The request is not valid UTF-8.";
         return pages::error(
@@ -117,10 +114,7 @@ pub async fn authorize_decision(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let form = form(body);
-    let (session, user) = match signed_in_post(&gateway, &headers, &form).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
+    let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
     let decision = match form_value(&form, "decision") {
         Some("approve") => pb::AuthorizeDecision::Approve,
         Some("deny") => pb::AuthorizeDecision::Deny,

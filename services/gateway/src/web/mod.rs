@@ -1,5 +1,15 @@
 //! The pages a person uses. Every form carries the session's CSRF token, state changes only
 //! by POST, and nothing secret is ever rendered after the moment it is created.
+/// In a page handler: the value of an `Ok`, or return the `Err`'s response.
+macro_rules! or_respond {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(response) => return response,
+        }
+    };
+}
+
 mod account;
 mod clients;
 mod consent;
@@ -148,6 +158,12 @@ async fn signed_in_post(
         return Err(forbidden_form(&session));
     }
     signed_in(gateway, headers, &format!("{BASE}/home")).await
+}
+
+/// The refusal for a page that only administrators may use, if `user` is not one.
+fn admin_refusal(user: &pb::User, session: &Session) -> Option<Response> {
+    let text = "Only administrators can do this.";
+    (!user.admin).then(|| pages::error(StatusCode::FORBIDDEN, "Administrators only", text, &nav_for(user, session)))
 }
 
 fn web_user(user: &pb::User) -> pb::WebUser {

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use nmos_auth_proto as pb;
 
-use super::{BASE, form, form_value, found, nav_for, signed_in, signed_in_post, status_page};
+use super::{BASE, admin_refusal, form, form_value, found, nav_for, signed_in, signed_in_post, status_page};
 use crate::Gateway;
 use crate::pages::{self, escape};
 use crate::session::Session;
@@ -25,15 +25,6 @@ fn level_select(name: &str, current: i32, form: Option<&str>) -> String {
         .collect();
     let form = form.map(|f| format!(r#" form="{}""#, escape(f))).unwrap_or_default();
     format!(r#"<select name="{}"{form} aria-label="{}">{options}</select>"#, escape(name), escape(name))
-}
-
-fn not_admin(user: &pb::User, session: &Session) -> Response {
-    pages::error(
-        StatusCode::FORBIDDEN,
-        "Administrators only",
-        "Only administrators can manage users.",
-        &nav_for(user, session),
-    )
 }
 
 fn user_row(index: usize, user: &pb::User, me: &str, session: &Session) -> String {
@@ -99,12 +90,9 @@ fn users_html(users: &[pb::User], me: &str, session: &Session) -> String {
 
 /// GET users.
 pub async fn users_page(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
-    let (session, user) = match signed_in(&gateway, &headers, &format!("{BASE}/users")).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
-    if !user.admin {
-        return not_admin(&user, &session);
+    let (session, user) = or_respond!(signed_in(&gateway, &headers, &format!("{BASE}/users")).await);
+    if let Some(refusal) = admin_refusal(&user, &session) {
+        return refusal;
     }
     match gateway.identity.clone().list_users(pb::ListUsersRequest {}).await {
         Ok(list) => pages::page(
@@ -135,12 +123,9 @@ pub async fn add_user(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let form = form(body);
-    let (session, user) = match signed_in_post(&gateway, &headers, &form).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
-    if !user.admin {
-        return not_admin(&user, &session);
+    let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
+    if let Some(refusal) = admin_refusal(&user, &session) {
+        return refusal;
     }
     let request = pb::CreateUserRequest {
         username: form_value(&form, "username").unwrap_or("").to_owned(),
@@ -161,12 +146,9 @@ pub async fn change_user(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let form = form(body);
-    let (session, user) = match signed_in_post(&gateway, &headers, &form).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
-    if !user.admin {
-        return not_admin(&user, &session);
+    let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
+    if let Some(refusal) = admin_refusal(&user, &session) {
+        return refusal;
     }
     let username = form_value(&form, "username").unwrap_or("").to_owned();
     let mut identity = gateway.identity.clone();
