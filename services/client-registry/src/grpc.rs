@@ -20,6 +20,7 @@ fn client_to_proto(client: &Client) -> pb::Client {
         scope: m.scope.clone(),
         token_endpoint_auth_method: match m.token_endpoint_auth_method {
             AuthMethod::ClientSecretBasic => pb::TokenEndpointAuthMethod::ClientSecretBasic,
+            AuthMethod::ClientSecretPost => pb::TokenEndpointAuthMethod::ClientSecretPost,
             AuthMethod::None => pb::TokenEndpointAuthMethod::None,
         } as i32,
         client_uri: m.client_uri.clone().unwrap_or_default(),
@@ -66,7 +67,12 @@ impl ClientRegistry for ClientRegistryService {
     ) -> Result<Response<pb::Client>, Status> {
         let r = request.into_inner();
         let credential = match &r.credential {
-            Some(pb::authenticate_client_request::Credential::ClientSecretBasic(secret)) => Credential::Secret(secret),
+            Some(pb::authenticate_client_request::Credential::ClientSecretBasic(secret)) => {
+                Credential::Secret(secret, AuthMethod::ClientSecretBasic)
+            }
+            Some(pb::authenticate_client_request::Credential::ClientSecretPost(secret)) => {
+                Credential::Secret(secret, AuthMethod::ClientSecretPost)
+            }
             Some(pb::authenticate_client_request::Credential::None(_)) => Credential::None,
             None => return Err(Status::invalid_argument("a credential is required")),
         };

@@ -91,8 +91,8 @@ impl ClientCache {
 
 /// How a client presents itself at the token endpoint.
 pub enum Credential<'a> {
-    /// HTTP Basic with the client secret.
-    Secret(&'a str),
+    /// The client secret, and how it was sent (which must be how the client registered).
+    Secret(&'a str, AuthMethod),
     /// Nothing: acceptable only for a public client.
     None,
 }
@@ -210,11 +210,12 @@ impl ClientRegistryService {
             },
         };
         let ok = match (&known, &credential) {
-            (Some(known), Credential::Secret(secret)) => {
-                known.secret_digest.as_deref().is_some_and(|stored| verify_digest(secret, stored))
+            (Some(known), Credential::Secret(secret, method)) => {
+                let matches = known.secret_digest.as_deref().is_some_and(|stored| verify_digest(secret, stored));
+                matches && known.client.metadata.token_endpoint_auth_method == *method
             }
             (Some(known), Credential::None) => known.secret_digest.is_none(),
-            (None, Credential::Secret(secret)) => {
+            (None, Credential::Secret(secret, _)) => {
                 // Same work as for a known client, so timing does not reveal which ids exist.
                 let _ = verify_digest(secret, &[0u8; 32]);
                 false

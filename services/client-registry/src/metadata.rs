@@ -45,6 +45,8 @@ impl GrantType {
 pub enum AuthMethod {
     /// Confidential client: HTTP Basic with the issued secret (the default).
     ClientSecretBasic,
+    /// Confidential client: the secret in the request body.
+    ClientSecretPost,
     /// Public client: no secret.
     None,
 }
@@ -53,6 +55,7 @@ impl AuthMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::None => "none",
         }
     }
@@ -205,10 +208,11 @@ pub fn parse(body: &Value, scopes: &Scope, legacy: LegacyGrants) -> Result<Clien
 
     let token_endpoint_auth_method = match string_field(object, "token_endpoint_auth_method")?.as_deref() {
         None | Some("client_secret_basic") => AuthMethod::ClientSecretBasic,
+        Some("client_secret_post") => AuthMethod::ClientSecretPost,
         Some("none") => AuthMethod::None,
         Some(other) => {
             return Err(metadata_error(format!(
-                "token_endpoint_auth_method {other:?} is not supported (client_secret_basic, none)"
+                "token_endpoint_auth_method {other:?} is not supported (client_secret_basic, client_secret_post, none)"
             )));
         }
     };

@@ -132,6 +132,7 @@ pub async fn token(
 fn client_json(client: pb::Client, secret: String) -> Value {
     let method = match pb::TokenEndpointAuthMethod::try_from(client.token_endpoint_auth_method) {
         Ok(pb::TokenEndpointAuthMethod::None) => "none",
+        Ok(pb::TokenEndpointAuthMethod::ClientSecretPost) => "client_secret_post",
         _ => "client_secret_basic",
     };
     let mut body = json!({

@@ -34,6 +34,11 @@ pub enum ClientAuth {
         client_id: String,
         client_secret: String,
     },
+    /// client_secret_post: the credentials in the body.
+    Post {
+        client_id: String,
+        client_secret: String,
+    },
     /// No credentials: a public client naming itself with `client_id`.
     Public {
         client_id: String,
@@ -43,13 +48,24 @@ pub enum ClientAuth {
 impl ClientAuth {
     pub fn from_request(auth: Option<pb::ClientAuthentication>, params: &Params) -> Result<ClientAuth, OAuthError> {
         let invalid_client = |why: &str| OAuthError::new(ErrorCode::InvalidClient, why);
-        if params.get("client_secret").is_some() {
-            return Err(invalid_client("client_secret_post is not supported; use HTTP Basic (client_secret_basic)"));
-        }
         if params.get("client_assertion").is_some() || params.get("client_assertion_type").is_some() {
-            return Err(invalid_client("private_key_jwt is not supported; use HTTP Basic (client_secret_basic)"));
+            return Err(invalid_client(
+                "private_key_jwt is not supported; use client_secret_basic or client_secret_post",
+            ));
         }
-        match auth.and_then(|a| a.method) {
+        let method = auth.and_then(|a| a.method);
+        if let Some(secret) = params.get("client_secret") {
+            // RFC 6749 §2.3: one authentication method per request.
+            if matches!(method, Some(pb::client_authentication::Method::Basic(_))) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "use one client authentication method, not two",
+                ));
+            }
+            let client_id = params.get("client_id").ok_or_else(|| invalid_client("client_id is required"))?;
+            return Ok(ClientAuth::Post { client_id: client_id.to_owned(), client_secret: secret.to_owned() });
+        }
+        match method {
             Some(pb::client_authentication::Method::Basic(basic)) => {
                 if params.get("client_id").is_some_and(|id| id != basic.client_id) {
                     return Err(OAuthError::new(
@@ -72,6 +88,10 @@ impl ClientAuth {
             ClientAuth::Basic { client_id, client_secret } => pb::AuthenticateClientRequest {
                 client_id,
                 credential: Some(Credential::ClientSecretBasic(client_secret)),
+            },
+            ClientAuth::Post { client_id, client_secret } => pb::AuthenticateClientRequest {
+                client_id,
+                credential: Some(Credential::ClientSecretPost(client_secret)),
             },
             ClientAuth::Public { client_id } => {
                 pb::AuthenticateClientRequest { client_id, credential: Some(Credential::None(true)) }

@@ -132,7 +132,8 @@ fn register_form(
 <fieldset><legend>Scope</legend>{scopes}</fieldset>
 <label>Client type
 <select name="token_endpoint_auth_method">
-<option value="client_secret_basic">Confidential: runs on a server and keeps a secret</option>
+<option value="client_secret_basic">Confidential: runs on a server and keeps a secret (HTTP Basic)</option>
+<option value="client_secret_post">Confidential, sending its secret in the request body</option>
 <option value="none">Public: runs in a browser or on a device, uses PKCE, gets no secret</option>
 </select></label>
 <div class="actions"><button type="submit">Register</button></div>

@@ -46,15 +46,35 @@ async fn client_authentication_failures(backend: Backend) {
     let r = app.http.post(&url).header("authorization", format!("Basic {encoded}")).form(&CC).send().await.unwrap();
     assert_eq!(r.status(), 200);
 
-    // client_secret_post is not offered.
+    // A client authenticates the way it registered: a client_secret_basic client may not
+    // put its secret in the body ...
+    let post = |id: &str, secret: &str| {
+        app.http
+            .post(&url)
+            .form(&[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret)])
+            .send()
+    };
+    assert_oauth_error(post(&id, &secret).await.unwrap(), 401, "invalid_client").await;
+    // ... and a client_secret_post client must.
+    let body = app
+        .register(json!({"client_name": "Post Node", "grant_types": ["client_credentials"], "scope": "registration",
+                          "token_endpoint_auth_method": "client_secret_post"}))
+        .await;
+    assert_eq!(body["token_endpoint_auth_method"], "client_secret_post");
+    let (post_id, post_secret) = (body["client_id"].as_str().unwrap(), body["client_secret"].as_str().unwrap());
+    assert_eq!(post(post_id, post_secret).await.unwrap().status(), 200);
+    assert_oauth_error(post(post_id, "wrong").await.unwrap(), 401, "invalid_client").await;
+    assert_oauth_error(app.token(post_id, post_secret, &CC).await, 401, "invalid_client").await;
+    // Two methods at once is a malformed request.
     let r = app
         .http
         .post(&url)
-        .form(&[("grant_type", "client_credentials"), ("client_id", &id), ("client_secret", &secret)])
+        .basic_auth(post_id, Some(post_secret))
+        .form(&[("grant_type", "client_credentials"), ("client_id", post_id), ("client_secret", post_secret)])
         .send()
         .await
         .unwrap();
-    assert_oauth_error(r, 401, "invalid_client").await;
+    assert_oauth_error(r, 400, "invalid_request").await;
 }
 
 async fn request_failures(backend: Backend) {
