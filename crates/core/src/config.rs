@@ -126,6 +126,9 @@ pub struct Config {
     pub legacy_password_grant: bool,
     /// The implicit grant (RFC 6749 §4.2), which IS-10 forbids: off unless switched on.
     pub legacy_implicit_grant: bool,
+    /// PEM certificates trusted (besides the system's) when fetching private_key_jwt clients'
+    /// jwks_uri over https.
+    pub jwks_ca_bundle: Option<PathBuf>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
@@ -155,6 +158,7 @@ impl Default for Config {
             open_signup: false,
             legacy_password_grant: false,
             legacy_implicit_grant: false,
+            jwks_ca_bundle: None,
             max_body_bytes: 16 * 1024,
             log_format: LogFormat::Text,
             internal_transport: InternalTransport::InProcess,

@@ -21,6 +21,7 @@ fn client_to_proto(client: &Client) -> pb::Client {
         token_endpoint_auth_method: match m.token_endpoint_auth_method {
             AuthMethod::ClientSecretBasic => pb::TokenEndpointAuthMethod::ClientSecretBasic,
             AuthMethod::ClientSecretPost => pb::TokenEndpointAuthMethod::ClientSecretPost,
+            AuthMethod::PrivateKeyJwt => pb::TokenEndpointAuthMethod::PrivateKeyJwt,
             AuthMethod::None => pb::TokenEndpointAuthMethod::None,
         } as i32,
         client_uri: m.client_uri.clone().unwrap_or_default(),
@@ -30,6 +31,8 @@ fn client_to_proto(client: &Client) -> pb::Client {
         software_version: m.software_version.clone().unwrap_or_default(),
         owner: client.owner.clone(),
         status: if client.pending { pb::ClientStatus::Pending } else { pb::ClientStatus::Approved } as i32,
+        jwks_uri: m.jwks_uri.clone().unwrap_or_default(),
+        jwks_json: m.jwks.as_ref().map(|j| j.to_string()).unwrap_or_default(),
     }
 }
 
@@ -72,6 +75,9 @@ impl ClientRegistry for ClientRegistryService {
             }
             Some(pb::authenticate_client_request::Credential::ClientSecretPost(secret)) => {
                 Credential::Secret(secret, AuthMethod::ClientSecretPost)
+            }
+            Some(pb::authenticate_client_request::Credential::PrivateKeyJwt(assertion)) => {
+                Credential::Assertion(assertion)
             }
             Some(pb::authenticate_client_request::Credential::None(_)) => Credential::None,
             None => return Err(Status::invalid_argument("a credential is required")),

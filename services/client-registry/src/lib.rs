@@ -2,6 +2,7 @@
 //! compared in constant time), client authentication, and initial access tokens.
 #![forbid(unsafe_code)]
 
+mod assertion;
 mod grpc;
 pub mod metadata;
 pub mod store;
@@ -93,6 +94,8 @@ impl ClientCache {
 pub enum Credential<'a> {
     /// The client secret, and how it was sent (which must be how the client registered).
     Secret(&'a str, AuthMethod),
+    /// An RFC 7523 assertion signed with the client's key.
+    Assertion(&'a str),
     /// Nothing: acceptable only for a public client.
     None,
 }
@@ -102,6 +105,8 @@ pub struct ClientRegistryService {
     cache: ClientCache,
     scopes: Scope,
     mode: RegistrationMode,
+    allow_http_jwks_uri: bool,
+    assertions: assertion::AssertionVerifier,
     legacy: nmos_auth_core::config::LegacyGrants,
 }
 
@@ -114,6 +119,8 @@ impl ClientRegistryService {
             cache: ClientCache::default(),
             scopes: config.scopes()?,
             mode: config.registration,
+            allow_http_jwks_uri: !config.public_base()?.starts_with("https://"),
+            assertions: assertion::AssertionVerifier::new(&config.issuer()?, config.jwks_ca_bundle.as_deref())?,
             legacy: config.legacy_grants(),
         })
     }
@@ -132,7 +139,12 @@ impl ClientRegistryService {
         if let Some(token) = initial_access_token {
             self.check_initial_access_token(token).await?;
         }
-        let metadata = metadata::parse(body, &self.scopes, self.legacy)?;
+        let rules = metadata::Rules {
+            scopes: &self.scopes,
+            legacy: self.legacy,
+            allow_http_jwks_uri: self.allow_http_jwks_uri,
+        };
+        let metadata = metadata::parse(body, &rules)?;
         let code_only =
             metadata.grant_types.iter().all(|g| matches!(g, GrantType::AuthorizationCode | GrantType::RefreshToken));
         let pending = match (initial_access_token, registered_by) {
@@ -153,7 +165,9 @@ impl ClientRegistryService {
         let owner = registered_by.map(|u| u.username.clone()).unwrap_or_default();
 
         let client_id = random_token::<24>();
-        let secret = (metadata.token_endpoint_auth_method != AuthMethod::None).then(random_token::<32>);
+        let secret =
+            matches!(metadata.token_endpoint_auth_method, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
+                .then(random_token::<32>);
         let row = ClientRow {
             client_id: client_id.clone(),
             secret_digest: secret.as_deref().map(digest),
@@ -193,8 +207,11 @@ impl ClientRegistryService {
         row.map(Client::from_row).transpose()
     }
 
-    /// Authenticates a client (RFC 6749 §2.3). Every failure is the same `invalid_client`.
+    /// Authenticates a client (RFC 6749 §2.3, RFC 7523). Every failure is `invalid_client`.
     pub async fn authenticate(&self, client_id: &str, credential: Credential<'_>) -> Result<Client, OAuthError> {
+        if let Credential::Assertion(assertion) = credential {
+            return self.authenticate_assertion(client_id, assertion).await;
+        }
         let known = match self.cache.get(client_id) {
             Some(known) => Some(known),
             None => match self.store.get_client(client_id).await.map_err(OAuthError::internal)? {
@@ -221,6 +238,7 @@ impl ClientRegistryService {
                 false
             }
             (None, Credential::None) => false,
+            (_, Credential::Assertion(_)) => false,
         };
         match known {
             Some(known) if ok => Ok(known.client.clone()),
@@ -261,6 +279,18 @@ impl ClientRegistryService {
         self.cache.forget(client_id);
         tracing::info!(target: "audit", event = "client_deleted", client_id, by = %requested_by.username, "client deregistered");
         Ok(deleted)
+    }
+
+    async fn authenticate_assertion(&self, client_id: &str, assertion: &str) -> Result<Client, OAuthError> {
+        let failed = || OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
+        let claimed = assertion::claimed_client(assertion);
+        let client_id = if client_id.is_empty() { claimed.as_deref().ok_or_else(failed)? } else { client_id };
+        let client = self.get(client_id).await?.ok_or_else(failed)?;
+        if client.metadata.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
+            return Err(OAuthError::new(ErrorCode::InvalidClient, "this client does not use private_key_jwt"));
+        }
+        self.assertions.verify(client_id, &client.metadata, assertion, self.store.as_ref()).await?;
+        Ok(client)
     }
 
     /// Creates an initial access token for RFC 7591 registration; `lifetime_secs` 0 means it

@@ -47,6 +47,8 @@ pub enum AuthMethod {
     ClientSecretBasic,
     /// Confidential client: the secret in the request body.
     ClientSecretPost,
+    /// Confidential client that signs assertions with its own key (RFC 7523).
+    PrivateKeyJwt,
     /// Public client: no secret.
     None,
 }
@@ -56,6 +58,7 @@ impl AuthMethod {
         match self {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
             AuthMethod::None => "none",
         }
     }
@@ -75,6 +78,23 @@ pub struct ClientMetadata {
     pub contacts: Vec<String>,
     pub software_id: Option<String>,
     pub software_version: Option<String>,
+    /// Where a private_key_jwt client publishes its keys ...
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// ... or its keys, inline (a JWK Set).
+    #[serde(default)]
+    pub jwks: Option<Value>,
+}
+
+/// What registration accepts, from the server's configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules<'a> {
+    /// The scopes this server issues.
+    pub scopes: &'a Scope,
+    pub legacy: LegacyGrants,
+    /// Plain-http jwks_uri values, for deployments that run without TLS (as nmos-cpp does when
+    /// unsecured); otherwise they must be https.
+    pub allow_http_jwks_uri: bool,
 }
 
 const MAX_REDIRECT_URIS: usize = 32;
@@ -150,9 +170,10 @@ fn redirect_uri(value: &str) -> Result<String, OAuthError> {
     Ok(value.to_owned())
 }
 
-/// Parses and checks registration metadata. `scopes` are the scopes this server issues.
-/// Metadata this server does not understand is ignored (RFC 7591 §2).
-pub fn parse(body: &Value, scopes: &Scope, legacy: LegacyGrants) -> Result<ClientMetadata, OAuthError> {
+/// Parses and checks registration metadata. Metadata this server does not understand is
+/// ignored (RFC 7591 §2).
+pub fn parse(body: &Value, rules: &Rules) -> Result<ClientMetadata, OAuthError> {
+    let (scopes, legacy) = (rules.scopes, rules.legacy);
     let object = body.as_object().ok_or_else(|| metadata_error("the request body must be a JSON object"))?;
 
     let grant_types = match list_field(object, "grant_types")? {
@@ -209,10 +230,11 @@ pub fn parse(body: &Value, scopes: &Scope, legacy: LegacyGrants) -> Result<Clien
     let token_endpoint_auth_method = match string_field(object, "token_endpoint_auth_method")?.as_deref() {
         None | Some("client_secret_basic") => AuthMethod::ClientSecretBasic,
         Some("client_secret_post") => AuthMethod::ClientSecretPost,
+        Some("private_key_jwt") => AuthMethod::PrivateKeyJwt,
         Some("none") => AuthMethod::None,
         Some(other) => {
             return Err(metadata_error(format!(
-                "token_endpoint_auth_method {other:?} is not supported (client_secret_basic, client_secret_post, none)"
+                "token_endpoint_auth_method {other:?} is not supported (client_secret_basic, client_secret_post, private_key_jwt, none)"
             )));
         }
     };
@@ -243,6 +265,28 @@ pub fn parse(body: &Value, scopes: &Scope, legacy: LegacyGrants) -> Result<Clien
         }
     };
 
+    let jwks_uri = string_field(object, "jwks_uri")?;
+    if let Some(uri) = &jwks_uri {
+        let url = web_url(uri, "jwks_uri")?;
+        if url.scheme() != "https" && !rules.allow_http_jwks_uri {
+            return Err(metadata_error("jwks_uri must be https on a server that uses TLS"));
+        }
+    }
+    let jwks = match object.get("jwks") {
+        None | Some(Value::Null) => None,
+        Some(set) => {
+            serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(set.clone())
+                .map_err(|e| metadata_error(format!("jwks is not a JWK Set: {e}")))?;
+            Some(set.clone())
+        }
+    };
+    if jwks_uri.is_some() && jwks.is_some() {
+        return Err(metadata_error("send jwks_uri or jwks, not both (RFC 7591 §2)"));
+    }
+    if token_endpoint_auth_method == AuthMethod::PrivateKeyJwt && jwks_uri.is_none() && jwks.is_none() {
+        return Err(metadata_error("private_key_jwt needs jwks_uri or jwks"));
+    }
+
     for name in ["client_uri", "logo_uri"] {
         if let Some(url) = string_field(object, name)? {
             web_url(&url, name)?;
@@ -261,6 +305,8 @@ pub fn parse(body: &Value, scopes: &Scope, legacy: LegacyGrants) -> Result<Clien
         contacts: list_field(object, "contacts")?.unwrap_or_default(),
         software_id: string_field(object, "software_id")?,
         software_version: string_field(object, "software_version")?,
+        jwks_uri,
+        jwks,
     })
 }
 
@@ -273,6 +319,10 @@ mod tests {
         Scope::all()
     }
 
+    fn rules(scopes: &Scope, legacy: LegacyGrants) -> Rules<'_> {
+        Rules { scopes, legacy, allow_http_jwks_uri: false }
+    }
+
     fn code(e: Result<ClientMetadata, OAuthError>) -> &'static str {
         e.unwrap_err().code.as_str()
     }
@@ -282,8 +332,7 @@ mod tests {
         let m = parse(
             &json!({"client_name": "", "grant_types": ["client_credentials"], "response_types": ["none"],
                     "scope": "registration", "token_endpoint_auth_method": "client_secret_basic"}),
-            &scopes(),
-            LegacyGrants::default(),
+            &rules(&scopes(), LegacyGrants::default()),
         )
         .unwrap();
         assert_eq!(m.grant_types, vec![GrantType::ClientCredentials]);
@@ -292,7 +341,8 @@ mod tests {
 
     #[test]
     fn defaults_follow_rfc_7591() {
-        let m = parse(&json!({"redirect_uris": ["https://c.example/cb"]}), &scopes(), LegacyGrants::default()).unwrap();
+        let m = parse(&json!({"redirect_uris": ["https://c.example/cb"]}), &rules(&scopes(), LegacyGrants::default()))
+            .unwrap();
         assert_eq!(m.grant_types, vec![GrantType::AuthorizationCode]);
         assert_eq!(m.response_types, vec!["code"]);
         assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
@@ -302,48 +352,49 @@ mod tests {
     #[test]
     fn bad_metadata_is_rejected_with_the_rfc_code() {
         let s = scopes();
-        assert_eq!(code(parse(&json!([]), &s, LegacyGrants::default())), "invalid_client_metadata");
+        assert_eq!(code(parse(&json!([]), &rules(&s, LegacyGrants::default()))), "invalid_client_metadata");
         assert_eq!(
-            code(parse(&json!({"grant_types": ["password"]}), &s, LegacyGrants::default())),
+            code(parse(&json!({"grant_types": ["password"]}), &rules(&s, LegacyGrants::default()))),
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(parse(&json!({"grant_types": "client_credentials"}), &s, LegacyGrants::default())),
+            code(parse(&json!({"grant_types": "client_credentials"}), &rules(&s, LegacyGrants::default()))),
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(parse(&json!({"grant_types": ["authorization_code"]}), &s, LegacyGrants::default())),
+            code(parse(&json!({"grant_types": ["authorization_code"]}), &rules(&s, LegacyGrants::default()))),
             "invalid_redirect_uri"
         );
         assert_eq!(
-            code(parse(&json!({"redirect_uris": ["/relative"]}), &s, LegacyGrants::default())),
+            code(parse(&json!({"redirect_uris": ["/relative"]}), &rules(&s, LegacyGrants::default()))),
             "invalid_redirect_uri"
         );
         assert_eq!(
-            code(parse(&json!({"redirect_uris": ["https://a.example/cb#x"]}), &s, LegacyGrants::default())),
+            code(parse(&json!({"redirect_uris": ["https://a.example/cb#x"]}), &rules(&s, LegacyGrants::default()))),
             "invalid_redirect_uri"
         );
         assert_eq!(
-            code(parse(&json!({"redirect_uris": ["https://*.example/cb"]}), &s, LegacyGrants::default())),
+            code(parse(&json!({"redirect_uris": ["https://*.example/cb"]}), &rules(&s, LegacyGrants::default()))),
             "invalid_redirect_uri"
         );
         assert_eq!(
             code(parse(
                 &json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
-                &s,
-                LegacyGrants::default()
+                &rules(&s, LegacyGrants::default())
             )),
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(parse(&json!({"grant_types": ["client_credentials"], "scope": "bogus"}), &s, LegacyGrants::default())),
+            code(parse(
+                &json!({"grant_types": ["client_credentials"], "scope": "bogus"}),
+                &rules(&s, LegacyGrants::default())
+            )),
             "invalid_client_metadata"
         );
         assert_eq!(
             code(parse(
                 &json!({"grant_types": ["client_credentials"], "scope": "query"}),
-                &Scope::parse("registration").unwrap(),
-                LegacyGrants::default()
+                &rules(&Scope::parse("registration").unwrap(), LegacyGrants::default())
             )),
             "invalid_client_metadata"
         );
@@ -353,11 +404,37 @@ mod tests {
     fn legacy_grants_only_when_switched_on() {
         let on = LegacyGrants { password: true, implicit: true };
         let body = json!({"grant_types": ["implicit", "password"], "redirect_uris": ["https://c.example/cb"]});
-        assert_eq!(code(parse(&body, &scopes(), LegacyGrants::default())), "invalid_client_metadata");
-        let m = parse(&body, &scopes(), on).unwrap();
+        assert_eq!(code(parse(&body, &rules(&scopes(), LegacyGrants::default()))), "invalid_client_metadata");
+        let m = parse(&body, &rules(&scopes(), on)).unwrap();
         assert_eq!(m.response_types, vec!["token"]);
         let no_uri = json!({"grant_types": ["implicit"]});
-        assert_eq!(code(parse(&no_uri, &scopes(), on)), "invalid_redirect_uri");
+        assert_eq!(code(parse(&no_uri, &rules(&scopes(), on))), "invalid_redirect_uri");
+    }
+
+    #[test]
+    fn private_key_jwt_needs_keys() {
+        let s = scopes();
+        let with = |extra: Value| {
+            let mut body =
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt"});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            parse(&body, &rules(&s, LegacyGrants::default()))
+        };
+        assert_eq!(code(with(json!({}))), "invalid_client_metadata");
+        assert_eq!(
+            code(with(json!({"jwks_uri": "http://node.example/jwks"}))),
+            "invalid_client_metadata",
+            "https only"
+        );
+        assert_eq!(code(with(json!({"jwks": {"keys": "no"}}))), "invalid_client_metadata");
+        let both = json!({"jwks_uri": "https://node.example/jwks", "jwks": {"keys": []}});
+        assert_eq!(code(with(both)), "invalid_client_metadata");
+        let m = with(json!({"jwks_uri": "https://node.example/jwks"})).unwrap();
+        assert_eq!(m.token_endpoint_auth_method, AuthMethod::PrivateKeyJwt);
+        let http = Rules { scopes: &s, legacy: LegacyGrants::default(), allow_http_jwks_uri: true };
+        let body = json!({"token_endpoint_auth_method": "private_key_jwt", "grant_types": ["client_credentials"],
+                          "jwks_uri": "http://192.0.2.7:8080/jwks"});
+        assert!(parse(&body, &http).is_ok(), "plain http where the deployment runs without TLS");
     }
 
     #[test]
@@ -367,7 +444,7 @@ mod tests {
             ("redirect_uris".to_owned(), "https://c.example/cb".to_owned()),
             ("client_name".to_owned(), "My Node".to_owned()),
         ];
-        let m = parse(&form_to_json(&form), &scopes(), LegacyGrants::default()).unwrap();
+        let m = parse(&form_to_json(&form), &rules(&scopes(), LegacyGrants::default())).unwrap();
         assert_eq!(m.redirect_uris.len(), 3);
         assert_eq!(m.client_name, "My Node");
     }

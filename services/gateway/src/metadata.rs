@@ -26,6 +26,9 @@ pub async fn auth_version() -> Json<Value> {
     Json(json!(["authorize/", "introspect/", "jwks/", "register/", "revoke/", "token/"]))
 }
 
+/// The algorithms accepted for private_key_jwt client assertions.
+const ASSERTION_ALGORITHMS: [&str; 5] = ["RS256", "RS384", "RS512", "PS256", "ES256"];
+
 /// The RFC 8414 document; every field is computed once at start-up.
 pub fn authorization_server_metadata(issuer: &str, scopes: &str, legacy: LegacyGrants) -> Value {
     // Exactly the grants that are on.
@@ -47,11 +50,14 @@ pub fn authorization_server_metadata(issuer: &str, scopes: &str, legacy: LegacyG
         "scopes_supported": scopes.split(' ').collect::<Vec<_>>(),
         "response_types_supported": response_types,
         "grant_types_supported": grant_types,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "revocation_endpoint": format!("{issuer}/revoke"),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "introspection_endpoint": format!("{issuer}/introspect"),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "code_challenge_methods_supported": ["S256", "plain"],
     })
 }

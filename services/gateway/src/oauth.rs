@@ -133,6 +133,7 @@ fn client_json(client: pb::Client, secret: String) -> Value {
     let method = match pb::TokenEndpointAuthMethod::try_from(client.token_endpoint_auth_method) {
         Ok(pb::TokenEndpointAuthMethod::None) => "none",
         Ok(pb::TokenEndpointAuthMethod::ClientSecretPost) => "client_secret_post",
+        Ok(pb::TokenEndpointAuthMethod::PrivateKeyJwt) => "private_key_jwt",
         _ => "client_secret_basic",
     };
     let mut body = json!({
@@ -162,6 +163,12 @@ fn client_json(client: pb::Client, secret: String) -> Value {
     }
     if !client.contacts.is_empty() {
         body["contacts"] = json!(client.contacts);
+    }
+    if !client.jwks_uri.is_empty() {
+        body["jwks_uri"] = json!(client.jwks_uri);
+    }
+    if let Ok(jwks) = serde_json::from_str::<Value>(&client.jwks_json) {
+        body["jwks"] = jwks;
     }
     body
 }

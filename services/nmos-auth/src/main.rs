@@ -15,6 +15,7 @@ use nmos_auth::Server;
 use nmos_auth_core::config::{InternalTransport, LogFormat, RegistrationMode};
 use nmos_auth_core::secret::Secret;
 use nmos_auth_core::{AccessRights, Config, NmosApi};
+use tokio::signal::unix::{SignalKind, signal};
 
 /// An AMWA NMOS IS-10 Authorization Server.
 #[derive(Parser)]
@@ -81,6 +82,9 @@ struct ConfigArgs {
     /// Switch on the legacy implicit grant (IS-10 forbids it).
     #[arg(long, global = true, env = "NMOS_AUTH_LEGACY_IMPLICIT_GRANT")]
     legacy_implicit_grant: Option<bool>,
+    /// PEM certificates to trust when fetching private_key_jwt clients' jwks_uri over https.
+    #[arg(long, global = true, env = "NMOS_AUTH_JWKS_CA_BUNDLE")]
+    jwks_ca_bundle: Option<PathBuf>,
     /// Largest accepted request body in bytes.
     #[arg(long, global = true, env = "NMOS_AUTH_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -130,7 +134,7 @@ impl ConfigArgs {
             max_body_bytes,
             log_format
         );
-        set_some!(public_url, tls_cert, tls_key, key_encryption_key_file, cookie_key_file);
+        set_some!(public_url, tls_cert, tls_key, key_encryption_key_file, cookie_key_file, jwks_ca_bundle);
         c.validate()?;
         Ok(c)
     }
@@ -263,6 +267,9 @@ async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM that arrives while the services start must shut down cleanly.
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let issuer = config.issuer()?;
     if config.listen.ip().is_unspecified() && config.public_url.is_none() {
@@ -286,23 +293,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         "create an initial access token for device registration with: nmos-auth admin create-initial-access-token"
     );
+    let stop = async {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    };
     tokio::select! {
         result = server.wait() => result,
-        _ = shutdown_signal() => {
+        _ = stop => {
             tracing::info!("shutting down");
             server.shutdown().await
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 

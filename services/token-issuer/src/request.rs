@@ -28,6 +28,9 @@ impl Params {
     }
 }
 
+/// RFC 7521 §4.2: the only client assertion type accepted.
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
 /// The client's claim of identity, before the registry checks it.
 pub enum ClientAuth {
     Basic {
@@ -39,6 +42,11 @@ pub enum ClientAuth {
         client_id: String,
         client_secret: String,
     },
+    /// private_key_jwt: an RFC 7523 assertion; the client_id may come from the assertion.
+    Assertion {
+        client_id: String,
+        assertion: String,
+    },
     /// No credentials: a public client naming itself with `client_id`.
     Public {
         client_id: String,
@@ -48,19 +56,31 @@ pub enum ClientAuth {
 impl ClientAuth {
     pub fn from_request(auth: Option<pb::ClientAuthentication>, params: &Params) -> Result<ClientAuth, OAuthError> {
         let invalid_client = |why: &str| OAuthError::new(ErrorCode::InvalidClient, why);
-        if params.get("client_assertion").is_some() || params.get("client_assertion_type").is_some() {
-            return Err(invalid_client(
-                "private_key_jwt is not supported; use client_secret_basic or client_secret_post",
-            ));
-        }
         let method = auth.and_then(|a| a.method);
+        // RFC 6749 §2.3: one authentication method per request.
+        let two_methods =
+            || OAuthError::new(ErrorCode::InvalidRequest, "use one client authentication method, not two");
+        match (params.get("client_assertion"), params.get("client_assertion_type")) {
+            (Some(assertion), Some(ASSERTION_TYPE)) => {
+                let basic = matches!(method, Some(pb::client_authentication::Method::Basic(_)));
+                if basic || params.get("client_secret").is_some() {
+                    return Err(two_methods());
+                }
+                let client_id = params.get("client_id").unwrap_or_default().to_owned();
+                return Ok(ClientAuth::Assertion { client_id, assertion: assertion.to_owned() });
+            }
+            (None, None) => {}
+            _ => {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("client_assertion needs client_assertion_type {ASSERTION_TYPE}"),
+                ));
+            }
+        }
         if let Some(secret) = params.get("client_secret") {
             // RFC 6749 §2.3: one authentication method per request.
             if matches!(method, Some(pb::client_authentication::Method::Basic(_))) {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidRequest,
-                    "use one client authentication method, not two",
-                ));
+                return Err(two_methods());
             }
             let client_id = params.get("client_id").ok_or_else(|| invalid_client("client_id is required"))?;
             return Ok(ClientAuth::Post { client_id: client_id.to_owned(), client_secret: secret.to_owned() });
@@ -93,6 +113,9 @@ impl ClientAuth {
                 client_id,
                 credential: Some(Credential::ClientSecretPost(client_secret)),
             },
+            ClientAuth::Assertion { client_id, assertion } => {
+                pb::AuthenticateClientRequest { client_id, credential: Some(Credential::PrivateKeyJwt(assertion)) }
+            }
             ClientAuth::Public { client_id } => {
                 pb::AuthenticateClientRequest { client_id, credential: Some(Credential::None(true)) }
             }

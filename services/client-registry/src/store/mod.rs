@@ -15,11 +15,13 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_clients.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/sqlite/0002_owner.sql") },
         Migration { version: 3, sql: include_str!("../../migrations/sqlite/0003_status.sql") },
+        Migration { version: 4, sql: include_str!("../../migrations/sqlite/0004_assertions.sql") },
     ],
     postgres: &[
         Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_clients.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/postgres/0002_owner.sql") },
         Migration { version: 3, sql: include_str!("../../migrations/postgres/0003_status.sql") },
+        Migration { version: 4, sql: include_str!("../../migrations/postgres/0004_assertions.sql") },
     ],
 };
 
@@ -47,6 +49,8 @@ pub trait ClientStore: Send + Sync {
     async fn approve(&self, client_id: &str) -> anyhow::Result<bool>;
     /// False when there is no such client.
     async fn delete_client(&self, client_id: &str) -> anyhow::Result<bool>;
+    /// Records an assertion id until it expires; false if it was already seen (a replay).
+    async fn remember_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> anyhow::Result<bool>;
     async fn insert_initial_access_token(
         &self,
         digest: &[u8],
@@ -131,6 +135,27 @@ macro_rules! client_store_impl {
                     .execute(&self.0)
                     .await?
                     .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn remember_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> anyhow::Result<bool> {
+                let mut tx = self.0.begin().await?;
+                // Ids past their expiry can never be replayed: purge them as we go.
+                sqlx::query("DELETE FROM clients_assertion_jtis WHERE expires_at < $1")
+                    .bind(nmos_auth_core::now_unix())
+                    .execute(&mut *tx)
+                    .await?;
+                let n = sqlx::query(
+                    "INSERT INTO clients_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (client_id, jti) DO NOTHING",
+                )
+                .bind(client_id)
+                .bind(jti)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
                 Ok(n == 1)
             }
 

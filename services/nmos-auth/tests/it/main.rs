@@ -9,6 +9,7 @@ mod grpc;
 mod http_surface;
 mod legacy;
 mod m2m;
+mod private_key_jwt;
 mod registration;
 mod restart;
 mod tls;
