@@ -5,6 +5,7 @@ use nmos_auth_proto::client_registry_server::ClientRegistry;
 use tonic::{Request, Response, Status};
 
 use crate::metadata::{AuthMethod, form_to_json};
+use crate::policy::ClientPolicy;
 use crate::{Client, ClientRegistryService, Credential, WebUser};
 
 fn client_to_proto(client: &Client) -> pb::Client {
@@ -33,6 +34,7 @@ fn client_to_proto(client: &Client) -> pb::Client {
         status: if client.pending { pb::ClientStatus::Pending } else { pb::ClientStatus::Approved } as i32,
         jwks_uri: m.jwks_uri.clone().unwrap_or_default(),
         jwks_json: m.jwks.as_ref().map(|j| j.to_string()).unwrap_or_default(),
+        policy: client.policy.as_ref().map(ClientPolicy::to_proto),
     }
 }
 
@@ -136,6 +138,29 @@ impl ClientRegistry for ClientRegistryService {
         }
         if !self.approve(&r.client_id, &user.username).await? {
             return Err(Status::not_found("no such pending client"));
+        }
+        match self.get(&r.client_id).await? {
+            Some(client) => Ok(Response::new(client_to_proto(&client))),
+            None => Err(Status::not_found("no such client")),
+        }
+    }
+
+    async fn set_client_policy(
+        &self,
+        request: Request<pb::SetClientPolicyRequest>,
+    ) -> Result<Response<pb::Client>, Status> {
+        let r = request.into_inner();
+        let user = r.requested_by.ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
+        if !user.admin {
+            return Err(Status::permission_denied("only administrators set client policies"));
+        }
+        let policy = r
+            .policy
+            .map(|p| ClientPolicy::from_proto(p, self.scopes()))
+            .transpose()
+            .map_err(Status::invalid_argument)?;
+        if !self.set_policy(&r.client_id, policy, &user.username).await? {
+            return Err(Status::not_found("no such client"));
         }
         match self.get(&r.client_id).await? {
             Some(client) => Ok(Response::new(client_to_proto(&client))),

@@ -5,6 +5,7 @@
 mod assertion;
 mod grpc;
 pub mod metadata;
+pub mod policy;
 pub mod store;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use nmos_auth_proto::client_registry_server::ClientRegistryServer;
 use serde_json::Value;
 
 use crate::metadata::{AuthMethod, ClientMetadata, GrantType};
+use crate::policy::ClientPolicy;
 use crate::store::{ClientRow, ClientStore};
 
 /// A registered client.
@@ -29,6 +31,8 @@ pub struct Client {
     pub owner: String,
     /// Waiting for an administrator's approval: no tokens until then.
     pub pending: bool,
+    /// An administrator's policy for its client_credentials tokens.
+    pub policy: Option<ClientPolicy>,
 }
 
 const APPROVED: &str = "approved";
@@ -49,6 +53,7 @@ impl Client {
             metadata,
             owner: row.owner,
             pending: row.status == PENDING,
+            policy: row.policy.as_deref().map(serde_json::from_str).transpose().map_err(OAuthError::internal)?,
         })
     }
 }
@@ -59,14 +64,15 @@ struct KnownClient {
     secret_digest: Option<Vec<u8>>,
 }
 
-/// Recently authenticated clients, so that a Node asking for a token every few seconds does
-/// not cost a database read each time. Entries live for [`ClientCache::TTL`]: a change made
-/// by another replica of the registry is seen within that time. Unknown ids are not cached.
+/// Recently authenticated clients, so that a client asking for many tokens a second does not
+/// cost a database read each time. Entries live for [`ClientCache::TTL`] (one second): a
+/// change made elsewhere (the admin command, another replica) applies within that time; one
+/// made through this service applies at once. Unknown ids are not cached.
 #[derive(Default)]
 struct ClientCache(std::sync::Mutex<std::collections::HashMap<String, (Arc<KnownClient>, std::time::Instant)>>);
 
 impl ClientCache {
-    const TTL: std::time::Duration = std::time::Duration::from_secs(10);
+    const TTL: std::time::Duration = std::time::Duration::from_secs(1);
     const MAX_ENTRIES: usize = 10_000;
 
     fn get(&self, client_id: &str) -> Option<Arc<KnownClient>> {
@@ -175,6 +181,7 @@ impl ClientRegistryService {
             issued_at: nmos_auth_core::now_unix(),
             owner: owner.clone(),
             status: if pending { PENDING } else { APPROVED }.to_owned(),
+            policy: None,
         };
         self.store.insert_client(&row).await.map_err(OAuthError::internal)?;
         tracing::info!(
@@ -189,7 +196,7 @@ impl ClientRegistryService {
             pending,
             "client registered"
         );
-        Ok((Client { client_id, issued_at: row.issued_at, metadata, owner, pending }, secret))
+        Ok((Client { client_id, issued_at: row.issued_at, metadata, owner, pending, policy: None }, secret))
     }
 
     async fn check_initial_access_token(&self, token: &str) -> Result<(), OAuthError> {
@@ -266,6 +273,28 @@ impl ClientRegistryService {
             tracing::info!(target: "audit", event = "client_approved", client_id, by = approved_by, "client approved");
         }
         Ok(approved)
+    }
+
+    /// Sets (or with `None` clears) a client's policy; it applies from the next token on.
+    /// False when there is no such client.
+    pub async fn set_policy(
+        &self,
+        client_id: &str,
+        policy: Option<ClientPolicy>,
+        by: &str,
+    ) -> Result<bool, OAuthError> {
+        let json = policy.as_ref().map(serde_json::to_string).transpose().map_err(OAuthError::internal)?;
+        let updated = self.store.set_policy(client_id, json.as_deref()).await.map_err(OAuthError::internal)?;
+        if updated {
+            self.cache.forget(client_id);
+            tracing::info!(target: "audit", event = "client_policy_set", client_id, by, policy = ?policy, "client policy changed");
+        }
+        Ok(updated)
+    }
+
+    /// The scopes this server issues.
+    pub fn scopes(&self) -> &Scope {
+        &self.scopes
     }
 
     /// Deregisters a client: its owner or an administrator may. False when there is no

@@ -192,6 +192,53 @@ enum Admin {
     ApproveClient { client_id: String },
     /// Reject a pending client: it is deleted.
     RejectClient { client_id: String },
+    /// Set a machine client's policy for its next client_credentials tokens (or --clear it).
+    SetClientPolicy {
+        client_id: String,
+        /// The scopes it may get, e.g. "registration events".
+        #[arg(long, required_unless_present = "clear")]
+        scope: Option<String>,
+        /// A read path for an API, as API=PATH (repeatable), e.g. --read 'connection=*'.
+        #[arg(long)]
+        read: Vec<String>,
+        /// A write path for an API, as API=PATH (repeatable), e.g. --write 'connection=single/senders/*'.
+        #[arg(long)]
+        write: Vec<String>,
+        /// The aud of its tokens (repeatable), e.g. --audience '*.studio-a.example'.
+        #[arg(long)]
+        audience: Vec<String>,
+        /// Go back to the server's defaults.
+        #[arg(long, conflicts_with_all = ["scope", "read", "write", "audience"])]
+        clear: bool,
+    },
+}
+
+/// A policy from the command line's API=PATH pairs.
+fn policy_from_args(
+    scope: String,
+    read: &[String],
+    write: &[String],
+    audience: Vec<String>,
+) -> anyhow::Result<nmos_auth_proto::ClientPolicy> {
+    let mut permissions: Vec<nmos_auth_proto::ApiPermission> = Vec::new();
+    for (list, is_write) in [(read, false), (write, true)] {
+        for pair in list {
+            let (api, path) = pair.split_once('=').with_context(|| format!("{pair:?} is not API=PATH"))?;
+            let entry = match permissions.iter().position(|p| p.api == api) {
+                Some(i) => &mut permissions[i],
+                None => {
+                    permissions.push(nmos_auth_proto::ApiPermission {
+                        api: api.to_owned(),
+                        read: vec![],
+                        write: vec![],
+                    });
+                    permissions.last_mut().context("just pushed")?
+                }
+            };
+            if is_write { entry.write.push(path.to_owned()) } else { entry.read.push(path.to_owned()) }
+        }
+    }
+    Ok(nmos_auth_proto::ClientPolicy { scope, permissions, audience })
 }
 
 fn rights_list(text: &str) -> anyhow::Result<Vec<(NmosApi, nmos_auth_core::Access)>> {
@@ -255,6 +302,26 @@ async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
         Admin::ApproveClient { client_id } => {
             anyhow::ensure!(clients.approve(&client_id, "nmos-auth admin").await?, "no pending client {client_id:?}");
             println!("approved {client_id}");
+        }
+        Admin::SetClientPolicy { client_id, scope, read, write, audience, clear } => {
+            let policy = match (clear, scope) {
+                (true, _) | (false, None) => None,
+                (false, Some(scope)) => {
+                    let proto = policy_from_args(scope, &read, &write, audience)?;
+                    Some(
+                        nmos_auth_client_registry::policy::ClientPolicy::from_proto(proto, clients.scopes())
+                            .map_err(anyhow::Error::msg)?,
+                    )
+                }
+            };
+            anyhow::ensure!(
+                clients.set_policy(&client_id, policy.clone(), "nmos-auth admin").await?,
+                "no client {client_id:?}"
+            );
+            match policy {
+                Some(p) => println!("{client_id}: {}", serde_json::to_string(&p)?),
+                None => println!("{client_id}: the server's defaults"),
+            }
         }
         Admin::RejectClient { client_id } => {
             let cli = nmos_auth_client_registry::WebUser { username: "nmos-auth admin".into(), admin: true };

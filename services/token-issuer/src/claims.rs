@@ -17,6 +17,8 @@ pub struct Claims {
     pub scope: Scope,
     /// The `x-nmos-<api>` objects; never empty ones.
     pub permissions: Map<String, Value>,
+    /// An `aud` for this token instead of the server's (a client's policy).
+    pub audience: Option<Vec<String>>,
 }
 
 impl TokenPolicy {
@@ -26,7 +28,7 @@ impl TokenPolicy {
         let mut object = json!({
             "iss": self.issuer,
             "sub": claims.subject,
-            "aud": self.audience,
+            "aud": claims.audience.as_ref().unwrap_or(&self.audience),
             "exp": now + self.lifetime_secs,
             "iat": now,
             "jti": jti,
@@ -50,5 +52,6 @@ pub fn user_claims(user: &nmos_auth_proto::User, client_id: &str, requested: &Sc
         client_id: client_id.to_owned(),
         permissions: rights.claims_for(&scope),
         scope,
+        audience: None,
     }
 }

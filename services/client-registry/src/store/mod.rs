@@ -16,12 +16,14 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 2, sql: include_str!("../../migrations/sqlite/0002_owner.sql") },
         Migration { version: 3, sql: include_str!("../../migrations/sqlite/0003_status.sql") },
         Migration { version: 4, sql: include_str!("../../migrations/sqlite/0004_assertions.sql") },
+        Migration { version: 5, sql: include_str!("../../migrations/sqlite/0005_policy.sql") },
     ],
     postgres: &[
         Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_clients.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/postgres/0002_owner.sql") },
         Migration { version: 3, sql: include_str!("../../migrations/postgres/0003_status.sql") },
         Migration { version: 4, sql: include_str!("../../migrations/postgres/0004_assertions.sql") },
+        Migration { version: 5, sql: include_str!("../../migrations/postgres/0005_policy.sql") },
     ],
 };
 
@@ -35,6 +37,8 @@ pub struct ClientRow {
     pub owner: String,
     /// "approved" or "pending".
     pub status: String,
+    /// An administrator's policy, as JSON.
+    pub policy: Option<String>,
 }
 
 #[async_trait]
@@ -49,6 +53,8 @@ pub trait ClientStore: Send + Sync {
     async fn approve(&self, client_id: &str) -> anyhow::Result<bool>;
     /// False when there is no such client.
     async fn delete_client(&self, client_id: &str) -> anyhow::Result<bool>;
+    /// Sets or clears a client's policy; false when there is no such client.
+    async fn set_policy(&self, client_id: &str, policy: Option<&str>) -> anyhow::Result<bool>;
     /// Records an assertion id until it expires; false if it was already seen (a replay).
     async fn remember_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> anyhow::Result<bool>;
     async fn insert_initial_access_token(
@@ -76,19 +82,21 @@ macro_rules! client_store_impl {
     ($store:ident, $pool:ty) => {
         pub struct $store(pub $pool);
 
-        const CLIENT_COLUMNS: &str = "client_id, secret_digest, metadata, issued_at, owner, status";
-        type ClientTuple = (String, Option<Vec<u8>>, String, i64, String, String);
+        const CLIENT_COLUMNS: &str = "client_id, secret_digest, metadata, issued_at, owner, status, policy";
+        type ClientTuple = (String, Option<Vec<u8>>, String, i64, String, String, Option<String>);
 
-        fn client_row((client_id, secret_digest, metadata, issued_at, owner, status): ClientTuple) -> super::ClientRow {
-            super::ClientRow { client_id, secret_digest, metadata, issued_at, owner, status }
+        fn client_row(
+            (client_id, secret_digest, metadata, issued_at, owner, status, policy): ClientTuple,
+        ) -> super::ClientRow {
+            super::ClientRow { client_id, secret_digest, metadata, issued_at, owner, status, policy }
         }
 
         #[async_trait::async_trait]
         impl super::ClientStore for $store {
             async fn insert_client(&self, client: &super::ClientRow) -> anyhow::Result<()> {
                 sqlx::query(
-                    "INSERT INTO clients_clients (client_id, secret_digest, metadata, issued_at, owner, status) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO clients_clients (client_id, secret_digest, metadata, issued_at, owner, status, policy) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(&client.client_id)
                 .bind(&client.secret_digest)
@@ -96,6 +104,7 @@ macro_rules! client_store_impl {
                 .bind(client.issued_at)
                 .bind(&client.owner)
                 .bind(&client.status)
+                .bind(&client.policy)
                 .execute(&self.0)
                 .await?;
                 Ok(())
@@ -131,6 +140,16 @@ macro_rules! client_store_impl {
 
             async fn approve(&self, client_id: &str) -> anyhow::Result<bool> {
                 let n = sqlx::query("UPDATE clients_clients SET status = 'approved' WHERE client_id = $1 AND status = 'pending'")
+                    .bind(client_id)
+                    .execute(&self.0)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn set_policy(&self, client_id: &str, policy: Option<&str>) -> anyhow::Result<bool> {
+                let n = sqlx::query("UPDATE clients_clients SET policy = $1 WHERE client_id = $2")
+                    .bind(policy)
                     .bind(client_id)
                     .execute(&self.0)
                     .await?

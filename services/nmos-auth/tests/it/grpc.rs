@@ -291,6 +291,18 @@ async fn client_registry_service(backend: Backend) {
     let approve = |by| pb::ApproveClientRequest { client_id: client.client_id.clone(), requested_by: by };
     assert_eq!(clients.approve_client(approve(web("bob", false))).await.unwrap_err().code(), Code::PermissionDenied);
     assert_eq!(clients.approve_client(approve(web("root", true))).await.unwrap_err().code(), Code::NotFound);
+
+    // Client policies: administrators only, and only sensible ones.
+    let policy = |scope: &str| pb::ClientPolicy { scope: scope.into(), permissions: vec![], audience: vec![] };
+    let set = |by, p| pb::SetClientPolicyRequest { client_id: client.client_id.clone(), policy: p, requested_by: by };
+    let refused = clients.set_client_policy(set(web("bob", false), Some(policy("events")))).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let invalid = clients.set_client_policy(set(web("root", true), Some(policy("bogus")))).await.unwrap_err();
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    let updated = clients.set_client_policy(set(web("root", true), Some(policy("events")))).await.unwrap().into_inner();
+    assert_eq!(updated.policy.unwrap().scope, "events");
+    let cleared = clients.set_client_policy(set(web("root", true), None)).await.unwrap().into_inner();
+    assert!(cleared.policy.is_none());
 }
 
 async fn token_issuer_service(backend: Backend) {

@@ -3,7 +3,11 @@ use serde_json::{Value, json};
 
 use crate::harness::{Backend, TestApp, backend_tests, pyjwt_verify};
 
-backend_tests!(node_registers_and_gets_a_verifiable_token, requested_scope_is_narrowed_to_what_was_asked);
+backend_tests!(
+    node_registers_and_gets_a_verifiable_token,
+    requested_scope_is_narrowed_to_what_was_asked,
+    per_client_policy_shapes_the_next_token
+);
 
 async fn node_registers_and_gets_a_verifiable_token(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -138,4 +142,60 @@ async fn requested_scope_is_narrowed_to_what_was_asked(backend: Backend) {
     let claims = app.verified_claims(&one).await;
     assert_eq!(claims["scope"], "events");
     assert!(claims.get("x-nmos-registration").is_none());
+}
+
+/// An administrator's policy for one machine client (the `set-client-policy` command) changes
+/// its next token: scopes beyond the allow-list, path lists, audience.
+async fn per_client_policy_shapes_the_next_token(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, secret) = app.machine_client("registration connection").await;
+    let ask = |scope: &'static str| {
+        let (id, secret) = (id.clone(), secret.clone());
+        let app = &app;
+        async move { app.token(&id, &secret, &[("grant_type", "client_credentials"), ("scope", scope)]).await }
+    };
+    crate::harness::assert_oauth_error(ask("connection").await, 400, "invalid_scope").await;
+
+    let admin = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
+        c.arg("--data-dir").arg(&app.config.data_dir).arg("admin").args(args);
+        if let Some(url) = &app.config.database_url {
+            c.env("NMOS_AUTH_DATABASE_URL", url.expose());
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    admin(&[
+        "set-client-policy",
+        &id,
+        "--scope",
+        "registration connection",
+        "--read",
+        "connection=*",
+        "--write",
+        "connection=single/senders/*",
+        "--audience",
+        "*.studio-a.example",
+    ]);
+    // The command is another process: the running registry sees the change within a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let tokens: Value = ask("registration connection").await.json().await.unwrap();
+    assert_eq!(tokens["scope"], "registration connection");
+    let verified =
+        pyjwt_verify(tokens["access_token"].as_str().unwrap(), &app.jwks().await, &app.issuer(), "*.studio-a.example");
+    let claims = &verified["claims"];
+    assert_eq!(claims["aud"], json!(["*.studio-a.example"]));
+    assert_eq!(claims["x-nmos-connection"], json!({"read": ["*"], "write": ["single/senders/*"]}));
+    assert_eq!(
+        claims["x-nmos-registration"],
+        json!({"read": ["*"], "write": ["*"]}),
+        "APIs without paths: full access"
+    );
+
+    admin(&["set-client-policy", &id, "--clear"]);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    crate::harness::assert_oauth_error(ask("connection").await, 400, "invalid_scope").await;
+    let tokens: Value = ask("registration").await.json().await.unwrap();
+    let claims = app.verified_claims(&tokens).await;
+    assert_eq!(claims["aud"], json!(["*.example.com", "https://*.local"]), "the server's audience again");
 }

@@ -1,14 +1,22 @@
 //! RFC 6749 §4.4: the client credentials grant, for confidential machine clients only.
-//! The scopes it may carry are limited by an allow-list (BCP-003-02: registration, events).
-use nmos_auth_core::{Access, AccessRights, ErrorCode, OAuthError, Scope};
+//! The scopes it may carry are limited by an allow-list (BCP-003-02: registration, events),
+//! or by the client's own policy, which an administrator sets along with the path lists of
+//! its claims and its tokens' audience.
+use nmos_auth_core::{Access, AccessRights, ErrorCode, NmosApi, OAuthError, Scope};
 use nmos_auth_proto as pb;
+use serde_json::{Map, Value, json};
 
 use crate::claims::Claims;
 use crate::grants::Grant;
 use crate::request::Params;
 
 /// Decides the scope and claims of a client_credentials token.
-pub fn authorize(client: &pb::Client, params: &Params, allowed: &Scope) -> Result<Grant, OAuthError> {
+pub fn authorize(client: &pb::Client, params: &Params, default_allowed: &Scope) -> Result<Grant, OAuthError> {
+    let policy = client.policy.as_ref();
+    let allowed = match policy {
+        Some(p) => &Scope::parse(&p.scope).map_err(OAuthError::internal)?,
+        None => default_allowed,
+    };
     if client.token_endpoint_auth_method == pb::TokenEndpointAuthMethod::None as i32 {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -48,8 +56,23 @@ pub fn authorize(client: &pb::Client, params: &Params, allowed: &Scope) -> Resul
             "no scope was requested, and none can be granted by default",
         ));
     }
-    // A machine client has full access to each API in its granted scope.
-    let permissions = AccessRights::uniform(Access::Write).claims_for(&scope);
-    let claims = Claims { subject: client.client_id.clone(), client_id: client.client_id.clone(), scope, permissions };
+    // A machine client has full access to each API in its granted scope, unless its policy
+    // lists the paths.
+    let mut permissions = AccessRights::uniform(Access::Write).claims_for(&scope);
+    for p in policy.map(|p| p.permissions.as_slice()).unwrap_or_default() {
+        if let Some(api) = NmosApi::parse(&p.api).filter(|api| scope.contains(*api)) {
+            let mut object = Map::new();
+            if !p.read.is_empty() {
+                object.insert("read".into(), json!(p.read));
+            }
+            if !p.write.is_empty() {
+                object.insert("write".into(), json!(p.write));
+            }
+            permissions.insert(api.claim_name(), Value::Object(object));
+        }
+    }
+    let audience = policy.map(|p| p.audience.clone()).filter(|a| !a.is_empty());
+    let claims =
+        Claims { subject: client.client_id.clone(), client_id: client.client_id.clone(), scope, permissions, audience };
     Ok(Grant { claims, refresh: None })
 }
