@@ -129,6 +129,16 @@ pub struct Config {
     /// PEM certificates trusted (besides the system's) when fetching private_key_jwt clients'
     /// jwks_uri over https.
     pub jwks_ca_bundle: Option<PathBuf>,
+    /// Advertise the gateway over mDNS as `_nmos-auth._tcp` while `serve` runs.
+    pub mdns: bool,
+    /// The DNS-SD instance name; default `nmos-auth-<hostname>`.
+    pub dns_sd_instance: Option<String>,
+    /// The host name in the SRV record; default the public URL's host, or `<hostname>.local`.
+    pub dns_sd_host: Option<String>,
+    /// The addresses of that host; default the public URL's address, or (mDNS) every interface's.
+    pub dns_sd_addresses: Vec<std::net::IpAddr>,
+    /// TXT `pri`: 0-99 for live systems (0 is highest), 100+ for development.
+    pub dns_sd_priority: u32,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
@@ -159,6 +169,11 @@ impl Default for Config {
             legacy_password_grant: false,
             legacy_implicit_grant: false,
             jwks_ca_bundle: None,
+            mdns: true,
+            dns_sd_instance: None,
+            dns_sd_host: None,
+            dns_sd_addresses: Vec::new(),
+            dns_sd_priority: 100,
             max_body_bytes: 16 * 1024,
             log_format: LogFormat::Text,
             internal_transport: InternalTransport::InProcess,

@@ -85,6 +85,21 @@ struct ConfigArgs {
     /// PEM certificates to trust when fetching private_key_jwt clients' jwks_uri over https.
     #[arg(long, global = true, env = "NMOS_AUTH_JWKS_CA_BUNDLE")]
     jwks_ca_bundle: Option<PathBuf>,
+    /// Advertise the gateway over mDNS as _nmos-auth._tcp while serving.
+    #[arg(long, global = true, env = "NMOS_AUTH_MDNS")]
+    mdns: Option<bool>,
+    /// DNS-SD instance name (default nmos-auth-<hostname>).
+    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_INSTANCE")]
+    dns_sd_instance: Option<String>,
+    /// Host name in the SRV record (default: the public URL's host, or <hostname>.local).
+    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_HOST")]
+    dns_sd_host: Option<String>,
+    /// Addresses of that host, comma-separated (default: the public URL's, or every interface's).
+    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_ADDRESSES", value_delimiter = ',')]
+    dns_sd_addresses: Option<Vec<std::net::IpAddr>>,
+    /// TXT pri: 0-99 for live systems (0 highest), 100+ for development.
+    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_PRIORITY")]
+    dns_sd_priority: Option<u32>,
     /// Largest accepted request body in bytes.
     #[arg(long, global = true, env = "NMOS_AUTH_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -130,11 +145,23 @@ impl ConfigArgs {
             registration,
             open_signup,
             legacy_password_grant,
+            mdns,
+            dns_sd_addresses,
+            dns_sd_priority,
             legacy_implicit_grant,
             max_body_bytes,
             log_format
         );
-        set_some!(public_url, tls_cert, tls_key, key_encryption_key_file, cookie_key_file, jwks_ca_bundle);
+        set_some!(
+            public_url,
+            tls_cert,
+            tls_key,
+            key_encryption_key_file,
+            cookie_key_file,
+            jwks_ca_bundle,
+            dns_sd_instance,
+            dns_sd_host
+        );
         c.validate()?;
         Ok(c)
     }
@@ -147,6 +174,19 @@ enum Command {
     /// Operator commands that work on the stores directly.
     #[command(subcommand)]
     Admin(Admin),
+    /// DNS-SD: what this server advertises.
+    #[command(subcommand, name = "dns-sd")]
+    DnsSd(DnsSd),
+}
+
+#[derive(Subcommand)]
+enum DnsSd {
+    /// Print the PTR, SRV, TXT and A records for a unicast DNS zone (IS-10 prefers unicast DNS-SD).
+    Zone {
+        /// The zone's domain, e.g. plant.example.com
+        #[arg(long)]
+        domain: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -355,7 +395,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "serving plain HTTP: for development only; IS-10 requires HTTPS in production (set tls_cert and tls_key)"
         );
     }
+    let advertisement =
+        if config.mdns { Some(nmos_auth_discovery::Advertisement::from_config(&config)?) } else { None };
     let mut server = Server::start(config, listener).await?;
+    // Advertised once the gateway answers; withdrawn before it stops.
+    let advertiser = advertisement.as_ref().map(nmos_auth_discovery::Advertiser::start).transpose()?;
     tracing::info!(addr = %server.addr, %issuer, "nmos-auth is serving");
     tracing::info!(
         "create an initial access token for device registration with: nmos-auth admin create-initial-access-token"
@@ -366,13 +410,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             _ = terminate.recv() => {}
         }
     };
-    tokio::select! {
+    let result = tokio::select! {
         result = server.wait() => result,
         _ = stop => {
             tracing::info!("shutting down");
-            server.shutdown().await
+            if let Some(advertiser) = advertiser {
+                tokio::task::spawn_blocking(move || advertiser.stop()).await?;
+            }
+            return server.shutdown().await;
         }
+    };
+    if let Some(advertiser) = advertiser {
+        tokio::task::spawn_blocking(move || advertiser.stop()).await?;
     }
+    result
 }
 
 #[tokio::main]
@@ -389,6 +440,9 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve => serve(config).await,
         Command::Admin(command) => admin(config, command).await,
+        Command::DnsSd(DnsSd::Zone { domain }) => nmos_auth_discovery::Advertisement::from_config(&config).map(|ad| {
+            print!("{}", ad.zone(&domain));
+        }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -12,7 +12,11 @@ backend_tests!(admin_commands, serve_command_and_config_precedence);
 
 fn nmos_auth(config: &nmos_auth_core::Config) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
-    c.arg("--data-dir").arg(&config.data_dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.arg("--data-dir")
+        .arg(&config.data_dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NMOS_AUTH_MDNS", "false");
     if let Some(url) = &config.database_url {
         c.env("NMOS_AUTH_DATABASE_URL", url.expose());
     }

@@ -196,6 +196,8 @@ pub async fn test_config(backend: Backend, dir: &Path) -> Config {
             Backend::Postgres => Some(Secret::new(postgres_database().await)),
         },
         audience: vec!["*.example.com".into(), "https://*.local".into()],
+        // Tests do not advertise on the host's network; the discovery test uses its own namespaces.
+        mdns: false,
         ..Config::default()
     }
 }

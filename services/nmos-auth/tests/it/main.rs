@@ -5,6 +5,7 @@ mod harness;
 
 mod authorization_code;
 mod cli;
+mod discovery;
 mod grpc;
 mod http_surface;
 mod legacy;

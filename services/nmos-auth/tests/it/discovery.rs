@@ -1,0 +1,147 @@
+//! DNS-SD: `nmos-auth serve` advertises itself over mDNS, and python-zeroconf (not ours) finds
+//! it from another host, reads every TXT key, fetches the metadata at the URL they make, and
+//! sees the advertisement withdrawn at shutdown. The two hosts are network namespaces this
+//! test creates (as root), so the host's own mDNS traffic is neither seen nor disturbed.
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::TempDir;
+
+/// Two network namespaces joined by a veth pair, deleted on drop.
+struct Hosts {
+    a: String,
+    b: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip (iproute2)");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Hosts {
+    fn new() -> Hosts {
+        let id = std::process::id() % 100_000;
+        let hosts = Hosts { a: format!("nmosauth-a-{id}"), b: format!("nmosauth-b-{id}") };
+        let (va, vb) = (format!("na{id}"), format!("nb{id}"));
+        ip(&["netns", "add", &hosts.a]);
+        ip(&["netns", "add", &hosts.b]);
+        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
+        ip(&["link", "set", &va, "netns", &hosts.a]);
+        ip(&["link", "set", &vb, "netns", &hosts.b]);
+        ip(&["-n", &hosts.a, "addr", "add", "10.213.0.1/24", "dev", &va]);
+        ip(&["-n", &hosts.b, "addr", "add", "10.213.0.2/24", "dev", &vb]);
+        for (ns, dev) in [(&hosts.a, &va), (&hosts.b, &vb)] {
+            ip(&["-n", ns, "link", "set", dev, "up", "multicast", "on"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        hosts
+    }
+
+    fn exec(&self, ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.a]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.b]).status();
+    }
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const BROWSER: &str = r#"
+import json, sys, threading, urllib.request
+from zeroconf import Zeroconf, ServiceBrowser, ServiceStateChange
+target = sys.argv[1] + "._nmos-auth._tcp.local."
+found, removed = threading.Event(), threading.Event()
+result = {}
+def on_change(zeroconf, service_type, name, state_change):
+    if name != target:
+        return
+    if state_change is ServiceStateChange.Removed:
+        removed.set()
+    elif not found.is_set():
+        info = zeroconf.get_service_info(service_type, name, timeout=3000)
+        if info:
+            result.update(host=info.server, port=info.port, addresses=info.parsed_addresses(),
+                          txt={k.decode(): (v or b"").decode() for k, v in info.properties.items()})
+            found.set()
+zc = Zeroconf()
+ServiceBrowser(zc, "_nmos-auth._tcp.local.", handlers=[on_change])
+if not found.wait(20):
+    sys.exit("not found")
+txt = result["txt"]
+url = "%s://%s:%d/.well-known/oauth-authorization-server/%s" % (txt["api_proto"], result["addresses"][0], result["port"], txt["api_selector"])
+result["metadata"] = json.load(urllib.request.urlopen(url, timeout=5))
+print(json.dumps(result), flush=True)
+print(json.dumps({"removed": removed.wait(20)}), flush=True)
+zc.close()
+"#;
+
+#[test]
+fn zeroconf_finds_the_advertisement_and_sees_it_withdrawn() {
+    let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.trim_ascii() == b"0").unwrap_or(false);
+    assert!(is_root, "this test creates network namespaces and must run as root (scripts/test in CI does)");
+    let hosts = Hosts::new();
+    let dir = TempDir::new("discovery");
+    let instance = format!("nmos-auth-test-{}", std::process::id());
+    let mut serve = hosts.exec(&hosts.a, env!("CARGO_BIN_EXE_nmos-auth"));
+    serve
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args([
+            "--listen",
+            "10.213.0.1:4999",
+            "--mdns",
+            "true",
+            "--dns-sd-instance",
+            &instance,
+            "--dns-sd-priority",
+            "7",
+        ])
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut server = Running(serve.spawn().unwrap());
+
+    let mut browser = hosts.exec(&hosts.b, "/usr/bin/python3");
+    browser.args(["-c", BROWSER, &instance]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut browser = Running(browser.spawn().unwrap());
+    let mut lines = BufReader::new(browser.0.stdout.take().unwrap()).lines();
+
+    let first = lines.next().and_then(Result::ok).unwrap_or_else(|| {
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(browser.0.stderr.as_mut().unwrap(), &mut err);
+        panic!("python-zeroconf did not resolve the service: {err}")
+    });
+    let found: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(found["port"], 4999);
+    assert_eq!(found["addresses"], serde_json::json!(["10.213.0.1"]));
+    assert_eq!(found["txt"]["api_proto"], "http");
+    assert_eq!(found["txt"]["api_ver"], "v1.0");
+    assert_eq!(found["txt"]["pri"], "7");
+    assert_eq!(found["txt"]["api_selector"], "x-nmos/auth/v1.0");
+    assert_eq!(found["metadata"]["issuer"], "http://10.213.0.1:4999/x-nmos/auth/v1.0");
+
+    // Shutting down withdraws the advertisement.
+    assert!(Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap().success());
+    let status = server.0.wait().unwrap();
+    assert!(status.success(), "serve exited with {status}");
+    let second: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(second["removed"], true, "the advertisement is withdrawn at shutdown");
+    std::thread::sleep(Duration::from_millis(100));
+}
