@@ -168,6 +168,15 @@ impl ClientRegistryService {
                 return Err(OAuthError::new(ErrorCode::InvalidToken, "registration needs an initial access token"));
             }
         };
+        // Fetching a jwks_uri makes this server send requests where the client says: only for
+        // registrations someone vouches for (a token, an administrator, or an approval to come).
+        let vouched = initial_access_token.is_some() || registered_by.is_some_and(|u| u.admin) || pending;
+        if metadata.jwks_uri.is_some() && !vouched {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidClientMetadata,
+                "jwks_uri needs an initial access token or an administrator; register the keys inline (jwks) instead",
+            ));
+        }
         let owner = registered_by.map(|u| u.username.clone()).unwrap_or_default();
 
         let client_id = random_token::<24>();
@@ -238,7 +247,8 @@ impl ClientRegistryService {
                 let matches = known.secret_digest.as_deref().is_some_and(|stored| verify_digest(secret, stored));
                 matches && known.client.metadata.token_endpoint_auth_method == *method
             }
-            (Some(known), Credential::None) => known.secret_digest.is_none(),
+            // Only a public client may name itself without proof (not, say, a private_key_jwt one).
+            (Some(known), Credential::None) => known.client.metadata.token_endpoint_auth_method == AuthMethod::None,
             (None, Credential::Secret(secret, _)) => {
                 // Same work as for a known client, so timing does not reveal which ids exist.
                 let _ = verify_digest(secret, &[0u8; 32]);
@@ -317,6 +327,13 @@ impl ClientRegistryService {
         let client = self.get(client_id).await?.ok_or_else(failed)?;
         if client.metadata.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
             return Err(OAuthError::new(ErrorCode::InvalidClient, "this client does not use private_key_jwt"));
+        }
+        if client.pending {
+            // Nothing is fetched for a client nobody has approved yet.
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "this client is waiting for an administrator's approval",
+            ));
         }
         self.assertions.verify(client_id, &client.metadata, assertion, self.store.as_ref()).await?;
         Ok(client)

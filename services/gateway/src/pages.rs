@@ -1,5 +1,5 @@
 //! Server-rendered HTML: one layout, escaped text, no JavaScript needed.
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::http::no_store;
@@ -96,8 +96,13 @@ pub fn page(status: StatusCode, title: &str, nav: &str, body: &str) -> Response 
         title = escape(title),
         base = nmos_auth_core::AUTH_API_BASE,
     );
-    // Pages can show a CSRF token and who is signed in: never cached.
-    (status, no_store(), Html(html)).into_response()
+    // Pages can show a CSRF token and who is signed in: never cached. Never framed either, so
+    // that another site cannot trick a click on Approve (RFC 6819 §4.4.1.9).
+    let framing = [
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'")),
+    ];
+    (status, no_store(), framing, Html(html)).into_response()
 }
 
 /// The navigation for a session: who is signed in and a sign-out button, or a sign-in link.

@@ -44,7 +44,8 @@ impl IdentityService {
         })
     }
 
-    pub async fn create_user(
+    /// A checked new user record, password hashed (argon2id, on the blocking pool).
+    async fn new_user(
         &self,
         username: &str,
         password: &str,
@@ -62,14 +63,24 @@ impl IdentityService {
         for (api, level) in rights {
             access.set(*api, *level);
         }
-        let user = UserRecord {
+        Ok(UserRecord {
             username: username.to_owned(),
             password_hash,
             admin,
             disabled: false,
             created_at: nmos_auth_core::now_unix(),
             rights: access,
-        };
+        })
+    }
+
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        admin: bool,
+        rights: &[(NmosApi, Access)],
+    ) -> Result<UserRecord, Status> {
+        let user = self.new_user(username, password, admin, rights).await?;
         if !self.store.create(&user).await.map_err(internal)? {
             return Err(Status::already_exists(format!("the username {username:?} is taken")));
         }
@@ -121,13 +132,23 @@ impl IdentityService {
     /// Self-service sign-up: the first account is an administrator with write access to
     /// every API; later accounts (only with open sign-up) start with no rights.
     pub async fn sign_up(&self, username: &str, password: &str) -> Result<UserRecord, Status> {
-        let first = self.store.count().await.map_err(internal)? == 0;
-        if !first && !self.open_signup {
+        // The first account, atomically: two sign-ups on a new server cannot both get it.
+        let all_write: Vec<(NmosApi, Access)> = NmosApi::ALL.into_iter().map(|api| (api, Access::Write)).collect();
+        let first = self.new_user(username, password, true, &all_write).await?;
+        if self.store.create_first(&first).await.map_err(internal)? {
+            tracing::info!(target: "audit", event = "user_created", username, admin = true, "first user (administrator) created");
+            return Ok(first);
+        }
+        if !self.open_signup {
             return Err(Status::failed_precondition("sign-up is closed: ask an administrator for an account"));
         }
-        let rights: Vec<(NmosApi, Access)> =
-            if first { NmosApi::ALL.into_iter().map(|api| (api, Access::Write)).collect() } else { Vec::new() };
-        self.create_user(username, password, first, &rights).await
+        // Later accounts start with no rights and no administration.
+        let user = UserRecord { admin: false, rights: AccessRights::default(), ..first };
+        if !self.store.create(&user).await.map_err(internal)? {
+            return Err(Status::already_exists(format!("the username {username:?} is taken")));
+        }
+        tracing::info!(target: "audit", event = "user_created", username, admin = false, "user signed up");
+        Ok(user)
     }
 
     /// The user, if the password is right and the account is enabled. Every failure is the
@@ -155,7 +176,9 @@ impl IdentityService {
             .map_err(internal)?;
         match user {
             Some(user) if ok && !user.disabled => {
-                throttles.iter().for_each(|(t, key)| t.success(key));
+                // Only the username's count: a success must not reset its address's count
+                // (an attacker with one account would otherwise never hit the address limit).
+                self.user_throttle.success(username);
                 Ok(user)
             }
             _ => {

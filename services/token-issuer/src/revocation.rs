@@ -1,8 +1,7 @@
 //! RFC 7009 token revocation. Revoking a refresh token revokes its family; revoking an access
-//! token (a JWT) records its `jti` until it expires. Unknown tokens, and tokens of other
+//! token (a JWT this server signed, checked by the keys service) records its `jti` until it
+//! expires. Unknown tokens, and tokens of other
 //! clients, are answered like revoked ones (200) and left alone.
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nmos_auth_core::{ErrorCode, OAuthError, secret};
 use nmos_auth_proto as pb;
 use serde_json::Value;
@@ -10,15 +9,25 @@ use serde_json::Value;
 use crate::TokenIssuerService;
 use crate::request::Params;
 
-/// The `jti`, `exp` and `client_id` of a compact JWT, read without checking its signature:
-/// enough to remember a revocation, which a forged token cannot abuse.
-fn jwt_fields(token: &str) -> Option<(String, i64, String)> {
-    let payload = token.split('.').nth(1)?;
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    Some((claims["jti"].as_str()?.to_owned(), claims["exp"].as_i64()?, claims["client_id"].as_str()?.to_owned()))
-}
-
 impl TokenIssuerService {
+    /// The `jti`, `exp` and `client_id` of an access token this server signed (checked by the
+    /// keys service), or `None` for anything else.
+    async fn verified_access_token(&self, token: &str) -> Result<Option<(String, i64, String)>, OAuthError> {
+        let verified = match self.peers.keys.clone().verify(pb::VerifyRequest { jws: token.to_owned() }).await {
+            Ok(v) => v.into_inner(),
+            Err(status) if OAuthError::from_status(&status).code == ErrorCode::InvalidToken => return Ok(None),
+            Err(status) => return Err(OAuthError::from_status(&status)),
+        };
+        let claims: Value = serde_json::from_slice(&verified.claims_json).map_err(OAuthError::internal)?;
+        Ok((|| {
+            Some((
+                claims["jti"].as_str()?.to_owned(),
+                claims["exp"].as_i64()?,
+                claims["client_id"].as_str()?.to_owned(),
+            ))
+        })())
+    }
+
     pub async fn revoke(&self, request: pb::RevokeRequest) -> Result<(), OAuthError> {
         let params = Params::parse(request.params)?;
         let client = self.authenticate(request.client_authentication, &params).await?;
@@ -34,7 +43,7 @@ impl TokenIssuerService {
                 self.store.revoke_family(&found.family.id).await.map_err(OAuthError::internal)?;
                 tracing::info!(target: "audit", event = "refresh_token_revoked", client_id = %client.client_id, username = %found.family.username, "refresh token family revoked");
             }
-        } else if let Some((jti, exp, client_id)) = jwt_fields(token)
+        } else if let Some((jti, exp, client_id)) = self.verified_access_token(token).await?
             && client_id == client.client_id
         {
             self.store.revoke_access_token(&jti, exp).await.map_err(OAuthError::internal)?;

@@ -43,8 +43,11 @@ fn consent_page(
             escape(&prompt.withheld.join(", "))
         )
     };
+    // The request's parameters ride along for the decision; the form's own fields never come
+    // from the request (a crafted "decision=approve" must not outvote the user's click).
     let hidden: String = params
         .iter()
+        .filter(|(n, _)| n != "csrf" && n != "decision")
         .map(|(n, v)| format!(r#"<input type="hidden" name="{}" value="{}">"#, escape(n), escape(v)))
         .collect();
     let destination = prompt.redirect_uri.split('?').next().unwrap_or_default();
@@ -115,7 +118,8 @@ pub async fn authorize_decision(
 ) -> Response {
     let form = form(body);
     let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
-    let decision = match form_value(&form, "decision") {
+    let decisions = form.iter().filter(|(n, _)| n == "decision").count();
+    let decision = match form_value(&form, "decision").filter(|_| decisions == 1) {
         Some("approve") => pb::AuthorizeDecision::Approve,
         Some("deny") => pb::AuthorizeDecision::Deny,
         _ => {

@@ -30,6 +30,9 @@ pub struct UserRecord {
 pub trait UserStore: Send + Sync {
     /// Inserts a user with its rights; false when the username is taken.
     async fn create(&self, user: &UserRecord) -> anyhow::Result<bool>;
+    /// Inserts a user only if there are no users at all, atomically (the first administrator);
+    /// false otherwise.
+    async fn create_first(&self, user: &UserRecord) -> anyhow::Result<bool>;
     async fn get(&self, username: &str) -> anyhow::Result<Option<UserRecord>>;
     async fn list(&self) -> anyhow::Result<Vec<UserRecord>>;
     /// False when there is no such user.
@@ -62,9 +65,11 @@ fn rights_from_rows(rows: impl Iterator<Item = (String, String)>) -> AccessRight
 }
 
 /// The queries are the same on both backends (both take `$n` placeholders); only the
-/// migrations differ. Each backend instantiates this with its own pool type.
+/// migrations differ, and the lock that makes "the first user" atomic (`$first_lock`: a
+/// statement run first in that transaction, where a single INSERT is not enough on its own).
+/// Each backend instantiates this with its own pool type.
 macro_rules! user_store_impl {
-    ($store:ident, $pool:ty) => {
+    ($store:ident, $pool:ty, $first_lock:expr) => {
         pub struct $store(pub $pool);
 
         const USER_COLUMNS: &str = "username, password_hash, admin, disabled, created_at";
@@ -96,6 +101,42 @@ macro_rules! user_store_impl {
                 let inserted = sqlx::query(
                     "INSERT INTO identity_users (username, password_hash, admin, disabled, created_at) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING",
+                )
+                .bind(&user.username)
+                .bind(&user.password_hash)
+                .bind(user.admin)
+                .bind(user.disabled)
+                .bind(user.created_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 0 {
+                    return Ok(false);
+                }
+                for api in nmos_auth_core::NmosApi::ALL {
+                    let access = user.rights.get(api);
+                    if access != nmos_auth_core::Access::None {
+                        sqlx::query("INSERT INTO identity_rights (username, api, access) VALUES ($1, $2, $3)")
+                            .bind(&user.username)
+                            .bind(api.as_str())
+                            .bind(access.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn create_first(&self, user: &super::UserRecord) -> anyhow::Result<bool> {
+                let mut tx = self.0.begin().await?;
+                let lock: Option<&str> = $first_lock;
+                if let Some(lock) = lock {
+                    sqlx::query(lock).execute(&mut *tx).await?;
+                }
+                let inserted = sqlx::query(
+                    "INSERT INTO identity_users (username, password_hash, admin, disabled, created_at) \
+                     SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM identity_users)",
                 )
                 .bind(&user.username)
                 .bind(&user.password_hash)

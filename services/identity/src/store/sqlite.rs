@@ -1,1 +1,2 @@
-super::user_store_impl!(SqliteUserStore, sqlx::SqlitePool);
+// SQLite runs one write statement at a time: INSERT ... WHERE NOT EXISTS is atomic as it is.
+super::user_store_impl!(SqliteUserStore, sqlx::SqlitePool, None);

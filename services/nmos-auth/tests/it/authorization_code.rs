@@ -189,7 +189,7 @@ async fn code_and_refresh_failures(backend: Backend) {
     let other = {
         let body = app
             .register(
-                json!({"client_name": "Other", "redirect_uris": [REDIRECT], "grant_types": ["authorization_code"]}),
+                json!({"client_name": "Other", "redirect_uris": [REDIRECT], "grant_types": ["authorization_code", "refresh_token"]}),
             )
             .await;
         Controller {
@@ -248,6 +248,24 @@ async fn code_and_refresh_failures(backend: Backend) {
     assert_oauth_error(refresh(&app, &controller, &rt, Some("bogus")).await, 400, "invalid_scope").await;
     assert_oauth_error(refresh(&app, &other, &rt, None).await, 400, "invalid_grant").await;
 
+    // A client registered for codes only gets no refresh token, and may not use one.
+    let code_only = app
+        .register(
+            json!({"client_name": "Code only", "redirect_uris": [REDIRECT], "grant_types": ["authorization_code"]}),
+        )
+        .await;
+    let code_only = Controller {
+        id: code_only["client_id"].as_str().unwrap().to_owned(),
+        secret: code_only["client_secret"].as_str().unwrap().to_owned(),
+    };
+    let mut browser = Browser::new();
+    let consent =
+        sign_in_and_open(&app, &mut browser, &authorize_url(&app, &code_only.id, &[("scope", "registration")])).await;
+    let back = decide(&app, &mut browser, &consent, "approve").await;
+    let tokens: Value = exchange(&app, &code_only, &query(&back, "code").unwrap(), &[]).await.json().await.unwrap();
+    assert!(tokens.get("refresh_token").is_none(), "{tokens}");
+    assert_oauth_error(refresh(&app, &code_only, &rt, None).await, 400, "unauthorized_client").await;
+
     // Reuse of a rotated refresh token kills the whole family.
     let rotated: Value = refresh(&app, &controller, &rt, None).await.json().await.unwrap();
     let newest = rotated["refresh_token"].as_str().unwrap().to_owned();
@@ -274,6 +292,22 @@ async fn consent_refusals_and_untrusted_requests(backend: Backend) {
     assert_eq!(query(&back, "error").as_deref(), Some("access_denied"));
     assert_eq!(query(&back, "state").as_deref(), Some("opaque-state-1"));
     assert!(query(&back, "code").is_none());
+
+    // A "decision" smuggled into the authorization request cannot outvote the user's click.
+    let smuggled = browser.get(&authorize_url(&app, &controller.id, &[("decision", "approve")])).await;
+    assert_eq!(smuggled.status, 200);
+    assert!(smuggled.hidden_fields().iter().all(|(n, _)| n != "decision"));
+    let back = decide(&app, &mut browser, &smuggled, "deny").await;
+    assert_eq!(query(&back, "error").as_deref(), Some("access_denied"));
+    let mut twice = consent.hidden_fields();
+    twice.push(("decision".into(), "approve".into()));
+    twice.push(("decision".into(), "deny".into()));
+    assert_eq!(browser.post(&app.auth_url("authorize"), &twice).await.status, 400);
+    // The pages cannot be framed by another site (clickjacking).
+    let framed = browser.get(&authorize_url(&app, &controller.id, &[])).await;
+    assert_eq!(framed.status, 200);
+    assert_eq!(framed.headers["x-frame-options"], "DENY");
+    assert_eq!(framed.headers["content-security-policy"], "frame-ancestors 'none'");
 
     // A consent form without its CSRF token is refused.
     let mut forged = consent.hidden_fields();
@@ -465,6 +499,31 @@ async fn revocation(backend: Backend) {
     assert_oauth_error(refresh(&app, &controller, rt, None).await, 400, "invalid_grant").await;
     let answer: Value = introspect(at, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
     assert_eq!(answer, json!({"active": false}));
+
+    // A forged JWT carrying someone else's jti revokes nothing: only tokens this server signed count.
+    let c = code(&app, &controller).await;
+    let victim: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
+    let victim_at = victim["access_token"].as_str().unwrap();
+    let victim_claims = app.verified_claims(&victim).await;
+    let forged = format!(
+        "{}.{}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"alg":"RS512","typ":"JWT"}"#),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(json!({"jti": victim_claims["jti"], "exp": 9999999999i64, "client_id": node.0}).to_string()),
+        "c2lnbmF0dXJl"
+    );
+    let r = app
+        .http
+        .post(&url)
+        .basic_auth(&node.0, Some(&node.1))
+        .form(&[("token", forged.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value =
+        introspect(victim_at, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["active"], true, "the victim's token is untouched");
 
     // An access token can be revoked on its own (its jti is remembered until it expires).
     let c = code(&app, &controller).await;

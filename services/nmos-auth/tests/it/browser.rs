@@ -12,6 +12,7 @@ pub struct Page {
     pub location: Option<String>,
     pub body: String,
     pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Page {
@@ -52,7 +53,8 @@ impl Browser {
         let location = response.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
         let content_type =
             response.headers().get("content-type").map(|c| c.to_str().unwrap().to_owned()).unwrap_or_default();
-        Page { status, location, body: response.text().await.unwrap(), content_type }
+        let headers = response.headers().clone();
+        Page { status, location, body: response.text().await.unwrap(), content_type, headers }
     }
 
     pub async fn get(&mut self, url: &str) -> Page {

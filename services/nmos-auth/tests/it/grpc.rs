@@ -13,7 +13,27 @@ use tonic::Code;
 
 use crate::harness::{Backend, TestApp, backend_tests, pyjwt_verify};
 
-backend_tests!(identity_service, keys_service, client_registry_service, token_issuer_service);
+backend_tests!(identity_service, keys_service, client_registry_service, token_issuer_service, first_sign_up_is_atomic);
+
+/// Sign-ups racing on a new server: exactly one becomes the administrator.
+async fn first_sign_up_is_atomic(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let attempts = (0..6).map(|i| {
+        let identity = app.server.identity.clone();
+        tokio::spawn(async move { identity.sign_up(&format!("racer{i}"), "a long enough password").await })
+    });
+    let mut admins = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(user) => {
+                assert!(user.admin);
+                admins += 1;
+            }
+            Err(status) => assert_eq!(status.code(), Code::FailedPrecondition, "sign-up is closed after the first"),
+        }
+    }
+    assert_eq!(admins, 1);
+}
 
 fn right(api: &str, access: pb::Access) -> pb::ApiRight {
     pb::ApiRight { api: api.into(), access: access as i32 }

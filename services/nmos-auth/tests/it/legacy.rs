@@ -87,6 +87,7 @@ async fn seed_readme_works_with_legacy_grants_switched_on(backend: Backend) {
         ("redirect_uris", "https://seed.example.com/cb"),
         ("grant_types", "password"),
         ("grant_types", "implicit"),
+        ("grant_types", "refresh_token"),
         ("scope", "registration"),
         ("scope", "query"),
         ("token_endpoint_auth_method", "client_secret_basic"),

@@ -174,6 +174,15 @@ async fn node_authenticates_with_a_signed_assertion(backend: Backend) {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"], "invalid_client", "{why}: {body}");
     }
+    // Naming the client without any proof is not enough (only public clients may do that).
+    let r = app
+        .http
+        .post(&token_endpoint)
+        .form(&[("grant_type", "client_credentials"), ("scope", "registration"), ("client_id", client_id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(r, 401, "invalid_client").await;
     // A wrong assertion type is a malformed request.
     let r = app
         .http

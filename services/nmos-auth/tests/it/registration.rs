@@ -137,6 +137,13 @@ async fn open_registration_is_only_for_code_clients(backend: Backend) {
     let r = app.http.post(&url).json(&mixed).send().await.unwrap();
     assert_oauth_error(r, 401, "invalid_token").await;
 
+    // A jwks_uri would make the server fetch a URL of the registrant's choosing: not for
+    // anonymous registrations (inline keys are fine).
+    let fetcher = json!({"client_name": "Fetcher", "redirect_uris": ["https://c.example.com/cb"],
+                         "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://10.0.0.1/jwks"});
+    let r = app.http.post(&url).json(&fetcher).send().await.unwrap();
+    assert_oauth_error(r, 400, "invalid_client_metadata").await;
+
     // With the switch off (the default), code clients need a token too.
     let closed = TestApp::spawn(backend).await;
     let r = closed.http.post(closed.auth_url("register")).json(&code).send().await.unwrap();

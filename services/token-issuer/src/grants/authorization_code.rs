@@ -303,9 +303,8 @@ pub async fn exchange(service: &TokenIssuerService, client: &pb::Client, params:
     let user = service.user(&row.username).await?;
     let scope = Scope::parse(&row.scope).map_err(OAuthError::internal)?;
     let claims = user_claims(&user, &client.client_id, &scope);
-    let refresh =
-        refresh_token::start_family(service, &client.client_id, &user.username, &scope, Some(&digest)).await?;
-    Ok(Grant { claims, refresh: Some(refresh) })
+    let refresh = refresh_token::start_family_for(service, client, &user.username, &scope, Some(&digest)).await?;
+    Ok(Grant { claims, refresh })
 }
 
 #[cfg(test)]

@@ -48,6 +48,6 @@ pub async fn authorize(
     if claims.scope.is_empty() {
         return Err(OAuthError::new(ErrorCode::InvalidScope, "the user has no rights to the requested APIs"));
     }
-    let refresh = refresh_token::start_family(service, &client.client_id, &user.username, &claims.scope, None).await?;
-    Ok(Grant { claims, refresh: Some(refresh) })
+    let refresh = refresh_token::start_family_for(service, client, &user.username, &claims.scope, None).await?;
+    Ok(Grant { claims, refresh })
 }

@@ -11,9 +11,22 @@ use crate::grants::Grant;
 use crate::request::Params;
 use crate::store::FamilyRow;
 
-/// Starts a family for a new authorization; returns its first refresh token (43 characters,
-/// 256 bits) and the family's id.
-pub async fn start_family(
+/// Starts a family for a new authorization, if the client registered for the refresh_token
+/// grant; returns its first refresh token (43 characters, 256 bits) and the family's id.
+pub async fn start_family_for(
+    service: &TokenIssuerService,
+    client: &pb::Client,
+    username: &str,
+    scope: &Scope,
+    code_digest: Option<&[u8]>,
+) -> Result<Option<(String, String)>, OAuthError> {
+    if !client.grant_types.iter().any(|g| g == "refresh_token") {
+        return Ok(None);
+    }
+    start_family(service, &client.client_id, username, scope, code_digest).await.map(Some)
+}
+
+async fn start_family(
     service: &TokenIssuerService,
     client_id: &str,
     username: &str,
@@ -37,6 +50,12 @@ pub async fn start_family(
 }
 
 pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: &Params) -> Result<Grant, OAuthError> {
+    if !client.grant_types.iter().any(|g| g == "refresh_token") {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client is not registered for the refresh_token grant",
+        ));
+    }
     let invalid_grant = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d);
     let presented = params
         .get("refresh_token")
@@ -79,10 +98,13 @@ pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: 
     };
     let user = match service.user(&family.username).await {
         Ok(user) => user,
-        Err(e) => {
+        // The user was deleted or disabled: the family dies. (A service that is briefly
+        // unavailable must not end everyone's sessions.)
+        Err(e) if e.code == ErrorCode::InvalidGrant => {
             service.store.revoke_family(&family.id).await.map_err(OAuthError::internal)?;
             return Err(e);
         }
+        Err(e) => return Err(e),
     };
     let next = random_token::<32>();
     let rotated = service
