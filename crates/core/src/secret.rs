@@ -16,6 +16,12 @@ pub fn random_token<const N: usize>() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<N>())
 }
 
+/// A random identifier of lower-case hex digits carrying `N` bytes of entropy: safe in URLs,
+/// shells and command lines (it never starts with `-`, unlike base64url).
+pub fn random_id<const N: usize>() -> String {
+    random_bytes::<N>().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// SHA-256 digest: the stored form of high-entropy secrets (client secrets, access tokens
 /// for registration). Human passwords use argon2id instead.
 pub fn digest(secret: &str) -> Vec<u8> {
@@ -43,6 +49,9 @@ mod tests {
         assert_ne!(a, random_token::<32>());
         assert!(verify_digest(&a, &digest(&a)));
         assert!(!verify_digest("other", &digest(&a)));
+        let id = random_id::<16>();
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
     }
 }
 

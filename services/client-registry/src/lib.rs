@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use nmos_auth_core::config::RegistrationMode;
 use nmos_auth_core::db::Db;
-use nmos_auth_core::secret::{digest, random_token, verify_digest};
+use nmos_auth_core::secret::{digest, random_id, random_token, verify_digest};
 use nmos_auth_core::{Config, ErrorCode, OAuthError, Scope};
 use nmos_auth_proto::client_registry_server::ClientRegistryServer;
 use serde_json::Value;
@@ -179,7 +179,8 @@ impl ClientRegistryService {
         }
         let owner = registered_by.map(|u| u.username.clone()).unwrap_or_default();
 
-        let client_id = random_token::<24>();
+        // 128 bits, as 32 hex digits (IS-10: at least 20 characters).
+        let client_id = random_id::<16>();
         let secret =
             matches!(metadata.token_endpoint_auth_method, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
                 .then(random_token::<32>);
