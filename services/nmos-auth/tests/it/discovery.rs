@@ -145,3 +145,59 @@ fn zeroconf_finds_the_advertisement_and_sees_it_withdrawn() {
     assert_eq!(second["removed"], true, "the advertisement is withdrawn at shutdown");
     std::thread::sleep(Duration::from_millis(100));
 }
+
+/// The zone fragment of `nmos-auth dns-sd zone` loads into a real DNS server (Knot), and dig
+/// reads back the PTR, SRV and TXT records a Node's unicast DNS-SD lookup needs.
+#[test]
+fn zone_fragment_loads_into_knot() {
+    let dir = TempDir::new("zone");
+    let out = Command::new(env!("CARGO_BIN_EXE_nmos-auth"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--public-url", "https://auth.plant.example:443", "--dns-sd-addresses", "192.0.2.10"])
+        .args(["--dns-sd-priority", "0", "--dns-sd-instance", "Auth A", "dns-sd", "zone", "--domain", "plant.example"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let zone = format!(
+        "$ORIGIN plant.example.\n$TTL 3600\n@ IN SOA ns.plant.example. admin.plant.example. 1 3600 600 86400 60\n\
+         @ IN NS ns.plant.example.\nns IN A 192.0.2.1\n{}",
+        String::from_utf8(out.stdout).unwrap()
+    );
+    std::fs::write(dir.path().join("plant.example.zone"), zone).unwrap();
+    let port = crate::harness::free_listener().local_addr().unwrap().port();
+    let d = dir.path().display();
+    let config = format!(
+        "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\ndatabase:\n    storage: {d}\n\
+         zone:\n  - domain: plant.example.\n    storage: {d}\n    file: plant.example.zone\n"
+    );
+    std::fs::write(dir.path().join("knot.conf"), config).unwrap();
+    let knot = Command::new("knotd")
+        .arg("-c")
+        .arg(dir.path().join("knot.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("knotd (apt-get install knot; scripts/test does this)");
+    let _knot = Running(knot);
+    let dig = |kind: &str, name: &str| {
+        let out = Command::new("dig")
+            .args(["+short", "+tries=1", "+time=2", "-p", &port.to_string(), "@127.0.0.1", kind, name])
+            .output()
+            .expect("dig (apt-get install bind9-dnsutils)");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let instance = r"Auth\032A._nmos-auth._tcp.plant.example.";
+    let mut srv = String::new();
+    for _ in 0..50 {
+        srv = dig("SRV", instance);
+        if !srv.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(srv, "0 0 443 auth.plant.example.");
+    assert_eq!(dig("TXT", instance), r#""api_proto=https" "api_ver=v1.0" "pri=0" "api_selector=x-nmos/auth/v1.0""#);
+    assert_eq!(dig("PTR", "_nmos-auth._tcp.plant.example.").to_lowercase(), instance.to_lowercase());
+    assert_eq!(dig("A", "auth.plant.example."), "192.0.2.10");
+}
