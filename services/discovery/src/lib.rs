@@ -137,6 +137,43 @@ impl Advertiser {
     }
 }
 
+/// The stand-alone sidecar: advertises while the gateway at `health_url` answers, withdraws
+/// the advertisement while it does not, and re-announces when it is back. Runs until `stop`.
+pub async fn sidecar(
+    ad: Advertisement,
+    health_url: String,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    // Only liveness is read from the gateway, never data: its certificate need not be trusted
+    // here (it may be issued for a public name that does not resolve from this pod).
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(1))
+        .danger_accept_invalid_certs(true)
+        .build()?;
+    let mut advertiser: Option<Advertiser> = None;
+    tokio::pin!(stop);
+    loop {
+        let healthy = http.get(&health_url).send().await.is_ok_and(|r| r.status().is_success());
+        match (healthy, advertiser.take()) {
+            (true, None) => advertiser = Some(Advertiser::start(&ad)?),
+            (true, Some(running)) => advertiser = Some(running),
+            (false, Some(running)) => {
+                tracing::warn!(%health_url, "the gateway is not answering: withdrawing the advertisement");
+                tokio::task::spawn_blocking(move || running.stop()).await?;
+            }
+            (false, None) => {}
+        }
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+    if let Some(running) = advertiser {
+        tokio::task::spawn_blocking(move || running.stop()).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -177,6 +177,13 @@ enum Command {
     /// DNS-SD: what this server advertises.
     #[command(subcommand, name = "dns-sd")]
     DnsSd(DnsSd),
+    /// The discovery sidecar alone: advertise over mDNS while the gateway answers, withdraw while
+    /// it does not (for a gateway run separately, e.g. in Kubernetes with host networking).
+    Discovery {
+        /// What to poll; default the metadata at the listen address.
+        #[arg(long)]
+        health_url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -373,6 +380,23 @@ async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn discovery(config: Config, health_url: Option<String>) -> anyhow::Result<()> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let ad = nmos_auth_discovery::Advertisement::from_config(&config)?;
+    let health_url = health_url.unwrap_or_else(|| {
+        let scheme = if config.tls_enabled() { "https" } else { "http" };
+        format!("{scheme}://{}/.well-known/oauth-authorization-server", config.listen)
+    });
+    let stop = async {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    nmos_auth_discovery::sidecar(ad, health_url, stop).await
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrives while the services start must shut down cleanly.
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -440,6 +464,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve => serve(config).await,
         Command::Admin(command) => admin(config, command).await,
+        Command::Discovery { health_url } => discovery(config, health_url).await,
         Command::DnsSd(DnsSd::Zone { domain }) => nmos_auth_discovery::Advertisement::from_config(&config).map(|ad| {
             print!("{}", ad.zone(&domain));
         }),

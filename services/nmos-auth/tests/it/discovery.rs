@@ -23,7 +23,10 @@ fn ip(args: &[&str]) {
 
 impl Hosts {
     fn new() -> Hosts {
-        let id = std::process::id() % 100_000;
+        // Unique per test in this process (tests run in parallel) and per process.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{}x{n}", std::process::id() % 100_000);
         let hosts = Hosts { a: format!("nmosauth-a-{id}"), b: format!("nmosauth-b-{id}") };
         let (va, vb) = (format!("na{id}"), format!("nb{id}"));
         ip(&["netns", "add", &hosts.a]);
@@ -200,4 +203,60 @@ fn zone_fragment_loads_into_knot() {
     assert_eq!(dig("TXT", instance), r#""api_proto=https" "api_ver=v1.0" "pri=0" "api_selector=x-nmos/auth/v1.0""#);
     assert_eq!(dig("PTR", "_nmos-auth._tcp.plant.example.").to_lowercase(), instance.to_lowercase());
     assert_eq!(dig("A", "auth.plant.example."), "192.0.2.10");
+}
+
+const EVENTS: &str = r#"
+import sys, time
+from zeroconf import Zeroconf, ServiceBrowser, ServiceStateChange
+target = sys.argv[1] + "._nmos-auth._tcp.local."
+def on_change(zeroconf, service_type, name, state_change):
+    if name == target and state_change in (ServiceStateChange.Added, ServiceStateChange.Removed):
+        print(state_change.name.lower(), flush=True)
+zc = Zeroconf()
+ServiceBrowser(zc, "_nmos-auth._tcp.local.", handlers=[on_change])
+time.sleep(float(sys.argv[2]))
+zc.close()
+"#;
+
+/// `nmos-auth discovery` on its own: it advertises while the gateway answers, withdraws the
+/// advertisement while it does not, and announces it again when the gateway is back.
+#[test]
+fn sidecar_follows_the_gateways_health() {
+    let hosts = Hosts::new();
+    let dir = TempDir::new("sidecar");
+    let instance = format!("nmos-auth-sidecar-{}", std::process::id());
+    let gateway = || {
+        let mut c = hosts.exec(&hosts.a, env!("CARGO_BIN_EXE_nmos-auth"));
+        c.arg("--data-dir").arg(dir.path().join("data"));
+        c.args(["--listen", "10.213.0.1:4999", "--mdns", "false", "serve"]).stdout(Stdio::null()).stderr(Stdio::null());
+        Running(c.spawn().unwrap())
+    };
+    let stop = |mut running: Running| {
+        assert!(Command::new("kill").args(["-TERM", &running.0.id().to_string()]).status().unwrap().success());
+        let status = running.0.wait().unwrap();
+        assert!(status.success(), "exited with {status}");
+    };
+    let server = gateway();
+    let mut sidecar = hosts.exec(&hosts.a, env!("CARGO_BIN_EXE_nmos-auth"));
+    sidecar
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", "10.213.0.1:4999", "--dns-sd-instance", &instance, "discovery"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let sidecar = Running(sidecar.spawn().unwrap());
+    let mut browser = hosts.exec(&hosts.b, "/usr/bin/python3");
+    browser.args(["-c", EVENTS, &instance, "60"]).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut browser = Running(browser.spawn().unwrap());
+    let mut events = BufReader::new(browser.0.stdout.take().unwrap()).lines();
+    let mut next = || events.next().and_then(Result::ok).unwrap_or_else(|| "(no more events)".into());
+
+    assert_eq!(next(), "added", "advertised while the gateway answers");
+    stop(server);
+    assert_eq!(next(), "removed", "withdrawn while the gateway is down");
+    let server = gateway();
+    assert_eq!(next(), "added", "announced again when it is back");
+    stop(sidecar);
+    assert_eq!(next(), "removed", "withdrawn when the sidecar stops");
+    stop(server);
 }
