@@ -94,22 +94,28 @@ macro_rules! user_store_impl {
             })
         }
 
-        #[async_trait::async_trait]
-        impl super::UserStore for $store {
-            async fn create(&self, user: &super::UserRecord) -> anyhow::Result<bool> {
+        impl $store {
+            /// Runs `sql` (an INSERT of the user that may insert nothing) after `lock`, and if it
+            /// inserted the user, the user's rights, in one transaction.
+            async fn insert_user(
+                &self,
+                user: &super::UserRecord,
+                sql: &str,
+                lock: Option<&str>,
+            ) -> anyhow::Result<bool> {
                 let mut tx = self.0.begin().await?;
-                let inserted = sqlx::query(
-                    "INSERT INTO identity_users (username, password_hash, admin, disabled, created_at) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING",
-                )
-                .bind(&user.username)
-                .bind(&user.password_hash)
-                .bind(user.admin)
-                .bind(user.disabled)
-                .bind(user.created_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                if let Some(lock) = lock {
+                    sqlx::query(lock).execute(&mut *tx).await?;
+                }
+                let inserted = sqlx::query(sql)
+                    .bind(&user.username)
+                    .bind(&user.password_hash)
+                    .bind(user.admin)
+                    .bind(user.disabled)
+                    .bind(user.created_at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                 if inserted == 0 {
                     return Ok(false);
                 }
@@ -127,41 +133,20 @@ macro_rules! user_store_impl {
                 tx.commit().await?;
                 Ok(true)
             }
+        }
+
+        #[async_trait::async_trait]
+        impl super::UserStore for $store {
+            async fn create(&self, user: &super::UserRecord) -> anyhow::Result<bool> {
+                let sql = "INSERT INTO identity_users (username, password_hash, admin, disabled, created_at) \
+                           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING";
+                self.insert_user(user, sql, None).await
+            }
 
             async fn create_first(&self, user: &super::UserRecord) -> anyhow::Result<bool> {
-                let mut tx = self.0.begin().await?;
-                let lock: Option<&str> = $first_lock;
-                if let Some(lock) = lock {
-                    sqlx::query(lock).execute(&mut *tx).await?;
-                }
-                let inserted = sqlx::query(
-                    "INSERT INTO identity_users (username, password_hash, admin, disabled, created_at) \
-                     SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM identity_users)",
-                )
-                .bind(&user.username)
-                .bind(&user.password_hash)
-                .bind(user.admin)
-                .bind(user.disabled)
-                .bind(user.created_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if inserted == 0 {
-                    return Ok(false);
-                }
-                for api in nmos_auth_core::NmosApi::ALL {
-                    let access = user.rights.get(api);
-                    if access != nmos_auth_core::Access::None {
-                        sqlx::query("INSERT INTO identity_rights (username, api, access) VALUES ($1, $2, $3)")
-                            .bind(&user.username)
-                            .bind(api.as_str())
-                            .bind(access.as_str())
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-                tx.commit().await?;
-                Ok(true)
+                let sql = "INSERT INTO identity_users (username, password_hash, admin, disabled, created_at) \
+                           SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM identity_users)";
+                self.insert_user(user, sql, $first_lock).await
             }
 
             async fn get(&self, username: &str) -> anyhow::Result<Option<super::UserRecord>> {
