@@ -58,6 +58,34 @@ fn credentials_form(
 const SIGNIN_INTRO: &str = "Sign in to approve access for NMOS controllers and to manage your clients.";
 const SIGNUP_INTRO: &str = "Create an account. The first account on a new server becomes its administrator.";
 
+/// The browser's session, or a new anonymous one (it carries the CSRF token for the form).
+fn session_of(gateway: &Gateway, headers: &HeaderMap) -> Session {
+    Session::from_headers(headers, &gateway.cookie_key).unwrap_or_else(|| Session::new(None))
+}
+
+/// A posted sign-in or sign-up form whose CSRF token checked out.
+struct Posted {
+    session: Session,
+    form: Vec<(String, String)>,
+    /// Where to go afterwards.
+    next: String,
+}
+
+/// The posted form, or the refusal to send back.
+fn posted(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Posted, Box<Response>> {
+    let session = session_of(gateway, headers);
+    let form = form(body);
+    if !session.csrf_matches(form_value(&form, "csrf")) {
+        return Err(Box::new(with_session(forbidden_form(&session), gateway, &session)));
+    }
+    let next = safe_next(form_value(&form, "next"));
+    Ok(Posted { session, form, next })
+}
+
 fn next_of(uri: &Uri) -> String {
     let query = parse_form(uri.query().unwrap_or("").as_bytes()).unwrap_or_default();
     safe_next(form_value(&query, "next"))
@@ -65,7 +93,7 @@ fn next_of(uri: &Uri) -> String {
 
 /// GET signin.
 pub async fn signin_page(State(gateway): State<Gateway>, headers: HeaderMap, uri: Uri) -> Response {
-    let session = Session::from_headers(&headers, &gateway.cookie_key).unwrap_or_else(|| Session::new(None));
+    let session = session_of(&gateway, &headers);
     let response = credentials_form(&session, "signin", &next_of(&uri), SIGNIN_INTRO, None, StatusCode::OK);
     with_session(response, &gateway, &session)
 }
@@ -78,12 +106,10 @@ pub async fn signin(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let session = Session::from_headers(&headers, &gateway.cookie_key).unwrap_or_else(|| Session::new(None));
-    let form = form(body);
-    if !session.csrf_matches(form_value(&form, "csrf")) {
-        return with_session(forbidden_form(&session), &gateway, &session);
-    }
-    let next = safe_next(form_value(&form, "next"));
+    let Posted { session, form, next } = match posted(&gateway, &headers, body) {
+        Ok(posted) => posted,
+        Err(refusal) => return *refusal,
+    };
     let request = pb::VerifyPasswordRequest {
         username: form_value(&form, "username").unwrap_or("").to_owned(),
         password: form_value(&form, "password").unwrap_or("").to_owned(),
@@ -113,7 +139,7 @@ pub async fn signin(
 
 /// GET signup.
 pub async fn signup_page(State(gateway): State<Gateway>, headers: HeaderMap, uri: Uri) -> Response {
-    let session = Session::from_headers(&headers, &gateway.cookie_key).unwrap_or_else(|| Session::new(None));
+    let session = session_of(&gateway, &headers);
     let response = credentials_form(&session, "signup", &next_of(&uri), SIGNUP_INTRO, None, StatusCode::OK);
     with_session(response, &gateway, &session)
 }
@@ -124,12 +150,10 @@ pub async fn signup(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let session = Session::from_headers(&headers, &gateway.cookie_key).unwrap_or_else(|| Session::new(None));
-    let form = form(body);
-    if !session.csrf_matches(form_value(&form, "csrf")) {
-        return with_session(forbidden_form(&session), &gateway, &session);
-    }
-    let next = safe_next(form_value(&form, "next"));
+    let Posted { session, form, next } = match posted(&gateway, &headers, body) {
+        Ok(posted) => posted,
+        Err(refusal) => return *refusal,
+    };
     let request = pb::SignUpRequest {
         username: form_value(&form, "username").unwrap_or("").to_owned(),
         password: form_value(&form, "password").unwrap_or("").to_owned(),
