@@ -72,6 +72,11 @@ impl AssertionVerifier {
         Ok(AssertionVerifier { http: http.build()?, audiences, fetched: Mutex::new(HashMap::new()) })
     }
 
+    /// Drops the keys fetched for a client (its registration changed or is gone).
+    pub fn forget(&self, client_id: &str) {
+        self.fetched.lock().unwrap_or_else(|p| p.into_inner()).remove(client_id);
+    }
+
     /// Checks `assertion` for `client_id`; every failure is `invalid_client`.
     pub async fn verify(
         &self,

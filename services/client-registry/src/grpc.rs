@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use crate::metadata::{AuthMethod, form_to_json};
 use crate::policy::ClientPolicy;
-use crate::{Client, ClientRegistryService, Credential, WebUser};
+use crate::{Client, ClientRegistryService, Credential, Registration, WebUser};
 
 fn client_to_proto(client: &Client) -> pb::Client {
     let m = &client.metadata;
@@ -38,6 +38,14 @@ fn client_to_proto(client: &Client) -> pb::Client {
     }
 }
 
+fn registration_to_proto(r: Registration) -> pb::RegisterClientResponse {
+    pb::RegisterClientResponse {
+        client: Some(client_to_proto(&r.client)),
+        client_secret: r.client_secret.unwrap_or_default(),
+        registration_access_token: r.registration_access_token.unwrap_or_default(),
+    }
+}
+
 #[tonic::async_trait]
 impl ClientRegistry for ClientRegistryService {
     async fn register_client(
@@ -59,11 +67,38 @@ impl ClientRegistry for ClientRegistryService {
         };
         let token = (!r.initial_access_token.is_empty()).then_some(r.initial_access_token.as_str());
         let web_user = r.registered_by.map(|u| WebUser { username: u.username, admin: u.admin });
-        let (client, secret) = self.register(&body, token, web_user.as_ref()).await?;
-        Ok(Response::new(pb::RegisterClientResponse {
-            client: Some(client_to_proto(&client)),
-            client_secret: secret.unwrap_or_default(),
-        }))
+        let registration = self.register(&body, token, web_user.as_ref()).await?;
+        Ok(Response::new(registration_to_proto(registration)))
+    }
+
+    async fn read_client_configuration(
+        &self,
+        request: Request<pb::ClientConfigurationRequest>,
+    ) -> Result<Response<pb::RegisterClientResponse>, Status> {
+        let r = request.into_inner();
+        let registration = self.read_configuration(&r.client_id, &r.registration_access_token).await?;
+        Ok(Response::new(registration_to_proto(registration)))
+    }
+
+    async fn update_client_configuration(
+        &self,
+        request: Request<pb::UpdateClientConfigurationRequest>,
+    ) -> Result<Response<pb::RegisterClientResponse>, Status> {
+        let r = request.into_inner();
+        let body: serde_json::Value = serde_json::from_slice(&r.json).map_err(|e| {
+            OAuthError::new(ErrorCode::InvalidClientMetadata, format!("the request body is not valid JSON: {e}"))
+        })?;
+        let registration = self.update_configuration(&r.client_id, &r.registration_access_token, &body).await?;
+        Ok(Response::new(registration_to_proto(registration)))
+    }
+
+    async fn delete_client_configuration(
+        &self,
+        request: Request<pb::ClientConfigurationRequest>,
+    ) -> Result<Response<pb::DeleteClientResponse>, Status> {
+        let r = request.into_inner();
+        self.delete_configuration(&r.client_id, &r.registration_access_token).await?;
+        Ok(Response::new(pb::DeleteClientResponse {}))
     }
 
     async fn authenticate_client(

@@ -58,6 +58,15 @@ impl Client {
     }
 }
 
+/// A client's information response (RFC 7591 §3.2.1, RFC 7592 §3): the client, and the
+/// credentials issued with this response (only digests of them are stored).
+pub struct Registration {
+    pub client: Client,
+    pub client_secret: Option<String>,
+    /// For the RFC 7591 endpoint's registrations; web-page clients are managed on the pages.
+    pub registration_access_token: Option<String>,
+}
+
 /// What authentication needs to know about a client.
 struct KnownClient {
     client: Client,
@@ -141,7 +150,7 @@ impl ClientRegistryService {
         body: &Value,
         initial_access_token: Option<&str>,
         registered_by: Option<&WebUser>,
-    ) -> Result<(Client, Option<String>), OAuthError> {
+    ) -> Result<Registration, OAuthError> {
         if let Some(token) = initial_access_token {
             self.check_initial_access_token(token).await?;
         }
@@ -184,6 +193,8 @@ impl ClientRegistryService {
         let secret =
             matches!(metadata.token_endpoint_auth_method, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
                 .then(random_token::<32>);
+        // RFC 7592: a client registered through the endpoint may manage itself there.
+        let registration_access_token = registered_by.is_none().then(random_token::<32>);
         let row = ClientRow {
             client_id: client_id.clone(),
             secret_digest: secret.as_deref().map(digest),
@@ -192,6 +203,7 @@ impl ClientRegistryService {
             owner: owner.clone(),
             status: if pending { PENDING } else { APPROVED }.to_owned(),
             policy: None,
+            registration_token_digest: registration_access_token.as_deref().map(digest),
         };
         self.store.insert_client(&row).await.map_err(OAuthError::internal)?;
         tracing::info!(
@@ -206,7 +218,141 @@ impl ClientRegistryService {
             pending,
             "client registered"
         );
-        Ok((Client { client_id, issued_at: row.issued_at, metadata, owner, pending, policy: None }, secret))
+        Ok(Registration {
+            client: Client { client_id, issued_at: row.issued_at, metadata, owner, pending, policy: None },
+            client_secret: secret,
+            registration_access_token,
+        })
+    }
+
+    /// RFC 7592 §2: the client at the configuration endpoint, if `token` is its registration
+    /// access token. An unknown client and a wrong token are the same `invalid_token`.
+    async fn configured_client(&self, client_id: &str, token: &str) -> Result<ClientRow, OAuthError> {
+        let row = self.store.get_client(client_id).await.map_err(OAuthError::internal)?;
+        let stored = row.as_ref().and_then(|r| r.registration_token_digest.clone());
+        // Same work whether or not the client exists, so timing does not reveal which ids exist.
+        let matches = verify_digest(token, stored.as_deref().unwrap_or(&[0u8; 32])) && stored.is_some();
+        match row {
+            Some(row) if matches => Ok(row),
+            _ => Err(OAuthError::new(ErrorCode::InvalidToken, "unknown client or wrong registration access token")),
+        }
+    }
+
+    /// Stores `metadata` for the client with a new secret when it authenticates with one:
+    /// secrets are kept only as digests, so a configuration response (RFC 7592 §2.1 and §2.2
+    /// allow it) carries a fresh secret and the previous one stops working at once.
+    async fn store_with_new_secret(
+        &self,
+        client: &Client,
+        metadata: &ClientMetadata,
+    ) -> Result<Option<String>, OAuthError> {
+        let secret =
+            matches!(metadata.token_endpoint_auth_method, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
+                .then(random_token::<32>);
+        let json = serde_json::to_string(metadata).map_err(OAuthError::internal)?;
+        let digest = secret.as_deref().map(digest);
+        let updated = self
+            .store
+            .update_client(&client.client_id, &json, digest.as_deref())
+            .await
+            .map_err(OAuthError::internal)?;
+        if !updated {
+            return Err(OAuthError::new(ErrorCode::InvalidToken, "unknown client or wrong registration access token"));
+        }
+        self.cache.forget(&client.client_id);
+        self.assertions.forget(&client.client_id);
+        Ok(secret)
+    }
+
+    /// RFC 7592 §2.1: a client reads its registration (with a new secret, see
+    /// [`Self::store_with_new_secret`]). This is how a restarted Node checks its stored client.
+    pub async fn read_configuration(&self, client_id: &str, token: &str) -> Result<Registration, OAuthError> {
+        let client = Client::from_row(self.configured_client(client_id, token).await?)?;
+        let client_secret = self.store_with_new_secret(&client, &client.metadata).await?;
+        tracing::info!(target: "audit", event = "client_read", client_id, secret_reissued = client_secret.is_some(), "client read its registration");
+        Ok(Registration { client, client_secret, registration_access_token: None })
+    }
+
+    /// RFC 7592 §2.2: a client replaces its metadata. What its registration was vouched for
+    /// stays fixed: the grant types, the authentication method, no wider scope, and no
+    /// jwks_uri (which this server fetches) unless it had one.
+    pub async fn update_configuration(
+        &self,
+        client_id: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<Registration, OAuthError> {
+        let row = self.configured_client(client_id, token).await?;
+        let Some(object) = body.as_object() else {
+            return Err(OAuthError::new(ErrorCode::InvalidClientMetadata, "the body must be a JSON object"));
+        };
+        if object.get("client_id").and_then(Value::as_str) != Some(client_id) {
+            return Err(OAuthError::new(ErrorCode::InvalidRequest, "the body's client_id must be this client's"));
+        }
+        if let Some(sent) = object.get("client_secret") {
+            let current = row.secret_digest.as_deref();
+            if !sent.as_str().zip(current).is_some_and(|(sent, stored)| verify_digest(sent, stored)) {
+                return Err(OAuthError::new(ErrorCode::InvalidRequest, "client_secret is not the current secret"));
+            }
+        }
+        // Fields the server issues are not metadata (RFC 7592 §2.2: ignored if sent).
+        let mut requested = object.clone();
+        for issued in [
+            "client_id",
+            "client_secret",
+            "client_id_issued_at",
+            "client_secret_expires_at",
+            "registration_access_token",
+            "registration_client_uri",
+        ] {
+            requested.remove(issued);
+        }
+        let rules = metadata::Rules {
+            scopes: &self.scopes,
+            legacy: self.legacy,
+            allow_http_jwks_uri: self.allow_http_jwks_uri,
+        };
+        let metadata = metadata::parse(&Value::Object(requested), &rules)?;
+        let client = Client::from_row(row)?;
+        let old = &client.metadata;
+        let fixed = |what: &str| {
+            OAuthError::new(
+                ErrorCode::InvalidClientMetadata,
+                format!("{what} cannot change after registration; register a new client instead"),
+            )
+        };
+        let (mut old_grants, mut new_grants) = (old.grant_types.clone(), metadata.grant_types.clone());
+        old_grants.sort_by_key(|g| g.as_str());
+        new_grants.sort_by_key(|g| g.as_str());
+        if old_grants != new_grants {
+            return Err(fixed("grant_types"));
+        }
+        if old.token_endpoint_auth_method != metadata.token_endpoint_auth_method {
+            return Err(fixed("token_endpoint_auth_method"));
+        }
+        if let Some(wider) = metadata.scope.split_whitespace().find(|s| !old.scope.split_whitespace().any(|o| o == *s))
+        {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidClientMetadata,
+                format!("scope {wider} was not registered; the scope cannot widen after registration"),
+            ));
+        }
+        if metadata.jwks_uri.is_some() && old.jwks_uri.is_none() {
+            return Err(fixed("a jwks_uri where none was registered"));
+        }
+        let client_secret = self.store_with_new_secret(&client, &metadata).await?;
+        tracing::info!(target: "audit", event = "client_updated", client_id, client_name = %metadata.client_name, "client updated its registration");
+        Ok(Registration { client: Client { metadata, ..client }, client_secret, registration_access_token: None })
+    }
+
+    /// RFC 7592 §2.3: a client deregisters itself.
+    pub async fn delete_configuration(&self, client_id: &str, token: &str) -> Result<(), OAuthError> {
+        self.configured_client(client_id, token).await?;
+        self.store.delete_client(client_id).await.map_err(OAuthError::internal)?;
+        self.cache.forget(client_id);
+        self.assertions.forget(client_id);
+        tracing::info!(target: "audit", event = "client_deleted", client_id, by = "itself", "client deregistered");
+        Ok(())
     }
 
     async fn check_initial_access_token(&self, token: &str) -> Result<(), OAuthError> {
@@ -317,6 +463,7 @@ impl ClientRegistryService {
         }
         let deleted = self.store.delete_client(client_id).await.map_err(OAuthError::internal)?;
         self.cache.forget(client_id);
+        self.assertions.forget(client_id);
         tracing::info!(target: "audit", event = "client_deleted", client_id, by = %requested_by.username, "client deregistered");
         Ok(deleted)
     }

@@ -95,7 +95,7 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
     const WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
     let cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS, Method::HEAD])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS, Method::HEAD])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
         .max_age(std::time::Duration::from_secs(21600));
     Router::new()
@@ -112,6 +112,10 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
         .route(&format!("{V}/jwks/"), get(metadata::jwks))
         .route(&format!("{V}/token"), post(oauth::token))
         .route(&format!("{V}/register"), post(oauth::register))
+        .route(
+            &format!("{V}/register/{{client_id}}"),
+            get(oauth::read_client).put(oauth::update_client).delete(oauth::delete_client),
+        )
         .route(&format!("{V}/revoke"), post(oauth::revoke))
         .route(&format!("{V}/introspect"), post(oauth::introspect))
         .route(&format!("{V}/authorize"), get(web::authorize_page).post(web::authorize_decision))

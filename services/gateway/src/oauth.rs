@@ -1,11 +1,12 @@
-//! The OAuth endpoints: token (RFC 6749) and registration (RFC 7591). Each turns HTTP into a
+//! The OAuth endpoints: token (RFC 6749), registration (RFC 7591) and client configuration
+//! (RFC 7592). Each turns HTTP into a
 //! gRPC call and the result back into HTTP; the rules live in the services.
 use axum::Json;
 use axum::body::Bytes;
 use std::net::SocketAddr;
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nmos_auth_core::{ErrorCode, OAuthError};
@@ -207,7 +208,9 @@ pub async fn register(
             let r = response.into_inner();
             let client =
                 r.client.ok_or_else(|| OAuthErrorResponse::from(OAuthError::internal("no client in reply")))?;
-            Ok((StatusCode::CREATED, no_store(), Json(client_json(client, r.client_secret))).into_response())
+            let mut body = client_json(client, r.client_secret);
+            gateway.add_configuration_endpoint(&mut body, &r.registration_access_token);
+            Ok((StatusCode::CREATED, no_store(), Json(body)).into_response())
         }
         Err(status) => {
             let error = OAuthError::from_status(&status);
@@ -221,5 +224,98 @@ pub async fn register(
             });
             Err(OAuthErrorResponse::with_challenge(error, challenge))
         }
+    }
+}
+
+impl Gateway {
+    /// RFC 7592 §3: where and with what a client manages its registration.
+    fn add_configuration_endpoint(&self, body: &mut Value, registration_access_token: &str) {
+        let endpoint = self.metadata["registration_endpoint"].as_str().unwrap_or_default();
+        if !registration_access_token.is_empty() {
+            body["registration_access_token"] = json!(registration_access_token);
+            body["registration_client_uri"] =
+                json!(format!("{endpoint}/{}", body["client_id"].as_str().unwrap_or_default()));
+        }
+    }
+}
+
+/// The registration access token of an RFC 7592 request (RFC 6750 §2.1), or the 401 for none.
+fn registration_access_token(headers: &HeaderMap) -> Result<String, OAuthErrorResponse> {
+    match authorization(headers) {
+        Authorization::Bearer(token) => Ok(token),
+        Authorization::Absent => Err(OAuthErrorResponse::with_challenge(
+            OAuthError::new(ErrorCode::InvalidToken, "send the registration access token as a Bearer token"),
+            Some("Bearer realm=\"nmos-auth\"".into()),
+        )),
+        Authorization::Basic { .. } | Authorization::Garbled => Err(configuration_error(&OAuthError::new(
+            ErrorCode::InvalidToken,
+            "send the registration access token as a Bearer token",
+        ))),
+    }
+}
+
+fn configuration_error(error: &OAuthError) -> OAuthErrorResponse {
+    let challenge = (error.code == ErrorCode::InvalidToken)
+        .then(|| "Bearer realm=\"nmos-auth\", error=\"invalid_token\"".to_owned());
+    OAuthErrorResponse::with_challenge(error.clone(), challenge)
+}
+
+/// The client information response of a configuration read or update (RFC 7592 §3).
+fn configuration_response(
+    gateway: &Gateway,
+    token: &str,
+    reply: Result<tonic::Response<pb::RegisterClientResponse>, tonic::Status>,
+) -> Result<Response, OAuthErrorResponse> {
+    let r = reply.map_err(|status| configuration_error(&OAuthError::from_status(&status)))?.into_inner();
+    let client = r.client.ok_or_else(|| OAuthErrorResponse::from(OAuthError::internal("no client in reply")))?;
+    let mut body = client_json(client, r.client_secret);
+    gateway.add_configuration_endpoint(&mut body, token);
+    Ok((no_store(), Json(body)).into_response())
+}
+
+/// GET registration_client_uri (RFC 7592 §2.1).
+pub async fn read_client(
+    State(gateway): State<Gateway>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, OAuthErrorResponse> {
+    let token = registration_access_token(&headers)?;
+    let request = pb::ClientConfigurationRequest { client_id, registration_access_token: token.clone() };
+    let reply = gateway.clients.clone().read_client_configuration(request).await;
+    configuration_response(&gateway, &token, reply)
+}
+
+/// PUT registration_client_uri (RFC 7592 §2.2): the client's complete metadata, as JSON.
+pub async fn update_client(
+    State(gateway): State<Gateway>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, OAuthErrorResponse> {
+    let token = registration_access_token(&headers)?;
+    let bytes = body(bytes, ErrorCode::InvalidClientMetadata)?;
+    if content_type(&headers).as_deref() != Some("application/json") {
+        return Err(OAuthError::new(ErrorCode::InvalidClientMetadata, "the body must be application/json").into());
+    }
+    let request = pb::UpdateClientConfigurationRequest {
+        client_id,
+        registration_access_token: token.clone(),
+        json: bytes.to_vec(),
+    };
+    let reply = gateway.clients.clone().update_client_configuration(request).await;
+    configuration_response(&gateway, &token, reply)
+}
+
+/// DELETE registration_client_uri (RFC 7592 §2.3).
+pub async fn delete_client(
+    State(gateway): State<Gateway>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, OAuthErrorResponse> {
+    let token = registration_access_token(&headers)?;
+    let request = pb::ClientConfigurationRequest { client_id, registration_access_token: token };
+    match gateway.clients.clone().delete_client_configuration(request).await {
+        Ok(_) => Ok((StatusCode::NO_CONTENT, no_store()).into_response()),
+        Err(status) => Err(configuration_error(&OAuthError::from_status(&status))),
     }
 }

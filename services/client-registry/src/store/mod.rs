@@ -17,6 +17,7 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 3, sql: include_str!("../../migrations/sqlite/0003_status.sql") },
         Migration { version: 4, sql: include_str!("../../migrations/sqlite/0004_assertions.sql") },
         Migration { version: 5, sql: include_str!("../../migrations/sqlite/0005_policy.sql") },
+        Migration { version: 6, sql: include_str!("../../migrations/sqlite/0006_registration_token.sql") },
     ],
     postgres: &[
         Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_clients.sql") },
@@ -24,6 +25,7 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 3, sql: include_str!("../../migrations/postgres/0003_status.sql") },
         Migration { version: 4, sql: include_str!("../../migrations/postgres/0004_assertions.sql") },
         Migration { version: 5, sql: include_str!("../../migrations/postgres/0005_policy.sql") },
+        Migration { version: 6, sql: include_str!("../../migrations/postgres/0006_registration_token.sql") },
     ],
 };
 
@@ -39,6 +41,8 @@ pub struct ClientRow {
     pub status: String,
     /// An administrator's policy, as JSON.
     pub policy: Option<String>,
+    /// RFC 7592: the digest of the registration access token, for dynamic registrations.
+    pub registration_token_digest: Option<Vec<u8>>,
 }
 
 #[async_trait]
@@ -53,6 +57,14 @@ pub trait ClientStore: Send + Sync {
     async fn approve(&self, client_id: &str) -> anyhow::Result<bool>;
     /// False when there is no such client.
     async fn delete_client(&self, client_id: &str) -> anyhow::Result<bool>;
+    /// Replaces a client's metadata and secret digest (RFC 7592 read and update); false when
+    /// there is no such client.
+    async fn update_client(
+        &self,
+        client_id: &str,
+        metadata: &str,
+        secret_digest: Option<&[u8]>,
+    ) -> anyhow::Result<bool>;
     /// Sets or clears a client's policy; false when there is no such client.
     async fn set_policy(&self, client_id: &str, policy: Option<&str>) -> anyhow::Result<bool>;
     /// Records an assertion id until it expires; false if it was already seen (a replay).
@@ -82,21 +94,32 @@ macro_rules! client_store_impl {
     ($store:ident, $pool:ty) => {
         pub struct $store(pub $pool);
 
-        const CLIENT_COLUMNS: &str = "client_id, secret_digest, metadata, issued_at, owner, status, policy";
-        type ClientTuple = (String, Option<Vec<u8>>, String, i64, String, String, Option<String>);
+        const CLIENT_COLUMNS: &str =
+            "client_id, secret_digest, metadata, issued_at, owner, status, policy, registration_token_digest";
+        type ClientTuple =
+            (String, Option<Vec<u8>>, String, i64, String, String, Option<String>, Option<Vec<u8>>);
 
         fn client_row(
-            (client_id, secret_digest, metadata, issued_at, owner, status, policy): ClientTuple,
+            (client_id, secret_digest, metadata, issued_at, owner, status, policy, registration_token_digest): ClientTuple,
         ) -> super::ClientRow {
-            super::ClientRow { client_id, secret_digest, metadata, issued_at, owner, status, policy }
+            super::ClientRow {
+                client_id,
+                secret_digest,
+                metadata,
+                issued_at,
+                owner,
+                status,
+                policy,
+                registration_token_digest,
+            }
         }
 
         #[async_trait::async_trait]
         impl super::ClientStore for $store {
             async fn insert_client(&self, client: &super::ClientRow) -> anyhow::Result<()> {
                 sqlx::query(
-                    "INSERT INTO clients_clients (client_id, secret_digest, metadata, issued_at, owner, status, policy) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO clients_clients (client_id, secret_digest, metadata, issued_at, owner, status, policy, \
+                     registration_token_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&client.client_id)
                 .bind(&client.secret_digest)
@@ -105,6 +128,7 @@ macro_rules! client_store_impl {
                 .bind(&client.owner)
                 .bind(&client.status)
                 .bind(&client.policy)
+                .bind(&client.registration_token_digest)
                 .execute(&self.0)
                 .await?;
                 Ok(())
@@ -140,6 +164,22 @@ macro_rules! client_store_impl {
 
             async fn approve(&self, client_id: &str) -> anyhow::Result<bool> {
                 let n = sqlx::query("UPDATE clients_clients SET status = 'approved' WHERE client_id = $1 AND status = 'pending'")
+                    .bind(client_id)
+                    .execute(&self.0)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn update_client(
+                &self,
+                client_id: &str,
+                metadata: &str,
+                secret_digest: Option<&[u8]>,
+            ) -> anyhow::Result<bool> {
+                let n = sqlx::query("UPDATE clients_clients SET metadata = $1, secret_digest = $2 WHERE client_id = $3")
+                    .bind(metadata)
+                    .bind(secret_digest)
                     .bind(client_id)
                     .execute(&self.0)
                     .await?

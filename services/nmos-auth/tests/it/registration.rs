@@ -1,4 +1,5 @@
-//! RFC 7591 registration: initial access tokens, open and approval modes, errors.
+//! RFC 7591 registration: initial access tokens, open and approval modes, errors; RFC 7592
+//! client configuration.
 use nmos_auth_core::config::RegistrationMode;
 use serde_json::{Value, json};
 
@@ -8,7 +9,8 @@ backend_tests!(
     registration_needs_a_valid_initial_access_token,
     bad_metadata_is_rejected,
     open_registration_is_only_for_code_clients,
-    approval_mode_holds_clients_until_an_admin_approves
+    approval_mode_holds_clients_until_an_admin_approves,
+    a_client_manages_its_own_registration
 );
 
 fn machine() -> Value {
@@ -222,4 +224,106 @@ async fn approval_mode_holds_clients_until_an_admin_approves(backend: Backend) {
     assert_eq!(page.status, 400);
     assert!(page.location.is_none());
     assert!(page.body.contains("waiting for an administrator"));
+}
+
+/// RFC 7592 as a restarted Node uses it: read the stored client back (with a new secret, since
+/// only digests are kept), update it within what was registered, and deregister.
+async fn a_client_manages_its_own_registration(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let registered = app.register(machine()).await;
+    let client_id = registered["client_id"].as_str().unwrap().to_owned();
+    let first_secret = registered["client_secret"].as_str().unwrap().to_owned();
+    let token = registered["registration_access_token"].as_str().expect("a registration access token").to_owned();
+    let uri = registered["registration_client_uri"].as_str().expect("a registration client URI").to_owned();
+    assert_eq!(uri, app.auth_url(&format!("register/{client_id}")));
+    let form = [("grant_type", "client_credentials"), ("scope", "registration")];
+
+    // Read: 200 with the metadata and a new secret; the old secret stops working.
+    let r = app.http.get(&uri).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let read: Value = r.json().await.unwrap();
+    assert_eq!(read["client_id"], client_id.as_str());
+    assert_eq!(read["scope"], "registration");
+    assert_eq!(read["registration_access_token"], token.as_str());
+    assert_eq!(read["registration_client_uri"], uri.as_str());
+    let secret = read["client_secret"].as_str().expect("a confidential client gets its secret").to_owned();
+    assert_ne!(secret, first_secret);
+    assert_oauth_error(app.token(&client_id, &first_secret, &form).await, 401, "invalid_client").await;
+    assert_eq!(app.token(&client_id, &secret, &form).await.status(), 200);
+
+    // Refusals: no token, a wrong one, another client's, a client that does not exist.
+    let r = app.http.get(&uri).send().await.unwrap();
+    let headers = assert_oauth_error(r, 401, "invalid_token").await;
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"nmos-auth\"");
+    let r = app.http.get(&uri).bearer_auth("wrong").send().await.unwrap();
+    let headers = assert_oauth_error(r, 401, "invalid_token").await;
+    assert!(headers["www-authenticate"].to_str().unwrap().contains("error=\"invalid_token\""));
+    let other = app.register(machine()).await;
+    let r = app.http.get(&uri).bearer_auth(other["registration_access_token"].as_str().unwrap()).send().await.unwrap();
+    assert_oauth_error(r, 401, "invalid_token").await;
+    let r = app.http.get(app.auth_url("register/0123456789abcdef")).bearer_auth(&token).send().await.unwrap();
+    assert_oauth_error(r, 401, "invalid_token").await;
+
+    // Update: the complete metadata, client_id included; a new name applies, and a secret in
+    // the body must be the current one.
+    let mut update = read.clone();
+    update["client_name"] = json!("Renamed Node");
+    update["client_secret"] = json!(first_secret);
+    let r = app.http.put(&uri).bearer_auth(&token).json(&update).send().await.unwrap();
+    assert_oauth_error(r, 400, "invalid_request").await;
+    update["client_secret"] = json!(secret);
+    let r = app.http.put(&uri).bearer_auth(&token).json(&update).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let updated: Value = r.json().await.unwrap();
+    assert_eq!(updated["client_name"], "Renamed Node");
+    let secret = updated["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(app.token(&client_id, &secret, &form).await.status(), 200);
+    let read: Value = app.http.get(&uri).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(read["client_name"], "Renamed Node");
+    let secret = read["client_secret"].as_str().unwrap().to_owned();
+
+    // What the registration vouched for cannot change.
+    for (field, value) in [
+        ("grant_types", json!(["client_credentials", "authorization_code"])),
+        ("token_endpoint_auth_method", json!("client_secret_post")),
+        ("scope", json!("registration query")),
+        ("jwks_uri", json!("https://node.example/jwks.json")),
+    ] {
+        let mut update = json!({"client_id": client_id, "client_name": "Node", "grant_types": ["client_credentials"],
+                                "response_types": ["none"], "scope": "registration"});
+        update[field] = value;
+        let r = app.http.put(&uri).bearer_auth(&token).json(&update).send().await.unwrap();
+        assert_oauth_error(r, 400, "invalid_client_metadata").await;
+    }
+    let update = json!({"client_id": "someone-else", "client_name": "Node", "grant_types": ["client_credentials"]});
+    let r = app.http.put(&uri).bearer_auth(&token).json(&update).send().await.unwrap();
+    assert_oauth_error(r, 400, "invalid_request").await;
+    let r = app.http.put(&uri).bearer_auth(&token).body("{").header("content-type", "application/json").send().await;
+    assert_oauth_error(r.unwrap(), 400, "invalid_client_metadata").await;
+    assert_eq!(app.token(&client_id, &secret, &form).await.status(), 200, "refused updates change nothing");
+
+    // Delete: 204, then the client is gone for the token endpoint and for its own token.
+    let r = app.http.delete(&uri).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_oauth_error(app.token(&client_id, &secret, &form).await, 401, "invalid_client").await;
+    let r = app.http.get(&uri).bearer_auth(&token).send().await.unwrap();
+    assert_oauth_error(r, 401, "invalid_token").await;
+
+    // A public authorization_code client gets no secret on read.
+    let public = app
+        .register(json!({"client_name": "Browser", "grant_types": ["authorization_code"], "response_types": ["code"],
+                          "redirect_uris": ["https://app.example.com/cb"], "token_endpoint_auth_method": "none"}))
+        .await;
+    let r = app
+        .http
+        .get(public["registration_client_uri"].as_str().unwrap())
+        .bearer_auth(public["registration_access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let read: Value = r.json().await.unwrap();
+    assert!(read.get("client_secret").is_none());
+    assert_eq!(read["redirect_uris"], json!(["https://app.example.com/cb"]));
 }
