@@ -139,6 +139,21 @@ pub struct Config {
     pub dns_sd_addresses: Vec<std::net::IpAddr>,
     /// TXT `pri`: 0-99 for live systems (0 is highest), 100+ for development.
     pub dns_sd_priority: u32,
+    /// The unicast DNS zone the records belong to, e.g. `plant.example.com`.
+    pub dns_sd_domain: Option<String>,
+    /// A DNS server (address:port) that accepts RFC 2136 updates of `dns_sd_domain`: when set,
+    /// the records are kept there while the gateway answers, signed with the TSIG key.
+    pub dns_sd_update_server: Option<SocketAddr>,
+    /// The TSIG key's name, as the DNS server knows it.
+    pub dns_sd_tsig_key: Option<String>,
+    /// hmac-sha256 (the default), hmac-sha384 or hmac-sha512.
+    pub dns_sd_tsig_algorithm: String,
+    /// The TSIG key's secret, base64 (as in BIND and Knot key files).
+    pub dns_sd_tsig_secret: Option<Secret>,
+    /// File holding that base64 secret.
+    pub dns_sd_tsig_secret_file: Option<PathBuf>,
+    /// TTL of the updated records, in seconds: how long a withdrawn record may stay cached.
+    pub dns_sd_ttl: u32,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
@@ -174,6 +189,13 @@ impl Default for Config {
             dns_sd_host: None,
             dns_sd_addresses: Vec::new(),
             dns_sd_priority: 100,
+            dns_sd_domain: None,
+            dns_sd_update_server: None,
+            dns_sd_tsig_key: None,
+            dns_sd_tsig_algorithm: "hmac-sha256".to_owned(),
+            dns_sd_tsig_secret: None,
+            dns_sd_tsig_secret_file: None,
+            dns_sd_ttl: 120,
             max_body_bytes: 16 * 1024,
             log_format: LogFormat::Text,
             internal_transport: InternalTransport::InProcess,
@@ -219,6 +241,14 @@ impl Config {
             bail!("tls_cert and tls_key must be set together");
         }
         self.public_base()?;
+        if self.dns_sd_update_server.is_some() {
+            if self.dns_sd_domain.is_none() || self.dns_sd_tsig_key.is_none() {
+                bail!("dns_sd_update_server needs dns_sd_domain and dns_sd_tsig_key");
+            }
+            if self.dns_sd_tsig_secret.is_none() == self.dns_sd_tsig_secret_file.is_none() {
+                bail!("dns_sd_update_server needs one of dns_sd_tsig_secret and dns_sd_tsig_secret_file");
+            }
+        }
         Ok(())
     }
 

@@ -1,6 +1,11 @@
 //! DNS-SD advertisement of the gateway as `_nmos-auth._tcp` (IS-10 §3, is-10.md §1.15): mDNS
-//! while the server runs, and the records for a unicast DNS zone, which IS-10 prefers.
+//! while the server runs, and the records for a unicast DNS zone, which IS-10 prefers: printed as
+//! a zone fragment, or kept in the zone with RFC 2136 dynamic updates.
 #![forbid(unsafe_code)]
+
+mod dns_update;
+
+pub use dns_update::DnsUpdater;
 
 use std::net::IpAddr;
 
@@ -137,10 +142,33 @@ impl Advertiser {
     }
 }
 
-/// The stand-alone sidecar: advertises while the gateway at `health_url` answers, withdraws
-/// the advertisement while it does not, and re-announces when it is back. Runs until `stop`.
+/// How the advertisement is made: over mDNS, in a unicast zone by dynamic update, or both.
+pub struct Announcers {
+    pub mdns: bool,
+    pub dns: Option<DnsUpdater>,
+}
+
+impl Announcers {
+    pub fn from_config(config: &Config) -> anyhow::Result<Announcers> {
+        Ok(Announcers { mdns: config.mdns, dns: DnsUpdater::from_config(config)? })
+    }
+
+    pub fn any(&self) -> bool {
+        self.mdns || self.dns.is_some()
+    }
+}
+
+/// How often records in a unicast zone are written again while the gateway answers (they
+/// may have been lost to a zone reload), and how soon a failed update is retried.
+const REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
+const RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The sidecar: advertises while the gateway at `health_url` answers, withdraws the
+/// advertisement while it does not, and announces it again when it is back; withdraws it when
+/// `stop` completes. Runs inside `nmos-auth serve` and alone as `nmos-auth discovery`.
 pub async fn sidecar(
     ad: Advertisement,
+    announcers: Announcers,
     health_url: String,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -151,18 +179,47 @@ pub async fn sidecar(
         .danger_accept_invalid_certs(true)
         .build()?;
     let mut advertiser: Option<Advertiser> = None;
+    // In the unicast zone: whether our records are there, and when to write them next.
+    let mut published = false;
+    let mut next_update = tokio::time::Instant::now();
+    let mut was_healthy = false;
     tokio::pin!(stop);
     loop {
         let healthy = http.get(&health_url).send().await.is_ok_and(|r| r.status().is_success());
-        match (healthy, advertiser.take()) {
-            (true, None) => advertiser = Some(Advertiser::start(&ad)?),
-            (true, Some(running)) => advertiser = Some(running),
-            (false, Some(running)) => {
+        if healthy {
+            if announcers.mdns && advertiser.is_none() {
+                advertiser = Some(Advertiser::start(&ad)?);
+            }
+            if let Some(dns) = &announcers.dns
+                && tokio::time::Instant::now() >= next_update
+            {
+                match dns.publish(&ad).await {
+                    Ok(()) => {
+                        if !published {
+                            tracing::info!(service = %ad.instance, "DNS-SD records updated in the unicast zone");
+                        }
+                        published = true;
+                        next_update = tokio::time::Instant::now() + REFRESH;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "updating the DNS-SD records in the unicast zone");
+                        next_update = tokio::time::Instant::now() + RETRY;
+                    }
+                }
+            }
+        } else {
+            if was_healthy {
                 tracing::warn!(%health_url, "the gateway is not answering: withdrawing the advertisement");
+            }
+            if let Some(running) = advertiser.take() {
                 tokio::task::spawn_blocking(move || running.stop()).await?;
             }
-            (false, None) => {}
+            if published && withdraw(&ad, &announcers).await {
+                published = false;
+                next_update = tokio::time::Instant::now();
+            }
         }
+        was_healthy = healthy;
         tokio::select! {
             _ = &mut stop => break,
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
@@ -171,7 +228,25 @@ pub async fn sidecar(
     if let Some(running) = advertiser {
         tokio::task::spawn_blocking(move || running.stop()).await?;
     }
+    if published {
+        withdraw(&ad, &announcers).await;
+    }
     Ok(())
+}
+
+/// Deletes the records from the unicast zone; false (logged) when that failed.
+async fn withdraw(ad: &Advertisement, announcers: &Announcers) -> bool {
+    let Some(dns) = &announcers.dns else { return true };
+    match dns.withdraw(ad).await {
+        Ok(()) => {
+            tracing::info!(service = %ad.instance, "DNS-SD records removed from the unicast zone");
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "removing the DNS-SD records from the unicast zone");
+            false
+        }
+    }
 }
 
 #[cfg(test)]

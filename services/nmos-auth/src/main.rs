@@ -100,6 +100,24 @@ struct ConfigArgs {
     /// TXT pri: 0-99 for live systems (0 highest), 100+ for development.
     #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_PRIORITY")]
     dns_sd_priority: Option<u32>,
+    /// The unicast DNS zone of the records, e.g. plant.example.com.
+    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_DOMAIN")]
+    dns_sd_domain: Option<String>,
+    /// DNS server (address:port) to keep the records in with RFC 2136 updates, signed with TSIG.
+    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_UPDATE_SERVER")]
+    dns_sd_update_server: Option<SocketAddr>,
+    /// Name of the TSIG key (its base64 secret comes from NMOS_AUTH_DNS_SD_TSIG_SECRET or a file).
+    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_TSIG_KEY")]
+    dns_sd_tsig_key: Option<String>,
+    /// hmac-sha256, hmac-sha384 or hmac-sha512.
+    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_TSIG_ALGORITHM")]
+    dns_sd_tsig_algorithm: Option<String>,
+    /// File holding the TSIG key's base64 secret.
+    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_TSIG_SECRET_FILE")]
+    dns_sd_tsig_secret_file: Option<PathBuf>,
+    /// TTL in seconds of the records kept by dynamic update.
+    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_TTL")]
+    dns_sd_ttl: Option<u32>,
     /// Largest accepted request body in bytes.
     #[arg(long, global = true, env = "NMOS_AUTH_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -128,6 +146,9 @@ impl ConfigArgs {
         if let Ok(key) = std::env::var("NMOS_AUTH_COOKIE_KEY") {
             c.cookie_key = Some(Secret::new(key));
         }
+        if let Ok(secret) = std::env::var("NMOS_AUTH_DNS_SD_TSIG_SECRET") {
+            c.dns_sd_tsig_secret = Some(Secret::new(secret));
+        }
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
         }
@@ -148,6 +169,8 @@ impl ConfigArgs {
             mdns,
             dns_sd_addresses,
             dns_sd_priority,
+            dns_sd_tsig_algorithm,
+            dns_sd_ttl,
             legacy_implicit_grant,
             max_body_bytes,
             log_format
@@ -160,7 +183,11 @@ impl ConfigArgs {
             cookie_key_file,
             jwks_ca_bundle,
             dns_sd_instance,
-            dns_sd_host
+            dns_sd_host,
+            dns_sd_domain,
+            dns_sd_update_server,
+            dns_sd_tsig_key,
+            dns_sd_tsig_secret_file
         );
         c.validate()?;
         Ok(c)
@@ -190,9 +217,9 @@ enum Command {
 enum DnsSd {
     /// Print the PTR, SRV, TXT and A records for a unicast DNS zone (IS-10 prefers unicast DNS-SD).
     Zone {
-        /// The zone's domain, e.g. plant.example.com
+        /// The zone's domain, e.g. plant.example.com (default: dns_sd_domain)
         #[arg(long)]
-        domain: String,
+        domain: Option<String>,
     },
 }
 
@@ -380,21 +407,31 @@ async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The gateway's metadata at `addr` (loopback when it listens on every address): what the
+/// discovery sidecar polls to know the gateway answers.
+fn local_health_url(config: &Config, addr: SocketAddr) -> String {
+    let scheme = if config.tls_enabled() { "https" } else { "http" };
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    format!("{scheme}://{addr}/.well-known/oauth-authorization-server")
+}
+
 async fn discovery(config: Config, health_url: Option<String>) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let ad = nmos_auth_discovery::Advertisement::from_config(&config)?;
-    let health_url = health_url.unwrap_or_else(|| {
-        let scheme = if config.tls_enabled() { "https" } else { "http" };
-        format!("{scheme}://{}/.well-known/oauth-authorization-server", config.listen)
-    });
+    let announcers = nmos_auth_discovery::Announcers::from_config(&config)?;
+    anyhow::ensure!(announcers.any(), "nothing to do: mdns is off and no dns_sd_update_server is set");
+    let health_url = health_url.unwrap_or_else(|| local_health_url(&config, config.listen));
     let stop = async {
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
     };
-    nmos_auth_discovery::sidecar(ad, health_url, stop).await
+    nmos_auth_discovery::sidecar(ad, announcers, health_url, stop).await
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -419,11 +456,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "serving plain HTTP: for development only; IS-10 requires HTTPS in production (set tls_cert and tls_key)"
         );
     }
+    let announcers = nmos_auth_discovery::Announcers::from_config(&config)?;
     let advertisement =
-        if config.mdns { Some(nmos_auth_discovery::Advertisement::from_config(&config)?) } else { None };
+        if announcers.any() { Some(nmos_auth_discovery::Advertisement::from_config(&config)?) } else { None };
+    let health_url = local_health_url(&config, config.listen);
     let mut server = Server::start(config, listener).await?;
-    // Advertised once the gateway answers; withdrawn before it stops.
-    let advertiser = advertisement.as_ref().map(nmos_auth_discovery::Advertiser::start).transpose()?;
+    // Advertised while the gateway answers; withdrawn before it stops.
+    let (stop_discovery, discovery_stopped) = tokio::sync::oneshot::channel::<()>();
+    let discovery = advertisement.map(|ad| {
+        tokio::spawn(async move {
+            let stop = async {
+                let _ = discovery_stopped.await;
+            };
+            if let Err(e) = nmos_auth_discovery::sidecar(ad, announcers, health_url, stop).await {
+                tracing::error!(error = %format!("{e:#}"), "DNS-SD advertisement stopped");
+            }
+        })
+    });
+    let withdraw = async move {
+        let _ = stop_discovery.send(());
+        if let Some(task) = discovery {
+            let _ = task.await;
+        }
+    };
     tracing::info!(addr = %server.addr, %issuer, "nmos-auth is serving");
     tracing::info!(
         "create an initial access token for device registration with: nmos-auth admin create-initial-access-token"
@@ -438,15 +493,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         result = server.wait() => result,
         _ = stop => {
             tracing::info!("shutting down");
-            if let Some(advertiser) = advertiser {
-                tokio::task::spawn_blocking(move || advertiser.stop()).await?;
-            }
+            withdraw.await;
             return server.shutdown().await;
         }
     };
-    if let Some(advertiser) = advertiser {
-        tokio::task::spawn_blocking(move || advertiser.stop()).await?;
-    }
+    withdraw.await;
     result
 }
 
@@ -465,9 +516,12 @@ async fn main() -> std::process::ExitCode {
         Command::Serve => serve(config).await,
         Command::Admin(command) => admin(config, command).await,
         Command::Discovery { health_url } => discovery(config, health_url).await,
-        Command::DnsSd(DnsSd::Zone { domain }) => nmos_auth_discovery::Advertisement::from_config(&config).map(|ad| {
-            print!("{}", ad.zone(&domain));
-        }),
+        Command::DnsSd(DnsSd::Zone { domain }) => match domain.or(config.dns_sd_domain.clone()) {
+            Some(domain) => nmos_auth_discovery::Advertisement::from_config(&config).map(|ad| {
+                print!("{}", ad.zone(&domain));
+            }),
+            None => Err(anyhow::anyhow!("name the zone with --domain or dns_sd_domain")),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

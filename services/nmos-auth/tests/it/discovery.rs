@@ -149,6 +149,77 @@ fn zeroconf_finds_the_advertisement_and_sees_it_withdrawn() {
     std::thread::sleep(Duration::from_millis(100));
 }
 
+/// A throwaway Knot DNS server for `plant.example.`, on a free loopback port.
+struct Knot {
+    port: u16,
+    _running: Running,
+}
+
+impl Knot {
+    /// Serves `records` in the zone; `update_key` (a base64 hmac-sha256 secret) lets the key
+    /// `nmos-auth.` update it.
+    fn start(dir: &std::path::Path, records: &str, update_key: Option<&str>) -> Knot {
+        let zone = format!(
+            "$ORIGIN plant.example.\n$TTL 3600\n@ IN SOA ns.plant.example. admin.plant.example. 1 3600 600 86400 60\n\
+             @ IN NS ns.plant.example.\nns IN A 192.0.2.1\n{records}"
+        );
+        std::fs::write(dir.join("plant.example.zone"), zone).unwrap();
+        let port = crate::harness::free_listener().local_addr().unwrap().port();
+        let d = dir.display();
+        let (keys, acl) = match update_key {
+            Some(secret) => (
+                format!(
+                    "key:\n  - id: nmos-auth.\n    algorithm: hmac-sha256\n    secret: {secret}\n\
+                     acl:\n  - id: dns-sd-update\n    key: nmos-auth.\n    action: update\n"
+                ),
+                "    acl: dns-sd-update\n",
+            ),
+            None => (String::new(), ""),
+        };
+        let config = format!(
+            "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\ndatabase:\n    storage: {d}\n{keys}\
+             zone:\n  - domain: plant.example.\n    storage: {d}\n    file: plant.example.zone\n{acl}"
+        );
+        std::fs::write(dir.join("knot.conf"), config).unwrap();
+        let knot = Command::new("knotd")
+            .arg("-c")
+            .arg(dir.join("knot.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("knotd (apt-get install knot; scripts/test does this)");
+        let knot = Knot { port, _running: Running(knot) };
+        for _ in 0..50 {
+            if !knot.dig("SOA", "plant.example.").is_empty() {
+                return knot;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("knotd did not start");
+    }
+
+    fn dig(&self, kind: &str, name: &str) -> String {
+        let out = Command::new("dig")
+            .args(["+short", "+tries=1", "+time=2", "-p", &self.port.to_string(), "@127.0.0.1", kind, name])
+            .output()
+            .expect("dig (apt-get install bind9-dnsutils)");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Digs until the answer is `expected` (or 10 s have passed); returns the last answer.
+    fn dig_until(&self, kind: &str, name: &str, expected: &str) -> String {
+        let mut answer = String::new();
+        for _ in 0..100 {
+            answer = self.dig(kind, name);
+            if answer == expected {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        answer
+    }
+}
+
 /// The zone fragment of `nmos-auth dns-sd zone` loads into a real DNS server (Knot), and dig
 /// reads back the PTR, SRV and TXT records a Node's unicast DNS-SD lookup needs.
 #[test]
@@ -162,47 +233,99 @@ fn zone_fragment_loads_into_knot() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let zone = format!(
-        "$ORIGIN plant.example.\n$TTL 3600\n@ IN SOA ns.plant.example. admin.plant.example. 1 3600 600 86400 60\n\
-         @ IN NS ns.plant.example.\nns IN A 192.0.2.1\n{}",
-        String::from_utf8(out.stdout).unwrap()
-    );
-    std::fs::write(dir.path().join("plant.example.zone"), zone).unwrap();
-    let port = crate::harness::free_listener().local_addr().unwrap().port();
-    let d = dir.path().display();
-    let config = format!(
-        "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\ndatabase:\n    storage: {d}\n\
-         zone:\n  - domain: plant.example.\n    storage: {d}\n    file: plant.example.zone\n"
-    );
-    std::fs::write(dir.path().join("knot.conf"), config).unwrap();
-    let knot = Command::new("knotd")
-        .arg("-c")
-        .arg(dir.path().join("knot.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("knotd (apt-get install knot; scripts/test does this)");
-    let _knot = Running(knot);
-    let dig = |kind: &str, name: &str| {
-        let out = Command::new("dig")
-            .args(["+short", "+tries=1", "+time=2", "-p", &port.to_string(), "@127.0.0.1", kind, name])
-            .output()
-            .expect("dig (apt-get install bind9-dnsutils)");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
+    let knot = Knot::start(dir.path(), &String::from_utf8(out.stdout).unwrap(), None);
     let instance = r"Auth\032A._nmos-auth._tcp.plant.example.";
-    let mut srv = String::new();
-    for _ in 0..50 {
-        srv = dig("SRV", instance);
-        if !srv.is_empty() {
-            break;
+    assert_eq!(knot.dig("SRV", instance), "0 0 443 auth.plant.example.");
+    assert_eq!(
+        knot.dig("TXT", instance),
+        r#""api_proto=https" "api_ver=v1.0" "pri=0" "api_selector=x-nmos/auth/v1.0""#
+    );
+    assert_eq!(knot.dig("PTR", "_nmos-auth._tcp.plant.example.").to_lowercase(), instance.to_lowercase());
+    assert_eq!(knot.dig("A", "auth.plant.example."), "192.0.2.10");
+}
+
+/// RFC 2136 with TSIG against Knot: `nmos-auth serve` puts its records in the zone and takes
+/// them out at shutdown; the sidecar takes them out while the gateway is down and puts them back
+/// when it returns; a wrong secret or key name is refused, with the server's reason.
+#[test]
+fn dynamic_updates_keep_the_records_in_knot() {
+    let dir = TempDir::new("ddns");
+    let secret = "bm1vcy1hdXRoIHRlc3QgVFNJRyBrZXkgMDEyMzQ1Njc=";
+    // Another server's instance shares the PTR RRset and must survive our withdrawals.
+    let other = "_nmos-auth._tcp 3600 IN PTR other._nmos-auth._tcp\n\
+                 other._nmos-auth._tcp 3600 IN SRV 0 0 443 other.plant.example.\n";
+    let knot = Knot::start(dir.path(), other, Some(secret));
+    let port = crate::harness::free_listener().local_addr().unwrap().port();
+    let nmos_auth = |command: &str, updates: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
+        c.arg("--data-dir").arg(dir.path().join("data"));
+        c.args(["--listen", &format!("127.0.0.1:{port}"), "--mdns", "false"]);
+        c.args(["--public-url", &format!("http://auth.plant.example:{port}"), "--dns-sd-addresses", "192.0.2.10"]);
+        c.args(["--dns-sd-instance", "Auth B", "--dns-sd-priority", "3", "--dns-sd-domain", "plant.example"]);
+        if updates {
+            c.args(["--dns-sd-update-server", &format!("127.0.0.1:{}", knot.port), "--dns-sd-tsig-key", "nmos-auth"]);
+            c.env("NMOS_AUTH_DNS_SD_TSIG_SECRET", secret);
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(srv, "0 0 443 auth.plant.example.");
-    assert_eq!(dig("TXT", instance), r#""api_proto=https" "api_ver=v1.0" "pri=0" "api_selector=x-nmos/auth/v1.0""#);
-    assert_eq!(dig("PTR", "_nmos-auth._tcp.plant.example.").to_lowercase(), instance.to_lowercase());
-    assert_eq!(dig("A", "auth.plant.example."), "192.0.2.10");
+        c.arg(command).stdout(Stdio::null()).stderr(Stdio::null());
+        Running(c.spawn().unwrap())
+    };
+    let stop = |mut running: Running| {
+        assert!(Command::new("kill").args(["-TERM", &running.0.id().to_string()]).status().unwrap().success());
+        let status = running.0.wait().unwrap();
+        assert!(status.success(), "exited with {status}");
+    };
+    let instance = r"Auth\032B._nmos-auth._tcp.plant.example.";
+    let srv = format!("0 0 {port} auth.plant.example.");
+    let ptr = |knot: &Knot| {
+        let mut names: Vec<String> =
+            knot.dig("PTR", "_nmos-auth._tcp.plant.example.").lines().map(str::to_lowercase).collect();
+        names.sort();
+        names.join(" ")
+    };
+    let both = format!("{} other._nmos-auth._tcp.plant.example.", instance.to_lowercase());
+
+    let server = nmos_auth("serve", true);
+    assert_eq!(knot.dig_until("SRV", instance, &srv), srv, "serve adds its records");
+    assert_eq!(knot.dig("TXT", instance), r#""api_proto=http" "api_ver=v1.0" "pri=3" "api_selector=x-nmos/auth/v1.0""#);
+    assert_eq!(ptr(&knot), both);
+    assert_eq!(knot.dig("A", "auth.plant.example."), "192.0.2.10");
+    stop(server);
+    assert_eq!(knot.dig_until("SRV", instance, ""), "", "serve removes them at shutdown");
+    assert_eq!(knot.dig("TXT", instance), "");
+    assert_eq!(ptr(&knot), "other._nmos-auth._tcp.plant.example.", "other instances stay");
+
+    // The sidecar follows a gateway that runs without updates of its own.
+    let server = nmos_auth("serve", false);
+    let sidecar = nmos_auth("discovery", true);
+    assert_eq!(knot.dig_until("SRV", instance, &srv), srv, "the sidecar adds the records");
+    stop(server);
+    assert_eq!(knot.dig_until("SRV", instance, ""), "", "and removes them while the gateway is down");
+    let server = nmos_auth("serve", false);
+    assert_eq!(knot.dig_until("SRV", instance, &srv), srv, "and adds them again when it is back");
+    stop(sidecar);
+    assert_eq!(knot.dig_until("SRV", instance, ""), "", "and removes them when it stops");
+    stop(server);
+
+    // Refusals come back with the server's reason.
+    let refused = |key: &str, secret: &str| {
+        let config = nmos_auth_core::Config {
+            public_url: Some("http://auth.plant.example:4999".into()),
+            dns_sd_domain: Some("plant.example".into()),
+            dns_sd_update_server: Some(format!("127.0.0.1:{}", knot.port).parse().unwrap()),
+            dns_sd_tsig_key: Some(key.into()),
+            dns_sd_tsig_secret: Some(nmos_auth_core::secret::Secret::new(secret)),
+            ..nmos_auth_core::Config::default()
+        };
+        let updater = nmos_auth_discovery::DnsUpdater::from_config(&config).unwrap().unwrap();
+        let ad = nmos_auth_discovery::Advertisement::from_config(&config).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        format!("{:#}", runtime.block_on(updater.publish(&ad)).unwrap_err())
+    };
+    let wrong_secret = refused("nmos-auth", "d3JvbmcgVFNJRyBzZWNyZXQgMDEyMzQ1Njc4OQ==");
+    assert!(wrong_secret.contains("BADSIG") || wrong_secret.contains("NOTAUTH"), "{wrong_secret}");
+    let unknown_key = refused("someone-else", secret);
+    assert!(unknown_key.contains("BADKEY") || unknown_key.contains("NOTAUTH"), "{unknown_key}");
+    assert_eq!(knot.dig("SRV", instance), "", "refused updates change nothing");
 }
 
 const EVENTS: &str = r#"
