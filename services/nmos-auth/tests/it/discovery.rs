@@ -149,6 +149,168 @@ fn zeroconf_finds_the_advertisement_and_sees_it_withdrawn() {
     std::thread::sleep(Duration::from_millis(100));
 }
 
+/// An NMOS Node as nmos-cpp behaves, in Python with PyJWT and python-zeroconf (none of it
+/// ours): it discovers the server by mDNS, reads the metadata at the URL the TXT records make,
+/// registers with JSON and an initial access token, serves its JWKS over https, gets a
+/// client_credentials token with an RS256 private_key_jwt assertion, verifies the token against
+/// the server's JWKS, and tries the assertions that must fail.
+const NODE: &str = r#"
+import functools, http.server, json, ssl, sys, threading, time, urllib.error, urllib.parse, urllib.request, uuid
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+from zeroconf import ServiceBrowser, Zeroconf
+
+instance, initial_access_token, cert, key, workdir = sys.argv[1:6]
+target = instance + "._nmos-auth._tcp.local."
+found = threading.Event()
+service = {}
+def on_change(zeroconf, service_type, name, state_change):
+    if name == target and not found.is_set():
+        info = zeroconf.get_service_info(service_type, name, timeout=3000)
+        if info:
+            service.update(address=info.parsed_addresses()[0], port=info.port,
+                           txt={k.decode(): (v or b"").decode() for k, v in info.properties.items()})
+            found.set()
+zc = Zeroconf()
+ServiceBrowser(zc, "_nmos-auth._tcp.local.", handlers=[on_change])
+if not found.wait(20):
+    sys.exit("the authorization server was not found over mDNS")
+zc.close()
+txt = service["txt"]
+base = "%s://%s:%d" % (txt["api_proto"], service["address"], service["port"])
+metadata = json.load(urllib.request.urlopen(base + "/.well-known/oauth-authorization-server/" + txt["api_selector"], timeout=5))
+
+def call(url, data, headers):
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+# The Node's keys, at its own jwks_uri over https (kid "1", RS256, as nmos-cpp publishes them).
+node_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(node_key.public_key()))
+jwk.update(kid="1", use="sig", alg="RS256")
+with open(workdir + "/jwks.json", "w") as f:
+    json.dump({"keys": [jwk]}, f)
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=workdir)
+class Quiet(handler.func):
+    def log_message(self, *args):
+        pass
+files = http.server.ThreadingHTTPServer(("10.213.0.2", 0), functools.partial(Quiet, directory=workdir))
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+files.socket = context.wrap_socket(files.socket, server_side=True)
+threading.Thread(target=files.serve_forever, daemon=True).start()
+jwks_uri = "https://10.213.0.2:%d/jwks.json" % files.server_address[1]
+
+status, client = call(metadata["registration_endpoint"], json.dumps({
+    "client_name": "nmos-cpp-like node", "grant_types": ["client_credentials"], "response_types": ["none"],
+    "scope": "registration", "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks_uri,
+}).encode(), {"Content-Type": "application/json", "Authorization": "Bearer " + initial_access_token})
+assert status == 201, (status, client)
+client_id = client["client_id"]
+token_endpoint = metadata["token_endpoint"]
+
+def assertion(key=node_key, kid="1", alg="RS256", aud=token_endpoint, lifetime=30, jti=None):
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": aud, "iat": now, "exp": now + lifetime,
+              "jti": jti or str(uuid.uuid4())}
+    return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid, "typ": "JWT"})
+
+def token(signed):
+    form = urllib.parse.urlencode({
+        "grant_type": "client_credentials", "scope": "registration", "client_id": client_id,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": signed,
+    }).encode()
+    return call(token_endpoint, form, {"Content-Type": "application/x-www-form-urlencoded"})
+
+good = assertion()
+status, tokens = token(good)
+assert status == 200, (status, tokens)
+signing_key = jwt.PyJWKClient(metadata["jwks_uri"]).get_signing_key_from_jwt(tokens["access_token"])
+claims = jwt.decode(tokens["access_token"], signing_key.key, algorithms=["RS512"], issuer=metadata["issuer"],
+                    options={"verify_aud": False})
+now = int(time.time())
+bad = {
+    "replayed jti": good,
+    "wrong aud": assertion(aud="https://elsewhere.example/token"),
+    "expired": assertion(lifetime=-60),
+    "unknown kid": assertion(kid="2"),
+    "another key": assertion(key=other_key),
+    "alg none": jwt.encode({"iss": client_id, "sub": client_id, "aud": token_endpoint, "exp": now + 30,
+                            "jti": str(uuid.uuid4())}, None, algorithm="none"),
+    "HMAC": assertion(key="a shared secret is not the client's key", alg="HS256"),
+}
+refusals = {why: token(signed) for why, signed in bad.items()}
+print(json.dumps({"service": service, "metadata": metadata, "client_id": client_id, "claims": claims,
+                  "token_type": tokens["token_type"], "refusals": refusals}), flush=True)
+files.shutdown()
+"#;
+
+#[test]
+fn a_node_discovers_registers_and_signs_its_assertions() {
+    let hosts = Hosts::new();
+    let dir = TempDir::new("node");
+    let data = dir.path().join("data");
+    let instance = format!("nmos-auth-node-test-{}", std::process::id());
+    // The Node's https certificate, for its address on the other host; the server trusts it.
+    let (cert, key) = (dir.path().join("node-cert.pem"), dir.path().join("node-key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=node"])
+        .args(["-addext", "subjectAltName=IP:10.213.0.2", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_nmos-auth"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["admin", "create-initial-access-token", "--description", "fleet"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let initial_access_token = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim().to_owned();
+
+    let mut serve = hosts.exec(&hosts.a, env!("CARGO_BIN_EXE_nmos-auth"));
+    serve.arg("--data-dir").arg(&data).arg("--jwks-ca-bundle").arg(&cert);
+    serve.args(["--listen", "10.213.0.1:4999", "--mdns", "true", "--dns-sd-instance", &instance]);
+    serve.arg("serve").stdout(Stdio::null()).stderr(Stdio::null());
+    let _server = Running(serve.spawn().unwrap());
+
+    let node_dir = TempDir::new("node-files");
+    let mut node = hosts.exec(&hosts.b, "/usr/bin/python3");
+    node.args(["-c", NODE, &instance, &initial_access_token])
+        .arg(&cert)
+        .arg(&key)
+        .arg(node_dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = node.output().unwrap();
+    assert!(out.status.success(), "the Node failed: {}", String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    assert_eq!(result["service"]["address"], "10.213.0.1");
+    assert_eq!(result["metadata"]["issuer"], "http://10.213.0.1:4999/x-nmos/auth/v1.0");
+    let client_id = result["client_id"].as_str().unwrap();
+    assert_eq!(result["claims"]["sub"], client_id);
+    assert_eq!(result["claims"]["client_id"], client_id);
+    assert_eq!(result["claims"]["x-nmos-registration"], serde_json::json!({"read": ["*"], "write": ["*"]}));
+    assert_eq!(result["token_type"], "Bearer");
+    let refusals = result["refusals"].as_object().unwrap();
+    assert_eq!(refusals.len(), 7);
+    for (why, refusal) in refusals {
+        assert_eq!(refusal[0], 401, "{why}: {refusal}");
+        assert_eq!(refusal[1]["error"], "invalid_client", "{why}: {refusal}");
+    }
+}
+
 /// A throwaway Knot DNS server for `plant.example.`, on a free loopback port.
 struct Knot {
     port: u16,
