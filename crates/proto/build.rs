@@ -8,6 +8,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "nmos/auth/v1/tokens.proto",
     ];
     let fds = protox::compile(files, ["../../proto"])?;
+    // For gRPC reflection: the services describe themselves to grpcurl and similar tools.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("nmos_auth_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
     tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(fds)?;
     Ok(())
 }

@@ -4,13 +4,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::api::Scope;
 use crate::secret::Secret;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -31,7 +31,7 @@ impl std::str::FromStr for LogFormat {
 
 /// How a client that brings no initial access token may register. With a token (or as a
 /// signed-in web user) registration always works.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RegistrationMode {
     /// Not at all (the default).
@@ -64,7 +64,7 @@ pub struct LegacyGrants {
 }
 
 /// How the services of one process reach each other.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InternalTransport {
     /// Each call handed straight to the callee's gRPC server in memory.
@@ -85,7 +85,8 @@ impl std::str::FromStr for InternalTransport {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+/// Serializing leaves the secrets out: a written config file never holds one.
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where the one-process server keeps its SQLite files and generated key-encryption key.
@@ -98,12 +99,15 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// `postgres://...` to use Postgres; unset means one SQLite file per service in `data_dir`.
+    #[serde(skip_serializing)]
     pub database_url: Option<Secret>,
     /// Base64 of 32 random bytes that encrypts the signing keys at rest.
+    #[serde(skip_serializing)]
     pub key_encryption_key: Option<Secret>,
     /// File holding the key-encryption key; generated (mode 0600) when absent.
     pub key_encryption_key_file: Option<PathBuf>,
     /// Base64 of 32 random bytes that seals browser session cookies.
+    #[serde(skip_serializing)]
     pub cookie_key: Option<Secret>,
     /// File holding the cookie key; generated (mode 0600) when absent.
     pub cookie_key_file: Option<PathBuf>,
@@ -149,6 +153,7 @@ pub struct Config {
     /// hmac-sha256 (the default), hmac-sha384 or hmac-sha512.
     pub dns_sd_tsig_algorithm: String,
     /// The TSIG key's secret, base64 (as in BIND and Knot key files).
+    #[serde(skip_serializing)]
     pub dns_sd_tsig_secret: Option<Secret>,
     /// File holding that base64 secret.
     pub dns_sd_tsig_secret_file: Option<PathBuf>,
@@ -159,6 +164,25 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How `serve` connects its services: in memory, or over loopback gRPC.
     pub internal_transport: InternalTransport,
+    /// Split deployment: where this service's gRPC server listens.
+    pub grpc_listen: SocketAddr,
+    /// Split deployment: a plain-text gRPC listener serving only grpc.health.v1, for probes
+    /// that cannot present a client certificate (Kubernetes gRPC probes).
+    pub health_listen: Option<SocketAddr>,
+    /// Split deployment: where the other services are, e.g. `https://keys:50051`.
+    pub keys_url: Option<String>,
+    pub identity_url: Option<String>,
+    pub client_registry_url: Option<String>,
+    pub token_issuer_url: Option<String>,
+    /// Split deployment: mutual TLS between services. The CA that issued every service's
+    /// certificate (PEM) ...
+    pub grpc_ca: Option<PathBuf>,
+    /// ... and this service's certificate and key (PEM), whose DNS name says which service it
+    /// is (`<service>.nmos-auth.internal`; `nmos-auth dev-ca` makes them).
+    pub grpc_cert: Option<PathBuf>,
+    pub grpc_key: Option<PathBuf>,
+    /// Split deployment without mutual TLS: development only, never with untrusted neighbours.
+    pub grpc_plaintext: bool,
 }
 
 impl Default for Config {
@@ -199,6 +223,16 @@ impl Default for Config {
             max_body_bytes: 16 * 1024,
             log_format: LogFormat::Text,
             internal_transport: InternalTransport::InProcess,
+            grpc_listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            health_listen: None,
+            keys_url: None,
+            identity_url: None,
+            client_registry_url: None,
+            token_issuer_url: None,
+            grpc_ca: None,
+            grpc_cert: None,
+            grpc_key: None,
+            grpc_plaintext: false,
         }
     }
 }

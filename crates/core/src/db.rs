@@ -55,6 +55,18 @@ impl Db {
         }
     }
 
+    /// Whether the database answers a trivial query within two seconds.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        let query = async {
+            match self {
+                Db::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+                Db::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(2), query).await.context("the database did not answer")??;
+        Ok(())
+    }
+
     /// Applies the service's migrations that have not run yet, recording them in
     /// `<service>_schema_migrations`. On Postgres an advisory lock serialises replicas
     /// that start at the same time.

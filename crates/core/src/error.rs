@@ -94,7 +94,13 @@ impl OAuthError {
     }
 
     /// An unexpected internal failure. The cause is logged here and not shown to the client.
-    pub fn internal(cause: impl fmt::Display) -> OAuthError {
+    /// A database that cannot be reached (down, restarting, every connection busy) is an
+    /// outage, not a fault: `temporarily_unavailable`, which clients retry.
+    pub fn internal<E: fmt::Display + 'static>(cause: E) -> OAuthError {
+        if storage_unavailable(&cause) {
+            tracing::warn!(error = %cause, "the database is unavailable");
+            return OAuthError::new(ErrorCode::TemporarilyUnavailable, "the database is unavailable; try again");
+        }
         tracing::error!(error = %cause, "internal error");
         OAuthError::new(ErrorCode::ServerError, "internal error")
     }
@@ -113,13 +119,56 @@ impl OAuthError {
         if let Some(error) = OAuthError::from_status_detail(status) {
             return error;
         }
+        // A connection that broke mid-call (the peer was killed) reaches us as Unknown, with
+        // the transport's error as its source: an outage, like a refused connection.
+        let broken_connection = std::error::Error::source(status)
+            .is_some_and(|source| source.downcast_ref::<tonic::transport::Error>().is_some());
         match status.code() {
+            _ if broken_connection => {
+                tracing::warn!(status = %status, "service connection lost");
+                OAuthError::new(ErrorCode::TemporarilyUnavailable, "a service is unavailable; try again")
+            }
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
                 tracing::warn!(status = %status, "service unavailable");
                 OAuthError::new(ErrorCode::TemporarilyUnavailable, "a service is unavailable; try again")
             }
-            _ => OAuthError::internal(status),
+            _ => OAuthError::internal(status.to_string()),
         }
+    }
+}
+
+/// A failure that means a dependency (the database) cannot be reached now, for errors that
+/// must be passed on as text (to several waiters) without losing that meaning.
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// Whether `error` means the database cannot be reached now (down, restarting, saturated).
+pub fn is_unavailable(error: &anyhow::Error) -> bool {
+    storage_unavailable(error)
+}
+
+/// Whether `cause` is (or wraps) a database error that means "cannot reach it now".
+fn storage_unavailable(cause: &dyn std::any::Any) -> bool {
+    let wrapped = cause.downcast_ref::<anyhow::Error>();
+    if cause.is::<Unavailable>() || wrapped.is_some_and(|e| e.downcast_ref::<Unavailable>().is_some()) {
+        return true;
+    }
+    let error = cause
+        .downcast_ref::<sqlx::Error>()
+        .or_else(|| cause.downcast_ref::<anyhow::Error>().and_then(|e| e.downcast_ref::<sqlx::Error>()));
+    match error {
+        Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)) => true,
+        // admin_shutdown, crash_shutdown, cannot_connect_now: the server is restarting.
+        Some(sqlx::Error::Database(e)) => matches!(e.code().as_deref(), Some("57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }
 

@@ -6,6 +6,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
 use tonic::transport::Endpoint;
@@ -24,6 +26,29 @@ pub fn connect(addr: SocketAddr) -> anyhow::Result<GrpcChannel> {
         .tcp_nodelay(true)
         .connect_lazy();
     Ok(BoxCloneSyncService::new(channel))
+}
+
+/// A long-lived HTTP/2 channel to a service at `url` (`https://keys:50051`, or `host:port`),
+/// over mutual TLS when `tls` is given, with a deadline on every call. The connection is made
+/// on first use and re-made after a failure, so a peer that starts later or restarts is
+/// reached without a restart here.
+pub fn connect_url(url: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> anyhow::Result<GrpcChannel> {
+    let url = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("{}://{url}", if tls.is_some() { "https" } else { "http" })
+    };
+    let mut endpoint = Endpoint::from_shared(url.clone())
+        .with_context(|| format!("{url:?} is not a gRPC URL"))?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(5));
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).with_context(|| format!("TLS for {url}"))?;
+    }
+    Ok(BoxCloneSyncService::new(endpoint.connect_lazy()))
 }
 
 /// A channel that hands each call straight to a tonic server in this process.

@@ -47,7 +47,13 @@ pub struct Gateway {
     scopes: Vec<String>,
     /// Legacy grants offered on the client registration page (when switched on).
     legacy: nmos_auth_core::config::LegacyGrants,
+    /// What `/readyz` checks: the services this gateway needs, however they are reached.
+    readiness: Option<Readiness>,
 }
+
+/// Checks that name each dependency and whether it answers.
+pub type Readiness =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Vec<(&'static str, bool)>> + Send>> + Send + Sync>;
 
 impl Gateway {
     pub fn new(
@@ -72,8 +78,36 @@ impl Gateway {
             secure_cookies: config.public_base()?.starts_with("https://"),
             scopes: config.scopes()?.apis().iter().map(|api| api.as_str().to_owned()).collect(),
             legacy: config.legacy_grants(),
+            readiness: None,
         })
     }
+
+    /// Sets what `/readyz` checks (by default nothing: always ready once serving).
+    pub fn with_readiness(mut self, readiness: Readiness) -> Gateway {
+        self.readiness = Some(readiness);
+        self
+    }
+}
+
+/// `GET /healthz`: the process serves HTTP (liveness).
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "alive"}))
+}
+
+/// `GET /readyz`: 200 when every service the gateway needs answers, else 503 naming them.
+async fn readyz(axum::extract::State(gateway): axum::extract::State<Gateway>) -> impl IntoResponse {
+    let checks = match &gateway.readiness {
+        Some(check) => check().await,
+        None => Vec::new(),
+    };
+    let ready = checks.iter().all(|(_, ok)| *ok);
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "checks": checks.iter().map(|(name, ok)| (name.to_string(), json!(if *ok { "up" } else { "down" })))
+            .collect::<serde_json::Map<_, _>>(),
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body))
 }
 
 /// NMOS-style error body for paths and methods that do not exist.
@@ -100,6 +134,8 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
         .max_age(std::time::Duration::from_secs(21600));
     Router::new()
         .route("/", get(metadata::root))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/x-nmos", get(metadata::x_nmos))
         .route("/x-nmos/", get(metadata::x_nmos))
         .route("/x-nmos/auth", get(metadata::auth))

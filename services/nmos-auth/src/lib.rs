@@ -3,6 +3,9 @@
 //! they do when they run as separate processes.
 #![forbid(unsafe_code)]
 
+pub mod devca;
+pub mod split;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,7 +74,7 @@ fn spawn_grpc(
 }
 
 /// Prepares the data directory: created if missing, private to this user.
-fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
+pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = &config.data_dir;
     if !dir.exists() {
@@ -147,13 +150,31 @@ impl Server {
         let token_issuer = Arc::new(TokenIssuerService::open(&config, peers.clone()).await.context("token issuer")?);
         let (issuer_channel, issuer_addr) = wiring.expose(token_issuer.clone().into_server())?;
 
+        // Ready while every service's database answers (the services themselves are in here).
+        let mut databases = Vec::new();
+        for (name, db) in
+            [("keys", "keys"), ("identity", "identity"), ("client-registry", "clients"), ("token-issuer", "tokens")]
+        {
+            databases.push((name, nmos_auth_core::db::Db::connect(&config.database_url(db)).await?));
+        }
+        let databases = Arc::new(databases);
         let gateway = nmos_auth_gateway::Gateway::new(
             &config,
             TokenIssuerClient::new(issuer_channel),
             peers.clients,
             peers.keys,
             peers.identity,
-        )?;
+        )?
+        .with_readiness(Arc::new(move || {
+            let databases = databases.clone();
+            Box::pin(async move {
+                let mut checks = Vec::new();
+                for (name, db) in databases.iter() {
+                    checks.push((*name, db.ping().await.is_ok()));
+                }
+                checks
+            })
+        }));
         let router = nmos_auth_gateway::router(gateway, config.max_body_bytes);
         let addr = listener.local_addr()?;
         let rx = stop_rx.clone();

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use nmos_auth::Server;
+use nmos_auth::split::Role;
 use nmos_auth_core::config::{InternalTransport, LogFormat, RegistrationMode};
 use nmos_auth_core::secret::Secret;
 use nmos_auth_core::{AccessRights, Config, NmosApi};
@@ -124,6 +125,36 @@ struct ConfigArgs {
     /// How `serve` connects its services: in-process or loopback (gRPC over 127.0.0.1).
     #[arg(long, global = true, env = "NMOS_AUTH_INTERNAL_TRANSPORT")]
     internal_transport: Option<InternalTransport>,
+    /// Split deployment: this service's gRPC listen address.
+    #[arg(long, global = true, env = "NMOS_AUTH_GRPC_LISTEN")]
+    grpc_listen: Option<SocketAddr>,
+    /// Split deployment: plain-text grpc.health.v1 only, for probes without a client certificate.
+    #[arg(long, global = true, env = "NMOS_AUTH_HEALTH_LISTEN")]
+    health_listen: Option<SocketAddr>,
+    /// Split deployment: the keys service, e.g. https://keys:50051
+    #[arg(long, global = true, env = "NMOS_AUTH_KEYS_URL")]
+    keys_url: Option<String>,
+    /// Split deployment: the identity service.
+    #[arg(long, global = true, env = "NMOS_AUTH_IDENTITY_URL")]
+    identity_url: Option<String>,
+    /// Split deployment: the client registry.
+    #[arg(long, global = true, env = "NMOS_AUTH_CLIENT_REGISTRY_URL")]
+    client_registry_url: Option<String>,
+    /// Split deployment: the token issuer.
+    #[arg(long, global = true, env = "NMOS_AUTH_TOKEN_ISSUER_URL")]
+    token_issuer_url: Option<String>,
+    /// Split deployment: the CA of the internal certificates (PEM).
+    #[arg(long, global = true, env = "NMOS_AUTH_GRPC_CA")]
+    grpc_ca: Option<PathBuf>,
+    /// Split deployment: this service's certificate (PEM), named <service>.nmos-auth.internal.
+    #[arg(long, global = true, env = "NMOS_AUTH_GRPC_CERT")]
+    grpc_cert: Option<PathBuf>,
+    /// Split deployment: this service's private key (PEM).
+    #[arg(long, global = true, env = "NMOS_AUTH_GRPC_KEY")]
+    grpc_key: Option<PathBuf>,
+    /// Split deployment without mutual TLS (development only).
+    #[arg(long, global = true, env = "NMOS_AUTH_GRPC_PLAINTEXT")]
+    grpc_plaintext: Option<bool>,
     /// Log format: text or json.
     #[arg(long, global = true, env = "NMOS_AUTH_LOG_FORMAT")]
     log_format: Option<LogFormat>,
@@ -173,7 +204,9 @@ impl ConfigArgs {
             dns_sd_ttl,
             legacy_implicit_grant,
             max_body_bytes,
-            log_format
+            log_format,
+            grpc_listen,
+            grpc_plaintext
         );
         set_some!(
             public_url,
@@ -187,7 +220,15 @@ impl ConfigArgs {
             dns_sd_domain,
             dns_sd_update_server,
             dns_sd_tsig_key,
-            dns_sd_tsig_secret_file
+            dns_sd_tsig_secret_file,
+            health_listen,
+            keys_url,
+            identity_url,
+            client_registry_url,
+            token_issuer_url,
+            grpc_ca,
+            grpc_cert,
+            grpc_key
         );
         c.validate()?;
         Ok(c)
@@ -198,6 +239,22 @@ impl ConfigArgs {
 enum Command {
     /// Run every service in one process (SQLite under --data-dir unless NMOS_AUTH_DATABASE_URL is set).
     Serve,
+    /// Split deployment: the keys service alone (signing keys, JWKS).
+    Keys,
+    /// Split deployment: the identity service alone (users and their rights).
+    Identity,
+    /// Split deployment: the client registry alone.
+    ClientRegistry,
+    /// Split deployment: the token issuer alone.
+    TokenIssuer,
+    /// Split deployment: the HTTP gateway alone.
+    Gateway,
+    /// Create a development CA and a certificate per service for internal mutual TLS.
+    DevCa {
+        /// Where to write ca.pem, <service>.pem and <service>-key.pem.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Operator commands that work on the stores directly.
     #[command(subcommand)]
     Admin(Admin),
@@ -434,6 +491,20 @@ async fn discovery(config: Config, health_url: Option<String>) -> anyhow::Result
     nmos_auth_discovery::sidecar(ad, announcers, health_url, stop).await
 }
 
+/// One service of the split deployment, until SIGINT or SIGTERM.
+async fn split(role: Role, config: Config) -> anyhow::Result<()> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let stop = async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    nmos_auth::split::run(role, config, stop).await
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrives while the services start must shut down cleanly.
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -514,6 +585,14 @@ async fn main() -> std::process::ExitCode {
     nmos_auth_core::telemetry::init(config.log_format);
     let result = match cli.command {
         Command::Serve => serve(config).await,
+        Command::Keys => split(Role::Keys, config).await,
+        Command::Identity => split(Role::Identity, config).await,
+        Command::ClientRegistry => split(Role::ClientRegistry, config).await,
+        Command::TokenIssuer => split(Role::TokenIssuer, config).await,
+        Command::Gateway => split(Role::Gateway, config).await,
+        Command::DevCa { out } => nmos_auth::devca::create(&out).map(|files| {
+            println!("wrote {} in {}", files.join(", "), out.display());
+        }),
         Command::Admin(command) => admin(config, command).await,
         Command::Discovery { health_url } => discovery(config, health_url).await,
         Command::DnsSd(DnsSd::Zone { domain }) => match domain.or(config.dns_sd_domain.clone()) {

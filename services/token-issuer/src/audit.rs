@@ -4,6 +4,7 @@
 //! never contend for the database.
 use std::sync::Arc;
 
+use nmos_auth_core::error::{Unavailable, is_unavailable};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{AuditEntry, TokenStore};
@@ -13,7 +14,9 @@ const MAX_BATCH: usize = 512;
 /// How long the first entry of a batch waits for others.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
-type Pending = (AuditEntry, oneshot::Sender<Result<(), String>>);
+/// An entry and where to say whether it was committed (on failure: the error, and whether it
+/// means the database is unavailable).
+type Pending = (AuditEntry, oneshot::Sender<Result<(), (String, bool)>>);
 
 #[derive(Clone)]
 pub struct AuditLog {
@@ -32,7 +35,11 @@ impl AuditLog {
     pub async fn record(&self, entry: AuditEntry) -> anyhow::Result<()> {
         let (done, committed) = oneshot::channel();
         self.tx.send((entry, done)).await.map_err(|_| anyhow::anyhow!("the audit writer has stopped"))?;
-        committed.await.map_err(|_| anyhow::anyhow!("the audit writer has stopped"))?.map_err(anyhow::Error::msg)
+        committed.await.map_err(|_| anyhow::anyhow!("the audit writer has stopped"))?.map_err(
+            |(message, unavailable)| {
+                if unavailable { anyhow::Error::new(Unavailable(message)) } else { anyhow::Error::msg(message) }
+            },
+        )
     }
 }
 
@@ -51,8 +58,8 @@ async fn write_batches(store: Arc<dyn TokenStore>, mut rx: mpsc::Receiver<Pendin
             }
         }
         let entries: Vec<AuditEntry> = batch.iter().map(|(e, _)| e.clone()).collect();
-        let result = store.audit(&entries).await.map_err(|e| format!("{e:#}"));
-        if let Err(e) = &result {
+        let result = store.audit(&entries).await.map_err(|e| (format!("{e:#}"), is_unavailable(&e)));
+        if let Err((e, _)) = &result {
             tracing::error!(error = %e, entries = entries.len(), "writing the audit log failed");
         }
         for (_, done) in batch.drain(..) {

@@ -56,8 +56,11 @@ fn found(location: &str) -> Response {
 }
 
 /// An HTML error for a person; the cause is logged, never shown.
-fn internal_error_page(cause: impl std::fmt::Display) -> Response {
-    let _ = OAuthError::internal(cause);
+fn internal_error_page<E: std::fmt::Display + 'static>(cause: E) -> Response {
+    if OAuthError::internal(cause).code == nmos_auth_core::ErrorCode::TemporarilyUnavailable {
+        let text = "A service is unavailable; try again in a moment.";
+        return pages::error(StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable", text, "");
+    }
     pages::error(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please try again.", "")
 }
 
@@ -81,7 +84,7 @@ fn status_page(status: &tonic::Status, session: &Session) -> Response {
             let text = "A service is unavailable; try again in a moment.";
             return pages::error(StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable", text, &nav);
         }
-        _ => return internal_error_page(status),
+        _ => return internal_error_page(status.to_string()),
     };
     pages::error(code, title, &message(), &nav)
 }

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, TempDir, TestApp, backend_tests, free_listener, http_client, test_config};
+use crate::harness::{Backend, TempDir, TestApp, free_listener, http_client, store_backend_tests, test_config};
 
-backend_tests!(admin_commands, serve_command_and_config_precedence);
+store_backend_tests!(admin_commands, serve_command_and_config_precedence);
 
 fn nmos_auth(config: &nmos_auth_core::Config) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nmos-auth"));

@@ -11,9 +11,15 @@ use nmos_auth_proto::token_issuer_client::TokenIssuerClient;
 use serde_json::json;
 use tonic::Code;
 
-use crate::harness::{Backend, TestApp, backend_tests, pyjwt_verify};
+use crate::harness::{Backend, TestApp, pyjwt_verify, store_backend_tests};
 
-backend_tests!(identity_service, keys_service, client_registry_service, token_issuer_service, first_sign_up_is_atomic);
+store_backend_tests!(
+    identity_service,
+    keys_service,
+    client_registry_service,
+    token_issuer_service,
+    first_sign_up_is_atomic
+);
 
 /// Sign-ups racing on a new server: exactly one becomes the administrator.
 async fn first_sign_up_is_atomic(backend: Backend) {

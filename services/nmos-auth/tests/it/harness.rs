@@ -6,19 +6,47 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use nmos_auth::Server;
+use nmos_auth_client_registry::ClientRegistryService;
+use nmos_auth_identity::IdentityService;
+use nmos_auth_token_issuer::{Peers, TokenIssuerService};
+
+use crate::deployment::Deployment;
 use nmos_auth_core::Config;
 use nmos_auth_core::secret::Secret;
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
+    /// `nmos-auth serve` in this process, on SQLite.
     Sqlite,
+    /// `nmos-auth serve` in this process, on Postgres.
     Postgres,
+    /// Every service as its own OS process, on Postgres, with mutual TLS between them.
+    Split,
 }
 
-/// Generates one test per backend for each named `async fn(Backend)`.
+/// Generates one test per deployment for each named `async fn(Backend)`: the one-process
+/// server on SQLite and on Postgres, and the split deployment.
 macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        crate::harness::store_backend_tests!($($name),*);
+        mod split {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::harness::Backend::Split).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use backend_tests;
+
+/// One test per store backend (for tests of the one-process server and its commands).
+macro_rules! store_backend_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
@@ -38,7 +66,7 @@ macro_rules! backend_tests {
         }
     };
 }
-pub(crate) use backend_tests;
+pub(crate) use store_backend_tests;
 
 /// A directory removed when dropped.
 pub struct TempDir(pub PathBuf);
@@ -107,13 +135,28 @@ fn postgres_bin_dir() -> PathBuf {
 /// or a throwaway cluster started here and stopped by a watchdog when this process exits.
 fn postgres_cluster() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("NMOS_AUTH_TEST_POSTGRES_URL") {
-            return url;
-        }
+    URL.get_or_init(|| match std::env::var("NMOS_AUTH_TEST_POSTGRES_URL") {
+        Ok(url) => url,
+        Err(_) => PgCluster::start().url,
+    })
+}
+
+/// A throwaway Postgres cluster, stopped (and deleted) by a watchdog when this process exits.
+pub struct PgCluster {
+    /// The admin URL (database `postgres`).
+    pub url: String,
+    dir: PathBuf,
+    bin: PathBuf,
+    root: bool,
+}
+
+impl PgCluster {
+    pub fn start() -> PgCluster {
+        static N: AtomicU32 = AtomicU32::new(0);
         let bin = postgres_bin_dir();
         let root = is_root();
-        let dir = std::env::temp_dir().join(format!("nmos-auth-pg-{}", std::process::id()));
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("nmos-auth-pg-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         if root {
@@ -172,14 +215,32 @@ fn postgres_cluster() -> &'static str {
             assert!(Instant::now() < deadline, "Postgres did not start; see {}", dir.join("server.log").display());
             std::thread::sleep(Duration::from_millis(100));
         }
-        format!("postgres://postgres@127.0.0.1:{port}/postgres")
-    })
+        PgCluster { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), dir, bin, root }
+    }
+
+    /// Restarts the server; open connections are cut (fast shutdown).
+    pub fn restart(&self) {
+        run(pg_command(&self.bin.join("pg_ctl"), self.root)
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("restart.log"))
+            .args(["-m", "fast", "-w", "restart"]));
+    }
+
+    /// A fresh, empty database in this cluster.
+    pub async fn database(&self) -> String {
+        create_database(&self.url).await
+    }
 }
 
 /// A fresh, empty Postgres database.
 pub async fn postgres_database() -> String {
+    create_database(postgres_cluster()).await
+}
+
+async fn create_database(admin: &str) -> String {
     use sqlx::Connection;
-    let admin = postgres_cluster();
     let name = format!("t_{}", nmos_auth_core::secret::random_token::<9>().to_lowercase().replace(['-', '_'], "x"));
     let mut conn = sqlx::PgConnection::connect(admin).await.expect("connecting to the test cluster");
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
@@ -193,7 +254,7 @@ pub async fn test_config(backend: Backend, dir: &Path) -> Config {
         data_dir: dir.join("data"),
         database_url: match backend {
             Backend::Sqlite => None,
-            Backend::Postgres => Some(Secret::new(postgres_database().await)),
+            Backend::Postgres | Backend::Split => Some(Secret::new(postgres_database().await)),
         },
         audience: vec!["*.example.com".into(), "https://*.local".into()],
         // Tests do not advertise on the host's network; the discovery test uses its own namespaces.
@@ -202,12 +263,29 @@ pub async fn test_config(backend: Backend, dir: &Path) -> Config {
     }
 }
 
+/// The services, in this process, for what tests do as an operator would with `nmos-auth
+/// admin` (in the split deployment: opened on the same database as the processes).
+pub struct Handles {
+    pub identity: Arc<IdentityService>,
+    pub clients: Arc<ClientRegistryService>,
+    pub token_issuer: Arc<TokenIssuerService>,
+    /// Where each internal gRPC service listens, with the loopback transport.
+    pub grpc: Option<nmos_auth::GrpcAddrs>,
+}
+
+pub enum Running {
+    InProcess(Server),
+    Split(Deployment),
+}
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub config: Config,
-    pub server: Server,
+    pub server: Handles,
+    pub running: Running,
     pub dir: TempDir,
+    pub backend: Backend,
 }
 
 impl TestApp {
@@ -219,24 +297,57 @@ impl TestApp {
         let dir = TempDir::new("app");
         let mut config = test_config(backend, dir.path()).await;
         edit(&mut config);
-        TestApp::start(config, dir).await
+        TestApp::start(config, dir, backend).await
     }
 
-    async fn start(mut config: Config, dir: TempDir) -> TestApp {
+    async fn start(mut config: Config, dir: TempDir, backend: Backend) -> TestApp {
         let listener = free_listener();
         let addr = listener.local_addr().unwrap();
         config.listen = addr;
         let scheme = if config.tls_enabled() { "https" } else { "http" };
         let base = config.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
-        let server = Server::start(config.clone(), listener).await.expect("server starts");
-        TestApp { base, http: http_client(), config, server, dir }
+        let (server, running) = if backend == Backend::Split {
+            drop(listener);
+            let deployment = Deployment::start(&mut config, dir.path());
+            deployment.wait_ready(&format!("{scheme}://{addr}")).await;
+            (split_handles(&config).await, Running::Split(deployment))
+        } else {
+            let server = Server::start(config.clone(), listener).await.expect("server starts");
+            let handles = Handles {
+                identity: server.identity.clone(),
+                clients: server.clients.clone(),
+                token_issuer: server.token_issuer.clone(),
+                grpc: server.grpc,
+            };
+            (handles, Running::InProcess(server))
+        };
+        TestApp { base, http: http_client(), config, server, running, dir, backend }
     }
 
     /// Stops the server and starts a new one on the same data (directory and database).
     pub async fn restart(self) -> TestApp {
-        let TestApp { config, server, dir, .. } = self;
-        server.shutdown().await.expect("clean shutdown");
-        TestApp::start(config, dir).await
+        let TestApp { config, running, dir, backend, .. } = self;
+        match running {
+            Running::InProcess(server) => server.shutdown().await.expect("clean shutdown"),
+            Running::Split(mut deployment) => deployment.stop(),
+        }
+        TestApp::start(config, dir, backend).await
+    }
+
+    /// The split deployment's logs (empty for the one-process server).
+    pub fn deployment_logs(&self) -> String {
+        match &self.running {
+            Running::Split(deployment) => deployment.logs(),
+            Running::InProcess(_) => String::new(),
+        }
+    }
+
+    /// The split deployment's processes.
+    pub fn deployment(&mut self) -> &mut Deployment {
+        match &mut self.running {
+            Running::Split(deployment) => deployment,
+            Running::InProcess(_) => panic!("not a split deployment"),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -344,4 +455,21 @@ pub async fn assert_oauth_error(response: reqwest::Response, status: u16, code: 
     let body: Value = response.json().await.expect("a JSON error body");
     assert_eq!(body["error"], code, "{body}");
     headers
+}
+
+/// In-process handles on the split deployment's database (its processes are already up, so
+/// the signing key exists and is only loaded here).
+async fn split_handles(config: &Config) -> Handles {
+    use nmos_auth_core::grpc::in_process;
+    use nmos_auth_proto::client_registry_client::ClientRegistryClient;
+    use nmos_auth_proto::identity_client::IdentityClient;
+    use nmos_auth_proto::keys_client::KeysClient;
+    let (keys, identity, clients) = nmos_auth::open_services(config).await.expect("opening the stores");
+    let peers = Peers {
+        clients: ClientRegistryClient::new(in_process(clients.clone().into_server())),
+        keys: KeysClient::new(in_process(keys.into_server())),
+        identity: IdentityClient::new(in_process(identity.clone().into_server())),
+    };
+    let token_issuer = Arc::new(TokenIssuerService::open(config, peers).await.expect("opening the token store"));
+    Handles { identity, clients, token_issuer, grpc: None }
 }

@@ -1,6 +1,7 @@
-//! Integration tests: each starts a real server (gateway + every service over loopback gRPC)
-//! on a free port, on SQLite and on Postgres.
+//! Integration tests: each starts a real server on a free port: `nmos-auth serve` on SQLite and
+//! on Postgres, and (for the HTTP flows) the split deployment, one process per service.
 mod browser;
+mod deployment;
 mod harness;
 
 mod authorization_code;
@@ -13,6 +14,7 @@ mod m2m;
 mod private_key_jwt;
 mod registration;
 mod restart;
+mod split;
 mod tls;
 mod token_errors;
 mod web_ui;

@@ -1,0 +1,225 @@
+//! Mutual TLS between the services of a split deployment, and who may call what.
+//!
+//! Every service holds a certificate from one CA whose DNS name says which service it is
+//! (`token-issuer.nmos-auth.internal`), used both as its server certificate and as its client
+//! certificate. Callers check the server's certificate against that name, not against the
+//! address they dialled, so the same certificates work on loopback, in compose and in
+//! Kubernetes. Servers require a client certificate from the CA (rustls refuses the handshake
+//! otherwise) and then [`Authorize`] lets through only the callers a method is meant for.
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use anyhow::Context as _;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tonic::body::Body;
+use tonic::codegen::http::{Request, Response};
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+use crate::Config;
+
+/// The DNS domain of the service identities in the internal certificates.
+pub const INTERNAL_DOMAIN: &str = "nmos-auth.internal";
+
+/// The parts of the system, as their certificates name them. `Admin` is an operator's tool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    Keys,
+    Identity,
+    ClientRegistry,
+    TokenIssuer,
+    Gateway,
+    Admin,
+}
+
+impl Service {
+    pub const ALL: [Service; 6] = [
+        Service::Keys,
+        Service::Identity,
+        Service::ClientRegistry,
+        Service::TokenIssuer,
+        Service::Gateway,
+        Service::Admin,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Keys => "keys",
+            Service::Identity => "identity",
+            Service::ClientRegistry => "client-registry",
+            Service::TokenIssuer => "token-issuer",
+            Service::Gateway => "gateway",
+            Service::Admin => "admin",
+        }
+    }
+
+    /// The DNS name in its certificate.
+    pub fn dns_name(self) -> String {
+        format!("{}.{INTERNAL_DOMAIN}", self.name())
+    }
+}
+
+/// Which services may call a gRPC method, by its path (`/package.Service/Method`). `None`:
+/// any peer with a certificate from the CA (health checks and reflection).
+pub fn callers(path: &str) -> Option<&'static [Service]> {
+    use Service::*;
+    let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
+    Some(match (service, method) {
+        ("grpc.health.v1.Health", _)
+        | ("grpc.reflection.v1.ServerReflection", _)
+        | ("grpc.reflection.v1alpha.ServerReflection", _) => return None,
+        // Only the token issuer mints tokens.
+        ("nmos.auth.v1.Keys", "Sign") => &[TokenIssuer],
+        ("nmos.auth.v1.Keys", "Verify") => &[TokenIssuer, Admin],
+        ("nmos.auth.v1.Keys", "GetJwks") => &[Gateway, TokenIssuer, Admin],
+        ("nmos.auth.v1.Identity", "GetUser" | "VerifyPassword") => &[Gateway, TokenIssuer, Admin],
+        ("nmos.auth.v1.Identity", _) => &[Gateway, Admin],
+        ("nmos.auth.v1.ClientRegistry", "AuthenticateClient") => &[TokenIssuer],
+        ("nmos.auth.v1.ClientRegistry", "GetClient") => &[Gateway, TokenIssuer, Admin],
+        ("nmos.auth.v1.ClientRegistry", _) => &[Gateway, Admin],
+        ("nmos.auth.v1.TokenIssuer", "Token" | "Authorize") => &[Gateway],
+        ("nmos.auth.v1.TokenIssuer", _) => &[Gateway, Admin],
+        _ => &[],
+    })
+}
+
+/// The service a (CA-verified) certificate names, among `candidates`.
+fn identify(cert: &CertificateDer<'_>, candidates: &[Service]) -> Option<Service> {
+    let cert = webpki::EndEntityCert::try_from(cert).ok()?;
+    candidates.iter().copied().find(|service| {
+        ServerName::try_from(service.dns_name()).is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
+    })
+}
+
+/// Whether the peer that presented `certs` may call `path`.
+pub fn authorize(path: &str, certs: Option<&[CertificateDer<'static>]>) -> Result<(), tonic::Status> {
+    let Some(leaf) = certs.and_then(|c| c.first()) else {
+        return Err(tonic::Status::unauthenticated("a client certificate is required"));
+    };
+    match callers(path) {
+        None => Ok(()),
+        Some(allowed) => match identify(leaf, allowed) {
+            Some(_) => Ok(()),
+            None => {
+                let who = identify(leaf, &Service::ALL).map_or("an unnamed peer", Service::name);
+                tracing::warn!(method = path, caller = who, "refused a gRPC call the caller may not make");
+                Err(tonic::Status::permission_denied(format!("{who} may not call {path}")))
+            }
+        },
+    }
+}
+
+/// This service's certificates for mutual TLS.
+pub struct InternalTls {
+    ca: Vec<u8>,
+    cert: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl InternalTls {
+    /// From `grpc_ca`, `grpc_cert` and `grpc_key`; `None` only when `grpc_plaintext` is set.
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<InternalTls>> {
+        let read = |path: &std::path::Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+        match (&config.grpc_ca, &config.grpc_cert, &config.grpc_key) {
+            (Some(ca), Some(cert), Some(key)) => {
+                Ok(Some(InternalTls { ca: read(ca)?, cert: read(cert)?, key: read(key)? }))
+            }
+            (None, None, None) if config.grpc_plaintext => {
+                tracing::warn!("internal gRPC without TLS (grpc_plaintext): for development only");
+                Ok(None)
+            }
+            (None, None, None) => anyhow::bail!(
+                "internal gRPC needs mutual TLS: set grpc_ca, grpc_cert and grpc_key (`nmos-auth dev-ca` makes \
+                 them), or grpc_plaintext = true for development"
+            ),
+            _ => anyhow::bail!("grpc_ca, grpc_cert and grpc_key must be set together"),
+        }
+    }
+
+    pub fn from_pem(ca: Vec<u8>, cert: Vec<u8>, key: Vec<u8>) -> InternalTls {
+        InternalTls { ca, cert, key }
+    }
+
+    /// Requires a client certificate from the CA.
+    pub fn server(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert, &self.key))
+            .client_ca_root(Certificate::from_pem(&self.ca))
+    }
+
+    /// Presents this service's certificate and expects `peer`'s.
+    pub fn client(&self, peer: Service) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca))
+            .identity(Identity::from_pem(&self.cert, &self.key))
+            .domain_name(peer.dns_name())
+    }
+}
+
+/// A tower layer for a tonic server: refuses, before any handler runs, calls from peers the
+/// method is not meant for ([`callers`]). Off (everything passes) only without TLS.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthorizeLayer {
+    enforce: bool,
+}
+
+impl AuthorizeLayer {
+    pub fn new(enforce: bool) -> AuthorizeLayer {
+        AuthorizeLayer { enforce }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthorizeLayer {
+    type Service = Authorize<S>;
+
+    fn layer(&self, inner: S) -> Authorize<S> {
+        Authorize { inner, enforce: self.enforce }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Authorize<S> {
+    inner: S,
+    enforce: bool,
+}
+
+impl<S> tower::Service<Request<Body>> for Authorize<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if !self.enforce {
+            return Box::pin(self.inner.call(request));
+        }
+        let certs = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|info| info.peer_certs());
+        match authorize(request.uri().path(), certs.as_deref().map(Vec::as_slice)) {
+            Ok(()) => Box::pin(self.inner.call(request)),
+            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_token_issuer_signs() {
+        assert_eq!(callers("/nmos.auth.v1.Keys/Sign"), Some(&[Service::TokenIssuer][..]));
+        assert!(!callers("/nmos.auth.v1.TokenIssuer/Token").unwrap().contains(&Service::Admin));
+        assert_eq!(callers("/grpc.health.v1.Health/Check"), None);
+        assert_eq!(callers("/something.Else/Method"), Some(&[][..]));
+        assert!(authorize("/grpc.health.v1.Health/Check", None).is_err(), "a certificate is always needed");
+    }
+}

@@ -1,0 +1,293 @@
+//! The split deployment: each service in its own process (`nmos-auth keys`, `identity`,
+//! `client-registry`, `token-issuer`, `gateway`), reaching the others over gRPC with mutual TLS,
+//! from the same config file and environment names as `nmos-auth serve`.
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use nmos_auth_client_registry::ClientRegistryService;
+use nmos_auth_core::Config;
+use nmos_auth_core::db::Db;
+use nmos_auth_core::grpc::{self, GrpcChannel};
+use nmos_auth_core::mtls::{AuthorizeLayer, InternalTls, Service};
+use nmos_auth_identity::IdentityService;
+use nmos_auth_keys::KeysService;
+use nmos_auth_proto::client_registry_client::ClientRegistryClient;
+use nmos_auth_proto::client_registry_server::ClientRegistryServer;
+use nmos_auth_proto::identity_client::IdentityClient;
+use nmos_auth_proto::identity_server::IdentityServer;
+use nmos_auth_proto::keys_client::KeysClient;
+use nmos_auth_proto::keys_server::KeysServer;
+use nmos_auth_proto::token_issuer_client::TokenIssuerClient;
+use nmos_auth_proto::token_issuer_server::TokenIssuerServer;
+use nmos_auth_token_issuer::{Peers, TokenIssuerService};
+use tonic::server::NamedService;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::server::HealthReporter;
+
+/// Which part of the system this process is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    Keys,
+    Identity,
+    ClientRegistry,
+    TokenIssuer,
+    Gateway,
+}
+
+impl Role {
+    fn service(self) -> Service {
+        match self {
+            Role::Keys => Service::Keys,
+            Role::Identity => Service::Identity,
+            Role::ClientRegistry => Service::ClientRegistry,
+            Role::TokenIssuer => Service::TokenIssuer,
+            Role::Gateway => Service::Gateway,
+        }
+    }
+}
+
+/// A peer service: its gRPC service name and a channel to it.
+#[derive(Clone)]
+struct Peer {
+    grpc_name: &'static str,
+    channel: GrpcChannel,
+}
+
+impl Peer {
+    /// Whether the peer reports itself serving (grpc.health.v1), within a second.
+    async fn serving(&self) -> bool {
+        let mut health = HealthClient::new(self.channel.clone());
+        let check = health.check(HealthCheckRequest { service: self.grpc_name.to_owned() });
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), check).await,
+            Ok(Ok(reply)) if reply.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        )
+    }
+}
+
+fn connect_peer(
+    config: &Config,
+    tls: Option<&InternalTls>,
+    service: Service,
+    grpc_name: &'static str,
+) -> anyhow::Result<Peer> {
+    let (url, key) = match service {
+        Service::Keys => (&config.keys_url, "keys_url"),
+        Service::Identity => (&config.identity_url, "identity_url"),
+        Service::ClientRegistry => (&config.client_registry_url, "client_registry_url"),
+        Service::TokenIssuer => (&config.token_issuer_url, "token_issuer_url"),
+        Service::Gateway | Service::Admin => anyhow::bail!("{} serves no gRPC", service.name()),
+    };
+    let url = url.as_deref().with_context(|| format!("{key} is not set: where is the {} service?", service.name()))?;
+    Ok(Peer { grpc_name, channel: grpc::connect_url(url, tls.map(|t| t.client(service)))? })
+}
+
+/// Opens a store, waiting for the database for up to a minute (it may start after us).
+async fn open_with_retry<T, F, Fut>(what: &str, open: F) -> anyhow::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match open().await {
+            Ok(opened) => return Ok(opened),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "opening the {what}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.context(format!("opening the {what}"))),
+        }
+    }
+}
+
+/// Keeps the health status of `grpc_name` (and of the server as a whole) up to date: serving
+/// while the database and every peer it needs answer.
+fn monitor_health(reporter: HealthReporter, grpc_name: &'static str, db: Option<Db>, peers: Vec<Peer>) {
+    tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            let mut ok = match &db {
+                Some(db) => db.ping().await.is_ok(),
+                None => true,
+            };
+            for peer in &peers {
+                ok &= peer.serving().await;
+            }
+            let status = if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
+            if last != Some(status) {
+                if ok {
+                    tracing::info!(service = grpc_name, "serving");
+                } else {
+                    tracing::warn!(service = grpc_name, "not serving: its database or a peer does not answer");
+                }
+                reporter.set_service_status(grpc_name, status).await;
+                reporter.set_service_status("", status).await;
+                last = Some(status);
+            }
+            tokio::time::sleep(Duration::from_secs(if ok { 2 } else { 1 })).await;
+        }
+    });
+}
+
+/// Serves one service with health checking and reflection on `grpc_listen` (mutual TLS unless
+/// `grpc_plaintext`), and health alone in plain text on `health_listen` when set.
+async fn serve_grpc<S>(
+    config: &Config,
+    tls: Option<&InternalTls>,
+    service: S,
+    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()>
+where
+    S: tower::Service<
+            tonic::codegen::http::Request<tonic::body::Body>,
+            Response = tonic::codegen::http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(nmos_auth_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    if let Some(addr) = config.health_listen {
+        let incoming = TcpIncoming::bind(addr).map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
+        let router = tonic::transport::Server::builder().add_service(health.clone());
+        tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())));
+    }
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.server()).context("the gRPC server's TLS settings")?;
+    }
+    let incoming = TcpIncoming::bind(config.grpc_listen)
+        .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.grpc_listen))?
+        .with_nodelay(Some(true));
+    tracing::info!(addr = %config.grpc_listen, service = S::NAME, mutual_tls = tls.is_some(), "serving gRPC");
+    builder
+        .layer(AuthorizeLayer::new(tls.is_some()))
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, stopped(stop_rx))
+        .await?;
+    Ok(())
+}
+
+/// Runs `role` until `shutdown` completes; in-flight calls are then allowed to finish.
+pub async fn run(
+    role: Role,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    // Key files (the key-encryption key, the cookie key) live there even with Postgres.
+    crate::prepare_data_dir(&config)?;
+    let tls = InternalTls::from_config(&config)?;
+    let tls = tls.as_ref();
+    let (reporter, health) = tonic_health::server::health_reporter();
+    tracing::info!(service = role.service().name(), "starting");
+    match role {
+        Role::Keys => {
+            let keys = open_with_retry("keys store", || KeysService::open(&config)).await?;
+            let db = Db::connect(&config.database_url("keys")).await?;
+            let server = Arc::new(keys).into_server();
+            monitor_health(reporter, KeysServer::<KeysService>::NAME, Some(db), Vec::new());
+            serve_grpc(&config, tls, server, health, shutdown).await
+        }
+        Role::Identity => {
+            let identity = open_with_retry("identity store", || IdentityService::open(&config)).await?;
+            let db = Db::connect(&config.database_url("identity")).await?;
+            monitor_health(reporter, IdentityServer::<IdentityService>::NAME, Some(db), Vec::new());
+            serve_grpc(&config, tls, Arc::new(identity).into_server(), health, shutdown).await
+        }
+        Role::ClientRegistry => {
+            let clients = open_with_retry("client registry store", || ClientRegistryService::open(&config)).await?;
+            let db = Db::connect(&config.database_url("clients")).await?;
+            monitor_health(reporter, ClientRegistryServer::<ClientRegistryService>::NAME, Some(db), Vec::new());
+            serve_grpc(&config, tls, Arc::new(clients).into_server(), health, shutdown).await
+        }
+        Role::TokenIssuer => {
+            let keys = connect_peer(&config, tls, Service::Keys, KeysServer::<KeysService>::NAME)?;
+            let clients = connect_peer(
+                &config,
+                tls,
+                Service::ClientRegistry,
+                ClientRegistryServer::<ClientRegistryService>::NAME,
+            )?;
+            let identity = connect_peer(&config, tls, Service::Identity, IdentityServer::<IdentityService>::NAME)?;
+            let peers = Peers {
+                clients: ClientRegistryClient::new(clients.channel.clone()),
+                keys: KeysClient::new(keys.channel.clone()),
+                identity: IdentityClient::new(identity.channel.clone()),
+            };
+            let issuer =
+                open_with_retry("token issuer store", || TokenIssuerService::open(&config, peers.clone())).await?;
+            let db = Db::connect(&config.database_url("tokens")).await?;
+            monitor_health(
+                reporter,
+                TokenIssuerServer::<TokenIssuerService>::NAME,
+                Some(db),
+                vec![keys, clients, identity],
+            );
+            serve_grpc(&config, tls, Arc::new(issuer).into_server(), health, shutdown).await
+        }
+        Role::Gateway => {
+            let peers = [
+                (Service::TokenIssuer, TokenIssuerServer::<TokenIssuerService>::NAME),
+                (Service::ClientRegistry, ClientRegistryServer::<ClientRegistryService>::NAME),
+                (Service::Keys, KeysServer::<KeysService>::NAME),
+                (Service::Identity, IdentityServer::<IdentityService>::NAME),
+            ]
+            .into_iter()
+            .map(|(service, name)| Ok((service.name(), connect_peer(&config, tls, service, name)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+            let channel = |i: usize| peers[i].1.channel.clone();
+            let gateway = nmos_auth_gateway::Gateway::new(
+                &config,
+                TokenIssuerClient::new(channel(0)),
+                ClientRegistryClient::new(channel(1)),
+                KeysClient::new(channel(2)),
+                IdentityClient::new(channel(3)),
+            )?;
+            let checked = Arc::new(peers);
+            let gateway = gateway.with_readiness(Arc::new(move || {
+                let peers = checked.clone();
+                Box::pin(async move {
+                    let mut checks = tokio::task::JoinSet::new();
+                    for (i, (name, peer)) in peers.iter().enumerate() {
+                        let (name, peer) = (*name, peer.clone());
+                        checks.spawn(async move { (i, name, peer.serving().await) });
+                    }
+                    let mut results = checks.join_all().await;
+                    results.sort_by_key(|(i, _, _)| *i);
+                    results.into_iter().map(|(_, name, ok)| (name, ok)).collect()
+                })
+            }));
+            let listener =
+                std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+            tracing::info!(addr = %config.listen, issuer = %config.issuer()?, "the gateway is serving");
+            let router = nmos_auth_gateway::router(gateway, config.max_body_bytes);
+            nmos_auth_gateway::serve(&config, router, listener, shutdown).await
+        }
+    }
+}

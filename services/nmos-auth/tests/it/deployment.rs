@@ -1,0 +1,140 @@
+//! The split deployment as separate OS processes: `nmos-auth keys`, `identity`,
+//! `client-registry`, `token-issuer` and `gateway`, on Postgres, with mutual TLS on loopback
+//! from certificates made by `nmos-auth dev-ca`'s code. One config file for all of them, as an
+//! operator would write it; secrets in the environment.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nmos_auth_core::Config;
+
+use crate::harness::free_listener;
+
+pub const ROLES: [&str; 5] = ["keys", "identity", "client-registry", "token-issuer", "gateway"];
+
+pub struct Deployment {
+    dir: PathBuf,
+    config_file: PathBuf,
+    database_url: String,
+    grpc_ports: [u16; 4],
+    children: Vec<(&'static str, Child)>,
+}
+
+impl Deployment {
+    /// Writes the config (peer URLs, CA, ports) into `config` and `dir`, and starts every process.
+    pub fn start(config: &mut Config, dir: &Path) -> Deployment {
+        let certs = dir.join("certs");
+        if !certs.exists() {
+            nmos_auth::devca::create(&certs).expect("creating the development CA");
+        }
+        let port = || free_listener().local_addr().unwrap().port();
+        let grpc_ports = match &config.keys_url {
+            // A restart keeps the ports the config names.
+            Some(_) => {
+                let port_of =
+                    |url: &Option<String>| url.as_deref().unwrap().rsplit_once(':').unwrap().1.parse().unwrap();
+                [
+                    port_of(&config.keys_url),
+                    port_of(&config.identity_url),
+                    port_of(&config.client_registry_url),
+                    port_of(&config.token_issuer_url),
+                ]
+            }
+            None => [port(), port(), port(), port()],
+        };
+        let url = |p: u16| Some(format!("https://127.0.0.1:{p}"));
+        config.keys_url = url(grpc_ports[0]);
+        config.identity_url = url(grpc_ports[1]);
+        config.client_registry_url = url(grpc_ports[2]);
+        config.token_issuer_url = url(grpc_ports[3]);
+        config.grpc_ca = Some(certs.join("ca.pem"));
+        let config_file = dir.join("nmos-auth.toml");
+        std::fs::write(&config_file, toml::to_string(config).unwrap()).unwrap();
+        let database_url = config.database_url.as_ref().expect("the split deployment runs on Postgres").expose().into();
+        let mut deployment =
+            Deployment { dir: dir.to_owned(), config_file, database_url, grpc_ports, children: Vec::new() };
+        for role in ROLES {
+            deployment.spawn(role);
+        }
+        deployment
+    }
+
+    /// Starts (or restarts) one service.
+    pub fn spawn(&mut self, role: &'static str) {
+        self.children.retain(|(r, _)| *r != role);
+        let certs = self.dir.join("certs");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(role)).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
+        command
+            .arg("--config")
+            .arg(&self.config_file)
+            .arg("--grpc-cert")
+            .arg(certs.join(format!("{role}.pem")))
+            .arg("--grpc-key")
+            .arg(certs.join(format!("{role}-key.pem")))
+            .env("NMOS_AUTH_DATABASE_URL", &self.database_url)
+            .env("RUST_LOG", "info,h2=warn,tower=warn")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(i) = ROLES.iter().position(|r| *r == role).filter(|&i| i < 4) {
+            command.args(["--grpc-listen", &format!("127.0.0.1:{}", self.grpc_ports[i])]);
+        }
+        let child = command.arg(role).spawn().expect("starting a service");
+        self.children.push((role, child));
+    }
+
+    fn log_path(&self, role: &str) -> PathBuf {
+        self.dir.join(format!("{role}.log"))
+    }
+
+    /// Every service's log, for a failure message.
+    pub fn logs(&self) -> String {
+        ROLES
+            .iter()
+            .map(|role| format!("--- {role}\n{}", std::fs::read_to_string(self.log_path(role)).unwrap_or_default()))
+            .collect()
+    }
+
+    /// Kills one service at once (SIGKILL: no draining).
+    pub fn kill(&mut self, role: &str) {
+        if let Some(i) = self.children.iter().position(|(r, _)| *r == role) {
+            let (_, mut child) = self.children.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops every service with SIGTERM and checks each exits cleanly.
+    pub fn stop(&mut self) {
+        for (role, child) in &mut self.children {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let status = child.wait().unwrap();
+            assert!(status.success(), "{role} exited with {status}");
+        }
+        self.children.clear();
+    }
+
+    /// Waits until the gateway at `base` reports every service ready.
+    pub async fn wait_ready(&self, base: &str) {
+        // Readiness only: the gateway's certificate (in the HTTPS test) is checked by the test.
+        let http = reqwest::Client::builder().no_proxy().danger_accept_invalid_certs(true).build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200);
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the split deployment did not become ready:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
