@@ -119,10 +119,10 @@ impl OAuthError {
         if let Some(error) = OAuthError::from_status_detail(status) {
             return error;
         }
-        // A connection that broke mid-call (the peer was killed) reaches us as Unknown, with
-        // the transport's error as its source: an outage, like a refused connection.
-        let broken_connection = std::error::Error::source(status)
-            .is_some_and(|source| source.downcast_ref::<tonic::transport::Error>().is_some());
+        // A connection that broke mid-call (the peer was killed) reaches us as Unknown or
+        // Internal with the transport's (or HTTP/2's) error as its source; a status a service
+        // sent has no source. Either way the peer is gone: an outage, like a refused connection.
+        let broken_connection = std::error::Error::source(status).is_some();
         match status.code() {
             _ if broken_connection => {
                 tracing::warn!(status = %status, "service connection lost");
@@ -214,5 +214,8 @@ mod tests {
         assert_eq!(e.code, ErrorCode::TemporarilyUnavailable);
         let e = OAuthError::from_status(&Status::unknown("boom"));
         assert_eq!(e.code, ErrorCode::ServerError);
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+        let e = OAuthError::from_status(&Status::from_error(Box::new(reset)));
+        assert_eq!(e.code, ErrorCode::TemporarilyUnavailable, "a connection lost mid-call");
     }
 }

@@ -3,8 +3,14 @@
 //! server itself (`in_process`), which keeps the protobuf encoding and the generated service
 //! code but skips the sockets, the HTTP/2 framing and the thread hand-offs.
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use tracing::Instrument;
 
 use anyhow::Context;
 
@@ -25,7 +31,7 @@ pub fn connect(addr: SocketAddr) -> anyhow::Result<GrpcChannel> {
         .timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .connect_lazy();
-    Ok(BoxCloneSyncService::new(channel))
+    Ok(traced(channel))
 }
 
 /// A long-lived HTTP/2 channel to a service at `url` (`https://keys:50051`, or `host:port`),
@@ -48,7 +54,7 @@ pub fn connect_url(url: &str, tls: Option<tonic::transport::ClientTlsConfig>) ->
     if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls).with_context(|| format!("TLS for {url}"))?;
     }
-    Ok(BoxCloneSyncService::new(endpoint.connect_lazy()))
+    Ok(traced(endpoint.connect_lazy()))
 }
 
 /// A channel that hands each call straight to a tonic server in this process.
@@ -57,5 +63,83 @@ where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
-    BoxCloneSyncService::new(server.map_err(|never| match never {}))
+    traced(ServerTelemetry { inner: server }.map_err(|never| match never {}))
+}
+
+/// A channel that carries the caller's trace context (W3C `traceparent`) with every call.
+fn traced<S>(channel: S) -> GrpcChannel
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = tonic::transport::Error>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    BoxCloneSyncService::new(channel.map_request(|mut request: Request<Body>| {
+        crate::telemetry::inject_context(request.headers_mut());
+        request
+    }))
+}
+
+/// A tower layer for gRPC servers: a span per call served, continuing the caller's trace, and
+/// the call's duration. Does nothing unless telemetry is exported.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServerTelemetryLayer;
+
+impl<S> tower::Layer<S> for ServerTelemetryLayer {
+    type Service = ServerTelemetry<S>;
+
+    fn layer(&self, inner: S) -> ServerTelemetry<S> {
+        ServerTelemetry { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerTelemetry<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request<Body>> for ServerTelemetry<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if !crate::telemetry::enabled() {
+            return Box::pin(self.inner.call(request));
+        }
+        let path = request.uri().path().trim_start_matches('/').to_owned();
+        let (service, method) = path.split_once('/').unwrap_or((path.as_str(), ""));
+        let (service, method) = (service.to_owned(), method.to_owned());
+        let span = tracing::debug_span!(
+            "grpc.server",
+            otel.name = %path,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+        );
+        crate::telemetry::continue_trace(&span, request.headers());
+        let started = std::time::Instant::now();
+        let future = span.in_scope(|| self.inner.call(request));
+        Box::pin(
+            async move {
+                let response = future.await;
+                let attributes = [KeyValue::new("rpc.service", service), KeyValue::new("rpc.method", method)];
+                crate::telemetry::metrics().rpc_duration.record(started.elapsed().as_secs_f64(), &attributes);
+                response
+            }
+            .instrument(span),
+        )
+    }
 }

@@ -1,14 +1,212 @@
-//! Logging set-up: human-readable lines by default, JSON lines on request; `RUST_LOG` filters.
-use tracing_subscriber::EnvFilter;
+//! Logs, traces and metrics.
+//!
+//! Logs: human-readable lines by default, JSON lines on request; `RUST_LOG` filters them. The
+//! IS-10 audit events use the target `audit`, so an operator can route them.
+//!
+//! Traces and metrics: exported over OTLP/gRPC when the standard `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! (or its `_TRACES_`/`_METRICS_` forms) is set, with `OTEL_SERVICE_NAME` and the other standard
+//! variables honoured. Otherwise nothing is collected: the request spans are DEBUG spans that
+//! no subscriber enables, the W3C trace context is neither read nor written, and no metric
+//! attributes are built.
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{KeyValue, global};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tonic::codegen::http::{HeaderMap, HeaderName, HeaderValue};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
 
 use crate::config::LogFormat;
 
-pub fn init(format: LogFormat) {
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether traces and metrics are being exported.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// The exporters, to flush at exit.
+#[must_use = "call shutdown() at exit so that the last spans and metrics are sent"]
+pub struct Telemetry {
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
+}
+
+impl Telemetry {
+    /// Sends what is buffered and stops the exporters.
+    pub fn shutdown(self) {
+        if let Some(tracer) = self.tracer {
+            let _ = tracer.shutdown();
+        }
+        if let Some(meter) = self.meter {
+            let _ = meter.shutdown();
+        }
+    }
+}
+
+/// Sets up logging, and OTLP export when configured. `service` names this process in traces
+/// (`OTEL_SERVICE_NAME` overrides it). Must run inside the Tokio runtime.
+pub fn init(format: LogFormat, service: &str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    // A second initialisation (tests, embedding) keeps the first subscriber.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
+    }
+    .with_filter(filter);
+    let (otel, telemetry) = match otlp(service) {
+        Ok(Some((tracer, meter))) => {
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(tracer.tracer("nmos-auth"))
+                // Our request spans (DEBUG) and warnings; nothing else becomes a span.
+                .with_filter(LevelFilter::DEBUG)
+                .with_filter(filter_fn(|meta| {
+                    meta.target().starts_with("nmos_auth") && (meta.is_span() || *meta.level() <= tracing::Level::WARN)
+                }));
+            ENABLED.store(true, Ordering::Relaxed);
+            (Some(layer), Telemetry { tracer: Some(tracer), meter: Some(meter) })
+        }
+        Ok(None) => (None, Telemetry { tracer: None, meter: None }),
+        Err(e) => {
+            eprintln!("nmos-auth: OpenTelemetry export is off: {e:#}");
+            (None, Telemetry { tracer: None, meter: None })
+        }
     };
+    // A second initialisation (tests, embedding) keeps the first subscriber.
+    let _ = Registry::default().with(fmt).with(otel).try_init();
+    telemetry
+}
+
+fn otlp(service: &str) -> anyhow::Result<Option<(SdkTracerProvider, SdkMeterProvider)>> {
+    let set = |name: &&str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let endpoints =
+        ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"];
+    if !endpoints.iter().any(set) {
+        return Ok(None);
+    }
+    let name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| service.to_owned());
+    let resource = Resource::builder().with_service_name(name).build();
+    let spans = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
+    let tracer = SdkTracerProvider::builder().with_batch_exporter(spans).with_resource(resource.clone()).build();
+    let metrics = opentelemetry_otlp::MetricExporter::builder().with_tonic().build()?;
+    let meter = SdkMeterProvider::builder().with_periodic_exporter(metrics).with_resource(resource).build();
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    global::set_tracer_provider(tracer.clone());
+    global::set_meter_provider(meter.clone());
+    Ok(Some((tracer, meter)))
+}
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_str(key), HeaderValue::from_str(&value)) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+/// Writes the current span's W3C trace context (`traceparent`) into outgoing headers.
+pub fn inject_context(headers: &mut HeaderMap) {
+    if enabled() {
+        let context = tracing::Span::current().context();
+        global::get_text_map_propagator(|propagator| propagator.inject_context(&context, &mut HeaderInjector(headers)));
+    }
+}
+
+/// Makes `span` a child of the trace context in incoming headers, if they carry one.
+pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+    if enabled() && headers.contains_key("traceparent") {
+        let context = global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)));
+        let _ = span.set_parent(context);
+    }
+}
+
+/// The instruments every service records into (no-ops unless exporting).
+pub struct Metrics {
+    /// Seconds per HTTP request, by route, method and status.
+    pub http_duration: Histogram<f64>,
+    /// Seconds per gRPC call served, by service and method.
+    pub rpc_duration: Histogram<f64>,
+    /// Access tokens issued, by grant type.
+    pub tokens_issued: Counter<u64>,
+    /// OAuth error responses, by error code.
+    pub oauth_errors: Counter<u64>,
+}
+
+/// The instruments, created on first use (after [`init`] installed the meter provider).
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let meter = global::meter("nmos-auth");
+        Metrics {
+            http_duration: meter
+                .f64_histogram("http.server.request.duration")
+                .with_unit("s")
+                .with_description("Duration of HTTP requests served by the gateway")
+                .build(),
+            rpc_duration: meter
+                .f64_histogram("rpc.server.duration")
+                .with_unit("s")
+                .with_description("Duration of gRPC calls served")
+                .build(),
+            tokens_issued: meter
+                .u64_counter("nmos_auth.tokens.issued")
+                .with_description("Access tokens issued, by grant type")
+                .build(),
+            oauth_errors: meter
+                .u64_counter("nmos_auth.oauth.errors")
+                .with_description("OAuth error responses, by error code")
+                .build(),
+        }
+    })
+}
+
+/// Records an HTTP request the gateway served.
+pub fn http_request_served(route: String, method: String, status: u16, seconds: f64) {
+    if enabled() {
+        let attributes = [
+            KeyValue::new("http.route", route),
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("http.response.status_code", i64::from(status)),
+        ];
+        metrics().http_duration.record(seconds, &attributes);
+    }
+}
+
+/// Counts a token issued with `grant_type`.
+pub fn token_issued(grant_type: &str) {
+    if enabled() {
+        metrics().tokens_issued.add(1, &[KeyValue::new("grant_type", grant_type.to_owned())]);
+    }
+}
+
+/// Counts an OAuth error response.
+pub fn oauth_error(code: &'static str) {
+    if enabled() {
+        metrics().oauth_errors.add(1, &[KeyValue::new("error", code)]);
+    }
 }

@@ -41,6 +41,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
 
 impl IntoResponse for OAuthErrorResponse {
     fn into_response(self) -> Response {
+        nmos_auth_core::telemetry::oauth_error(self.error.code.as_str());
         let mut body = json!({"error": self.error.code.as_str()});
         if let Some(d) = &self.error.description {
             body["error_description"] = json!(d);

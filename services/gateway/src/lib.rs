@@ -30,7 +30,6 @@ use nmos_auth_proto::token_issuer_client::TokenIssuerClient;
 use serde_json::{Value, json};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
 
 /// The gateway's handles on the services, and the documents it serves as they are.
 #[derive(Clone)]
@@ -123,7 +122,34 @@ async fn method_not_allowed() -> impl IntoResponse {
     nmos_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
 }
 
-/// Every route, with CORS, body limits and request tracing.
+/// A span per request (continuing the caller's W3C trace context, if any) and its duration,
+/// by route: only when telemetry is exported.
+async fn observe(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument;
+    if !nmos_auth_core::telemetry::enabled() {
+        return next.run(request).await;
+    }
+    let route =
+        request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let method = request.method().to_string();
+    let span = tracing::debug_span!(
+        "http.request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    nmos_auth_core::telemetry::continue_trace(&span, request.headers());
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    nmos_auth_core::telemetry::http_request_served(route, method, status, started.elapsed().as_secs_f64());
+    response
+}
+
+/// Every route, with CORS, body limits and request telemetry.
 pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
     const V: &str = nmos_auth_core::AUTH_API_BASE;
     const WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
@@ -171,6 +197,7 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/signup", get(web::signup_page).post(web::signup))
         .route("/create_client", get(web::register_client_page).post(web::register_client))
+        .route_layer(axum::middleware::from_fn(observe))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway)
@@ -180,7 +207,6 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
             HeaderValue::from_static("*"),
         ))
         .layer(cors)
-        .layer(TraceLayer::new_for_http())
 }
 
 /// Serves the router on an already bound listener, over TLS when the config has a

@@ -61,7 +61,9 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 fn spawn_grpc(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     stop: &watch::Receiver<bool>,
-    router: tonic::transport::server::Router,
+    router: tonic::transport::server::Router<
+        tower::layer::util::Stack<grpc::ServerTelemetryLayer, tower::layer::util::Identity>,
+    >,
 ) -> anyhow::Result<SocketAddr> {
     let incoming = TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?.with_nodelay(Some(true));
     let addr = incoming.local_addr()?;
@@ -123,7 +125,7 @@ impl Wiring<'_> {
         match self.transport {
             InternalTransport::InProcess => Ok((grpc::in_process(server), None)),
             InternalTransport::Loopback => {
-                let router = tonic::transport::Server::builder().add_service(server);
+                let router = tonic::transport::Server::builder().layer(grpc::ServerTelemetryLayer).add_service(server);
                 let addr = spawn_grpc(self.tasks, self.stop, router)?;
                 Ok((grpc::connect(addr)?, Some(addr)))
             }

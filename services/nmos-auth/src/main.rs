@@ -582,7 +582,16 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    nmos_auth_core::telemetry::init(config.log_format);
+    let service = match &cli.command {
+        Command::Keys => "nmos-auth-keys",
+        Command::Identity => "nmos-auth-identity",
+        Command::ClientRegistry => "nmos-auth-client-registry",
+        Command::TokenIssuer => "nmos-auth-token-issuer",
+        Command::Gateway => "nmos-auth-gateway",
+        Command::Discovery { .. } => "nmos-auth-discovery",
+        _ => "nmos-auth",
+    };
+    let telemetry = nmos_auth_core::telemetry::init(config.log_format, service);
     let result = match cli.command {
         Command::Serve => serve(config).await,
         Command::Keys => split(Role::Keys, config).await,
@@ -602,6 +611,8 @@ async fn main() -> std::process::ExitCode {
             None => Err(anyhow::anyhow!("name the zone with --domain or dns_sd_domain")),
         },
     };
+    // Blocking, briefly: the last spans and metrics are sent before the process exits.
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await.ok();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -185,6 +185,7 @@ where
     tracing::info!(addr = %config.grpc_listen, service = S::NAME, mutual_tls = tls.is_some(), "serving gRPC");
     builder
         .layer(AuthorizeLayer::new(tls.is_some()))
+        .layer(grpc::ServerTelemetryLayer)
         .add_service(health)
         .add_service(reflection)
         .add_service(service)

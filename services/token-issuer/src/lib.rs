@@ -169,6 +169,7 @@ impl TokenIssuerService {
             .await
             .map_err(OAuthError::internal)?;
         tracing::info!(target: "audit", event = "token_issued", grant_type, client_id, subject, scope, "token issued");
+        nmos_auth_core::telemetry::token_issued(grant_type);
         Ok(Issued { jws: signed.jws, scope, jti, expires_at: now + self.policy.lifetime_secs })
     }
 

@@ -17,12 +17,14 @@ pub struct Deployment {
     config_file: PathBuf,
     database_url: String,
     grpc_ports: [u16; 4],
+    /// Extra environment for every process (OpenTelemetry settings).
+    env: Vec<(String, String)>,
     children: Vec<(&'static str, Child)>,
 }
 
 impl Deployment {
     /// Writes the config (peer URLs, CA, ports) into `config` and `dir`, and starts every process.
-    pub fn start(config: &mut Config, dir: &Path) -> Deployment {
+    pub fn start(config: &mut Config, dir: &Path, env: &[(String, String)]) -> Deployment {
         let certs = dir.join("certs");
         if !certs.exists() {
             nmos_auth::devca::create(&certs).expect("creating the development CA");
@@ -51,8 +53,14 @@ impl Deployment {
         let config_file = dir.join("nmos-auth.toml");
         std::fs::write(&config_file, toml::to_string(config).unwrap()).unwrap();
         let database_url = config.database_url.as_ref().expect("the split deployment runs on Postgres").expose().into();
-        let mut deployment =
-            Deployment { dir: dir.to_owned(), config_file, database_url, grpc_ports, children: Vec::new() };
+        let mut deployment = Deployment {
+            dir: dir.to_owned(),
+            config_file,
+            database_url,
+            grpc_ports,
+            env: env.to_vec(),
+            children: Vec::new(),
+        };
         for role in ROLES {
             deployment.spawn(role);
         }
@@ -74,6 +82,7 @@ impl Deployment {
             .arg(certs.join(format!("{role}-key.pem")))
             .env("NMOS_AUTH_DATABASE_URL", &self.database_url)
             .env("RUST_LOG", "info,h2=warn,tower=warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log);
         if let Some(i) = ROLES.iter().position(|r| *r == role).filter(|&i| i < 4) {

@@ -286,6 +286,8 @@ pub struct TestApp {
     pub running: Running,
     pub dir: TempDir,
     pub backend: Backend,
+    /// Extra environment of the split deployment's processes.
+    env: Vec<(String, String)>,
 }
 
 impl TestApp {
@@ -297,10 +299,18 @@ impl TestApp {
         let dir = TempDir::new("app");
         let mut config = test_config(backend, dir.path()).await;
         edit(&mut config);
-        TestApp::start(config, dir, backend).await
+        TestApp::start(config, dir, backend, Vec::new()).await
     }
 
-    async fn start(mut config: Config, dir: TempDir, backend: Backend) -> TestApp {
+    /// The split deployment, its processes started with `env` added.
+    pub async fn spawn_split_with_env(env: &[(&str, &str)]) -> TestApp {
+        let dir = TempDir::new("app");
+        let config = test_config(Backend::Split, dir.path()).await;
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        TestApp::start(config, dir, Backend::Split, env).await
+    }
+
+    async fn start(mut config: Config, dir: TempDir, backend: Backend, env: Vec<(String, String)>) -> TestApp {
         let listener = free_listener();
         let addr = listener.local_addr().unwrap();
         config.listen = addr;
@@ -308,7 +318,7 @@ impl TestApp {
         let base = config.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
         let (server, running) = if backend == Backend::Split {
             drop(listener);
-            let deployment = Deployment::start(&mut config, dir.path());
+            let deployment = Deployment::start(&mut config, dir.path(), &env);
             deployment.wait_ready(&format!("{scheme}://{addr}")).await;
             (split_handles(&config).await, Running::Split(deployment))
         } else {
@@ -321,17 +331,17 @@ impl TestApp {
             };
             (handles, Running::InProcess(server))
         };
-        TestApp { base, http: http_client(), config, server, running, dir, backend }
+        TestApp { base, http: http_client(), config, server, running, dir, backend, env }
     }
 
     /// Stops the server and starts a new one on the same data (directory and database).
     pub async fn restart(self) -> TestApp {
-        let TestApp { config, running, dir, backend, .. } = self;
+        let TestApp { config, running, dir, backend, env, .. } = self;
         match running {
             Running::InProcess(server) => server.shutdown().await.expect("clean shutdown"),
             Running::Split(mut deployment) => deployment.stop(),
         }
-        TestApp::start(config, dir, backend).await
+        TestApp::start(config, dir, backend, env).await
     }
 
     /// The split deployment's logs (empty for the one-process server).

@@ -250,3 +250,129 @@ async fn services_reconnect_when_postgres_restarts() {
     let readiness = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(readiness.status(), 200);
 }
+
+/// A minimal OTLP/gRPC receiver: remembers each span (service, trace id, name) and the name
+/// of each metric it is sent.
+/// A span as received: the service that sent it, its trace id, its name.
+type ReceivedSpan = (String, Vec<u8>, String);
+
+#[derive(Clone, Default)]
+struct OtlpSink {
+    spans: Arc<std::sync::Mutex<Vec<ReceivedSpan>>>,
+    metrics: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn service_name(resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> String {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    let attributes = resource.map(|r| r.attributes.as_slice()).unwrap_or_default();
+    attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(Any::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for OtlpSink {
+    async fn export(
+        &self,
+        request: tonic::Request<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse>,
+        tonic::Status,
+    > {
+        let mut spans = self.spans.lock().unwrap();
+        for resource_spans in request.into_inner().resource_spans {
+            let service = service_name(resource_spans.resource.as_ref());
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    spans.push((service.clone(), span.trace_id, span.name));
+                }
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService for OtlpSink {
+    async fn export(
+        &self,
+        request: tonic::Request<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse>,
+        tonic::Status,
+    > {
+        let mut metrics = self.metrics.lock().unwrap();
+        for resource_metrics in request.into_inner().resource_metrics {
+            for scope in resource_metrics.scope_metrics {
+                metrics.extend(scope.metrics.into_iter().map(|m| m.name));
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+/// One token request through the split deployment is one trace: spans from the gateway, the
+/// token issuer, the client registry and the keys service under one trace id, exported over
+/// OTLP to a receiver this test runs; and the metrics arrive too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_token_request_is_one_trace_across_the_services() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    let sink = OtlpSink::default();
+    let listener = crate::harness::free_listener();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let incoming = tonic::transport::server::TcpIncoming::bind(addr).unwrap();
+    let server = tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(sink.clone()))
+        .add_service(MetricsServiceServer::new(sink.clone()))
+        .serve_with_incoming(incoming);
+    tokio::spawn(server);
+
+    let endpoint = format!("http://{addr}");
+    let mut app = TestApp::spawn_split_with_env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+    ])
+    .await;
+    let (client_id, secret) = app.machine_client("registration").await;
+    let r = app.token(&client_id, &secret, &[("grant_type", "client_credentials"), ("scope", "registration")]).await;
+    assert_eq!(r.status(), 200);
+    let r = app.token(&client_id, "wrong", &[("grant_type", "client_credentials")]).await;
+    assert_eq!(r.status(), 401);
+    // SIGTERM: each process sends what it still holds before it exits.
+    app.deployment().stop();
+
+    let spans = sink.spans.lock().unwrap().clone();
+    let sign = spans
+        .iter()
+        .find(|(service, _, name)| service == "nmos-auth-keys" && name == "nmos.auth.v1.Keys/Sign")
+        .unwrap_or_else(|| panic!("no Sign span among {spans:?}"));
+    let mut trace: Vec<(String, String)> =
+        spans.iter().filter(|(_, id, _)| *id == sign.1).map(|(s, _, n)| (s.clone(), n.clone())).collect();
+    trace.sort();
+    let expected = [
+        ("nmos-auth-client-registry", "nmos.auth.v1.ClientRegistry/AuthenticateClient"),
+        ("nmos-auth-gateway", "POST /x-nmos/auth/v1.0/token"),
+        ("nmos-auth-keys", "nmos.auth.v1.Keys/Sign"),
+        ("nmos-auth-token-issuer", "nmos.auth.v1.TokenIssuer/Token"),
+    ];
+    for (service, name) in expected {
+        assert!(
+            trace.iter().any(|(s, n)| s == service && n == name),
+            "no {service} span {name} in the trace {trace:?}"
+        );
+    }
+    let metrics = sink.metrics.lock().unwrap().clone();
+    for name in
+        ["http.server.request.duration", "rpc.server.duration", "nmos_auth.tokens.issued", "nmos_auth.oauth.errors"]
+    {
+        assert!(metrics.iter().any(|m| m == name), "no metric {name} among {metrics:?}");
+    }
+}
