@@ -66,6 +66,38 @@ where
     traced(ServerTelemetry { inner: server }.map_err(|never| match never {}))
 }
 
+/// Calls a read-only (idempotent) method of `client`, retrying at most twice, after 50 ms and
+/// then 150 ms, when the connection failed (refused, reset, broken): a peer that is restarting
+/// or a connection gone stale costs a short delay, not an error, and the caller still answers
+/// well within a second. A status the peer sent is never retried, and neither is any call that
+/// changes state (registration, authentication with its replay cache, token issue).
+pub async fn idempotent<C, T, F, Fut>(client: &C, call: F) -> Result<T, tonic::Status>
+where
+    C: Clone,
+    F: Fn(C) -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let mut delay = Duration::from_millis(50);
+    let mut attempt = 0;
+    loop {
+        match call(client.clone()).await {
+            Err(status) if attempt < 2 && connection_failed(&status) => {
+                tracing::debug!(%status, retry_in = ?delay, "retrying an idempotent call");
+                tokio::time::sleep(delay).await;
+                delay *= 3;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// A failure on our side of the connection (none of the peer's own answers).
+fn connection_failed(status: &tonic::Status) -> bool {
+    crate::OAuthError::from_status_detail(status).is_none()
+        && (status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some())
+}
+
 /// A channel that carries the caller's trace context (W3C `traceparent`) with every call.
 fn traced<S>(channel: S) -> GrpcChannel
 where
@@ -141,5 +173,39 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    // Real sleeps: 50 ms + 150 ms per exhausted call.
+    #[tokio::test]
+    async fn idempotent_calls_retry_lost_connections_only() {
+        let calls = AtomicU32::new(0);
+        let flaky = |_: ()| {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            async move { if n < 2 { Err(tonic::Status::unavailable("connection refused")) } else { Ok(n) } }
+        };
+        assert_eq!(idempotent(&(), flaky).await.unwrap(), 2, "third time lucky");
+
+        calls.store(0, Ordering::Relaxed);
+        let down = |_: ()| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async { Err::<(), _>(tonic::Status::unavailable("connection refused")) }
+        };
+        assert!(idempotent(&(), down).await.is_err());
+        assert_eq!(calls.load(Ordering::Relaxed), 3, "at most two retries");
+
+        calls.store(0, Ordering::Relaxed);
+        let refused = |_: ()| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async { Err::<(), _>(tonic::Status::from(crate::OAuthError::bare(crate::ErrorCode::InvalidClient))) }
+        };
+        assert!(idempotent(&(), refused).await.is_err());
+        assert_eq!(calls.load(Ordering::Relaxed), 1, "the peer's own answer is final");
     }
 }

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use nmos_auth_core::OAuthError;
 use nmos_auth_core::config::LegacyGrants;
+use nmos_auth_core::grpc;
 use nmos_auth_proto::GetJwksRequest;
 use serde_json::{Value, json};
 
@@ -67,7 +68,7 @@ pub async fn metadata(State(gateway): State<Gateway>) -> Json<Value> {
 }
 
 pub async fn jwks(State(gateway): State<Gateway>) -> Response {
-    match gateway.keys.clone().get_jwks(GetJwksRequest {}).await {
+    match grpc::idempotent(&gateway.keys, |mut keys| async move { keys.get_jwks(GetJwksRequest {}).await }).await {
         Ok(response) => {
             let keys: Vec<Value> = response
                 .into_inner()

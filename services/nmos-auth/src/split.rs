@@ -87,7 +87,8 @@ fn connect_peer(
     Ok(Peer { grpc_name, channel: grpc::connect_url(url, tls.map(|t| t.client(service)))? })
 }
 
-/// Opens a store, waiting for the database for up to a minute (it may start after us).
+/// Opens a store, waiting for the database for up to a minute (it may start after us). Other
+/// failures (a wrong key-encryption key, a bad migration) are final at once.
 async fn open_with_retry<T, F, Fut>(what: &str, open: F) -> anyhow::Result<T>
 where
     F: Fn() -> Fut,
@@ -98,7 +99,7 @@ where
     loop {
         match open().await {
             Ok(opened) => return Ok(opened),
-            Err(e) if tokio::time::Instant::now() < deadline => {
+            Err(e) if tokio::time::Instant::now() < deadline && nmos_auth_core::error::is_unavailable(&e) => {
                 tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "opening the {what}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));

@@ -148,11 +148,12 @@ impl TokenIssuerService {
         let scope = claims.scope.to_string();
         let subject = claims.subject.clone();
         let (claims_json, jti) = self.policy.claims_json(claims, now);
-        let signed = self
-            .peers
-            .keys
-            .clone()
-            .sign(pb::SignRequest { claims_json })
+        // Signing changes nothing in the keys service, so it may be retried.
+        let sign = |mut keys: KeysClient<GrpcChannel>| {
+            let claims_json = claims_json.clone();
+            async move { keys.sign(pb::SignRequest { claims_json }).await }
+        };
+        let signed = nmos_auth_core::grpc::idempotent(&self.peers.keys, sign)
             .await
             .map_err(|s| OAuthError::from_status(&s))?
             .into_inner();

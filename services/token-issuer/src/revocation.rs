@@ -13,7 +13,10 @@ impl TokenIssuerService {
     /// The `jti`, `exp` and `client_id` of an access token this server signed (checked by the
     /// keys service), or `None` for anything else.
     async fn verified_access_token(&self, token: &str) -> Result<Option<(String, i64, String)>, OAuthError> {
-        let verified = match self.peers.keys.clone().verify(pb::VerifyRequest { jws: token.to_owned() }).await {
+        let verify = |mut keys: nmos_auth_proto::keys_client::KeysClient<nmos_auth_core::grpc::GrpcChannel>| async move {
+            keys.verify(pb::VerifyRequest { jws: token.to_owned() }).await
+        };
+        let verified = match nmos_auth_core::grpc::idempotent(&self.peers.keys, verify).await {
             Ok(v) => v.into_inner(),
             Err(status) if OAuthError::from_status(&status).code == ErrorCode::InvalidToken => return Ok(None),
             Err(status) => return Err(OAuthError::from_status(&status)),

@@ -5,7 +5,9 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use nmos_auth_core::grpc::{self, GrpcChannel};
 use nmos_auth_proto as pb;
+use nmos_auth_proto::client_registry_client::ClientRegistryClient;
 
 use super::{BASE, admin_refusal, form, form_value, found, nav_for, signed_in, signed_in_post, status_page, web_user};
 use crate::Gateway;
@@ -254,7 +256,11 @@ pub async fn pending_page(State(gateway): State<Gateway>, headers: HeaderMap) ->
         return refusal;
     }
     let request = pb::ListClientsRequest { owner: String::new(), pending: true };
-    let clients = match gateway.clients.clone().list_clients(request).await {
+    let list = |mut clients: ClientRegistryClient<GrpcChannel>| {
+        let request = request.clone();
+        async move { clients.list_clients(request).await }
+    };
+    let clients = match grpc::idempotent(&gateway.clients, list).await {
         Ok(list) => list.into_inner().clients,
         Err(status) => return status_page(&status, &session),
     };

@@ -20,7 +20,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nmos_auth_core::OAuthError;
+use nmos_auth_core::grpc::{self, GrpcChannel};
 use nmos_auth_proto as pb;
+use nmos_auth_proto::identity_client::IdentityClient;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 pub use account::{signin, signin_page, signout, signup, signup_page};
@@ -133,7 +135,11 @@ async fn signed_in(gateway: &Gateway, headers: &HeaderMap, here: &str) -> Result
     let Some((session, username)) = session.and_then(|s| s.username.clone().map(|u| (s, u))) else {
         return Err(to_signin(here));
     };
-    match gateway.identity.clone().get_user(pb::GetUserRequest { username }).await {
+    let get = |mut identity: IdentityClient<GrpcChannel>| {
+        let username = username.clone();
+        async move { identity.get_user(pb::GetUserRequest { username }).await }
+    };
+    match grpc::idempotent(&gateway.identity, get).await {
         Ok(user) if !user.get_ref().disabled => Ok((session, user.into_inner())),
         Ok(_) => Err(with_session(to_signin(here), gateway, &Session::new(None))),
         Err(status) if status.code() == tonic::Code::NotFound => {

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use nmos_auth_core::grpc;
 use nmos_auth_proto as pb;
 
 use super::{BASE, admin_refusal, form, form_value, found, nav_for, signed_in, signed_in_post, status_page};
@@ -94,7 +95,11 @@ pub async fn users_page(State(gateway): State<Gateway>, headers: HeaderMap) -> R
     if let Some(refusal) = admin_refusal(&user, &session) {
         return refusal;
     }
-    match gateway.identity.clone().list_users(pb::ListUsersRequest {}).await {
+    match grpc::idempotent(&gateway.identity, |mut identity| async move {
+        identity.list_users(pb::ListUsersRequest {}).await
+    })
+    .await
+    {
         Ok(list) => pages::page(
             StatusCode::OK,
             "Users",
