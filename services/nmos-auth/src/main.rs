@@ -254,7 +254,13 @@ enum Command {
         /// Where to write ca.pem, <service>.pem and <service>-key.pem.
         #[arg(long)]
         out: PathBuf,
+        /// Do nothing when OUT already holds a CA (for an init container that runs every time).
+        #[arg(long)]
+        if_missing: bool,
     },
+    /// Exit 0 when this service is healthy: grpc.health.v1 on health_listen when it is set,
+    /// otherwise GET /healthz on the gateway's listen port (for container health checks).
+    Healthcheck,
     /// Operator commands that work on the stores directly.
     #[command(subcommand)]
     Admin(Admin),
@@ -393,7 +399,12 @@ fn print_user(user: &nmos_auth_identity::store::UserRecord) {
 }
 
 async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
-    let (_, identity, clients) = nmos_auth::open_services(&config).await?;
+    // Users and clients only: the signing keys (and their key-encryption key) are not needed,
+    // so these commands run anywhere the database is reachable.
+    config.validate()?;
+    nmos_auth::prepare_data_dir(&config)?;
+    let identity = nmos_auth_identity::IdentityService::open(&config).await.context("identity store")?;
+    let clients = nmos_auth_client_registry::ClientRegistryService::open(&config).await.context("client registry")?;
     match command {
         Admin::CreateInitialAccessToken { lifetime, description } => {
             let (token, expires_at) = clients.create_initial_access_token(lifetime, &description).await?;
@@ -489,6 +500,30 @@ async fn discovery(config: Config, health_url: Option<String>) -> anyhow::Result
         }
     };
     nmos_auth_discovery::sidecar(ad, announcers, health_url, stop).await
+}
+
+/// The container health check: no shell or curl in the image, so the binary asks itself.
+async fn healthcheck(config: &Config) -> anyhow::Result<()> {
+    let within = std::time::Duration::from_secs(2);
+    if let Some(addr) = config.health_listen {
+        let mut addr = addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip([127, 0, 0, 1].into());
+        }
+        let channel = nmos_auth_core::grpc::connect(addr)?;
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let reply = tokio::time::timeout(within, health.check(tonic_health::pb::HealthCheckRequest::default()))
+            .await
+            .context("no answer")??;
+        let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+        anyhow::ensure!(reply.get_ref().status == serving, "not serving");
+        return Ok(());
+    }
+    let url = local_health_url(config, config.listen).replace("/.well-known/oauth-authorization-server", "/healthz");
+    let http = reqwest::Client::builder().timeout(within).danger_accept_invalid_certs(true).build()?;
+    let status = http.get(&url).send().await.with_context(|| format!("GET {url}"))?.status();
+    anyhow::ensure!(status.is_success(), "GET {url}: {status}");
+    Ok(())
 }
 
 /// One service of the split deployment, until SIGINT or SIGTERM.
@@ -599,9 +634,14 @@ async fn main() -> std::process::ExitCode {
         Command::ClientRegistry => split(Role::ClientRegistry, config).await,
         Command::TokenIssuer => split(Role::TokenIssuer, config).await,
         Command::Gateway => split(Role::Gateway, config).await,
-        Command::DevCa { out } => nmos_auth::devca::create(&out).map(|files| {
+        Command::DevCa { out, if_missing } if if_missing && out.join("ca.pem").exists() => {
+            println!("{} already holds a CA; nothing written", out.display());
+            Ok(())
+        }
+        Command::DevCa { out, .. } => nmos_auth::devca::create(&out).map(|files| {
             println!("wrote {} in {}", files.join(", "), out.display());
         }),
+        Command::Healthcheck => healthcheck(&config).await,
         Command::Admin(command) => admin(config, command).await,
         Command::Discovery { health_url } => discovery(config, health_url).await,
         Command::DnsSd(DnsSd::Zone { domain }) => match domain.or(config.dns_sd_domain.clone()) {

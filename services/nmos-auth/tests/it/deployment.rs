@@ -17,6 +17,8 @@ pub struct Deployment {
     config_file: PathBuf,
     database_url: String,
     grpc_ports: [u16; 4],
+    /// Each gRPC service's plain-text health port.
+    pub health_ports: [u16; 4],
     /// Extra environment for every process (OpenTelemetry settings).
     env: Vec<(String, String)>,
     children: Vec<(&'static str, Child)>,
@@ -58,6 +60,7 @@ impl Deployment {
             config_file,
             database_url,
             grpc_ports,
+            health_ports: [port(), port(), port(), port()],
             env: env.to_vec(),
             children: Vec::new(),
         };
@@ -87,6 +90,7 @@ impl Deployment {
             .stderr(log);
         if let Some(i) = ROLES.iter().position(|r| *r == role).filter(|&i| i < 4) {
             command.args(["--grpc-listen", &format!("127.0.0.1:{}", self.grpc_ports[i])]);
+            command.args(["--health-listen", &format!("127.0.0.1:{}", self.health_ports[i])]);
         }
         let child = command.arg(role).spawn().expect("starting a service");
         self.children.push((role, child));

@@ -37,8 +37,25 @@ fn tls(ca: &std::path::Path, certs: Option<(&std::path::Path, &str)>, peer: Serv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_grpc_serves_only_the_callers_it_should() {
-    let app = TestApp::spawn(Backend::Split).await;
+    let mut app = TestApp::spawn(Backend::Split).await;
     let certs = app.dir.path().join("certs");
+    // The container health check: each service's plain-text health port, and the gateway.
+    for (i, role) in crate::deployment::ROLES.iter().enumerate() {
+        let mut check = std::process::Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
+        match app.deployment().health_ports.get(i) {
+            Some(port) => check.args(["--health-listen", &format!("127.0.0.1:{port}")]),
+            None => check.args(["--listen", &app.config.listen.to_string()]),
+        };
+        let status = check.arg("healthcheck").status().unwrap();
+        assert!(status.success(), "{role} is healthy");
+    }
+    let nothing = crate::harness::free_listener().local_addr().unwrap().to_string();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_nmos-auth"))
+        .args(["--health-listen", &nothing, "healthcheck"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "nothing listening is unhealthy");
     let other_ca = TempDir::new("other-ca");
     nmos_auth::devca::create(other_ca.path()).unwrap();
     let keys_url = app.config.keys_url.clone().unwrap();
