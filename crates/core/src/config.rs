@@ -113,6 +113,19 @@ pub struct Config {
     pub cookie_key_file: Option<PathBuf>,
     /// Access token lifetime in seconds (IS-10: between 30 s and 1 h).
     pub access_token_lifetime: u64,
+    /// Signing keys rotate this often (seconds); 0 rotates only on command.
+    pub key_rotation_period: u64,
+    /// A new key is published in the JWKS this long before it signs: at least the time Nodes
+    /// take to refresh their key cache (BCP-003-02: about a day), never less than IS-10's 2 h
+    /// in production. Shorter values are for testing.
+    pub key_publish_lead: u64,
+    /// A retired key stays published this long after the last token it signed has expired
+    /// (Nodes keep keys 36-48 h).
+    pub key_retire_grace: u64,
+    /// How often expired codes, refresh families and remembered token ids are purged (seconds).
+    pub housekeeping_interval: u64,
+    /// Rows deleted per statement when purging.
+    pub housekeeping_batch: u32,
     /// Refresh token lifetime in seconds; rotation never extends it.
     pub refresh_token_lifetime: u64,
     /// The `aud` claim of every access token: FQDNs or wildcard domains, no port or path.
@@ -200,6 +213,11 @@ impl Default for Config {
             cookie_key_file: None,
             access_token_lifetime: 60,
             refresh_token_lifetime: 24 * 3600,
+            key_rotation_period: 30 * 24 * 3600,
+            key_publish_lead: 24 * 3600,
+            key_retire_grace: 48 * 3600,
+            housekeeping_interval: 300,
+            housekeeping_batch: 1000,
             audience: vec!["*".to_owned()],
             scopes: Scope::all().to_string(),
             client_credentials_scopes: "registration events".to_owned(),
@@ -254,6 +272,12 @@ impl Config {
         }
         if self.refresh_token_lifetime <= self.access_token_lifetime {
             bail!("refresh_token_lifetime must be longer than access_token_lifetime");
+        }
+        if self.key_rotation_period > 0 && self.key_publish_lead >= self.key_rotation_period {
+            bail!("key_publish_lead must be shorter than key_rotation_period");
+        }
+        if self.housekeeping_interval == 0 || self.housekeeping_batch == 0 {
+            bail!("housekeeping_interval and housekeeping_batch must be positive");
         }
         if self.audience.is_empty() {
             bail!("audience must name at least one resource server host or wildcard domain");

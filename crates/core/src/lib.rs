@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod grpc;
+pub mod housekeeping;
 pub mod mtls;
 pub mod sealing;
 pub mod secret;

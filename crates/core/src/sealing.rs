@@ -10,7 +10,11 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKe
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-pub struct SealingKey(LessSafeKey);
+pub struct SealingKey {
+    key: LessSafeKey,
+    /// A short public fingerprint, to tell which key sealed what (never the key itself).
+    id: String,
+}
 
 impl SealingKey {
     /// The key given inline (base64), else the one in `file`, else a new one written to
@@ -56,14 +60,29 @@ impl SealingKey {
             bail!("must be 32 bytes (base64 of 32 random bytes), not {}", bytes.len());
         }
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| anyhow::anyhow!("unusable AES key"))?;
-        Ok(SealingKey(LessSafeKey::new(key)))
+        // A fingerprint under a fixed label, so it says nothing useful about the key.
+        let mut labelled = b"nmos-auth sealing key id\0".to_vec();
+        labelled.extend_from_slice(&bytes);
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &labelled);
+        let id = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(SealingKey { key: LessSafeKey::new(key), id })
+    }
+
+    /// A key given as base64 text (a file's contents, an operator's input).
+    pub fn parse(text: &str) -> anyhow::Result<SealingKey> {
+        SealingKey::from_base64(text)
+    }
+
+    /// The key's public fingerprint (16 hex digits).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Encrypts `plaintext`, bound to `aad`: returns nonce ‖ ciphertext ‖ tag.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
         let nonce_bytes = random_bytes::<NONCE_LEN>();
         let mut out = plaintext.to_vec();
-        self.0
+        self.key
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(aad), &mut out)
             .map_err(|_| anyhow::anyhow!("encryption failed"))?;
         let mut sealed = nonce_bytes.to_vec();
@@ -79,7 +98,7 @@ impl SealingKey {
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| anyhow::anyhow!("bad nonce"))?;
         let mut buf = ciphertext.to_vec();
         let plain = self
-            .0
+            .key
             .open_in_place(nonce, Aad::from(aad), &mut buf)
             .map_err(|_| anyhow::anyhow!("cannot decrypt: wrong key-encryption key, or the data was altered"))?;
         Ok(plain.to_vec())

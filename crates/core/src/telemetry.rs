@@ -155,6 +155,8 @@ pub struct Metrics {
     pub tokens_issued: Counter<u64>,
     /// OAuth error responses, by error code.
     pub oauth_errors: Counter<u64>,
+    /// Expired rows purged, by table.
+    pub housekeeping_removed: Counter<u64>,
 }
 
 /// The instruments, created on first use (after [`init`] installed the meter provider).
@@ -181,6 +183,10 @@ pub fn metrics() -> &'static Metrics {
                 .u64_counter("nmos_auth.oauth.errors")
                 .with_description("OAuth error responses, by error code")
                 .build(),
+            housekeeping_removed: meter
+                .u64_counter("nmos_auth.housekeeping.removed")
+                .with_description("Expired rows purged, by table")
+                .build(),
         }
     })
 }
@@ -194,6 +200,13 @@ pub fn http_request_served(route: String, method: String, status: u16, seconds: 
             KeyValue::new("http.response.status_code", i64::from(status)),
         ];
         metrics().http_duration.record(seconds, &attributes);
+    }
+}
+
+/// Counts expired rows purged from `table`.
+pub fn housekeeping_removed(table: &'static str, rows: u64) {
+    if enabled() {
+        metrics().housekeeping_removed.add(rows, &[KeyValue::new("table", table)]);
     }
 }
 

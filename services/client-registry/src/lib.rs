@@ -115,7 +115,16 @@ pub enum Credential<'a> {
     None,
 }
 
+/// Assertion ids are remembered until the assertion expires (replays fail), then purged.
+static PURGES: &[nmos_auth_core::housekeeping::Purge] = &[nmos_auth_core::housekeeping::Purge {
+    table: "clients_assertion_jtis",
+    sql: "DELETE FROM clients_assertion_jtis WHERE (client_id, jti) IN \
+          (SELECT client_id, jti FROM clients_assertion_jtis WHERE expires_at < $1 LIMIT $2)",
+    keep_for: 0,
+}];
+
 pub struct ClientRegistryService {
+    db: Db,
     store: Arc<dyn ClientStore>,
     cache: ClientCache,
     scopes: Scope,
@@ -130,6 +139,7 @@ impl ClientRegistryService {
         let db = Db::connect(&config.database_url("clients")).await?;
         db.migrate("clients", &store::MIGRATIONS).await?;
         Ok(ClientRegistryService {
+            db: db.clone(),
             store: store::open(db),
             cache: ClientCache::default(),
             scopes: config.scopes()?,
@@ -501,6 +511,11 @@ impl ClientRegistryService {
         self.store.insert_initial_access_token(&digest(&token), description, now, expires_at).await?;
         tracing::info!(target: "audit", event = "initial_access_token_created", description, ?expires_at, "initial access token created");
         Ok((token, expires_at))
+    }
+
+    /// Purges expired assertion ids on a schedule until the process ends.
+    pub fn run_housekeeping(&self, interval: std::time::Duration, batch: u32) {
+        nmos_auth_core::housekeeping::run("client-registry", self.db.clone(), PURGES, interval, batch);
     }
 
     pub fn into_server(self: Arc<Self>) -> ClientRegistryServer<ClientRegistryService> {

@@ -172,6 +172,9 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
         .route(&format!("{WELL_KNOWN}{V}"), get(metadata::metadata))
         .route(&format!("{V}/jwks"), get(metadata::jwks))
         .route(&format!("{V}/jwks/"), get(metadata::jwks))
+        .route(&format!("{V}/certs"), get(metadata::certs))
+        .route(&format!("{V}/certs/"), get(metadata::certs))
+        .route("/certs", get(metadata::certs))
         .route(&format!("{V}/token"), post(oauth::token))
         .route(&format!("{V}/register"), post(oauth::register))
         .route(

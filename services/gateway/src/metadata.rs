@@ -1,6 +1,8 @@
-//! Discovery documents: the NMOS API indexes, RFC 8414 metadata and the JWK Set.
+//! Discovery documents: the NMOS API indexes, RFC 8414 metadata, the JWK Set and the keys'
+//! certificates.
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nmos_auth_core::OAuthError;
 use nmos_auth_core::config::LegacyGrants;
@@ -67,17 +69,64 @@ pub async fn metadata(State(gateway): State<Gateway>) -> Json<Value> {
     Json(gateway.metadata.as_ref().clone())
 }
 
-pub async fn jwks(State(gateway): State<Gateway>) -> Response {
+async fn published_keys(gateway: &Gateway) -> Result<Vec<nmos_auth_proto::Jwk>, Response> {
     match grpc::idempotent(&gateway.keys, |mut keys| async move { keys.get_jwks(GetJwksRequest {}).await }).await {
-        Ok(response) => {
-            let keys: Vec<Value> = response
-                .into_inner()
-                .keys
-                .into_iter()
-                .map(|k| json!({"kty": k.kty, "use": k.r#use, "alg": k.alg, "kid": k.kid, "n": k.n, "e": k.e}))
-                .collect();
-            Json(json!({"keys": keys})).into_response()
-        }
-        Err(status) => OAuthErrorResponse::from(OAuthError::from_status(&status)).into_response(),
+        Ok(response) => Ok(response.into_inner().keys),
+        Err(status) => Err(OAuthErrorResponse::from(OAuthError::from_status(&status)).into_response()),
     }
+}
+
+/// A document that changes when the key set does: cached briefly (a removed key must
+/// disappear from resource servers' caches promptly), with an ETag for cheap re-validation.
+fn cacheable(headers: &HeaderMap, body: Value) -> Response {
+    let text = body.to_string();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let etag = format!("\"{}\"", digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let cache = [
+        (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60")),
+        (header::ETAG, HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""))),
+    ];
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, cache).into_response();
+    }
+    (cache, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], text).into_response()
+}
+
+pub async fn jwks(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
+    let keys = match published_keys(&gateway).await {
+        Ok(keys) => keys,
+        Err(response) => return response,
+    };
+    let keys: Vec<Value> = keys
+        .into_iter()
+        .map(|k| {
+            let mut jwk = json!({"kty": k.kty, "use": k.r#use, "alg": k.alg, "kid": k.kid, "n": k.n, "e": k.e});
+            if !k.x5c.is_empty() {
+                jwk["x5c"] = json!(k.x5c);
+            }
+            jwk
+        })
+        .collect();
+    cacheable(&headers, json!({"keys": keys}))
+}
+
+/// The published keys' certificates as a JSON array of PEM strings (the seed's `certs` route).
+pub async fn certs(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
+    let keys = match published_keys(&gateway).await {
+        Ok(keys) => keys,
+        Err(response) => return response,
+    };
+    let pems: Vec<String> = keys
+        .iter()
+        .filter_map(|k| k.x5c.first())
+        .map(|der| {
+            let lines: Vec<&str> = der.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+            format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+        })
+        .collect();
+    cacheable(&headers, json!(pems))
 }

@@ -17,7 +17,6 @@ use base64::engine::general_purpose::STANDARD;
 use nmos_auth_core::Config;
 use nmos_auth_core::secret::Secret;
 use nmos_auth_keys::keyring::{self, SigningKey};
-use nmos_auth_keys::store::KeyState;
 
 /// Runs `work` on every core for `secs` seconds; returns operations per second.
 fn on_all_cores(secs: u64, work: impl Fn() + Send + Sync + 'static) -> f64 {
@@ -71,7 +70,7 @@ fn main() {
 
     let config = Config { key_encryption_key: Some(Secret::new(STANDARD.encode([9u8; 32]))), ..Config::default() };
     let kek = config.key_encryption_key().unwrap();
-    let stored = keyring::generate(&kek, KeyState::Active).unwrap();
+    let stored = keyring::generate(&kek, 0, 0).unwrap();
     let key = Arc::new(SigningKey::open(&stored, &kek).unwrap());
     let ours = {
         let (key, claims_json) = (key.clone(), claims_json.clone());

@@ -15,7 +15,7 @@ impl Keys for KeysService {
     }
 
     async fn get_jwks(&self, _: Request<GetJwksRequest>) -> Result<Response<GetJwksResponse>, Status> {
-        Ok(Response::new(GetJwksResponse { keys: self.jwks().to_vec() }))
+        Ok(Response::new(GetJwksResponse { keys: self.jwks() }))
     }
 
     async fn verify(&self, request: Request<VerifyRequest>) -> Result<Response<VerifyResponse>, Status> {

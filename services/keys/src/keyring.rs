@@ -8,24 +8,65 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nmos_auth_proto::Jwk;
 
-use crate::store::{KeyState, StoredKey};
+use crate::store::StoredKey;
 use nmos_auth_core::sealing::SealingKey as KeyEncryptionKey;
 
-/// Generates a new RSA-2048 key, encrypted for storage. Its kid is the RFC 7638 JWK
-/// thumbprint, so it is stable and derived from the key itself.
-pub fn generate(kek: &KeyEncryptionKey, state: KeyState) -> anyhow::Result<StoredKey> {
+/// Generates a new RSA-2048 key for `generation`, signing from `activate_at`, encrypted for
+/// storage, with a self-signed certificate. Its kid is the RFC 7638 JWK thumbprint, so it is
+/// stable and derived from the key itself.
+pub fn generate(kek: &KeyEncryptionKey, generation: i64, activate_at: i64) -> anyhow::Result<StoredKey> {
     let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+    let pkcs8 = pair.as_der().map_err(|_| anyhow::anyhow!("PKCS#8 encoding failed"))?;
+    stored(kek, pkcs8.as_ref(), None, generation, activate_at)
+}
+
+/// A key to store from its PKCS#8 DER: `chain` is its certificate chain (base64 DER, leaf
+/// first), or none for a self-signed certificate made here.
+pub fn stored(
+    kek: &KeyEncryptionKey,
+    pkcs8: &[u8],
+    chain: Option<Vec<String>>,
+    generation: i64,
+    activate_at: i64,
+) -> anyhow::Result<StoredKey> {
+    let pair = RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| anyhow::anyhow!("not an RSA private key: {e}"))?;
+    anyhow::ensure!(pair.public_modulus_len() >= 256, "RSA keys must have at least 2048 bits");
     let (n, e) = public_components(&pair);
     let kid = thumbprint(&n, &e);
-    let pkcs8 = pair.as_der().map_err(|_| anyhow::anyhow!("PKCS#8 encoding failed"))?;
+    let x5c = match chain {
+        Some(chain) => chain,
+        None => vec![self_signed_certificate(pkcs8, &kid)?],
+    };
+    let now = nmos_auth_core::now_unix();
     Ok(StoredKey {
-        encrypted_private_key: kek.seal(kid.as_bytes(), pkcs8.as_ref())?,
+        encrypted_private_key: kek.seal(kid.as_bytes(), pkcs8)?,
         kid,
-        state,
         n,
         e,
-        created_at: nmos_auth_core::now_unix(),
+        created_at: now,
+        generation,
+        activate_at,
+        remove_at: None,
+        removed_by_operator: false,
+        x5c,
+        kek_id: kek.id().to_owned(),
     })
+}
+
+/// A self-signed X.509 certificate for a signing key (base64 DER), for clients that want keys
+/// as certificates (the JWK `x5c`, and the `certs` route the seed's clients read).
+fn self_signed_certificate(pkcs8: &[u8], kid: &str) -> anyhow::Result<String> {
+    use base64::engine::general_purpose::STANDARD;
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8.to_vec());
+    let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, format!("nmos-auth token signing key {kid}"));
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(5 * 365);
+    let cert = params.self_signed(&key)?;
+    Ok(STANDARD.encode(cert.der()))
 }
 
 fn public_components(pair: &RsaKeyPair) -> (String, String) {
@@ -159,6 +200,7 @@ pub fn jwk(stored: &StoredKey) -> Jwk {
         kid: stored.kid.clone(),
         n: stored.n.clone(),
         e: stored.e.clone(),
+        x5c: stored.x5c.clone(),
     }
 }
 
@@ -175,7 +217,7 @@ mod tests {
             ..Default::default()
         };
         let kek = config.key_encryption_key().unwrap();
-        let stored = generate(&kek, KeyState::Active).unwrap();
+        let stored = generate(&kek, 0, 0).unwrap();
         assert_eq!(stored.kid, thumbprint(&stored.n, &stored.e));
         let key = SigningKey::open(&stored, &kek).unwrap();
         let jws = key.sign(br#"{"sub":"x"}"#).unwrap();
@@ -198,7 +240,7 @@ mod tests {
         let none_alg = format!("{}.{}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#), parts[1]);
         assert_eq!(verify(&keys, &none_alg), Err(VerifyError::Algorithm));
         assert_eq!(verify(&keys, "a.b"), Err(VerifyError::Malformed));
-        let other = SigningKey::open(&generate(&kek, KeyState::Active).unwrap(), &kek).unwrap();
+        let other = SigningKey::open(&generate(&kek, 1, 0).unwrap(), &kek).unwrap();
         assert_eq!(verify(&keys, &other.sign(b"{}").unwrap()), Err(VerifyError::Signature));
     }
 }

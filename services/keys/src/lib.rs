@@ -1,13 +1,19 @@
-//! The keys service: RSA signing keys, generated on first start, encrypted at rest under the
-//! key-encryption key, used to sign (RS512) and published as a JWK Set.
+//! The keys service: RSA signing keys, encrypted at rest under the key-encryption key, used to
+//! sign (RS512) and published as a JWK Set, and rotated on a schedule: a new key is published
+//! well before it signs, and a retired key stays published until its last token has expired
+//! plus a grace time (`schedule.rs`). The database is the only source of the key set, so every
+//! replica signs with the same key and publishes the same set; each re-reads it every second.
 #![forbid(unsafe_code)]
 
 mod grpc;
 
 pub mod keyring;
+pub mod schedule;
 pub mod store;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use nmos_auth_core::db::Db;
@@ -18,43 +24,141 @@ use nmos_auth_proto::keys_server::KeysServer;
 use tonic::Status;
 
 use crate::keyring::{SigningKey, VerifyingKey};
-use crate::store::{KeyState, KeyStore};
+use crate::schedule::{Policy, State, Step};
+use crate::store::{KeyStore, StoredKey};
 
-pub struct KeysService {
-    active: SigningKey,
+/// The keys as this replica last read them.
+struct KeySet {
+    signing: Option<Arc<SigningKey>>,
     jwks: Vec<Jwk>,
     verifying: Vec<VerifyingKey>,
 }
 
+pub struct KeysService {
+    store: Arc<dyn KeyStore>,
+    kek: SealingKey,
+    policy: Policy,
+    set: RwLock<Arc<KeySet>>,
+    /// Private keys already decrypted, by kid: each is opened once.
+    opened: Mutex<HashMap<String, Arc<SigningKey>>>,
+}
+
+/// How often each replica re-reads the key set and runs the schedule.
+pub const TICK: Duration = Duration::from_secs(1);
+
 impl KeysService {
-    /// Opens the key store and loads the active key, creating one on first start.
+    /// Opens the key store, creates the first key if there is none, and loads the key set.
     pub async fn open(config: &Config) -> anyhow::Result<KeysService> {
         let kek = config.key_encryption_key()?;
         let db = Db::connect(&config.database_url("keys")).await?;
         db.migrate("keys", &store::MIGRATIONS).await?;
-        let store = store::open(db);
-        KeysService::load(store.as_ref(), &kek).await
+        let as_secs = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let policy = Policy {
+            period: (config.key_rotation_period > 0).then(|| as_secs(config.key_rotation_period)),
+            lead: as_secs(config.key_publish_lead),
+            token_lifetime: as_secs(config.access_token_lifetime),
+            grace: as_secs(config.key_retire_grace),
+        };
+        if policy.lead < 7200 {
+            tracing::warn!(lead = policy.lead, "key_publish_lead is under IS-10's 2 h: for testing only");
+        }
+        let service = KeysService {
+            store: store::open(db),
+            kek,
+            policy,
+            set: RwLock::new(Arc::new(KeySet { signing: None, jwks: Vec::new(), verifying: Vec::new() })),
+            opened: Mutex::new(HashMap::new()),
+        };
+        service.tick().await?;
+        Ok(service)
     }
 
-    async fn load(store: &dyn KeyStore, kek: &SealingKey) -> anyhow::Result<KeysService> {
-        let mut published = store.published().await?;
-        if !published.iter().any(|k| k.state == KeyState::Active) {
-            let key = keyring::generate(kek, KeyState::Active)?;
-            store.insert(&key).await?;
-            tracing::info!(kid = %key.kid, "created the first signing key (RSA-2048, RS512)");
-            // Re-read: a replica starting at the same moment may have stored its own key
-            // first, and every replica must pick the same one (the oldest).
-            published = store.published().await?;
+    /// Runs the schedule every [`TICK`] until the service is dropped.
+    pub fn run_schedule(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::time::sleep(TICK).await;
+                let Some(service) = weak.upgrade() else { return };
+                match service.tick().await {
+                    Ok(()) if failing => {
+                        tracing::info!("the key schedule runs again");
+                        failing = false;
+                    }
+                    Ok(()) => {}
+                    Err(e) if !failing => {
+                        tracing::warn!(error = %format!("{e:#}"), "the key schedule could not run; keeping the keys it had");
+                        failing = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+
+    /// One step: store what the schedule plans, then load the key set.
+    pub async fn tick(&self) -> anyhow::Result<()> {
+        let now = nmos_auth_core::now_unix();
+        let mut keys = self.store.all().await?;
+        let steps = schedule::plan(&keys, now, self.policy);
+        if !steps.is_empty() {
+            for step in steps {
+                match step {
+                    Step::Create { generation, activate_at } => self.create(&keys, generation, activate_at).await?,
+                    Step::RemoveAt { kid, at } => {
+                        self.store.remove_by(&kid, at, false).await?;
+                    }
+                }
+            }
+            keys = self.store.all().await?;
         }
-        let active = published
-            .iter()
-            .find(|k| k.state == KeyState::Active)
-            .context("no active signing key after creating one")?;
-        Ok(KeysService {
-            active: SigningKey::open(active, kek)?,
-            jwks: published.iter().map(keyring::jwk).collect(),
-            verifying: published.iter().map(VerifyingKey::new).collect::<anyhow::Result<_>>()?,
-        })
+        self.load(&keys, now)
+    }
+
+    async fn create(&self, keys: &[StoredKey], generation: i64, activate_at: i64) -> anyhow::Result<()> {
+        // After a key-encryption key rotation, a replica still on the old one must not seal
+        // new keys that the others cannot read.
+        if let Some(other) = keys.iter().find(|k| !k.kek_id.is_empty() && k.kek_id != self.kek.id()) {
+            anyhow::bail!(
+                "signing key {} is sealed by another key-encryption key ({}, this replica has {}): \
+                 restart with the current key-encryption key",
+                other.kid,
+                other.kek_id,
+                self.kek.id()
+            );
+        }
+        let key = keyring::generate(&self.kek, generation, activate_at)?;
+        if self.store.insert(&key).await? {
+            tracing::info!(kid = %key.kid, generation, activate_at, "new signing key (RSA-2048, RS512) published");
+        }
+        Ok(())
+    }
+
+    fn load(&self, keys: &[StoredKey], now: i64) -> anyhow::Result<()> {
+        let signing = schedule::signing(keys, now).map(|k| self.open_key(k)).transpose()?;
+        let published: Vec<&StoredKey> = schedule::published(keys, now).collect();
+        let set = KeySet {
+            signing,
+            jwks: published.iter().map(|k| keyring::jwk(k)).collect(),
+            verifying: published.iter().map(|k| VerifyingKey::new(k)).collect::<anyhow::Result<_>>()?,
+        };
+        *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        Ok(())
+    }
+
+    fn open_key(&self, stored: &StoredKey) -> anyhow::Result<Arc<SigningKey>> {
+        let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = opened.get(&stored.kid) {
+            return Ok(key.clone());
+        }
+        let key = Arc::new(SigningKey::open(stored, &self.kek)?);
+        opened.insert(stored.kid.clone(), key.clone());
+        Ok(key)
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        self.set.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Signs a claims set (a JSON object) with the active key; returns the JWS and its kid.
@@ -63,17 +167,85 @@ impl KeysService {
         if !trimmed.starts_with(b"{") || serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_err() {
             return Err(Status::invalid_argument("claims_json must be a JSON object"));
         }
-        let jws = self.active.sign(claims_json).map_err(|e| Status::internal(e.to_string()))?;
-        Ok((jws, self.active.kid.clone()))
+        let set = self.current();
+        let key = set.signing.as_ref().ok_or_else(|| Status::unavailable("no signing key is active"))?;
+        let jws = key.sign(claims_json).map_err(|e| Status::internal(e.to_string()))?;
+        Ok((jws, key.kid.clone()))
     }
 
     /// Checks a token this server issued: its claims and the kid that signed it.
     pub fn verify(&self, jws: &str) -> Result<(Vec<u8>, String), OAuthError> {
-        keyring::verify(&self.verifying, jws).map_err(|e| OAuthError::new(ErrorCode::InvalidToken, e.to_string()))
+        keyring::verify(&self.current().verifying, jws)
+            .map_err(|e| OAuthError::new(ErrorCode::InvalidToken, e.to_string()))
     }
 
-    pub fn jwks(&self) -> &[Jwk] {
-        &self.jwks
+    /// The published keys.
+    pub fn jwks(&self) -> Vec<Jwk> {
+        self.current().jwks.clone()
+    }
+
+    /// Every key with its state now, oldest first.
+    pub async fn list(&self) -> anyhow::Result<Vec<(StoredKey, State)>> {
+        let keys = self.store.all().await?;
+        let now = nmos_auth_core::now_unix();
+        Ok(keys.iter().map(|k| (k.clone(), schedule::state(&keys, k, now))).collect())
+    }
+
+    /// Plans the next key now: published at once, signing after the publish lead. Returns it,
+    /// or the key already planned.
+    pub async fn rotate(&self) -> anyhow::Result<StoredKey> {
+        let now = nmos_auth_core::now_unix();
+        let keys = self.store.all().await?;
+        if let Some(planned) = keys.iter().find(|k| schedule::state(&keys, k, now) == State::Next) {
+            return Ok(planned.clone());
+        }
+        let generation = keys.iter().map(|k| k.generation).max().map_or(0, |g| g + 1);
+        self.create(&keys, generation, now + self.policy.lead).await?;
+        self.tick().await?;
+        let keys = self.store.all().await?;
+        keys.into_iter().find(|k| k.generation == generation).context("the planned key was not stored")
+    }
+
+    /// Takes a (compromised) key out of the JWKS at once; if it was signing, a new key signs
+    /// from now on. False when there is no such key or it was already removed.
+    pub async fn remove(&self, kid: &str) -> anyhow::Result<bool> {
+        let removed = self.store.remove_by(kid, nmos_auth_core::now_unix(), true).await?;
+        if removed {
+            tracing::warn!(target: "audit", event = "signing_key_removed", kid, "signing key removed by an operator");
+            self.tick().await?;
+        }
+        Ok(removed)
+    }
+
+    /// Imports an operator's RSA key (PKCS#8 DER) with its certificate chain (base64 DER,
+    /// leaf first): published at once, signing after the publish lead.
+    pub async fn import(&self, pkcs8: &[u8], chain: Vec<String>) -> anyhow::Result<StoredKey> {
+        let now = nmos_auth_core::now_unix();
+        let keys = self.store.all().await?;
+        let generation = keys.iter().map(|k| k.generation).max().map_or(0, |g| g + 1);
+        let key = keyring::stored(&self.kek, pkcs8, Some(chain), generation, now + self.policy.lead)?;
+        anyhow::ensure!(!keys.iter().any(|k| k.kid == key.kid), "key {} is already here", key.kid);
+        anyhow::ensure!(self.store.insert(&key).await?, "another key was planned at the same moment; try again");
+        tracing::info!(target: "audit", event = "signing_key_imported", kid = %key.kid, "signing key imported");
+        self.tick().await?;
+        Ok(key)
+    }
+
+    /// Re-encrypts every stored private key under `new` (one transaction). This replica keeps
+    /// signing with the keys it has open; restart every keys replica with the new key-encryption
+    /// key before the next rotation (until then they refuse to create keys).
+    pub async fn rotate_kek(&self, new: &SealingKey) -> anyhow::Result<usize> {
+        let keys = self.store.all().await?;
+        let mut sealed = Vec::with_capacity(keys.len());
+        for key in &keys {
+            let plain = self.kek.open(key.kid.as_bytes(), &key.encrypted_private_key).with_context(|| {
+                format!("signing key {} does not open with the configured key-encryption key", key.kid)
+            })?;
+            sealed.push((key.kid.clone(), new.seal(key.kid.as_bytes(), &plain)?));
+        }
+        self.store.reseal(&sealed, new.id()).await?;
+        tracing::warn!(target: "audit", event = "key_encryption_key_rotated", keys = sealed.len(), kek_id = new.id(), "key-encryption key rotated");
+        Ok(sealed.len())
     }
 
     pub fn into_server(self: Arc<Self>) -> KeysServer<KeysService> {

@@ -137,6 +137,9 @@ impl Server {
     /// Starts every service; the gateway serves on `listener`.
     pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::Result<Server> {
         let (keys, identity, clients) = open_services(&config).await?;
+        keys.run_schedule();
+        let housekeeping = std::time::Duration::from_secs(config.housekeeping_interval);
+        clients.run_housekeeping(housekeeping, config.housekeeping_batch);
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut wiring = Wiring { transport: config.internal_transport, tasks: &mut tasks, stop: &stop_rx };
@@ -150,6 +153,7 @@ impl Server {
             identity: IdentityClient::new(identity_channel),
         };
         let token_issuer = Arc::new(TokenIssuerService::open(&config, peers.clone()).await.context("token issuer")?);
+        token_issuer.run_housekeeping(housekeeping, config.housekeeping_batch);
         let (issuer_channel, issuer_addr) = wiring.expose(token_issuer.clone().into_server())?;
 
         // Ready while every service's database answers (the services themselves are in here).

@@ -348,6 +348,105 @@ enum Admin {
         #[arg(long, conflicts_with_all = ["scope", "read", "write", "audience"])]
         clear: bool,
     },
+    /// The token signing keys (these need the key-encryption key).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Every signing key with its state (next, active, retired, removed) and times.
+    List,
+    /// Plan the next key now: published at once, signing after key_publish_lead.
+    Rotate,
+    /// Take a compromised key out of the JWKS at once (a new key signs if it was signing).
+    Remove {
+        kid: String,
+    },
+    /// Import an RSA private key (PEM, PKCS#8 or PKCS#1) with its certificate chain (PEM, leaf
+    /// first; published as x5c): published at once, signing after key_publish_lead.
+    Import {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        chain: PathBuf,
+    },
+    /// Re-encrypt every signing key under a new key-encryption key (a file with its base64).
+    /// Then give every keys replica the new key (key_encryption_key_file or the variable).
+    RotateKek {
+        #[arg(long)]
+        new_key_file: PathBuf,
+    },
+}
+
+fn time(at: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| at.to_string())
+}
+
+async fn keys_command(config: Config, command: KeysCommand) -> anyhow::Result<()> {
+    use base64::Engine;
+    use rustls_pki_types::pem::PemObject;
+    config.validate()?;
+    nmos_auth::prepare_data_dir(&config)?;
+    let keys = nmos_auth_keys::KeysService::open(&config).await.context("keys store")?;
+    let show = |key: &nmos_auth_keys::store::StoredKey, state: &str| {
+        let removal = key.remove_at.map(time).unwrap_or_else(|| "-".into());
+        let by = if key.removed_by_operator { " (by an operator)" } else { "" };
+        println!(
+            "{}\t{state}\tgeneration {}\tsigns from {}\tpublished until {removal}{by}",
+            key.kid,
+            key.generation,
+            time(key.activate_at)
+        );
+    };
+    match command {
+        KeysCommand::List => {
+            for (key, state) in keys.list().await? {
+                show(&key, state.as_str());
+            }
+        }
+        KeysCommand::Rotate => show(&keys.rotate().await?, "next"),
+        KeysCommand::Remove { kid } => {
+            anyhow::ensure!(keys.remove(&kid).await?, "no signing key {kid:?} to remove");
+            println!("removed {kid}: it is out of the JWKS now; resource servers drop it at their next fetch");
+        }
+        KeysCommand::Import { key, chain } => {
+            let pem = std::fs::read(&key).with_context(|| format!("reading {}", key.display()))?;
+            let private = rustls_pki_types::PrivateKeyDer::from_pem_slice(&pem)
+                .map_err(|e| anyhow::anyhow!("{}: no private key: {e:?}", key.display()))?;
+            let pkcs8 = match &private {
+                rustls_pki_types::PrivateKeyDer::Pkcs8(der) => der.secret_pkcs8_der().to_vec(),
+                rustls_pki_types::PrivateKeyDer::Pkcs1(der) => {
+                    use aws_lc_rs::encoding::AsDer;
+                    let pair = aws_lc_rs::rsa::KeyPair::from_der(der.secret_pkcs1_der())
+                        .map_err(|e| anyhow::anyhow!("not an RSA key: {e}"))?;
+                    pair.as_der().map_err(|_| anyhow::anyhow!("PKCS#8 encoding failed"))?.as_ref().to_vec()
+                }
+                _ => anyhow::bail!("{}: only RSA keys sign RS512 tokens", key.display()),
+            };
+            let pem = std::fs::read(&chain).with_context(|| format!("reading {}", chain.display()))?;
+            let certs: Vec<String> = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+                .map(|c| c.map(|c| base64::engine::general_purpose::STANDARD.encode(c.as_ref())))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("{}: {e:?}", chain.display()))?;
+            anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", chain.display());
+            show(&keys.import(&pkcs8, certs).await?, "next");
+        }
+        KeysCommand::RotateKek { new_key_file } => {
+            let text = std::fs::read_to_string(&new_key_file)
+                .with_context(|| format!("reading {}", new_key_file.display()))?;
+            let new = nmos_auth_core::sealing::SealingKey::parse(&text).context("the new key-encryption key")?;
+            let n = keys.rotate_kek(&new).await?;
+            println!(
+                "re-encrypted {n} signing keys under key-encryption key {}; now give every keys replica that key",
+                new.id()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A policy from the command line's API=PATH pairs.
@@ -399,6 +498,11 @@ fn print_user(user: &nmos_auth_identity::store::UserRecord) {
 }
 
 async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
+    // The signing keys' commands open the keys store (with the key-encryption key) instead.
+    let command = match command {
+        Admin::Keys(keys) => return keys_command(config, keys).await,
+        other => other,
+    };
     // Users and clients only: the signing keys (and their key-encryption key) are not needed,
     // so these commands run anywhere the database is reachable.
     config.validate()?;
@@ -445,6 +549,7 @@ async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
             anyhow::ensure!(clients.approve(&client_id, "nmos-auth admin").await?, "no pending client {client_id:?}");
             println!("approved {client_id}");
         }
+        Admin::Keys(_) => unreachable!("dispatched to keys_command before the stores are opened"),
         Admin::SetClientPolicy { client_id, scope, read, write, audience, clear } => {
             let policy = match (clear, scope) {
                 (true, _) | (false, None) => None,

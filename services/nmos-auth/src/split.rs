@@ -212,7 +212,9 @@ pub async fn run(
         Role::Keys => {
             let keys = open_with_retry("keys store", || KeysService::open(&config)).await?;
             let db = Db::connect(&config.database_url("keys")).await?;
-            let server = Arc::new(keys).into_server();
+            let keys = Arc::new(keys);
+            keys.run_schedule();
+            let server = keys.into_server();
             monitor_health(reporter, KeysServer::<KeysService>::NAME, Some(db), Vec::new());
             serve_grpc(&config, tls, server, health, shutdown).await
         }
@@ -224,6 +226,7 @@ pub async fn run(
         }
         Role::ClientRegistry => {
             let clients = open_with_retry("client registry store", || ClientRegistryService::open(&config)).await?;
+            clients.run_housekeeping(Duration::from_secs(config.housekeeping_interval), config.housekeeping_batch);
             let db = Db::connect(&config.database_url("clients")).await?;
             monitor_health(reporter, ClientRegistryServer::<ClientRegistryService>::NAME, Some(db), Vec::new());
             serve_grpc(&config, tls, Arc::new(clients).into_server(), health, shutdown).await
@@ -244,6 +247,7 @@ pub async fn run(
             };
             let issuer =
                 open_with_retry("token issuer store", || TokenIssuerService::open(&config, peers.clone())).await?;
+            issuer.run_housekeeping(Duration::from_secs(config.housekeeping_interval), config.housekeeping_batch);
             let db = Db::connect(&config.database_url("tokens")).await?;
             monitor_health(
                 reporter,

@@ -14,6 +14,7 @@ pub mod store;
 use std::sync::Arc;
 
 use nmos_auth_core::db::Db;
+use nmos_auth_core::housekeeping::Purge;
 use nmos_auth_core::grpc::GrpcChannel;
 use nmos_auth_core::{Config, ErrorCode, OAuthError, Scope};
 use nmos_auth_proto as pb;
@@ -43,7 +44,39 @@ pub struct Peers {
     pub identity: IdentityClient<GrpcChannel>,
 }
 
+/// What expires in the token issuer's tables, and how long past expiry it still matters.
+static PURGES: &[Purge] = &[
+    // Used codes are kept until they expire, so that a replay is recognised; then they go.
+    Purge {
+        table: "tokens_authorization_codes",
+        sql: "DELETE FROM tokens_authorization_codes WHERE digest IN \
+              (SELECT digest FROM tokens_authorization_codes WHERE expires_at < $1 LIMIT $2)",
+        keep_for: 60,
+    },
+    // A family outlives its expiry by the longest access token it may have issued, for the
+    // revocation of those tokens; its refresh tokens and token ids go with it (cascade).
+    Purge {
+        table: "tokens_refresh_families",
+        sql: "DELETE FROM tokens_refresh_families WHERE id IN \
+              (SELECT id FROM tokens_refresh_families WHERE expires_at < $1 LIMIT $2)",
+        keep_for: 3600,
+    },
+    Purge {
+        table: "tokens_family_access_tokens",
+        sql: "DELETE FROM tokens_family_access_tokens WHERE jti IN \
+              (SELECT jti FROM tokens_family_access_tokens WHERE expires_at < $1 LIMIT $2)",
+        keep_for: 0,
+    },
+    Purge {
+        table: "tokens_revoked_access_tokens",
+        sql: "DELETE FROM tokens_revoked_access_tokens WHERE jti IN \
+              (SELECT jti FROM tokens_revoked_access_tokens WHERE expires_at < $1 LIMIT $2)",
+        keep_for: 0,
+    },
+];
+
 pub struct TokenIssuerService {
+    db: Db,
     peers: Peers,
     store: Arc<dyn TokenStore>,
     audit: AuditLog,
@@ -57,8 +90,9 @@ impl TokenIssuerService {
     pub async fn open(config: &Config, peers: Peers) -> anyhow::Result<TokenIssuerService> {
         let db = Db::connect(&config.database_url("tokens")).await?;
         db.migrate("tokens", &store::MIGRATIONS).await?;
-        let store = store::open(db);
+        let store = store::open(db.clone());
         Ok(TokenIssuerService {
+            db,
             peers,
             audit: AuditLog::start(store.clone()),
             store,
@@ -172,6 +206,21 @@ impl TokenIssuerService {
         tracing::info!(target: "audit", event = "token_issued", grant_type, client_id, subject, scope, "token issued");
         nmos_auth_core::telemetry::token_issued(grant_type);
         Ok(Issued { jws: signed.jws, scope, jti, expires_at: now + self.policy.lifetime_secs })
+    }
+
+    /// Purges what has expired, in batches; returns rows removed per table.
+    pub async fn housekeeping(&self, batch: u32) -> anyhow::Result<Vec<(&'static str, u64)>> {
+        let now = nmos_auth_core::now_unix();
+        let mut removed = Vec::new();
+        for p in PURGES {
+            removed.push((p.table, nmos_auth_core::housekeeping::purge(&self.db, p, now, batch).await?));
+        }
+        Ok(removed)
+    }
+
+    /// Purges on a schedule until the process ends.
+    pub fn run_housekeeping(&self, interval: std::time::Duration, batch: u32) {
+        nmos_auth_core::housekeeping::run("token-issuer", self.db.clone(), PURGES, interval, batch);
     }
 
     pub async fn recent_audit(&self, limit: i64) -> anyhow::Result<Vec<AuditEntry>> {

@@ -11,56 +11,50 @@ pub use postgres::PostgresKeyStore;
 pub use sqlite::SqliteKeyStore;
 
 pub static MIGRATIONS: Migrations = Migrations {
-    sqlite: &[Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_signing_keys.sql") }],
-    postgres: &[Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_signing_keys.sql") }],
+    sqlite: &[
+        Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_signing_keys.sql") },
+        Migration { version: 2, sql: include_str!("../../migrations/sqlite/0002_lifecycle.sql") },
+    ],
+    postgres: &[
+        Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_signing_keys.sql") },
+        Migration { version: 2, sql: include_str!("../../migrations/postgres/0002_lifecycle.sql") },
+    ],
 };
 
-/// A signing key as stored: public parts in the clear, the private key encrypted.
+/// A signing key as stored: public parts in the clear, the private key encrypted, and its
+/// place in the rotation. Its state at any moment follows from the times (see `schedule`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredKey {
     pub kid: String,
-    pub state: KeyState,
     pub n: String,
     pub e: String,
     pub encrypted_private_key: Vec<u8>,
     pub created_at: i64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyState {
-    /// Published in the JWKS, not yet used for signing.
-    Next,
-    /// Signs new tokens.
-    Active,
-    /// No longer published.
-    Retired,
-}
-
-impl KeyState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyState::Next => "next",
-            KeyState::Active => "active",
-            KeyState::Retired => "retired",
-        }
-    }
-
-    fn parse(s: &str) -> anyhow::Result<KeyState> {
-        match s {
-            "next" => Ok(KeyState::Next),
-            "active" => Ok(KeyState::Active),
-            "retired" => Ok(KeyState::Retired),
-            _ => anyhow::bail!("unknown key state {s:?}"),
-        }
-    }
+    /// Its place in the rotation: one key per generation, each replacing the one before.
+    pub generation: i64,
+    /// When it starts signing (it is published from `created_at`).
+    pub activate_at: i64,
+    /// When it leaves the JWKS; none while no successor has been planned.
+    pub remove_at: Option<i64>,
+    /// Removed at once by an operator (compromised), not by the schedule.
+    pub removed_by_operator: bool,
+    /// Its certificate chain, leaf first: base64 DER (the JWK `x5c`).
+    pub x5c: Vec<String>,
+    /// The fingerprint of the key-encryption key that sealed it.
+    pub kek_id: String,
 }
 
 #[async_trait]
 pub trait KeyStore: Send + Sync {
-    /// Stores a new key; a key with the same kid already there is left as it is.
-    async fn insert(&self, key: &StoredKey) -> anyhow::Result<()>;
-    /// Every key that is not retired, oldest first.
-    async fn published(&self) -> anyhow::Result<Vec<StoredKey>>;
+    /// Stores a new key; false (and nothing stored) when its kid or generation is taken, as
+    /// when another replica planned the same rotation first.
+    async fn insert(&self, key: &StoredKey) -> anyhow::Result<bool>;
+    /// Every key, oldest generation first.
+    async fn all(&self) -> anyhow::Result<Vec<StoredKey>>;
+    /// Brings a key's removal forward to `remove_at` (never later); false when nothing changed.
+    async fn remove_by(&self, kid: &str, remove_at: i64, by_operator: bool) -> anyhow::Result<bool>;
+    /// Replaces every key's sealed private key (key-encryption key rotation), in one transaction.
+    async fn reseal(&self, sealed: &[(String, Vec<u8>)], kek_id: &str) -> anyhow::Result<()>;
 }
 
 pub fn open(db: Db) -> Arc<dyn KeyStore> {
@@ -78,42 +72,89 @@ macro_rules! key_store_impl {
 
         #[async_trait::async_trait]
         impl super::KeyStore for $store {
-            async fn insert(&self, key: &super::StoredKey) -> anyhow::Result<()> {
-                sqlx::query(
-                    "INSERT INTO keys_signing_keys (kid, state, n, e, encrypted_private_key, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kid) DO NOTHING",
+            async fn insert(&self, key: &super::StoredKey) -> anyhow::Result<bool> {
+                let state = if key.activate_at <= nmos_auth_core::now_unix() { "active" } else { "next" };
+                let n = sqlx::query(
+                    "INSERT INTO keys_signing_keys (kid, state, n, e, encrypted_private_key, created_at, generation, \
+                     activate_at, remove_at, removed_by_operator, x5c, kek_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
                 )
                 .bind(&key.kid)
-                .bind(key.state.as_str())
+                .bind(state)
                 .bind(&key.n)
                 .bind(&key.e)
                 .bind(&key.encrypted_private_key)
                 .bind(key.created_at)
+                .bind(key.generation)
+                .bind(key.activate_at)
+                .bind(key.remove_at)
+                .bind(key.removed_by_operator)
+                .bind(serde_json::to_string(&key.x5c)?)
+                .bind(&key.kek_id)
                 .execute(&self.0)
-                .await?;
-                Ok(())
+                .await?
+                .rows_affected();
+                Ok(n == 1)
             }
 
-            async fn published(&self) -> anyhow::Result<Vec<super::StoredKey>> {
+            async fn all(&self) -> anyhow::Result<Vec<super::StoredKey>> {
                 use sqlx::Row;
                 let rows = sqlx::query(
-                    "SELECT kid, state, n, e, encrypted_private_key, created_at FROM keys_signing_keys \
-                     WHERE state <> 'retired' ORDER BY created_at, kid",
+                    "SELECT kid, n, e, encrypted_private_key, created_at, generation, activate_at, remove_at, \
+                     removed_by_operator, x5c, kek_id FROM keys_signing_keys ORDER BY generation",
                 )
                 .fetch_all(&self.0)
                 .await?;
                 rows.iter()
                     .map(|row| {
+                        let x5c: String = row.try_get("x5c")?;
                         Ok(super::StoredKey {
                             kid: row.try_get("kid")?,
-                            state: super::KeyState::parse(row.try_get("state")?)?,
                             n: row.try_get("n")?,
                             e: row.try_get("e")?,
                             encrypted_private_key: row.try_get("encrypted_private_key")?,
                             created_at: row.try_get("created_at")?,
+                            generation: row.try_get("generation")?,
+                            activate_at: row.try_get("activate_at")?,
+                            remove_at: row.try_get("remove_at")?,
+                            removed_by_operator: row.try_get("removed_by_operator")?,
+                            x5c: serde_json::from_str(&x5c)?,
+                            kek_id: row.try_get("kek_id")?,
                         })
                     })
                     .collect()
+            }
+
+            async fn remove_by(&self, kid: &str, remove_at: i64, by_operator: bool) -> anyhow::Result<bool> {
+                let n = sqlx::query(
+                    "UPDATE keys_signing_keys SET remove_at = $1, removed_by_operator = (removed_by_operator OR $2) \
+                     WHERE kid = $3 AND (remove_at IS NULL OR remove_at > $1)",
+                )
+                .bind(remove_at)
+                .bind(by_operator)
+                .bind(kid)
+                .execute(&self.0)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn reseal(&self, sealed: &[(String, Vec<u8>)], kek_id: &str) -> anyhow::Result<()> {
+                let mut tx = self.0.begin().await?;
+                for (kid, encrypted) in sealed {
+                    let n = sqlx::query(
+                        "UPDATE keys_signing_keys SET encrypted_private_key = $1, kek_id = $2 WHERE kid = $3",
+                    )
+                    .bind(encrypted)
+                    .bind(kek_id)
+                    .bind(kid)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    anyhow::ensure!(n == 1, "key {kid} disappeared during the re-encryption");
+                }
+                tx.commit().await?;
+                Ok(())
             }
         }
     };
