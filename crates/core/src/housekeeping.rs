@@ -48,7 +48,9 @@ pub fn run(service: &'static str, db: Db, purges: &'static [Purge], interval: Du
                         tracing::info!(service, table = p.table, removed = n, "housekeeping");
                         crate::telemetry::housekeeping_removed(p.table, n);
                     }
-                    Err(e) => tracing::warn!(service, table = p.table, error = %format!("{e:#}"), "housekeeping failed"),
+                    Err(e) => {
+                        tracing::warn!(service, table = p.table, error = %format!("{e:#}"), "housekeeping failed")
+                    }
                 }
             }
         }

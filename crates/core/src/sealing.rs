@@ -32,7 +32,24 @@ impl SealingKey {
                 }
                 SealingKey::from_base64(text.trim()).with_context(|| format!("reading {}", path.display()))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SealingKey::create(path, what),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match SealingKey::create(path.clone(), what) {
+                Ok(key) => Ok(key),
+                // Another process (a second replica starting at the same moment) made it first:
+                // use that one, once it is completely written.
+                Err(_) if path.exists() => {
+                    for _ in 0..50 {
+                        if let Ok(key) = std::fs::read_to_string(&path)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|t| SealingKey::from_base64(t.trim()))
+                        {
+                            return Ok(key);
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    bail!("{} exists but does not hold a usable {what}", path.display())
+                }
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }

@@ -360,9 +360,7 @@ enum KeysCommand {
     /// Plan the next key now: published at once, signing after key_publish_lead.
     Rotate,
     /// Take a compromised key out of the JWKS at once (a new key signs if it was signing).
-    Remove {
-        kid: String,
-    },
+    Remove { kid: String },
     /// Import an RSA private key (PEM, PKCS#8 or PKCS#1) with its certificate chain (PEM, leaf
     /// first; published as x5c): published at once, signing after key_publish_lead.
     Import {

@@ -14,8 +14,8 @@ pub mod store;
 use std::sync::Arc;
 
 use nmos_auth_core::db::Db;
-use nmos_auth_core::housekeeping::Purge;
 use nmos_auth_core::grpc::GrpcChannel;
+use nmos_auth_core::housekeeping::Purge;
 use nmos_auth_core::{Config, ErrorCode, OAuthError, Scope};
 use nmos_auth_proto as pb;
 use nmos_auth_proto::client_registry_client::ClientRegistryClient;

@@ -1,7 +1,9 @@
-//! The split deployment as separate OS processes: `nmos-auth keys`, `identity`,
+//! The split deployment as separate OS processes: `nmos-auth keys` (two replicas), `identity`,
 //! `client-registry`, `token-issuer` and `gateway`, on Postgres, with mutual TLS on loopback
 //! from certificates made by `nmos-auth dev-ca`'s code. One config file for all of them, as an
-//! operator would write it; secrets in the environment.
+//! operator would write it; secrets in the environment. The token issuer signs through one keys
+//! replica and the gateway publishes the JWKS of the other, so every test of tokens against the
+//! JWKS also checks that the replicas agree.
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +13,8 @@ use nmos_auth_core::Config;
 use crate::harness::free_listener;
 
 pub const ROLES: [&str; 5] = ["keys", "identity", "client-registry", "token-issuer", "gateway"];
+/// The second keys replica's name here (it runs `nmos-auth keys`).
+pub const SECOND_KEYS: &str = "keys-2";
 
 pub struct Deployment {
     dir: PathBuf,
@@ -19,6 +23,8 @@ pub struct Deployment {
     grpc_ports: [u16; 4],
     /// Each gRPC service's plain-text health port.
     pub health_ports: [u16; 4],
+    /// The second keys replica's gRPC and health ports.
+    second_keys: (u16, u16),
     /// Extra environment for every process (OpenTelemetry settings).
     env: Vec<(String, String)>,
     children: Vec<(&'static str, Child)>,
@@ -61,10 +67,11 @@ impl Deployment {
             database_url,
             grpc_ports,
             health_ports: [port(), port(), port(), port()],
+            second_keys: (port(), port()),
             env: env.to_vec(),
             children: Vec::new(),
         };
-        for role in ROLES {
+        for role in ROLES.into_iter().chain([SECOND_KEYS]) {
             deployment.spawn(role);
         }
         deployment
@@ -74,15 +81,16 @@ impl Deployment {
     pub fn spawn(&mut self, role: &'static str) {
         self.children.retain(|(r, _)| *r != role);
         let certs = self.dir.join("certs");
+        let service = if role == SECOND_KEYS { "keys" } else { role };
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(role)).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
         command
             .arg("--config")
             .arg(&self.config_file)
             .arg("--grpc-cert")
-            .arg(certs.join(format!("{role}.pem")))
+            .arg(certs.join(format!("{service}.pem")))
             .arg("--grpc-key")
-            .arg(certs.join(format!("{role}-key.pem")))
+            .arg(certs.join(format!("{service}-key.pem")))
             .env("NMOS_AUTH_DATABASE_URL", &self.database_url)
             .env("RUST_LOG", "info,h2=warn,tower=warn")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -92,7 +100,14 @@ impl Deployment {
             command.args(["--grpc-listen", &format!("127.0.0.1:{}", self.grpc_ports[i])]);
             command.args(["--health-listen", &format!("127.0.0.1:{}", self.health_ports[i])]);
         }
-        let child = command.arg(role).spawn().expect("starting a service");
+        if role == SECOND_KEYS {
+            command.args(["--grpc-listen", &format!("127.0.0.1:{}", self.second_keys.0)]);
+            command.args(["--health-listen", &format!("127.0.0.1:{}", self.second_keys.1)]);
+        }
+        if role == "gateway" {
+            command.env("NMOS_AUTH_KEYS_URL", format!("https://127.0.0.1:{}", self.second_keys.0));
+        }
+        let child = command.arg(service).spawn().expect("starting a service");
         self.children.push((role, child));
     }
 
@@ -104,6 +119,7 @@ impl Deployment {
     pub fn logs(&self) -> String {
         ROLES
             .iter()
+            .chain([&SECOND_KEYS])
             .map(|role| format!("--- {role}\n{}", std::fs::read_to_string(self.log_path(role)).unwrap_or_default()))
             .collect()
     }

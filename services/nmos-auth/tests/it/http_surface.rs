@@ -75,5 +75,5 @@ async fn indexes_cors_and_unknown_paths(backend: Backend) {
     let key = jwks["keys"][0].as_object().unwrap();
     let mut members: Vec<&str> = key.keys().map(String::as_str).collect();
     members.sort();
-    assert_eq!(members, ["alg", "e", "kid", "kty", "n", "use"]);
+    assert_eq!(members, ["alg", "e", "kid", "kty", "n", "use", "x5c"]);
 }

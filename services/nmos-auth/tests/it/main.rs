@@ -9,6 +9,7 @@ mod cli;
 mod discovery;
 mod grpc;
 mod http_surface;
+mod keys;
 mod legacy;
 mod m2m;
 mod private_key_jwt;
