@@ -231,6 +231,19 @@ impl KeysService {
         Ok(key)
     }
 
+    /// Opens every stored private key that is not removed; returns how many (a check, e.g.
+    /// after a key-encryption key rotation, that each is still usable).
+    pub async fn open_all(&self) -> anyhow::Result<usize> {
+        let keys = self.store.all().await?;
+        let now = nmos_auth_core::now_unix();
+        let mut opened = 0;
+        for key in schedule::published(&keys, now) {
+            self.open_key(key)?;
+            opened += 1;
+        }
+        Ok(opened)
+    }
+
     /// Re-encrypts every stored private key under `new` (one transaction). This replica keeps
     /// signing with the keys it has open; restart every keys replica with the new key-encryption
     /// key before the next rotation (until then they refuse to create keys).

@@ -148,6 +148,33 @@ async fn a_removed_key_is_gone_at_once(backend: Backend) {
     assert!(certs[0].as_str().unwrap().starts_with("-----BEGIN CERTIFICATE-----\n"));
     let seed_route: Value = app.get_json(&app.url("/certs")).await;
     assert_eq!(seed_route.as_array().unwrap(), certs);
+
+    // A key from the plant's PKI, with its certificate: published with its chain as x5c.
+    let (key, chain) = (app.dir.path().join("plant-key.pem"), app.dir.path().join("plant-cert.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=plant JWT signer"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&chain)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let imported = admin(&app, &["import", "--key", key.to_str().unwrap(), "--chain", chain.to_str().unwrap()]);
+    assert!(imported.contains("\tnext\t"), "{imported}");
+    let kid = imported.split('\t').next().unwrap().to_owned();
+    let der = std::process::Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(&chain).output();
+    let der = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der.unwrap().stdout);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let jwks = app.jwks().await;
+        if let Some(jwk) = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()) {
+            assert_eq!(jwk["x5c"], serde_json::json!([der]));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the imported key is not published");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Re-encrypting under a new key-encryption key: afterwards every key still signs and
@@ -171,6 +198,8 @@ async fn key_encryption_key_rotation(backend: Backend) {
     let cache: KeyCache = Arc::new(RwLock::new(fetch_keys(&app).await));
     assert_eq!(check(&cache, &before).await, check(&cache, &after).await, "the same key signs, and verifies");
     assert_eq!(admin(&app, &["list"]).lines().count(), 2);
+    let reopened = nmos_auth_keys::KeysService::open(&app.config).await.unwrap();
+    assert_eq!(reopened.open_all().await.unwrap(), 2, "both keys (active and next) open with the new KEK");
     let old = nmos_auth_keys::KeysService::open(&old_config).await;
     let error = format!("{:#}", old.err().expect("the old key-encryption key opens nothing"));
     assert!(error.contains("cannot decrypt"), "{error}");
