@@ -14,6 +14,7 @@ mod legacy;
 mod m2m;
 mod private_key_jwt;
 mod registration;
+mod resource_server;
 mod restart;
 mod split;
 mod tls;

@@ -1,0 +1,223 @@
+//! Finding the authorization server (configured, or by DNS-SD), its RFC 8414 metadata and
+//! its keys; a cache of those keys that outlives the server being unreachable.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::signature::ParsedPublicKey;
+use serde_json::Value;
+
+use crate::discovery;
+
+/// Where the authorization server is.
+#[derive(Clone, Debug)]
+pub enum ServerLocation {
+    /// Its issuer URL (`https://auth.example.com/x-nmos/auth/v1.0`).
+    Issuer(String),
+    /// Found by DNS-SD `_nmos-auth._tcp` (mDNS): highest `pri` first, random among equals,
+    /// the next one when one fails.
+    DnsSd,
+}
+
+/// The keys of one authorization server (RSA public keys, parsed once) and where they came from.
+pub struct Keys {
+    /// The issuer its metadata named (tokens' `iss` must be this).
+    pub issuer: String,
+    /// The RS512 keys of its JWKS, by kid.
+    pub keys: HashMap<String, ParsedPublicKey>,
+    fetched: Instant,
+}
+
+impl Keys {
+    fn new(issuer: &str, keys: HashMap<String, ParsedPublicKey>) -> Keys {
+        Keys { issuer: issuer.to_owned(), keys, fetched: Instant::now() }
+    }
+}
+
+/// An RS512 verification key from a JWK's base64url `n` and `e`.
+fn rsa_key(n: &str, e: &str) -> Option<ParsedPublicKey> {
+    use aws_lc_rs::encoding::AsDer;
+    use base64::Engine;
+    let decode = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok();
+    let components = aws_lc_rs::rsa::PublicKeyComponents { n: decode(n)?, e: decode(e)? };
+    let der = components.as_der().ok()?;
+    ParsedPublicKey::new(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA512, der.as_ref()).ok()
+}
+
+/// The authorization server's keys, refreshed about hourly (with jitter), kept while the server
+/// is unreachable, and re-fetched (at most every `min_refetch`) when a token names a key not
+/// in the cache. Keys come only from the configured or discovered server, never from a token.
+pub struct KeyCache {
+    http: reqwest::Client,
+    location: ServerLocation,
+    keys: RwLock<Option<Arc<Keys>>>,
+    last_fetch_attempt: Mutex<Option<Instant>>,
+    fetching: tokio::sync::Mutex<()>,
+    pub(crate) refresh: Duration,
+    pub(crate) min_refetch: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+/// Why the keys could not be fetched.
+pub enum FetchError {
+    /// DNS-SD found no server (or none is configured).
+    #[error("no authorization server found")]
+    NotFound,
+    /// The metadata or the JWKS could not be read.
+    #[error("{0}")]
+    Http(String),
+    /// The metadata names another issuer than the one expected.
+    #[error("the authorization server's metadata names issuer {found:?}, not {expected:?}")]
+    WrongIssuer {
+        /// The issuer configured or advertised.
+        expected: String,
+        /// The issuer the metadata named.
+        found: String,
+    },
+}
+
+impl KeyCache {
+    /// An empty cache for the server at `location`, fetching with `http`.
+    pub fn new(location: ServerLocation, http: reqwest::Client) -> KeyCache {
+        KeyCache {
+            http,
+            location,
+            keys: RwLock::new(None),
+            last_fetch_attempt: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+            refresh: Duration::from_secs(3600),
+            min_refetch: Duration::from_secs(10),
+        }
+    }
+
+    /// A cache that starts with `keys` (RSA public components by kid) from `issuer`, fetched
+    /// again from that issuer like any other (for tests and benchmarks).
+    pub fn with_keys(issuer: &str, keys: &[(&str, &str, &str)], http: reqwest::Client) -> KeyCache {
+        let cache = KeyCache::new(ServerLocation::Issuer(issuer.to_owned()), http);
+        let keys = keys.iter().filter_map(|(kid, n, e)| Some(((*kid).to_owned(), rsa_key(n, e)?))).collect();
+        *cache.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Keys::new(issuer, keys)));
+        cache
+    }
+
+    /// Sets how often keys are refreshed, and the least time between fetches for unknown keys.
+    pub fn with_timing(mut self, refresh: Duration, min_refetch: Duration) -> KeyCache {
+        self.refresh = refresh;
+        self.min_refetch = min_refetch;
+        self
+    }
+
+    /// The keys now cached (none before the first fetch).
+    pub fn current(&self) -> Option<Arc<Keys>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether a fetch for an unknown key may go out now (rate limit).
+    pub fn may_refetch(&self) -> bool {
+        let last = self.last_fetch_attempt.lock().unwrap_or_else(|p| p.into_inner());
+        last.is_none_or(|at| at.elapsed() >= self.min_refetch)
+    }
+
+    /// Fetches the metadata and keys now; on failure the cached keys stay.
+    pub async fn fetch(&self) -> Result<(), FetchError> {
+        let _one_at_a_time = self.fetching.lock().await;
+        *self.last_fetch_attempt.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        let candidates = match &self.location {
+            ServerLocation::Issuer(issuer) => vec![issuer.trim_end_matches('/').to_owned()],
+            ServerLocation::DnsSd => discovery::issuers(Duration::from_secs(3)).await,
+        };
+        if candidates.is_empty() {
+            return Err(FetchError::NotFound);
+        }
+        let mut last_error = FetchError::NotFound;
+        for issuer in candidates {
+            match self.fetch_from(&issuer).await {
+                Ok(keys) => {
+                    tracing::debug!(issuer, keys = keys.keys.len(), "fetched the authorization server's keys");
+                    *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(keys));
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(issuer, error = %e, "could not fetch the authorization server's keys");
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn fetch_from(&self, issuer: &str) -> Result<Keys, FetchError> {
+        let http_error = |e: reqwest::Error| FetchError::Http(e.without_url().to_string());
+        // RFC 8414 §3: the well-known path goes before the issuer's path.
+        let mut metadata_url = url::Url::parse(issuer).map_err(|e| FetchError::Http(format!("{issuer}: {e}")))?;
+        let path = metadata_url.path().trim_end_matches('/').to_owned();
+        metadata_url.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+        let metadata: Value = self.get_json(metadata_url.as_str()).await.map_err(http_error)?;
+        let found = metadata["issuer"].as_str().unwrap_or_default();
+        if found != issuer {
+            return Err(FetchError::WrongIssuer { expected: issuer.to_owned(), found: found.to_owned() });
+        }
+        let jwks_uri = metadata["jwks_uri"].as_str().ok_or_else(|| FetchError::Http("no jwks_uri".into()))?;
+        let jwks: Value = self.get_json(jwks_uri).await.map_err(http_error)?;
+        let mut keys = HashMap::new();
+        for jwk in jwks["keys"].as_array().into_iter().flatten() {
+            // IS-10: RSA keys for RS512 signatures only.
+            let usable = jwk["kty"] == "RSA" && jwk["use"] == "sig" && (jwk["alg"] == "RS512" || jwk["alg"].is_null());
+            let (Some(kid), Some(n), Some(e)) = (jwk["kid"].as_str(), jwk["n"].as_str(), jwk["e"].as_str()) else {
+                continue;
+            };
+            if let (true, Some(key)) = (usable, rsa_key(n, e)) {
+                keys.insert(kid.to_owned(), key);
+            }
+        }
+        Ok(Keys::new(issuer, keys))
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, reqwest::Error> {
+        self.http.get(url).send().await?.error_for_status()?.json().await
+    }
+
+    /// Keeps the keys fresh: about every `refresh` (±10 %), retrying with a randomised back-off
+    /// while the server cannot be reached. Stops when the cache is dropped.
+    pub fn spawn_refresh(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_secs(5);
+            loop {
+                let wait = {
+                    let Some(cache) = weak.upgrade() else { return };
+                    let age =
+                        cache.keys.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|k| k.fetched.elapsed());
+                    match age {
+                        Some(age) if age < cache.refresh => jitter(cache.refresh - age),
+                        _ => match cache.fetch().await {
+                            Ok(()) => {
+                                backoff = Duration::from_secs(5);
+                                jitter(cache.refresh)
+                            }
+                            Err(_) => {
+                                backoff = (backoff * 2).min(Duration::from_secs(300));
+                                jitter(backoff)
+                            }
+                        },
+                    }
+                };
+                tokio::time::sleep(wait).await;
+            }
+        });
+    }
+}
+
+/// `d` ± 10 %, so that many resource servers do not fetch at the same moment.
+pub(crate) fn jitter(d: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = getrandom_byte(&mut byte);
+    let factor = 0.9 + f64::from(byte[0]) / 255.0 * 0.2;
+    d.mul_f64(factor)
+}
+
+fn getrandom_byte(out: &mut [u8; 1]) -> Option<()> {
+    // A cheap source is enough for jitter: the low bits of the clock.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.subsec_nanos();
+    out[0] = (nanos ^ (nanos >> 8)) as u8;
+    Some(())
+}
