@@ -545,3 +545,74 @@ fn sidecar_follows_the_gateways_health() {
     assert_eq!(next(), "removed", "withdrawn when the sidecar stops");
     stop(server);
 }
+
+/// The resource-server crate finds the server as IS-10 prefers, by DNS-SD: from the Node's
+/// namespace (a thread of this test moved into it), `ServerLocation::DnsSd` browses mDNS, reads
+/// the metadata and keys at the advertised URL, and accepts a token the server issued there.
+#[test]
+fn the_resource_server_crate_finds_the_server_by_dns_sd() {
+    let hosts = Hosts::new();
+    let dir = TempDir::new("rs-dns-sd");
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_nmos-auth"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["admin", "create-initial-access-token"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let initial_access_token = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim().to_owned();
+    let instance = format!("nmos-auth-rs-test-{}", std::process::id());
+    let mut serve = hosts.exec(&hosts.a, env!("CARGO_BIN_EXE_nmos-auth"));
+    serve.arg("--data-dir").arg(&data);
+    serve.args(["--listen", "10.213.0.1:4999", "--mdns", "true", "--dns-sd-instance", &instance, "serve"]);
+    let _server = Running(serve.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+
+    let namespace = format!("/run/netns/{}", hosts.b);
+    let outcome = std::thread::spawn(move || {
+        let netns = std::fs::File::open(&namespace).expect("the Node's namespace");
+        nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("entering the Node's namespace");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            use nmos_auth_resource_server::{ResourceServer, ServerLocation, Settings, UnknownKey};
+            let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
+            let base = "http://10.213.0.1:4999/x-nmos/auth/v1.0";
+            for _ in 0..100 {
+                if http.get(format!("{base}/jwks")).send().await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let client: Value = http
+                .post(format!("{base}/register"))
+                .bearer_auth(&initial_access_token)
+                .json(&serde_json::json!({"client_name": "node", "grant_types": ["client_credentials"], "scope": "registration"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let tokens: Value = http
+                .post(format!("{base}/token"))
+                .basic_auth(client["client_id"].as_str().unwrap(), client["client_secret"].as_str())
+                .form(&[("grant_type", "client_credentials"), ("scope", "registration")])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let settings =
+                Settings { unknown_key: UnknownKey::Wait(Duration::from_secs(15)), ..Settings::new("registry.example.com") };
+            let rs = ResourceServer::new(ServerLocation::DnsSd, settings);
+            let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+            let checked = rs.check(&axum::http::Method::GET, "/x-nmos/registration/v1.3/", Some(&bearer), None).await;
+            (checked.map(|c| c.is_some()).map_err(|d| d.reason), rs.keys().current().map(|k| k.issuer.clone()))
+        })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(outcome.0, Ok(true), "the token checks out against the discovered server's keys");
+    assert_eq!(outcome.1.as_deref(), Some("http://10.213.0.1:4999/x-nmos/auth/v1.0"));
+}
