@@ -6,8 +6,11 @@ use mdns_sd::{ServiceDaemon, ServiceEvent};
 /// An advertised authorization server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Advertised {
-    /// The issuer URL its TXT records make.
+    /// Where to read its metadata: by host name for https (the certificate names it), by the
+    /// advertised address otherwise (no name resolution needed).
     pub issuer: String,
+    /// The issuers its metadata may name: the advertised host name's and each address's.
+    pub acceptable: Vec<String>,
     /// TXT `pri`: lower is preferred.
     pub priority: u32,
 }
@@ -36,11 +39,11 @@ pub fn order(mut servers: Vec<Advertised>, seed: u64) -> Vec<Advertised> {
     keyed.into_iter().map(|(_, _, s)| s).collect()
 }
 
-/// Browses mDNS for `within` and returns the issuers found, in the order to try them.
-pub async fn issuers(within: Duration) -> Vec<String> {
+/// Browses mDNS for `within` and returns the servers found, in the order to try them.
+pub async fn servers(within: Duration) -> Vec<Advertised> {
     let found = tokio::task::spawn_blocking(move || browse(within)).await.unwrap_or_default();
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
-    order(found, seed).into_iter().map(|s| s.issuer).collect()
+    order(found, seed)
 }
 
 fn browse(within: Duration) -> Vec<Advertised> {
@@ -54,14 +57,24 @@ fn browse(within: Duration) -> Vec<Advertised> {
                 let txt = |key: &str| info.get_property_val_str(key).unwrap_or_default().to_owned();
                 // IS-10: only servers of this API version; addresses as advertised.
                 if txt("api_ver").split(',').any(|v| v == "v1.0") {
-                    let host = info.get_addresses().iter().next().map(|a| a.to_string());
-                    let host = host.unwrap_or_else(|| info.get_hostname().to_owned());
                     let proto = match txt("api_proto").as_str() {
                         "https" => "https",
                         _ => "http",
                     };
+                    let (port, selector) = (info.get_port(), txt("api_selector"));
+                    let hostname = info.get_hostname().trim_end_matches('.').to_owned();
+                    let address = info.get_addresses().iter().next().map(|a| a.to_string());
+                    let mut acceptable = vec![issuer_from_txt(&hostname, port, proto, &selector)];
+                    acceptable.extend(
+                        info.get_addresses().iter().map(|a| issuer_from_txt(&a.to_string(), port, proto, &selector)),
+                    );
+                    let fetch_host = match (proto, address) {
+                        ("http", Some(address)) => address,
+                        _ => hostname,
+                    };
                     found.push(Advertised {
-                        issuer: issuer_from_txt(&host, info.get_port(), proto, &txt("api_selector")),
+                        issuer: issuer_from_txt(&fetch_host, port, proto, &selector),
+                        acceptable,
                         priority: txt("pri").parse().unwrap_or(u32::MAX),
                     });
                 }
@@ -80,7 +93,7 @@ mod tests {
 
     #[test]
     fn highest_priority_first_and_random_among_equals() {
-        let s = |issuer: &str, priority| Advertised { issuer: issuer.into(), priority };
+        let s = |issuer: &str, priority| Advertised { issuer: issuer.into(), acceptable: Vec::new(), priority };
         let servers = vec![s("c", 100), s("a", 0), s("b", 0), s("d", 10)];
         let mut firsts = std::collections::BTreeSet::new();
         for seed in 1..50 {

@@ -117,20 +117,34 @@ impl KeyCache {
         last.is_none_or(|at| at.elapsed() >= self.min_refetch)
     }
 
-    /// Fetches the metadata and keys now; on failure the cached keys stay.
+    /// Fetches the metadata and keys now; on failure the cached keys stay. Single-flight: a
+    /// caller that waited while another fetched (within `min_refetch`) uses that result.
     pub async fn fetch(&self) -> Result<(), FetchError> {
+        let started = Instant::now();
         let _one_at_a_time = self.fetching.lock().await;
-        *self.last_fetch_attempt.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-        let candidates = match &self.location {
-            ServerLocation::Issuer(issuer) => vec![issuer.trim_end_matches('/').to_owned()],
-            ServerLocation::DnsSd => discovery::issuers(Duration::from_secs(3)).await,
+        {
+            let mut last = self.last_fetch_attempt.lock().unwrap_or_else(|p| p.into_inner());
+            let fetched_meanwhile = last.is_some_and(|at| at >= started && at.elapsed() < self.min_refetch);
+            if fetched_meanwhile && self.current().is_some() {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        let candidates: Vec<(String, Vec<String>)> = match &self.location {
+            ServerLocation::Issuer(issuer) => {
+                let issuer = issuer.trim_end_matches('/').to_owned();
+                vec![(issuer.clone(), vec![issuer])]
+            }
+            ServerLocation::DnsSd => {
+                discovery::servers(Duration::from_secs(3)).await.into_iter().map(|s| (s.issuer, s.acceptable)).collect()
+            }
         };
         if candidates.is_empty() {
             return Err(FetchError::NotFound);
         }
         let mut last_error = FetchError::NotFound;
-        for issuer in candidates {
-            match self.fetch_from(&issuer).await {
+        for (issuer, acceptable) in candidates {
+            match self.fetch_from(&issuer, &acceptable).await {
                 Ok(keys) => {
                     tracing::debug!(issuer, keys = keys.keys.len(), "fetched the authorization server's keys");
                     *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(keys));
@@ -145,7 +159,8 @@ impl KeyCache {
         Err(last_error)
     }
 
-    async fn fetch_from(&self, issuer: &str) -> Result<Keys, FetchError> {
+    /// Reads the metadata at `issuer`; it must name one of `acceptable` as its issuer.
+    async fn fetch_from(&self, issuer: &str, acceptable: &[String]) -> Result<Keys, FetchError> {
         let http_error = |e: reqwest::Error| FetchError::Http(e.without_url().to_string());
         // RFC 8414 §3: the well-known path goes before the issuer's path.
         let mut metadata_url = url::Url::parse(issuer).map_err(|e| FetchError::Http(format!("{issuer}: {e}")))?;
@@ -153,9 +168,10 @@ impl KeyCache {
         metadata_url.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
         let metadata: Value = self.get_json(metadata_url.as_str()).await.map_err(http_error)?;
         let found = metadata["issuer"].as_str().unwrap_or_default();
-        if found != issuer {
+        if !acceptable.iter().any(|a| a == found) {
             return Err(FetchError::WrongIssuer { expected: issuer.to_owned(), found: found.to_owned() });
         }
+        let issuer = found;
         let jwks_uri = metadata["jwks_uri"].as_str().ok_or_else(|| FetchError::Http("no jwks_uri".into()))?;
         let jwks: Value = self.get_json(jwks_uri).await.map_err(http_error)?;
         let mut keys = HashMap::new();

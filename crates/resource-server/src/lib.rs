@@ -189,7 +189,8 @@ impl ResourceServer {
         authorization: Option<&str>,
         query: Option<&str>,
     ) -> Result<Option<Claims>, Denied> {
-        if !self.settings.enabled {
+        // Browsers send CORS pre-flights without credentials; they read nothing.
+        if !self.settings.enabled || method == http::Method::OPTIONS {
             return Ok(None);
         }
         let result = self.decide(method, path, authorization, query).await;
@@ -270,13 +271,14 @@ impl ResourceServer {
         let leeway = self.settings.leeway.as_secs() as i64;
         match claims["exp"].as_i64() {
             None => return Err(invalid("the token lacks a required claim")),
-            Some(exp) if exp + leeway < now => return Err(invalid("the token has expired")),
+            // RFC 7519 §4.1.4: not accepted on or after exp (plus the leeway).
+            Some(exp) if exp.saturating_add(leeway) <= now => return Err(invalid("the token has expired")),
             Some(_) => {}
         }
-        if claims["nbf"].as_i64().is_some_and(|nbf| nbf > now + leeway) {
+        if claims["nbf"].as_i64().is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
             return Err(invalid("the token is not valid yet"));
         }
-        if claims["iat"].as_i64().is_some_and(|iat| iat > now + leeway) {
+        if claims["iat"].as_i64().is_some_and(|iat| iat > now.saturating_add(leeway)) {
             return Err(invalid("the token was issued in the future"));
         }
         if claims["iss"].as_str() != Some(keys.issuer.as_str()) {
@@ -331,8 +333,9 @@ impl ResourceServer {
 
     /// A tonic interceptor: checks the `authorization` metadata of every call (gRPC paths are
     /// not NMOS paths, so only the token itself is checked) and puts the [`Claims`] in the
-    /// request extensions. Blocks its thread for the check: keys are cached, so that is a
-    /// signature verification except on a key fetch.
+    /// request extensions. Blocks its thread for the check (keys are cached, so that is a
+    /// signature verification except on a key fetch), so it needs Tokio's multi-thread runtime;
+    /// on any other it refuses every call (UNAVAILABLE) rather than stall the runtime.
     pub fn interceptor(&self) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
         let server = self.clone();
         move |mut request: tonic::Request<()>| {
@@ -344,6 +347,12 @@ impl ResourceServer {
             let Some(token) = ResourceServer::token(authorization.as_deref(), None).map(|t| t.into_owned()) else {
                 return Err(tonic::Status::unauthenticated("no access token"));
             };
+            let multi_thread = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            if !multi_thread {
+                tracing::error!("the token interceptor needs the multi-thread Tokio runtime");
+                return Err(tonic::Status::unavailable("token checks are not available"));
+            }
             let validated =
                 tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(server.validate(&token)));
             match validated {

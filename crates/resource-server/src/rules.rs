@@ -15,18 +15,18 @@ pub fn audience_matches(pattern: &str, host: &str) -> bool {
     p.len() == h.len() && p.iter().zip(&h).all(|(p, h)| *p == "*" || p.eq_ignore_ascii_case(h))
 }
 
-/// A request path made canonical: the query dropped, `.` and `..` resolved, no empty segments.
-/// None when `..` would leave the root.
+/// A request path as segments: the query dropped, percent-decoding applied, empty segments
+/// skipped. None for a path with `.` or `..` segments (plain or encoded) or an encoded slash:
+/// a router may resolve those differently from here, so such a path is refused rather than
+/// normalised (`single/../bulk` never reaches a handler as if it were `single/...`).
 pub fn normalise(path: &str) -> Option<Vec<String>> {
     let path = path.split(['?', '#']).next().unwrap_or_default();
     let mut segments: Vec<String> = Vec::new();
     for segment in path.split('/') {
         let segment = percent_decode(segment)?;
         match segment.as_str() {
-            "" | "." => {}
-            ".." => {
-                segments.pop()?;
-            }
+            "" => {}
+            "." | ".." => return None,
             _ => segments.push(segment),
         }
     }
@@ -109,7 +109,7 @@ pub struct Refusal(pub String);
 /// `/x-nmos/<api>/<version>` need the API in `scope` or an `x-nmos-<api>` claim; deeper paths
 /// need a read or write entry of `x-nmos-<api>` matching the path below the version.
 pub fn authorize(claims: &Value, path: &str, access: Access) -> Result<(), Refusal> {
-    let segments = normalise(path).ok_or_else(|| Refusal("the path leaves the root".into()))?;
+    let segments = normalise(path).ok_or_else(|| Refusal("the path has dot segments or encoded slashes".into()))?;
     let (first, api) = (segments.first().map(String::as_str), segments.get(1));
     let api = match (first, api) {
         (None, _) | (Some("x-nmos"), None) => return Ok(()),
@@ -148,7 +148,9 @@ mod tests {
 
     #[test]
     fn paths_are_normalised_before_matching() {
-        assert_eq!(normalise("/x-nmos/a/v1.0/single/../bulk?x=/single/y").unwrap(), ["x-nmos", "a", "v1.0", "bulk"]);
+        assert_eq!(normalise("/x-nmos/a/v1.0/bulk?x=/single/y").unwrap(), ["x-nmos", "a", "v1.0", "bulk"]);
+        assert!(normalise("/x-nmos/a/v1.0/single/../bulk").is_none());
+        assert!(normalise("/x-nmos/query/%2e%2e/connection/v1.1").is_none(), "no encoded dot segments");
         assert!(normalise("/../etc").is_none());
         assert!(normalise("/x-nmos/a/v1.0/single%2F..%2Fbulk").is_none(), "no encoded slashes");
         assert!(glob("single/*", "single/senders/abc/staged"));

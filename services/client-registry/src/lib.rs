@@ -254,18 +254,21 @@ impl ClientRegistryService {
     async fn store_with_new_secret(
         &self,
         client: &Client,
-        metadata: &ClientMetadata,
+        metadata: Option<&ClientMetadata>,
     ) -> Result<Option<String>, OAuthError> {
+        let method = metadata.unwrap_or(&client.metadata).token_endpoint_auth_method;
         let secret =
-            matches!(metadata.token_endpoint_auth_method, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
-                .then(random_token::<32>);
-        let json = serde_json::to_string(metadata).map_err(OAuthError::internal)?;
+            matches!(method, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost).then(random_token::<32>);
         let digest = secret.as_deref().map(digest);
-        let updated = self
-            .store
-            .update_client(&client.client_id, &json, digest.as_deref())
-            .await
-            .map_err(OAuthError::internal)?;
+        // A read replaces the secret only, so it cannot undo an update made meanwhile.
+        let updated = match metadata {
+            Some(metadata) => {
+                let json = serde_json::to_string(metadata).map_err(OAuthError::internal)?;
+                self.store.update_client(&client.client_id, &json, digest.as_deref()).await
+            }
+            None => self.store.set_secret(&client.client_id, digest.as_deref()).await,
+        }
+        .map_err(OAuthError::internal)?;
         if !updated {
             return Err(OAuthError::new(ErrorCode::InvalidToken, "unknown client or wrong registration access token"));
         }
@@ -278,14 +281,14 @@ impl ClientRegistryService {
     /// [`Self::store_with_new_secret`]). This is how a restarted Node checks its stored client.
     pub async fn read_configuration(&self, client_id: &str, token: &str) -> Result<Registration, OAuthError> {
         let client = Client::from_row(self.configured_client(client_id, token).await?)?;
-        let client_secret = self.store_with_new_secret(&client, &client.metadata).await?;
+        let client_secret = self.store_with_new_secret(&client, None).await?;
         tracing::info!(target: "audit", event = "client_read", client_id, secret_reissued = client_secret.is_some(), "client read its registration");
         Ok(Registration { client, client_secret, registration_access_token: None })
     }
 
     /// RFC 7592 §2.2: a client replaces its metadata. What its registration was vouched for
-    /// stays fixed: the grant types, the authentication method, no wider scope, and no
-    /// jwks_uri (which this server fetches) unless it had one.
+    /// (or an administrator approved) stays fixed: the grant types, the authentication method,
+    /// the jwks_uri (which this server fetches), the redirect URIs; the scope may only narrow.
     pub async fn update_configuration(
         &self,
         client_id: &str,
@@ -347,10 +350,15 @@ impl ClientRegistryService {
                 format!("scope {wider} was not registered; the scope cannot widen after registration"),
             ));
         }
-        if metadata.jwks_uri.is_some() && old.jwks_uri.is_none() {
-            return Err(fixed("a jwks_uri where none was registered"));
+        // Where the server fetches keys from, and where it sends people's browsers, were
+        // vouched for (or approved by an administrator) as registered: never changed here.
+        if metadata.jwks_uri != old.jwks_uri {
+            return Err(fixed("jwks_uri"));
         }
-        let client_secret = self.store_with_new_secret(&client, &metadata).await?;
+        if metadata.redirect_uris != old.redirect_uris {
+            return Err(fixed("redirect_uris"));
+        }
+        let client_secret = self.store_with_new_secret(&client, Some(&metadata)).await?;
         tracing::info!(target: "audit", event = "client_updated", client_id, client_name = %metadata.client_name, "client updated its registration");
         Ok(Registration { client: Client { metadata, ..client }, client_secret, registration_access_token: None })
     }

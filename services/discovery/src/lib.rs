@@ -203,6 +203,9 @@ pub async fn sidecar(
                     }
                     Err(e) => {
                         tracing::error!(error = %format!("{e:#}"), "updating the DNS-SD records in the unicast zone");
+                        // The server may have applied it all the same (a lost reply): withdraw
+                        // when the time comes either way (deleting is harmless if it did not).
+                        published = true;
                         next_update = tokio::time::Instant::now() + RETRY;
                     }
                 }

@@ -34,7 +34,17 @@ pub fn stored(
     let (n, e) = public_components(&pair);
     let kid = thumbprint(&n, &e);
     let x5c = match chain {
-        Some(chain) => chain,
+        Some(chain) => {
+            // RFC 7517 §4.7: the first certificate must hold this very key.
+            use base64::engine::general_purpose::STANDARD;
+            let leaf = chain.first().and_then(|c| STANDARD.decode(c).ok()).unwrap_or_default();
+            let modulus = pair.public_key().modulus().big_endian_without_leading_zero().to_vec();
+            anyhow::ensure!(
+                leaf.windows(modulus.len()).any(|w| w == modulus.as_slice()),
+                "the first certificate of the chain is not for this key"
+            );
+            chain
+        }
         None => vec![self_signed_certificate(pkcs8, &kid)?],
     };
     let now = nmos_auth_core::now_unix();

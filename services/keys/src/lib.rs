@@ -27,12 +27,17 @@ use crate::keyring::{SigningKey, VerifyingKey};
 use crate::schedule::{Policy, State, Step};
 use crate::store::{KeyStore, StoredKey};
 
-/// The keys as this replica last read them.
+/// The keys as this replica last read them, and when.
 struct KeySet {
     signing: Option<Arc<SigningKey>>,
     jwks: Vec<Jwk>,
     verifying: Vec<VerifyingKey>,
+    loaded: std::time::Instant,
 }
+
+/// A replica whose key set is older than this (its database unreachable, a key it cannot
+/// open) stops signing rather than sign with a key that may have been removed since.
+const STALE: Duration = Duration::from_secs(5);
 
 pub struct KeysService {
     store: Arc<dyn KeyStore>,
@@ -41,6 +46,8 @@ pub struct KeysService {
     set: RwLock<Arc<KeySet>>,
     /// Private keys already decrypted, by kid: each is opened once.
     opened: Mutex<HashMap<String, Arc<SigningKey>>>,
+    /// Whether `run_schedule` keeps the key set fresh (then a stale set stops signing).
+    scheduled: std::sync::atomic::AtomicBool,
 }
 
 /// How often each replica re-reads the key set and runs the schedule.
@@ -66,7 +73,13 @@ impl KeysService {
             store: store::open(db),
             kek,
             policy,
-            set: RwLock::new(Arc::new(KeySet { signing: None, jwks: Vec::new(), verifying: Vec::new() })),
+            set: RwLock::new(Arc::new(KeySet {
+                signing: None,
+                jwks: Vec::new(),
+                verifying: Vec::new(),
+                loaded: std::time::Instant::now(),
+            })),
+            scheduled: std::sync::atomic::AtomicBool::new(false),
             opened: Mutex::new(HashMap::new()),
         };
         service.tick().await?;
@@ -75,6 +88,7 @@ impl KeysService {
 
     /// Runs the schedule every [`TICK`] until the service is dropped.
     pub fn run_schedule(self: &Arc<Self>) {
+        self.scheduled.store(true, std::sync::atomic::Ordering::Relaxed);
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut failing = false;
@@ -138,10 +152,20 @@ impl KeysService {
     fn load(&self, keys: &[StoredKey], now: i64) -> anyhow::Result<()> {
         let signing = schedule::signing(keys, now).map(|k| self.open_key(k)).transpose()?;
         let published: Vec<&StoredKey> = schedule::published(keys, now).collect();
+        // One unreadable published key does not stop the others from verifying.
+        let verifying = published
+            .iter()
+            .filter_map(|k| {
+                VerifyingKey::new(k)
+                    .inspect_err(|e| tracing::warn!(kid = %k.kid, error = %e, "unusable published key"))
+                    .ok()
+            })
+            .collect();
         let set = KeySet {
             signing,
             jwks: published.iter().map(|k| keyring::jwk(k)).collect(),
-            verifying: published.iter().map(|k| VerifyingKey::new(k)).collect::<anyhow::Result<_>>()?,
+            verifying,
+            loaded: std::time::Instant::now(),
         };
         *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
         Ok(())
@@ -168,6 +192,9 @@ impl KeysService {
             return Err(Status::invalid_argument("claims_json must be a JSON object"));
         }
         let set = self.current();
+        if self.scheduled.load(std::sync::atomic::Ordering::Relaxed) && set.loaded.elapsed() > STALE {
+            return Err(Status::unavailable("the signing keys could not be re-read; not signing with a stale set"));
+        }
         let key = set.signing.as_ref().ok_or_else(|| Status::unavailable("no signing key is active"))?;
         let jws = key.sign(claims_json).map_err(|e| Status::internal(e.to_string()))?;
         Ok((jws, key.kid.clone()))

@@ -176,6 +176,13 @@ where
         let router = tonic::transport::Server::builder().add_service(health.clone());
         tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())));
     }
+    // Without TLS nothing says who calls (anyone could call Keys.Sign): loopback only.
+    if tls.is_none() && !config.grpc_listen.ip().is_loopback() {
+        anyhow::bail!(
+            "grpc_plaintext serves gRPC without authentication: grpc_listen must then be a loopback address, not {}",
+            config.grpc_listen
+        );
+    }
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls.server()).context("the gRPC server's TLS settings")?;

@@ -65,6 +65,8 @@ pub trait ClientStore: Send + Sync {
         metadata: &str,
         secret_digest: Option<&[u8]>,
     ) -> anyhow::Result<bool>;
+    /// Replaces a client's secret digest only; false when there is no such client.
+    async fn set_secret(&self, client_id: &str, secret_digest: Option<&[u8]>) -> anyhow::Result<bool>;
     /// Sets or clears a client's policy; false when there is no such client.
     async fn set_policy(&self, client_id: &str, policy: Option<&str>) -> anyhow::Result<bool>;
     /// Records an assertion id until it expires; false if it was already seen (a replay).
@@ -179,6 +181,16 @@ macro_rules! client_store_impl {
             ) -> anyhow::Result<bool> {
                 let n = sqlx::query("UPDATE clients_clients SET metadata = $1, secret_digest = $2 WHERE client_id = $3")
                     .bind(metadata)
+                    .bind(secret_digest)
+                    .bind(client_id)
+                    .execute(&self.0)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn set_secret(&self, client_id: &str, secret_digest: Option<&[u8]>) -> anyhow::Result<bool> {
+                let n = sqlx::query("UPDATE clients_clients SET secret_digest = $1 WHERE client_id = $2")
                     .bind(secret_digest)
                     .bind(client_id)
                     .execute(&self.0)

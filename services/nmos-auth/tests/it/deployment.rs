@@ -32,12 +32,26 @@ pub struct Deployment {
 
 impl Deployment {
     /// Writes the config (peer URLs, CA, ports) into `config` and `dir`, and starts every process.
-    pub fn start(config: &mut Config, dir: &Path, env: &[(String, String)]) -> Deployment {
+    /// `gateway` holds the gateway's port until every other port is chosen, so that none of
+    /// them can be the same.
+    pub fn start(
+        config: &mut Config,
+        dir: &Path,
+        env: &[(String, String)],
+        gateway: std::net::TcpListener,
+    ) -> Deployment {
         let certs = dir.join("certs");
         if !certs.exists() {
             nmos_auth::devca::create(&certs).expect("creating the development CA");
         }
-        let port = || free_listener().local_addr().unwrap().port();
+        // Every port is held until all are chosen (a port let go can be handed out again).
+        let held = std::cell::RefCell::new(vec![gateway]);
+        let port = || {
+            let listener = free_listener();
+            let port = listener.local_addr().unwrap().port();
+            held.borrow_mut().push(listener);
+            port
+        };
         let grpc_ports = match &config.keys_url {
             // A restart keeps the ports the config names.
             Some(_) => {
@@ -71,6 +85,7 @@ impl Deployment {
             env: env.to_vec(),
             children: Vec::new(),
         };
+        drop(held);
         for role in ROLES.into_iter().chain([SECOND_KEYS]) {
             deployment.spawn(role);
         }

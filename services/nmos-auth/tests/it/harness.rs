@@ -317,8 +317,7 @@ impl TestApp {
         let scheme = if config.tls_enabled() { "https" } else { "http" };
         let base = config.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
         let (server, running) = if backend == Backend::Split {
-            drop(listener);
-            let deployment = Deployment::start(&mut config, dir.path(), &env);
+            let deployment = Deployment::start(&mut config, dir.path(), &env, listener);
             deployment.wait_ready(&format!("{scheme}://{addr}")).await;
             (split_handles(&config).await, Running::Split(deployment))
         } else {

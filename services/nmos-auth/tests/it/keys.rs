@@ -160,6 +160,25 @@ async fn a_removed_key_is_gone_at_once(backend: Backend) {
         .output()
         .unwrap();
     assert!(made.status.success());
+    // A chain for another key is refused (RFC 7517 §4.7: x5c must hold the key).
+    let other = app.dir.path().join("other-cert.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=other"])
+        .arg("-keyout")
+        .arg(app.dir.path().join("other-key.pem"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let mut refused = std::process::Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
+    refused.arg("--data-dir").arg(&app.config.data_dir);
+    if let Some(url) = &app.config.database_url {
+        refused.env("NMOS_AUTH_DATABASE_URL", url.expose());
+    }
+    let out = refused.args(["admin", "keys", "import", "--key"]).arg(&key).arg("--chain").arg(&other).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not for this key"));
     let imported = admin(&app, &["import", "--key", key.to_str().unwrap(), "--chain", chain.to_str().unwrap()]);
     assert!(imported.contains("\tnext\t"), "{imported}");
     let kid = imported.split('\t').next().unwrap().to_owned();

@@ -289,6 +289,7 @@ async fn a_client_manages_its_own_registration(backend: Backend) {
         ("token_endpoint_auth_method", json!("client_secret_post")),
         ("scope", json!("registration query")),
         ("jwks_uri", json!("https://node.example/jwks.json")),
+        ("redirect_uris", json!(["https://elsewhere.example/cb"])),
     ] {
         let mut update = json!({"client_id": client_id, "client_name": "Node", "grant_types": ["client_credentials"],
                                 "response_types": ["none"], "scope": "registration"});
