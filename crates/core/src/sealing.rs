@@ -32,43 +32,48 @@ impl SealingKey {
                 }
                 SealingKey::from_base64(text.trim()).with_context(|| format!("reading {}", path.display()))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match SealingKey::create(path.clone(), what) {
-                Ok(key) => Ok(key),
-                // Another process (a second replica starting at the same moment) made it first:
-                // use that one, once it is completely written.
-                Err(_) if path.exists() => {
-                    for _ in 0..50 {
-                        if let Ok(key) = std::fs::read_to_string(&path)
-                            .map_err(anyhow::Error::from)
-                            .and_then(|t| SealingKey::from_base64(t.trim()))
-                        {
-                            return Ok(key);
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    bail!("{} exists but does not hold a usable {what}", path.display())
-                }
-                Err(e) => Err(e),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match SealingKey::create(&path, what)? {
+                Some(key) => Ok(key),
+                // Another process (a second replica starting at the same moment) made it
+                // first; it appeared complete (see `create`), so read that one.
+                None => SealingKey::load(None, path, what),
             },
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }
 
-    fn create(path: PathBuf, what: &str) -> anyhow::Result<SealingKey> {
+    /// Writes a new key to `path`, or returns `None` if another process created the file
+    /// first. The key is written to a temporary file and then linked into place, so the file
+    /// never exists half-written.
+    fn create(path: &std::path::Path, what: &str) -> anyhow::Result<Option<SealingKey>> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let encoded = STANDARD.encode(random_bytes::<32>());
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        file.write_all(encoded.as_bytes())?;
-        file.sync_all()?;
+        let nonce: String = random_bytes::<6>().iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = path.with_extension(format!("tmp-{}-{nonce}", std::process::id()));
+        let written = (|| -> anyhow::Result<()> {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            file.write_all(encoded.as_bytes())?;
+            file.sync_all()?;
+            Ok(())
+        })();
+        let linked = written.and_then(|()| match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+        });
+        let _ = std::fs::remove_file(&tmp);
+        if !linked? {
+            return Ok(None);
+        }
         tracing::info!(path = %path.display(), "generated a new {what}; keep it safe and back it up");
-        SealingKey::from_base64(&encoded)
+        SealingKey::from_base64(&encoded).map(Some)
     }
 
     fn from_base64(text: &str) -> anyhow::Result<SealingKey> {
@@ -124,6 +129,24 @@ impl SealingKey {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn replicas_starting_together_share_one_generated_key() {
+        let dir = std::env::temp_dir().join(format!("nmos-auth-sealing-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("key-encryption-key");
+        let loads: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || SealingKey::load(None, path, "test key").unwrap().id().to_owned())
+            })
+            .collect();
+        let ids: std::collections::HashSet<String> = loads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(ids.len(), 1, "every one reads the key the first one wrote");
+        let files = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(files, 1, "no temporary file is left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
     use super::*;
 
     #[test]

@@ -275,17 +275,26 @@ impl KeysService {
     /// signing with the keys it has open; restart every keys replica with the new key-encryption
     /// key before the next rotation (until then they refuse to create keys).
     pub async fn rotate_kek(&self, new: &SealingKey) -> anyhow::Result<usize> {
-        let keys = self.store.all().await?;
-        let mut sealed = Vec::with_capacity(keys.len());
-        for key in &keys {
-            let plain = self.kek.open(key.kid.as_bytes(), &key.encrypted_private_key).with_context(|| {
-                format!("signing key {} does not open with the configured key-encryption key", key.kid)
-            })?;
-            sealed.push((key.kid.clone(), new.seal(key.kid.as_bytes(), &plain)?));
+        let mut total = 0;
+        // A replica may store a key under the old key-encryption key while this runs: go again
+        // until every row is under the new one (once all are, replicas refuse to create keys).
+        for _ in 0..5 {
+            let keys = self.store.all().await?;
+            let mut sealed = Vec::new();
+            for key in keys.iter().filter(|k| k.kek_id != new.id()) {
+                let plain = self.kek.open(key.kid.as_bytes(), &key.encrypted_private_key).with_context(|| {
+                    format!("signing key {} does not open with the configured key-encryption key", key.kid)
+                })?;
+                sealed.push((key.kid.clone(), new.seal(key.kid.as_bytes(), &plain)?));
+            }
+            if sealed.is_empty() {
+                tracing::warn!(target: "audit", event = "key_encryption_key_rotated", keys = total, kek_id = new.id(), "key-encryption key rotated");
+                return Ok(total);
+            }
+            self.store.reseal(&sealed, new.id()).await?;
+            total += sealed.len();
         }
-        self.store.reseal(&sealed, new.id()).await?;
-        tracing::warn!(target: "audit", event = "key_encryption_key_rotated", keys = sealed.len(), kek_id = new.id(), "key-encryption key rotated");
-        Ok(sealed.len())
+        anyhow::bail!("keys kept appearing under the old key-encryption key; stop the keys replicas and run this again")
     }
 
     pub fn into_server(self: Arc<Self>) -> KeysServer<KeysService> {
