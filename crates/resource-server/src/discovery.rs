@@ -42,7 +42,9 @@ pub fn order(mut servers: Vec<Advertised>, seed: u64) -> Vec<Advertised> {
 /// Browses mDNS for `within` and returns the servers found, in the order to try them.
 pub async fn servers(within: Duration) -> Vec<Advertised> {
     let found = tokio::task::spawn_blocking(move || browse(within)).await.unwrap_or_default();
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let mut seed = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut seed);
+    let seed = u64::from_le_bytes(seed);
     order(found, seed)
 }
 

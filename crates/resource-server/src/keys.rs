@@ -226,14 +226,7 @@ impl KeyCache {
 /// `d` ± 10 %, so that many resource servers do not fetch at the same moment.
 pub(crate) fn jitter(d: Duration) -> Duration {
     let mut byte = [0u8; 1];
-    let _ = getrandom_byte(&mut byte);
+    let _ = aws_lc_rs::rand::fill(&mut byte);
     let factor = 0.9 + f64::from(byte[0]) / 255.0 * 0.2;
     d.mul_f64(factor)
-}
-
-fn getrandom_byte(out: &mut [u8; 1]) -> Option<()> {
-    // A cheap source is enough for jitter: the low bits of the clock.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.subsec_nanos();
-    out[0] = (nanos ^ (nanos >> 8)) as u8;
-    Some(())
 }

@@ -175,7 +175,7 @@ impl ResourceServer {
             let (name, value) = pair.split_once('=')?;
             (name == "access_token").then(|| {
                 let decoded = value.replace('+', " ");
-                std::borrow::Cow::Owned(percent_decode(&decoded))
+                std::borrow::Cow::Owned(percent_encoding::percent_decode_str(&decoded).decode_utf8_lossy().into_owned())
             })
         })
     }
@@ -365,24 +365,4 @@ impl ResourceServer {
             }
         }
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%').then(|| bytes.get(i + 1..i + 3)).flatten();
-        match hex.and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok()) {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -206,10 +206,8 @@ pub async fn register(
     match gateway.clients.clone().register_client(request).await {
         Ok(response) => {
             let r = response.into_inner();
-            let client =
-                r.client.ok_or_else(|| OAuthErrorResponse::from(OAuthError::internal("no client in reply")))?;
-            let mut body = client_json(client, r.client_secret);
-            gateway.add_configuration_endpoint(&mut body, &r.registration_access_token);
+            let token = r.registration_access_token.clone();
+            let body = gateway.client_information(r, &token)?;
             Ok((StatusCode::CREATED, no_store(), Json(body)).into_response())
         }
         Err(status) => {
@@ -228,14 +226,23 @@ pub async fn register(
 }
 
 impl Gateway {
-    /// RFC 7592 §3: where and with what a client manages its registration.
-    fn add_configuration_endpoint(&self, body: &mut Value, registration_access_token: &str) {
+    /// The client information response (RFC 7591 §3.2.1, RFC 7592 §3): the client's metadata,
+    /// its new secret if any, and where and with what it manages its registration.
+    fn client_information(
+        &self,
+        reply: pb::RegisterClientResponse,
+        registration_access_token: &str,
+    ) -> Result<Value, OAuthErrorResponse> {
+        let client =
+            reply.client.ok_or_else(|| OAuthErrorResponse::from(OAuthError::internal("no client in reply")))?;
+        let mut body = client_json(client, reply.client_secret);
         let endpoint = self.metadata["registration_endpoint"].as_str().unwrap_or_default();
         if !registration_access_token.is_empty() {
             body["registration_access_token"] = json!(registration_access_token);
             body["registration_client_uri"] =
                 json!(format!("{endpoint}/{}", body["client_id"].as_str().unwrap_or_default()));
         }
+        Ok(body)
     }
 }
 
@@ -266,11 +273,8 @@ fn configuration_response(
     token: &str,
     reply: Result<tonic::Response<pb::RegisterClientResponse>, tonic::Status>,
 ) -> Result<Response, OAuthErrorResponse> {
-    let r = reply.map_err(|status| configuration_error(&OAuthError::from_status(&status)))?.into_inner();
-    let client = r.client.ok_or_else(|| OAuthErrorResponse::from(OAuthError::internal("no client in reply")))?;
-    let mut body = client_json(client, r.client_secret);
-    gateway.add_configuration_endpoint(&mut body, token);
-    Ok((no_store(), Json(body)).into_response())
+    let reply = reply.map_err(|status| configuration_error(&OAuthError::from_status(&status)))?.into_inner();
+    Ok((no_store(), Json(gateway.client_information(reply, token)?)).into_response())
 }
 
 /// GET registration_client_uri (RFC 7592 §2.1).

@@ -287,8 +287,18 @@ enum DnsSd {
 }
 
 #[derive(Subcommand)]
-#[allow(clippy::enum_variant_names)] // the names are the CLI's command names
 enum Admin {
+    /// Users, clients and initial access tokens (their stores only).
+    #[command(flatten)]
+    Stores(StoreCommand),
+    /// The token signing keys (these need the key-encryption key).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::enum_variant_names)] // the names are the CLI's command names
+enum StoreCommand {
     /// Create an initial access token for RFC 7591 registration; it is the last line printed.
     CreateInitialAccessToken {
         /// Seconds until it expires; 0 for never.
@@ -348,9 +358,6 @@ enum Admin {
         #[arg(long, conflicts_with_all = ["scope", "read", "write", "audience"])]
         clear: bool,
     },
-    /// The token signing keys (these need the key-encryption key).
-    #[command(subcommand)]
-    Keys(KeysCommand),
 }
 
 #[derive(Subcommand)]
@@ -496,11 +503,14 @@ fn print_user(user: &nmos_auth_identity::store::UserRecord) {
 }
 
 async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
-    // The signing keys' commands open the keys store (with the key-encryption key) instead.
-    let command = match command {
-        Admin::Keys(keys) => return keys_command(config, keys).await,
-        other => other,
-    };
+    match command {
+        Admin::Stores(command) => store_command(config, command).await,
+        // These open the keys store (with the key-encryption key) instead.
+        Admin::Keys(keys) => keys_command(config, keys).await,
+    }
+}
+
+async fn store_command(config: Config, command: StoreCommand) -> anyhow::Result<()> {
     // Users and clients only: the signing keys (and their key-encryption key) are not needed,
     // so these commands run anywhere the database is reachable.
     config.validate()?;
@@ -508,7 +518,7 @@ async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
     let identity = nmos_auth_identity::IdentityService::open(&config).await.context("identity store")?;
     let clients = nmos_auth_client_registry::ClientRegistryService::open(&config).await.context("client registry")?;
     match command {
-        Admin::CreateInitialAccessToken { lifetime, description } => {
+        StoreCommand::CreateInitialAccessToken { lifetime, description } => {
             let (token, expires_at) = clients.create_initial_access_token(lifetime, &description).await?;
             match expires_at {
                 Some(at) => eprintln!(
@@ -520,35 +530,34 @@ async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
             }
             println!("{token}");
         }
-        Admin::AddUser { username, admin, rights } => {
+        StoreCommand::AddUser { username, admin, rights } => {
             let mut password = String::new();
             std::io::stdin().lock().read_line(&mut password).context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']);
             let user = identity.create_user(&username, password, admin, &rights_list(&rights)?).await?;
             print_user(&user);
         }
-        Admin::MakeAdmin { username, revoke } => print_user(&identity.set_admin(&username, !revoke).await?),
-        Admin::SetRights { username, rights } => {
+        StoreCommand::MakeAdmin { username, revoke } => print_user(&identity.set_admin(&username, !revoke).await?),
+        StoreCommand::SetRights { username, rights } => {
             print_user(&identity.set_rights(&username, &rights_list(&rights)?).await?)
         }
-        Admin::ListUsers => {
+        StoreCommand::ListUsers => {
             for user in identity.list_users().await? {
                 print_user(&user);
             }
         }
-        Admin::ListPending => {
+        StoreCommand::ListPending => {
             for client in clients.pending().await? {
                 let m = &client.metadata;
                 let grants: Vec<&str> = m.grant_types.iter().map(|g| g.as_str()).collect();
                 println!("{} {:?} grants={} scope={:?}", client.client_id, m.client_name, grants.join(","), m.scope);
             }
         }
-        Admin::ApproveClient { client_id } => {
+        StoreCommand::ApproveClient { client_id } => {
             anyhow::ensure!(clients.approve(&client_id, "nmos-auth admin").await?, "no pending client {client_id:?}");
             println!("approved {client_id}");
         }
-        Admin::Keys(_) => unreachable!("dispatched to keys_command before the stores are opened"),
-        Admin::SetClientPolicy { client_id, scope, read, write, audience, clear } => {
+        StoreCommand::SetClientPolicy { client_id, scope, read, write, audience, clear } => {
             let policy = match (clear, scope) {
                 (true, _) | (false, None) => None,
                 (false, Some(scope)) => {
@@ -568,7 +577,7 @@ async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
                 None => println!("{client_id}: the server's defaults"),
             }
         }
-        Admin::RejectClient { client_id } => {
+        StoreCommand::RejectClient { client_id } => {
             let cli = nmos_auth_client_registry::WebUser { username: "nmos-auth admin".into(), admin: true };
             let pending = clients.get(&client_id).await?.is_some_and(|c| c.pending);
             anyhow::ensure!(pending && clients.delete(&client_id, &cli).await?, "no pending client {client_id:?}");
