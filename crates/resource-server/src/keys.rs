@@ -1,6 +1,8 @@
 //! Finding the authorization server (configured, or by DNS-SD), its RFC 8414 metadata and
 //! its keys; a cache of those keys that outlives the server being unreachable.
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -10,13 +12,39 @@ use serde_json::Value;
 use crate::discovery;
 
 /// Where the authorization server is.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum ServerLocation {
     /// Its issuer URL (`https://auth.example.com/x-nmos/auth/v1.0`).
     Issuer(String),
     /// Found by DNS-SD `_nmos-auth._tcp` (mDNS): highest `pri` first, random among equals,
     /// the next one when one fails.
     DnsSd,
+    /// A [`KeySource`] other than the server's HTTP endpoints, for an issuer known in advance
+    /// (the authorization server's own services read its keys over their internal API).
+    Source(Arc<dyn KeySource>),
+}
+
+impl std::fmt::Debug for ServerLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerLocation::Issuer(issuer) => f.debug_tuple("Issuer").field(issuer).finish(),
+            ServerLocation::DnsSd => f.write_str("DnsSd"),
+            ServerLocation::Source(source) => f.debug_tuple("Source").field(&source.issuer()).finish(),
+        }
+    }
+}
+
+/// The future a [`KeySource`] returns.
+pub type JwksFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, FetchError>> + Send + 'a>>;
+
+/// Where a [`KeyCache`] reads the keys of one issuer when that is not over HTTP. The cache
+/// treats what it returns exactly as a fetched JWKS: RSA `RS512` keys with `use: sig` only,
+/// refreshed on the same schedule and on an unknown `kid`, kept when a read fails.
+pub trait KeySource: Send + Sync + 'static {
+    /// The issuer whose tokens these keys sign (tokens' `iss` must be this).
+    fn issuer(&self) -> &str;
+    /// The current JWK set (RFC 7517: `{"keys": [...]}`).
+    fn jwks(&self) -> JwksFuture<'_>;
 }
 
 /// The keys of one authorization server (RSA public keys, parsed once) and where they came from.
@@ -44,6 +72,21 @@ fn rsa_key(n: &str, e: &str) -> Option<ParsedPublicKey> {
     ParsedPublicKey::new(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA512, der.as_ref()).ok()
 }
 
+/// The keys of a JWK set that may sign IS-10 tokens: RSA, `use: sig`, `RS512` (or no `alg`).
+fn usable_keys(jwks: &Value) -> HashMap<String, ParsedPublicKey> {
+    let mut keys = HashMap::new();
+    for jwk in jwks["keys"].as_array().into_iter().flatten() {
+        let usable = jwk["kty"] == "RSA" && jwk["use"] == "sig" && (jwk["alg"] == "RS512" || jwk["alg"].is_null());
+        let (Some(kid), Some(n), Some(e)) = (jwk["kid"].as_str(), jwk["n"].as_str(), jwk["e"].as_str()) else {
+            continue;
+        };
+        if let (true, Some(key)) = (usable, rsa_key(n, e)) {
+            keys.insert(kid.to_owned(), key);
+        }
+    }
+    keys
+}
+
 /// The authorization server's keys, refreshed about hourly (with jitter), kept while the server
 /// is unreachable, and re-fetched (at most every `min_refetch`) when a token names a key not
 /// in the cache. Keys come only from the configured or discovered server, never from a token.
@@ -66,6 +109,9 @@ pub enum FetchError {
     /// The metadata or the JWKS could not be read.
     #[error("{0}")]
     Http(String),
+    /// A [`KeySource`] could not be read.
+    #[error("{0}")]
+    Source(String),
     /// The metadata names another issuer than the one expected.
     #[error("the authorization server's metadata names issuer {found:?}, not {expected:?}")]
     WrongIssuer {
@@ -88,6 +134,11 @@ impl KeyCache {
             refresh: Duration::from_secs(3600),
             min_refetch: Duration::from_secs(10),
         }
+    }
+
+    /// An empty cache reading its keys from `source` (no HTTP).
+    pub fn from_source(source: Arc<dyn KeySource>) -> KeyCache {
+        KeyCache::new(ServerLocation::Source(source), reqwest::Client::new())
     }
 
     /// A cache that starts with `keys` (RSA public components by kid) from `issuer`, fetched
@@ -130,6 +181,31 @@ impl KeyCache {
             }
             *last = Some(Instant::now());
         }
+        let fetched = match &self.location {
+            ServerLocation::Source(source) => {
+                source.jwks().await.map(|jwks| Keys::new(source.issuer(), usable_keys(&jwks)))
+            }
+            ServerLocation::Issuer(_) | ServerLocation::DnsSd => self.fetch_http().await,
+        };
+        match fetched {
+            Ok(keys) => {
+                tracing::debug!(
+                    issuer = keys.issuer,
+                    keys = keys.keys.len(),
+                    "fetched the authorization server's keys"
+                );
+                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(keys));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not fetch the authorization server's keys");
+                Err(e)
+            }
+        }
+    }
+
+    /// The keys of the first candidate server (configured or discovered) that answers.
+    async fn fetch_http(&self) -> Result<Keys, FetchError> {
         let candidates: Vec<(String, Vec<String>)> = match &self.location {
             ServerLocation::Issuer(issuer) => {
                 let issuer = issuer.trim_end_matches('/').to_owned();
@@ -138,6 +214,7 @@ impl KeyCache {
             ServerLocation::DnsSd => {
                 discovery::servers(Duration::from_secs(3)).await.into_iter().map(|s| (s.issuer, s.acceptable)).collect()
             }
+            ServerLocation::Source(_) => Vec::new(),
         };
         if candidates.is_empty() {
             return Err(FetchError::NotFound);
@@ -145,13 +222,9 @@ impl KeyCache {
         let mut last_error = FetchError::NotFound;
         for (issuer, acceptable) in candidates {
             match self.fetch_from(&issuer, &acceptable).await {
-                Ok(keys) => {
-                    tracing::debug!(issuer, keys = keys.keys.len(), "fetched the authorization server's keys");
-                    *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(keys));
-                    return Ok(());
-                }
+                Ok(keys) => return Ok(keys),
                 Err(e) => {
-                    tracing::warn!(issuer, error = %e, "could not fetch the authorization server's keys");
+                    tracing::debug!(issuer, error = %e, "could not fetch this authorization server's keys");
                     last_error = e;
                 }
             }
@@ -174,18 +247,7 @@ impl KeyCache {
         let issuer = found;
         let jwks_uri = metadata["jwks_uri"].as_str().ok_or_else(|| FetchError::Http("no jwks_uri".into()))?;
         let jwks: Value = self.get_json(jwks_uri).await.map_err(http_error)?;
-        let mut keys = HashMap::new();
-        for jwk in jwks["keys"].as_array().into_iter().flatten() {
-            // IS-10: RSA keys for RS512 signatures only.
-            let usable = jwk["kty"] == "RSA" && jwk["use"] == "sig" && (jwk["alg"] == "RS512" || jwk["alg"].is_null());
-            let (Some(kid), Some(n), Some(e)) = (jwk["kid"].as_str(), jwk["n"].as_str(), jwk["e"].as_str()) else {
-                continue;
-            };
-            if let (true, Some(key)) = (usable, rsa_key(n, e)) {
-                keys.insert(kid.to_owned(), key);
-            }
-        }
-        Ok(Keys::new(issuer, keys))
+        Ok(Keys::new(issuer, usable_keys(&jwks)))
     }
 
     async fn get_json(&self, url: &str) -> Result<Value, reqwest::Error> {

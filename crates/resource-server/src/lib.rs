@@ -24,13 +24,25 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub use crate::keys::{KeyCache, ServerLocation};
+pub use crate::keys::{FetchError, JwksFuture, KeyCache, KeySource, ServerLocation};
 pub use crate::rules::Access;
 pub use crate::tower_layer::{RequireToken, RequireTokenLayer};
 
 /// The validated claims of the request's token, for the handler (in the request extensions).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Claims(pub Value);
+
+impl Claims {
+    /// Whether the token's `scope` claim (space-separated, RFC 8693 §4.2) includes `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.0["scope"].as_str().is_some_and(|s| s.split(' ').any(|word| word == scope))
+    }
+
+    /// The client the token was issued to (`client_id`, or else `azp`).
+    pub fn client_id(&self) -> Option<&str> {
+        self.0["client_id"].as_str().or(self.0["azp"].as_str())
+    }
+}
 
 /// What to do when a token names a key the cache does not have, and the last fetch was too
 /// recent to fetch again.
@@ -196,7 +208,7 @@ impl ResourceServer {
         let result = self.decide(method, path, authorization, query).await;
         match &result {
             Ok(claims) => tracing::debug!(target: "audit", event = "nmos_request_allowed", %method, path,
-                client_id = claims.0["client_id"].as_str().or(claims.0["azp"].as_str()).unwrap_or_default(),
+                client_id = claims.client_id().unwrap_or_default(),
                 sub = claims.0["sub"].as_str().unwrap_or_default()),
             Err(denied) => tracing::info!(target: "audit", event = "nmos_request_refused", %method, path,
                 status = denied.status, reason = %denied.reason),
@@ -296,10 +308,11 @@ impl ResourceServer {
         if !for_us {
             return Err(invalid("the token is not meant for this host"));
         }
-        if claims["client_id"].as_str().or(claims["azp"].as_str()).is_none_or(str::is_empty) {
+        let claims = Claims(claims);
+        if claims.client_id().is_none_or(str::is_empty) {
             return Err(invalid("the token names no client"));
         }
-        Ok(Claims(claims))
+        Ok(claims)
     }
 
     async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<keys::Keys>, Denied> {

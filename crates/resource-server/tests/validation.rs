@@ -218,3 +218,42 @@ async fn the_grpc_interceptor_gives_handlers_the_claims() {
     assert_eq!(interceptor(forged).unwrap_err().code(), tonic::Code::Unauthenticated);
     server.task.abort();
 }
+
+/// Keys from a [`KeySource`] (not HTTP): used like fetched ones, re-read on an unknown kid,
+/// kept while the source fails; tokens from another issuer are refused.
+#[tokio::test]
+async fn a_key_source_stands_in_for_http() {
+    use nmos_auth_resource_server::{FetchError, JwksFuture, KeySource};
+    struct Source {
+        jwks: Mutex<Result<Vec<Value>, String>>,
+    }
+    impl KeySource for Source {
+        fn issuer(&self) -> &str {
+            "https://auth.studio.example"
+        }
+        fn jwks(&self) -> JwksFuture<'_> {
+            let answer = self.jwks.lock().unwrap().clone();
+            Box::pin(async move { answer.map(|keys| json!({ "keys": keys })).map_err(FetchError::Source) })
+        }
+    }
+    let (k1, k2) = (key("k1"), key("k2"));
+    let source = Arc::new(Source { jwks: Mutex::new(Ok(vec![k1.jwk.clone()])) });
+    let cache = KeyCache::new(ServerLocation::Source(source.clone()), reqwest::Client::new())
+        .with_timing(Duration::from_secs(3600), Duration::from_millis(100));
+    let rs = ResourceServer::with_cache(Arc::new(cache), Settings::new("api.studio.example"));
+    let path = "/x-nmos/registration/v1.3/resource";
+    let issuer = source.issuer();
+    assert_eq!(status(&rs, http::Method::GET, path, Some(&sign(&k1, &claims(issuer)))).await.0, 200);
+    assert_eq!(status(&rs, http::Method::GET, path, Some(&sign(&k1, &claims("https://other.example")))).await.0, 401);
+    assert_eq!(status(&rs, http::Method::GET, path, Some(&sign(&k2, &claims(issuer)))).await.0, 401);
+
+    *source.jwks.lock().unwrap() = Ok(vec![k1.jwk.clone(), k2.jwk.clone()]);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(status(&rs, http::Method::GET, path, Some(&sign(&k2, &claims(issuer)))).await.0, 200);
+
+    *source.jwks.lock().unwrap() = Err("the keys service is down".into());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(rs.keys().fetch().await.is_err());
+    assert_eq!(status(&rs, http::Method::GET, path, Some(&sign(&k1, &claims(issuer)))).await.0, 200);
+    assert!(rs.validate(&sign(&k2, &claims(issuer))).await.unwrap().has_scope("registration"));
+}
