@@ -4,6 +4,11 @@ use std::fmt;
 
 use serde_json::{Map, Value, json};
 
+/// The scope of an administrator's token: not an NMOS API, and so never in a token with one.
+/// A machine client gets it only when its policy allows ([`crate::Config::grpc_admin_tokens`]
+/// lets the services accept it from gRPC callers without a client certificate).
+pub const ADMIN_SCOPE: &str = "nmos-auth:admin";
+
 /// An NMOS API namespace, as in `/x-nmos/<api>/` and in the `x-nmos-<api>` claim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NmosApi {

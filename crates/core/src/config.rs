@@ -196,6 +196,9 @@ pub struct Config {
     pub grpc_key: Option<PathBuf>,
     /// Split deployment without mutual TLS: development only, never with untrusted neighbours.
     pub grpc_plaintext: bool,
+    /// Split deployment: whether a gRPC caller without a client certificate may authenticate
+    /// with an administrator's access token from this server (scope `nmos-auth:admin`).
+    pub grpc_admin_tokens: bool,
 }
 
 impl Default for Config {
@@ -251,6 +254,7 @@ impl Default for Config {
             grpc_cert: None,
             grpc_key: None,
             grpc_plaintext: false,
+            grpc_admin_tokens: true,
         }
     }
 }
@@ -358,6 +362,14 @@ impl Config {
         Ok(format!("{}{}", self.public_base()?, crate::AUTH_API_BASE))
     }
 
+    /// The host name of `public_url`: the `aud` of administrators' tokens, which this
+    /// server's own services accept.
+    pub fn public_host(&self) -> anyhow::Result<String> {
+        let base = self.public_base()?;
+        let url = Url::parse(&base)?;
+        Ok(url.host_str().unwrap_or_default().to_owned())
+    }
+
     /// The key that encrypts signing keys at rest.
     pub fn key_encryption_key(&self) -> anyhow::Result<crate::sealing::SealingKey> {
         let file = self.key_encryption_key_file.clone().unwrap_or_else(|| self.data_dir.join("key-encryption-key"));
@@ -388,6 +400,7 @@ mod tests {
         let c = Config::default();
         c.validate().unwrap();
         assert_eq!(c.issuer().unwrap(), "http://127.0.0.1:4999/x-nmos/auth/v1.0");
+        assert_eq!(c.public_host().unwrap(), "127.0.0.1");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod bearer;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -5,7 +5,10 @@
 //! certificate. Callers check the server's certificate against that name, not against the
 //! address they dialled, so the same certificates work on loopback, in compose and in
 //! Kubernetes. Servers require a client certificate from the CA (rustls refuses the handshake
-//! otherwise) and then [`Authorize`] lets through only the callers a method is meant for.
+//! otherwise) and then [`Authorize`] lets through only the callers a method is meant for. Where
+//! administrators' bearer tokens are accepted ([`crate::bearer`]), a caller may leave out the
+//! certificate (one from another CA still fails the handshake) and present such a token, for
+//! the methods an administrator may call.
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,6 +21,8 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::Config;
+use crate::bearer;
+use nmos_auth_resource_server::ResourceServer;
 
 /// The DNS domain of the service identities in the internal certificates.
 pub const INTERNAL_DOMAIN: &str = "nmos-auth.internal";
@@ -72,7 +77,8 @@ pub fn callers(path: &str) -> Option<&'static [Service]> {
         // Only the token issuer mints tokens.
         ("nmos.auth.v1.Keys", "Sign") => &[TokenIssuer],
         ("nmos.auth.v1.Keys", "Verify") => &[TokenIssuer, Admin],
-        ("nmos.auth.v1.Keys", "GetJwks") => &[Gateway, TokenIssuer, Admin],
+        // The public keys; the other services check administrators' tokens with them.
+        ("nmos.auth.v1.Keys", "GetJwks") => &[Gateway, TokenIssuer, Identity, ClientRegistry, Admin],
         ("nmos.auth.v1.Identity", "GetUser" | "VerifyPassword") => &[Gateway, TokenIssuer, Admin],
         ("nmos.auth.v1.Identity", _) => &[Gateway, Admin],
         ("nmos.auth.v1.ClientRegistry", "AuthenticateClient") => &[TokenIssuer],
@@ -141,11 +147,14 @@ impl InternalTls {
         InternalTls { ca, cert, key }
     }
 
-    /// Requires a client certificate from the CA.
-    pub fn server(&self) -> ServerTlsConfig {
+    /// Requires a client certificate from the CA; with `certificate_optional`, a client may
+    /// present none (and must then authenticate with a bearer token), but one it presents must
+    /// still be from the CA.
+    pub fn server(&self, certificate_optional: bool) -> ServerTlsConfig {
         ServerTlsConfig::new()
             .identity(Identity::from_pem(&self.cert, &self.key))
             .client_ca_root(Certificate::from_pem(&self.ca))
+            .client_auth_optional(certificate_optional)
     }
 
     /// Presents this service's certificate and expects `peer`'s.
@@ -159,14 +168,21 @@ impl InternalTls {
 
 /// A tower layer for a tonic server: refuses, before any handler runs, calls from peers the
 /// method is not meant for ([`callers`]). Off (everything passes) only without TLS.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct AuthorizeLayer {
     enforce: bool,
+    tokens: Option<ResourceServer>,
 }
 
 impl AuthorizeLayer {
     pub fn new(enforce: bool) -> AuthorizeLayer {
-        AuthorizeLayer { enforce }
+        AuthorizeLayer { enforce, tokens: None }
+    }
+
+    /// Also lets a caller without a certificate in with an administrator's bearer token
+    /// ([`bearer::authorize`]); the handlers find a [`bearer::TokenCaller`] in the request.
+    pub fn with_tokens(self, tokens: ResourceServer) -> AuthorizeLayer {
+        AuthorizeLayer { tokens: Some(tokens), ..self }
     }
 }
 
@@ -174,19 +190,20 @@ impl<S> tower::Layer<S> for AuthorizeLayer {
     type Service = Authorize<S>;
 
     fn layer(&self, inner: S) -> Authorize<S> {
-        Authorize { inner, enforce: self.enforce }
+        Authorize { inner, enforce: self.enforce, tokens: self.tokens.clone() }
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Authorize<S> {
     inner: S,
     enforce: bool,
+    tokens: Option<ResourceServer>,
 }
 
 impl<S> tower::Service<Request<Body>> for Authorize<S>
 where
-    S: tower::Service<Request<Body>, Response = Response<Body>>,
+    S: tower::Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
@@ -203,6 +220,25 @@ where
             return Box::pin(self.inner.call(request));
         }
         let certs = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|info| info.peer_certs());
+        if let (Some(tokens), None) = (&self.tokens, certs.as_ref().filter(|c| !c.is_empty())) {
+            let tokens = tokens.clone();
+            // The service that was made ready goes with this call; the clone waits for the next.
+            let fresh = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, fresh);
+            let mut request = request;
+            return Box::pin(async move {
+                let path = request.uri().path().to_owned();
+                let authorization =
+                    request.headers().get(tonic::codegen::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                match bearer::authorize(&tokens, &path, authorization.map(str::to_owned).as_deref()).await {
+                    Ok(caller) => {
+                        request.extensions_mut().insert(caller);
+                        inner.call(request).await
+                    }
+                    Err(status) => Ok(status.into_http()),
+                }
+            });
+        }
         match authorize(request.uri().path(), certs.as_deref().map(Vec::as_slice)) {
             Ok(()) => Box::pin(self.inner.call(request)),
             Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),

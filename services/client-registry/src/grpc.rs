@@ -38,6 +38,14 @@ fn client_to_proto(client: &Client) -> pb::Client {
     }
 }
 
+/// The caller, when an administrator's bearer token authenticated the call: its client, as an
+/// administrator, whatever the request says. Otherwise the request names the signed-in user
+/// (set by the gateway, which its certificate vouches for).
+fn token_caller<T>(request: &Request<T>) -> Option<pb::WebUser> {
+    let caller = request.extensions().get::<nmos_auth_core::bearer::TokenCaller>()?;
+    Some(pb::WebUser { username: caller.username(), admin: true })
+}
+
 fn registration_to_proto(r: Registration) -> pb::RegisterClientResponse {
     pb::RegisterClientResponse {
         client: Some(client_to_proto(&r.client)),
@@ -52,6 +60,7 @@ impl ClientRegistry for ClientRegistryService {
         &self,
         request: Request<pb::RegisterClientRequest>,
     ) -> Result<Response<pb::RegisterClientResponse>, Status> {
+        let by_token = token_caller(&request);
         let r = request.into_inner();
         let body = match r.body {
             Some(pb::register_client_request::Body::Json(bytes)) => serde_json::from_slice(&bytes).map_err(|e| {
@@ -66,7 +75,7 @@ impl ClientRegistry for ClientRegistryService {
             }
         };
         let token = (!r.initial_access_token.is_empty()).then_some(r.initial_access_token.as_str());
-        let web_user = r.registered_by.map(|u| WebUser { username: u.username, admin: u.admin });
+        let web_user = by_token.or(r.registered_by).map(|u| WebUser { username: u.username, admin: u.admin });
         let registration = self.register(&body, token, web_user.as_ref()).await?;
         Ok(Response::new(registration_to_proto(registration)))
     }
@@ -156,8 +165,9 @@ impl ClientRegistry for ClientRegistryService {
         &self,
         request: Request<pb::DeleteClientRequest>,
     ) -> Result<Response<pb::DeleteClientResponse>, Status> {
+        let by_token = token_caller(&request);
         let r = request.into_inner();
-        let user = r.requested_by.ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
+        let user = by_token.or(r.requested_by).ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
         let user = WebUser { username: user.username, admin: user.admin };
         if !self.delete(&r.client_id, &user).await? {
             return Err(Status::not_found("no such client of yours"));
@@ -166,8 +176,9 @@ impl ClientRegistry for ClientRegistryService {
     }
 
     async fn approve_client(&self, request: Request<pb::ApproveClientRequest>) -> Result<Response<pb::Client>, Status> {
+        let by_token = token_caller(&request);
         let r = request.into_inner();
-        let user = r.requested_by.ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
+        let user = by_token.or(r.requested_by).ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
         if !user.admin {
             return Err(Status::permission_denied("only administrators approve clients"));
         }
@@ -184,8 +195,9 @@ impl ClientRegistry for ClientRegistryService {
         &self,
         request: Request<pb::SetClientPolicyRequest>,
     ) -> Result<Response<pb::Client>, Status> {
+        let by_token = token_caller(&request);
         let r = request.into_inner();
-        let user = r.requested_by.ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
+        let user = by_token.or(r.requested_by).ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
         if !user.admin {
             return Err(Status::permission_denied("only administrators set client policies"));
         }

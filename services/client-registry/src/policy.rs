@@ -17,6 +17,9 @@ pub struct ClientPolicy {
     pub scope: String,
     pub permissions: BTreeMap<String, Paths>,
     pub audience: Vec<String>,
+    /// May get an administrator's token ([`nmos_auth_core::api::ADMIN_SCOPE`]).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 const MAX_PATHS: usize = 64;
@@ -41,7 +44,7 @@ impl ClientPolicy {
     /// Checks a policy from the gRPC form against the scopes this server issues.
     pub fn from_proto(policy: pb::ClientPolicy, scopes: &Scope) -> Result<ClientPolicy, String> {
         let scope = Scope::parse(&policy.scope).map_err(|e| e.to_string())?;
-        if scope.is_empty() || !scope.is_subset_of(scopes) {
+        if (scope.is_empty() && !policy.admin) || !scope.is_subset_of(scopes) {
             return Err(format!("the policy's scope must name some of \"{scopes}\""));
         }
         let mut permissions = BTreeMap::new();
@@ -63,7 +66,7 @@ impl ClientPolicy {
         if let Some(bad) = policy.audience.iter().find(|a| !valid_audience(a)) {
             return Err(format!("audience {bad:?} must be a host name or wildcard domain without port or path"));
         }
-        Ok(ClientPolicy { scope: scope.to_string(), permissions, audience: policy.audience })
+        Ok(ClientPolicy { scope: scope.to_string(), permissions, audience: policy.audience, admin: policy.admin })
     }
 
     pub fn to_proto(&self) -> pb::ClientPolicy {
@@ -75,6 +78,7 @@ impl ClientPolicy {
                 .map(|(api, p)| pb::ApiPermission { api: api.clone(), read: p.read.clone(), write: p.write.clone() })
                 .collect(),
             audience: self.audience.clone(),
+            admin: self.admin,
         }
     }
 }
@@ -88,6 +92,7 @@ mod tests {
             scope: scope.into(),
             permissions,
             audience: audience.iter().map(|a| a.to_string()).collect(),
+            admin: false,
         }
     }
 
@@ -120,5 +125,8 @@ mod tests {
         assert!(
             ClientPolicy::from_proto(policy("query", vec![], &[]), &Scope::parse("registration").unwrap()).is_err()
         );
+        // An administrator's client needs no NMOS scope.
+        let admin = pb::ClientPolicy { admin: true, ..policy("", vec![], &[]) };
+        assert!(ClientPolicy::from_proto(admin, &all).unwrap().admin);
     }
 }

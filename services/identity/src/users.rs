@@ -8,14 +8,16 @@ use tonic::Status;
 
 use crate::store::UserRecord;
 
-/// A user name: 1 to 64 characters, no whitespace or control characters.
+/// A user name: 1 to 64 characters, no whitespace, control characters or colon (which HTTP
+/// Basic credentials cannot carry, RFC 7617 §2, and which marks a machine client acting as an
+/// administrator, `client:<client_id>`, so that no user can pose as one).
 pub fn validate_username(username: &str) -> Result<(), Status> {
-    let ok =
-        (1..=64).contains(&username.chars().count()) && !username.chars().any(|c| c.is_whitespace() || c.is_control());
+    let ok = (1..=64).contains(&username.chars().count())
+        && !username.chars().any(|c| c.is_whitespace() || c.is_control() || c == ':');
     if ok {
         Ok(())
     } else {
-        Err(Status::invalid_argument("a username is 1 to 64 characters with no spaces or control characters"))
+        Err(Status::invalid_argument("a username is 1 to 64 characters with no spaces, colons or control characters"))
     }
 }
 
@@ -95,6 +97,7 @@ mod tests {
         assert!(validate_username("alice").is_ok());
         assert!(validate_username("a b").is_err());
         assert!(validate_username("").is_err());
+        assert!(validate_username("client:abc").is_err(), "the form of a machine administrator");
         assert!(validate_password("short").is_err());
     }
 }

@@ -155,6 +155,10 @@ struct ConfigArgs {
     /// Split deployment without mutual TLS (development only).
     #[arg(long, global = true, env = "NMOS_AUTH_GRPC_PLAINTEXT")]
     grpc_plaintext: Option<bool>,
+    /// Split deployment: accept an administrator's bearer token (scope nmos-auth:admin) from a
+    /// gRPC caller without a client certificate.
+    #[arg(long, global = true, env = "NMOS_AUTH_GRPC_ADMIN_TOKENS")]
+    grpc_admin_tokens: Option<bool>,
     /// Log format: text or json.
     #[arg(long, global = true, env = "NMOS_AUTH_LOG_FORMAT")]
     log_format: Option<LogFormat>,
@@ -206,7 +210,8 @@ impl ConfigArgs {
             max_body_bytes,
             log_format,
             grpc_listen,
-            grpc_plaintext
+            grpc_plaintext,
+            grpc_admin_tokens
         );
         set_some!(
             public_url,
@@ -343,7 +348,7 @@ enum StoreCommand {
     SetClientPolicy {
         client_id: String,
         /// The scopes it may get, e.g. "registration events".
-        #[arg(long, required_unless_present = "clear")]
+        #[arg(long, required_unless_present_any = ["clear", "admin"])]
         scope: Option<String>,
         /// A read path for an API, as API=PATH (repeatable), e.g. --read 'connection=*'.
         #[arg(long)]
@@ -354,8 +359,12 @@ enum StoreCommand {
         /// The aud of its tokens (repeatable), e.g. --audience '*.studio-a.example'.
         #[arg(long)]
         audience: Vec<String>,
+        /// It may also get an administrator's token (scope nmos-auth:admin, asked for on its
+        /// own), which the services' gRPC APIs accept from callers without a certificate.
+        #[arg(long)]
+        admin: bool,
         /// Go back to the server's defaults.
-        #[arg(long, conflicts_with_all = ["scope", "read", "write", "audience"])]
+        #[arg(long, conflicts_with_all = ["scope", "read", "write", "audience", "admin"])]
         clear: bool,
     },
 }
@@ -460,6 +469,7 @@ fn policy_from_args(
     read: &[String],
     write: &[String],
     audience: Vec<String>,
+    admin: bool,
 ) -> anyhow::Result<nmos_auth_proto::ClientPolicy> {
     let mut permissions: Vec<nmos_auth_proto::ApiPermission> = Vec::new();
     for (list, is_write) in [(read, false), (write, true)] {
@@ -479,7 +489,7 @@ fn policy_from_args(
             if is_write { entry.write.push(path.to_owned()) } else { entry.read.push(path.to_owned()) }
         }
     }
-    Ok(nmos_auth_proto::ClientPolicy { scope, permissions, audience })
+    Ok(nmos_auth_proto::ClientPolicy { scope, permissions, audience, admin })
 }
 
 fn rights_list(text: &str) -> anyhow::Result<Vec<(NmosApi, nmos_auth_core::Access)>> {
@@ -557,11 +567,11 @@ async fn store_command(config: Config, command: StoreCommand) -> anyhow::Result<
             anyhow::ensure!(clients.approve(&client_id, "nmos-auth admin").await?, "no pending client {client_id:?}");
             println!("approved {client_id}");
         }
-        StoreCommand::SetClientPolicy { client_id, scope, read, write, audience, clear } => {
+        StoreCommand::SetClientPolicy { client_id, scope, read, write, audience, admin, clear } => {
             let policy = match (clear, scope) {
-                (true, _) | (false, None) => None,
-                (false, Some(scope)) => {
-                    let proto = policy_from_args(scope, &read, &write, audience)?;
+                (true, _) | (false, None) if !admin => None,
+                (_, scope) => {
+                    let proto = policy_from_args(scope.unwrap_or_default(), &read, &write, audience, admin)?;
                     Some(
                         nmos_auth_client_registry::policy::ClientPolicy::from_proto(proto, clients.scopes())
                             .map_err(anyhow::Error::msg)?,

@@ -21,6 +21,7 @@ use nmos_auth_proto::keys_client::KeysClient;
 use nmos_auth_proto::keys_server::KeysServer;
 use nmos_auth_proto::token_issuer_client::TokenIssuerClient;
 use nmos_auth_proto::token_issuer_server::TokenIssuerServer;
+use nmos_auth_resource_server::ResourceServer;
 use nmos_auth_token_issuer::{Peers, TokenIssuerService};
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
@@ -87,6 +88,37 @@ fn connect_peer(
     Ok(Peer { grpc_name, channel: grpc::connect_url(url, tls.map(|t| t.client(service)))? })
 }
 
+/// The checker of administrators' bearer tokens, when they are accepted: with mutual TLS (without
+/// it nothing is checked), `grpc_admin_tokens` on, and `keys` (a channel to the keys service,
+/// where the keys that sign them are).
+fn admin_tokens(
+    config: &Config,
+    tls: Option<&InternalTls>,
+    keys: Option<GrpcChannel>,
+) -> anyhow::Result<Option<ResourceServer>> {
+    if tls.is_none() || !config.grpc_admin_tokens {
+        return Ok(None);
+    }
+    match keys {
+        Some(keys) => Ok(Some(nmos_auth_core::bearer::admin_tokens(config, keys)?)),
+        None => {
+            tracing::warn!(
+                "keys_url is not set: administrators' bearer tokens are refused; callers need a certificate"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// A channel to the keys service if `keys_url` is set (for services that need it only to
+/// check administrators' tokens).
+fn keys_channel(config: &Config, tls: Option<&InternalTls>) -> anyhow::Result<Option<GrpcChannel>> {
+    match config.keys_url {
+        Some(_) => Ok(Some(connect_peer(config, tls, Service::Keys, KeysServer::<KeysService>::NAME)?.channel)),
+        None => Ok(None),
+    }
+}
+
 /// Opens a store, waiting for the database for up to a minute (it may start after us). Other
 /// failures (a wrong key-encryption key, a bad migration) are final at once.
 async fn open_with_retry<T, F, Fut>(what: &str, open: F) -> anyhow::Result<T>
@@ -139,10 +171,12 @@ fn monitor_health(reporter: HealthReporter, grpc_name: &'static str, db: Option<
 }
 
 /// Serves one service with health checking and reflection on `grpc_listen` (mutual TLS unless
-/// `grpc_plaintext`), and health alone in plain text on `health_listen` when set.
+/// `grpc_plaintext`; administrators' bearer tokens too when `tokens` is given), and health
+/// alone in plain text on `health_listen` when set.
 async fn serve_grpc<S>(
     config: &Config,
     tls: Option<&InternalTls>,
+    tokens: Option<ResourceServer>,
     service: S,
     health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -185,14 +219,18 @@ where
     }
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
-        builder = builder.tls_config(tls.server()).context("the gRPC server's TLS settings")?;
+        builder = builder.tls_config(tls.server(tokens.is_some())).context("the gRPC server's TLS settings")?;
+    }
+    let mut authorize = AuthorizeLayer::new(tls.is_some());
+    if let Some(tokens) = tokens {
+        authorize = authorize.with_tokens(tokens);
     }
     let incoming = TcpIncoming::bind(config.grpc_listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.grpc_listen))?
         .with_nodelay(Some(true));
     tracing::info!(addr = %config.grpc_listen, service = S::NAME, mutual_tls = tls.is_some(), "serving gRPC");
     builder
-        .layer(AuthorizeLayer::new(tls.is_some()))
+        .layer(authorize)
         .layer(grpc::ServerTelemetryLayer)
         .add_service(health)
         .add_service(reflection)
@@ -222,21 +260,24 @@ pub async fn run(
             let keys = Arc::new(keys);
             keys.run_schedule();
             let server = keys.into_server();
+            let tokens = admin_tokens(&config, tls, Some(grpc::in_process(server.clone())))?;
             monitor_health(reporter, KeysServer::<KeysService>::NAME, Some(db), Vec::new());
-            serve_grpc(&config, tls, server, health, shutdown).await
+            serve_grpc(&config, tls, tokens, server, health, shutdown).await
         }
         Role::Identity => {
             let identity = open_with_retry("identity store", || IdentityService::open(&config)).await?;
             let db = Db::connect(&config.database_url("identity")).await?;
+            let tokens = admin_tokens(&config, tls, keys_channel(&config, tls)?)?;
             monitor_health(reporter, IdentityServer::<IdentityService>::NAME, Some(db), Vec::new());
-            serve_grpc(&config, tls, Arc::new(identity).into_server(), health, shutdown).await
+            serve_grpc(&config, tls, tokens, Arc::new(identity).into_server(), health, shutdown).await
         }
         Role::ClientRegistry => {
             let clients = open_with_retry("client registry store", || ClientRegistryService::open(&config)).await?;
             clients.run_housekeeping(Duration::from_secs(config.housekeeping_interval), config.housekeeping_batch);
             let db = Db::connect(&config.database_url("clients")).await?;
+            let tokens = admin_tokens(&config, tls, keys_channel(&config, tls)?)?;
             monitor_health(reporter, ClientRegistryServer::<ClientRegistryService>::NAME, Some(db), Vec::new());
-            serve_grpc(&config, tls, Arc::new(clients).into_server(), health, shutdown).await
+            serve_grpc(&config, tls, tokens, Arc::new(clients).into_server(), health, shutdown).await
         }
         Role::TokenIssuer => {
             let keys = connect_peer(&config, tls, Service::Keys, KeysServer::<KeysService>::NAME)?;
@@ -256,13 +297,14 @@ pub async fn run(
                 open_with_retry("token issuer store", || TokenIssuerService::open(&config, peers.clone())).await?;
             issuer.run_housekeeping(Duration::from_secs(config.housekeeping_interval), config.housekeeping_batch);
             let db = Db::connect(&config.database_url("tokens")).await?;
+            let tokens = admin_tokens(&config, tls, Some(keys.channel.clone()))?;
             monitor_health(
                 reporter,
                 TokenIssuerServer::<TokenIssuerService>::NAME,
                 Some(db),
                 vec![keys, clients, identity],
             );
-            serve_grpc(&config, tls, Arc::new(issuer).into_server(), health, shutdown).await
+            serve_grpc(&config, tls, tokens, Arc::new(issuer).into_server(), health, shutdown).await
         }
         Role::Gateway => {
             let peers = [

@@ -1,5 +1,6 @@
 //! The IS-10 access token claims set (IS-10 §4.4, is-10.md §1.12).
 use nmos_auth_core::Scope;
+use nmos_auth_core::api::ADMIN_SCOPE;
 use serde_json::{Map, Value, json};
 
 /// What every token carries, whoever asked for it.
@@ -9,6 +10,9 @@ pub struct TokenPolicy {
     /// Always serialised as a JSON array (IS-10 requires one).
     pub audience: Vec<String>,
     pub lifetime_secs: i64,
+    /// The `aud` of an administrator's token: this server's own host name, never the NMOS
+    /// audience.
+    pub admin_audience: String,
 }
 
 pub struct Claims {
@@ -19,21 +23,36 @@ pub struct Claims {
     pub permissions: Map<String, Value>,
     /// An `aud` for this token instead of the server's (a client's policy).
     pub audience: Option<Vec<String>>,
+    /// An administrator's token ([`ADMIN_SCOPE`], for this server's own services): no NMOS
+    /// scope or claims, and this server as its audience.
+    pub admin: bool,
+}
+
+impl Claims {
+    /// The `scope` claim.
+    pub fn scope_string(&self) -> String {
+        if self.admin { ADMIN_SCOPE.to_owned() } else { self.scope.to_string() }
+    }
 }
 
 impl TokenPolicy {
     /// The claims set as JSON, and its `jti`.
     pub fn claims_json(&self, claims: Claims, now: i64) -> (Vec<u8>, String) {
         let jti = nmos_auth_core::secret::random_token::<16>();
+        let audience = match (&claims.audience, claims.admin) {
+            (_, true) => std::slice::from_ref(&self.admin_audience),
+            (Some(audience), false) => audience.as_slice(),
+            (None, false) => self.audience.as_slice(),
+        };
         let mut object = json!({
             "iss": self.issuer,
             "sub": claims.subject,
-            "aud": claims.audience.as_ref().unwrap_or(&self.audience),
+            "aud": audience,
             "exp": now + self.lifetime_secs,
             "iat": now,
             "jti": jti,
             "client_id": claims.client_id,
-            "scope": claims.scope.to_string(),
+            "scope": claims.scope_string(),
         });
         if let Value::Object(map) = &mut object {
             map.extend(claims.permissions);
@@ -53,5 +72,6 @@ pub fn user_claims(user: &nmos_auth_proto::User, client_id: &str, requested: &Sc
         permissions: rights.claims_for(&scope),
         scope,
         audience: None,
+        admin: false,
     }
 }

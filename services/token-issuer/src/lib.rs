@@ -100,6 +100,7 @@ impl TokenIssuerService {
                 issuer: config.issuer()?,
                 audience: config.audience.clone(),
                 lifetime_secs: config.access_token_lifetime as i64,
+                admin_audience: config.public_host()?,
             },
             client_credentials_scopes: config.client_credentials_scopes()?,
             refresh_token_lifetime_secs: config.refresh_token_lifetime as i64,
@@ -179,7 +180,7 @@ impl TokenIssuerService {
         claims: claims::Claims,
     ) -> Result<Issued, OAuthError> {
         let now = nmos_auth_core::now_unix();
-        let scope = claims.scope.to_string();
+        let scope = claims.scope_string();
         let subject = claims.subject.clone();
         let (claims_json, jti) = self.policy.claims_json(claims, now);
         // Signing changes nothing in the keys service, so it may be retried.

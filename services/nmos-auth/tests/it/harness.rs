@@ -396,6 +396,27 @@ impl TestApp {
         (body["client_id"].as_str().unwrap().to_owned(), body["client_secret"].as_str().unwrap().to_owned())
     }
 
+    /// Runs `nmos-auth admin <args>` against this server's store, as an operator would.
+    pub fn admin_command(&self, args: &[&str]) {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
+        command.arg("--data-dir").arg(&self.config.data_dir).arg("admin").args(args);
+        if let Some(url) = &self.config.database_url {
+            command.env("NMOS_AUTH_DATABASE_URL", url.expose());
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A machine client whose policy allows administrators' tokens (set with the admin
+    /// command), and its credentials.
+    pub async fn admin_client(&self) -> (String, String) {
+        let (id, secret) = self.machine_client("registration").await;
+        self.admin_command(&["set-client-policy", &id, "--admin"]);
+        // The command is another process: the running registry sees the change within a second.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        (id, secret)
+    }
+
     pub async fn token(&self, client_id: &str, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
         self.http.post(self.auth_url("token")).basic_auth(client_id, Some(secret)).form(form).send().await.unwrap()
     }

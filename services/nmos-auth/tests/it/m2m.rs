@@ -6,7 +6,8 @@ use crate::harness::{Backend, TestApp, backend_tests, pyjwt_verify};
 backend_tests!(
     node_registers_and_gets_a_verifiable_token,
     requested_scope_is_narrowed_to_what_was_asked,
-    per_client_policy_shapes_the_next_token
+    per_client_policy_shapes_the_next_token,
+    an_administrators_token_is_apart_from_nmos_tokens
 );
 
 async fn node_registers_and_gets_a_verifiable_token(backend: Backend) {
@@ -156,15 +157,7 @@ async fn per_client_policy_shapes_the_next_token(backend: Backend) {
     };
     crate::harness::assert_oauth_error(ask("connection").await, 400, "invalid_scope").await;
 
-    let admin = |args: &[&str]| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
-        c.arg("--data-dir").arg(&app.config.data_dir).arg("admin").args(args);
-        if let Some(url) = &app.config.database_url {
-            c.env("NMOS_AUTH_DATABASE_URL", url.expose());
-        }
-        let out = c.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    };
+    let admin = |args: &[&str]| app.admin_command(args);
     admin(&[
         "set-client-policy",
         &id,
@@ -198,4 +191,36 @@ async fn per_client_policy_shapes_the_next_token(backend: Backend) {
     let tokens: Value = ask("registration").await.json().await.unwrap();
     let claims = app.verified_claims(&tokens).await;
     assert_eq!(claims["aud"], json!(["*.example.com", "https://*.local"]), "the server's audience again");
+}
+
+/// An administrator's token (scope `nmos-auth:admin`, for the services' gRPC APIs) goes only to
+/// a machine client whose policy allows it, only when asked for on its own, and carries this
+/// server's host as its audience and no NMOS claims: it is good at no NMOS API, and no NMOS
+/// token is good at the services.
+async fn an_administrators_token_is_apart_from_nmos_tokens(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, secret) = app.machine_client("registration").await;
+    let ask = |scope: &'static str| {
+        let (id, secret) = (id.clone(), secret.clone());
+        let app = &app;
+        async move { app.token(&id, &secret, &[("grant_type", "client_credentials"), ("scope", scope)]).await }
+    };
+    crate::harness::assert_oauth_error(ask("nmos-auth:admin").await, 400, "invalid_scope").await;
+
+    app.admin_command(&["set-client-policy", &id, "--admin"]);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    crate::harness::assert_oauth_error(ask("nmos-auth:admin registration").await, 400, "invalid_scope").await;
+    let tokens: Value = ask("nmos-auth:admin").await.json().await.unwrap();
+    assert_eq!(tokens["scope"], "nmos-auth:admin");
+    assert!(tokens.get("refresh_token").is_none());
+    let host = reqwest::Url::parse(&app.issuer()).unwrap().host_str().unwrap().to_owned();
+    let verified = pyjwt_verify(tokens["access_token"].as_str().unwrap(), &app.jwks().await, &app.issuer(), &host);
+    let claims = &verified["claims"];
+    assert_eq!(claims["aud"], json!([host]));
+    assert_eq!(claims["sub"], id.as_str());
+    assert_eq!(claims["client_id"], id.as_str());
+    let claim_names: Vec<&String> = claims.as_object().unwrap().keys().collect();
+    assert!(claim_names.iter().all(|name| !name.starts_with("x-nmos-")), "{claim_names:?}");
+    // Its policy names no NMOS scope: this client is an administrator's tool and nothing else.
+    crate::harness::assert_oauth_error(ask("registration").await, 400, "invalid_scope").await;
 }

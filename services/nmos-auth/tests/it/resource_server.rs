@@ -46,7 +46,12 @@ fn policy(scope: &str, api: &str, read: &[&str], write: &[&str]) -> ClientPolicy
         read: read.iter().map(|s| s.to_string()).collect(),
         write: write.iter().map(|s| s.to_string()).collect(),
     };
-    ClientPolicy { scope: scope.into(), permissions: BTreeMap::from([(api.to_owned(), paths)]), audience: Vec::new() }
+    ClientPolicy {
+        scope: scope.into(),
+        permissions: BTreeMap::from([(api.to_owned(), paths)]),
+        audience: Vec::new(),
+        admin: false,
+    }
 }
 
 async fn an_nmos_api_checks_real_tokens(backend: Backend) {

@@ -1,5 +1,6 @@
 //! The split deployment's own guarantees (its HTTP flows run in every other module): internal
-//! gRPC refuses peers without a certificate from the CA and callers a method is not meant for;
+//! gRPC refuses peers without a certificate from the CA and callers a method is not meant for,
+//! and lets an operator's tool in with an administrator's token instead of a certificate;
 //! a killed service is an outage the gateway answers promptly, not a hang, and it recovers by
 //! itself; the services reconnect after Postgres restarts; no acknowledged registration is lost.
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use nmos_auth_core::grpc::connect_url;
 use nmos_auth_core::mtls::Service;
 use nmos_auth_core::secret::Secret;
 use nmos_auth_proto as pb;
+use nmos_auth_proto::client_registry_client::ClientRegistryClient;
+use nmos_auth_proto::identity_client::IdentityClient;
 use nmos_auth_proto::keys_client::KeysClient;
 use nmos_auth_proto::token_issuer_client::TokenIssuerClient;
 use serde_json::{Value, json};
@@ -84,16 +87,14 @@ async fn internal_grpc_serves_only_the_callers_it_should() {
     let token = issuer_as_itself.token(pb::TokenRequest::default()).await.unwrap_err();
     assert_eq!(token.code(), tonic::Code::PermissionDenied, "only the gateway asks for tokens");
 
-    // No certificate, or one from another CA: the TLS handshake fails; nothing is served.
-    for (why, client_tls) in [
-        ("no client certificate", tls(&certs, None, Service::Keys)),
-        ("a certificate from another CA", tls(&certs, Some((other_ca.path(), "token-issuer")), Service::Keys)),
-    ] {
-        let refused = keys(client_tls).sign(sign.clone()).await.unwrap_err();
-        // The connection is refused (a transport error), not answered with a gRPC status.
-        let transport = std::error::Error::source(&refused).is_some_and(|e| e.is::<tonic::transport::Error>());
-        assert!(transport, "{why}: {refused:?}");
-    }
+    // No certificate (and no administrator's token): UNAUTHENTICATED, nothing served.
+    let refused = keys(tls(&certs, None, Service::Keys)).sign(sign.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    // A certificate from another CA: the TLS handshake fails, a transport error rather than
+    // a gRPC status.
+    let refused =
+        keys(tls(&certs, Some((other_ca.path(), "token-issuer")), Service::Keys)).sign(sign).await.unwrap_err();
+    assert!(is_transport_error(&refused), "a certificate from another CA: {refused:?}");
     // Without TLS at all.
     let plain = KeysClient::new(connect_url(&keys_url.replace("https://", "http://"), None).unwrap())
         .get_jwks(pb::GetJwksRequest {})
@@ -103,6 +104,126 @@ async fn internal_grpc_serves_only_the_callers_it_should() {
     let wrong_name =
         keys(tls(&certs, Some((&certs, "gateway")), Service::Identity)).get_jwks(pb::GetJwksRequest {}).await;
     assert!(wrong_name.is_err(), "the keys service cannot pose as the identity service");
+}
+
+/// Whether the call failed in the connection (a refused TLS handshake, say), not with a status
+/// the server sent.
+fn is_transport_error(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some_and(|e| e.is::<tonic::transport::Error>())
+}
+
+/// `message` with `authorization: <value>` in its metadata.
+fn with_authorization<T>(value: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", value.parse().unwrap());
+    request
+}
+
+/// An operator's tool outside the deployment, with no client certificate: an administrator's
+/// token from this server lets it call what an administrator may, on every service, as its own
+/// client whatever the request says; not what no administrator may (signing, minting tokens).
+/// An NMOS token, a tampered or garbled token, or none, is refused; and with
+/// `grpc_admin_tokens = false` a caller without a certificate is not even served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrators_token_stands_in_for_a_certificate() {
+    let app = TestApp::spawn(Backend::Split).await;
+    let certs = app.dir.path().join("certs");
+    let token = |(id, secret): (String, String), scope: &'static str| {
+        let app = &app;
+        async move {
+            let form = [("grant_type", "client_credentials"), ("scope", scope)];
+            let body: Value = app.token(&id, &secret, &form).await.json().await.unwrap();
+            format!("Bearer {}", body["access_token"].as_str().unwrap_or_else(|| panic!("{body}")))
+        }
+    };
+    let (admin_id, admin_secret) = app.admin_client().await;
+    let admin = token((admin_id.clone(), admin_secret), "nmos-auth:admin").await;
+    let node = app.machine_client("registration").await;
+    let node_id = node.0.clone();
+    let nmos = token(node.clone(), "registration").await;
+    let channel =
+        |url: &Option<String>, service| connect_url(url.as_deref().unwrap(), Some(tls(&certs, None, service))).unwrap();
+    let mut clients = ClientRegistryClient::new(channel(&app.config.client_registry_url, Service::ClientRegistry));
+    let mut identity = IdentityClient::new(channel(&app.config.identity_url, Service::Identity));
+    let mut keys = KeysClient::new(channel(&app.config.keys_url, Service::Keys));
+    let mut issuer = TokenIssuerClient::new(channel(&app.config.token_issuer_url, Service::TokenIssuer));
+
+    // What an administrator may call, on each service.
+    let listed = clients.list_clients(with_authorization(&admin, pb::ListClientsRequest::default())).await.unwrap();
+    assert!(listed.get_ref().clients.iter().any(|c| c.client_id == node_id));
+    identity.list_users(with_authorization(&admin, pb::ListUsersRequest {})).await.unwrap();
+    let jwks = keys.get_jwks(with_authorization(&admin, pb::GetJwksRequest {})).await.unwrap();
+    assert!(!jwks.get_ref().keys.is_empty());
+    let introspect = pb::IntrospectRequest::default();
+    let introspected = issuer.introspect(with_authorization(&admin, introspect)).await;
+    assert_ne!(introspected.map_err(|s| s.code()).err(), Some(tonic::Code::PermissionDenied));
+    let mut health = HealthClient::new(channel(&app.config.identity_url, Service::Identity));
+    let check = HealthCheckRequest { service: "nmos.auth.v1.Identity".into() };
+    assert!(health.check(with_authorization(&admin, check)).await.is_ok());
+
+    // The caller is the token's client, whatever the request says: bob is no administrator,
+    // yet the change is made, and recorded as the client's. (The policy gives the node's tokens
+    // this server's host as their audience, for the refusal below.)
+    let host = reqwest::Url::parse(&app.issuer()).unwrap().host_str().unwrap().to_owned();
+    let set = pb::SetClientPolicyRequest {
+        client_id: node_id.clone(),
+        policy: Some(pb::ClientPolicy { scope: "registration".into(), audience: vec![host], ..Default::default() }),
+        requested_by: Some(pb::WebUser { username: "bob".into(), admin: false }),
+    };
+    let updated = clients.set_client_policy(with_authorization(&admin, set)).await.unwrap().into_inner();
+    assert_eq!(updated.policy.unwrap().scope, "registration");
+    let logs = app.deployment_logs();
+    let audit = logs.lines().find(|l| l.contains("client_policy_set")).expect("the policy change is audited");
+    assert!(audit.contains(&format!("client:{admin_id}")) && !audit.contains("bob"), "{audit}");
+    assert!(!logs.contains(admin.trim_start_matches("Bearer ")), "no token in the logs");
+
+    // What no administrator may call.
+    let sign = pb::SignRequest { claims_json: br#"{"sub":"nobody"}"#.to_vec() };
+    let denied = keys.sign(with_authorization(&admin, sign.clone())).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let denied = issuer.token(with_authorization(&admin, pb::TokenRequest::default())).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+
+    // An NMOS token is for NMOS APIs, not this server ...
+    let denied = clients.list_clients(with_authorization(&nmos, pb::ListClientsRequest::default())).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::Unauthenticated, "{denied:?}");
+    assert!(denied.message().contains("not meant for this host"), "{denied:?}");
+    // ... and even one whose audience names this server is no administrator's token.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let nmos = token(node, "registration").await;
+    let denied = clients.list_clients(with_authorization(&nmos, pb::ListClientsRequest::default())).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    assert!(denied.message().contains("nmos-auth:admin"), "{denied:?}");
+
+    // Tampered with (another client named, the signature kept), garbled, another scheme, none.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = admin.trim_start_matches("Bearer ").split('.').collect();
+    let mut claims: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    claims["client_id"] = json!(node_id);
+    let tampered = format!("Bearer {}.{}.{}", parts[0], b64.encode(claims.to_string()), parts[2]);
+    for (why, authorization) in [
+        ("tampered", Some(tampered.as_str())),
+        ("garbled", Some("Bearer not-a-token")),
+        ("basic", Some("Basic YWRtaW46YWRtaW4=")),
+        ("none", None),
+    ] {
+        let request = match authorization {
+            Some(value) => with_authorization(value, pb::ListUsersRequest {}),
+            None => tonic::Request::new(pb::ListUsersRequest {}),
+        };
+        let refused = identity.list_users(request).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{why}: {refused:?}");
+    }
+    drop(app);
+
+    // Turned off: a caller without a certificate fails the TLS handshake.
+    let app = TestApp::spawn_split_with_env(&[("NMOS_AUTH_GRPC_ADMIN_TOKENS", "false")]).await;
+    let certs = app.dir.path().join("certs");
+    let channel = connect_url(app.config.keys_url.as_deref().unwrap(), Some(tls(&certs, None, Service::Keys))).unwrap();
+    let refused =
+        KeysClient::new(channel).get_jwks(with_authorization(&admin, pb::GetJwksRequest {})).await.unwrap_err();
+    assert!(is_transport_error(&refused), "{refused:?}");
 }
 
 /// What one token or registration request got, and how long it took.

@@ -2,6 +2,7 @@
 //! The scopes it may carry are limited by an allow-list (BCP-003-02: registration, events),
 //! or by the client's own policy, which an administrator sets along with the path lists of
 //! its claims and its tokens' audience.
+use nmos_auth_core::api::ADMIN_SCOPE;
 use nmos_auth_core::{Access, AccessRights, ErrorCode, NmosApi, OAuthError, Scope};
 use nmos_auth_proto as pb;
 use serde_json::{Map, Value, json};
@@ -28,6 +29,9 @@ pub fn authorize(client: &pb::Client, params: &Params, default_allowed: &Scope) 
             ErrorCode::UnauthorizedClient,
             "this client is not registered for the client_credentials grant",
         ));
+    }
+    if let Some(requested) = params.get("scope").filter(|s| s.split(' ').any(|word| word == ADMIN_SCOPE)) {
+        return administrator(client, requested);
     }
     let registered = Scope::parse(&client.scope).map_err(OAuthError::internal)?;
     let scope = match params.get("scope") {
@@ -72,7 +76,39 @@ pub fn authorize(client: &pb::Client, params: &Params, default_allowed: &Scope) 
         }
     }
     let audience = policy.map(|p| p.audience.clone()).filter(|a| !a.is_empty());
-    let claims =
-        Claims { subject: client.client_id.clone(), client_id: client.client_id.clone(), scope, permissions, audience };
+    let claims = Claims {
+        subject: client.client_id.clone(),
+        client_id: client.client_id.clone(),
+        scope,
+        permissions,
+        audience,
+        admin: false,
+    };
+    Ok(Grant { claims, refresh: None })
+}
+
+/// An administrator's token, for a client whose policy allows it: asked for on its own, so
+/// that no token is good both at this server's services and at an NMOS API.
+fn administrator(client: &pb::Client, requested: &str) -> Result<Grant, OAuthError> {
+    if requested.split(' ').any(|word| !word.is_empty() && word != ADMIN_SCOPE) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            format!("{ADMIN_SCOPE} is requested on its own, without NMOS API scopes"),
+        ));
+    }
+    if !client.policy.as_ref().is_some_and(|p| p.admin) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            format!("this client may not get the scope {ADMIN_SCOPE}"),
+        ));
+    }
+    let claims = Claims {
+        subject: client.client_id.clone(),
+        client_id: client.client_id.clone(),
+        scope: Scope::default(),
+        permissions: Map::new(),
+        audience: None,
+        admin: true,
+    };
     Ok(Grant { claims, refresh: None })
 }
