@@ -344,9 +344,27 @@ impl ResourceServer {
         }
     }
 
-    /// A tonic interceptor: checks the `authorization` metadata of every call (gRPC paths are
-    /// not NMOS paths, so only the token itself is checked) and puts the [`Claims`] in the
-    /// request extensions. Blocks its thread for the check (keys are cached, so that is a
+    /// Checks a gRPC call's `authorization` metadata value: the token itself (gRPC paths are not
+    /// NMOS paths), the required scope left to the caller ([`Claims::has_scope`]). `Ok(None)`
+    /// when checking is off. The async form of [`ResourceServer::interceptor`], for a tower
+    /// layer in front of a tonic server; refusals are `UNAUTHENTICATED`, or `UNAVAILABLE` while
+    /// the keys cannot be had.
+    pub async fn check_grpc(&self, authorization: Option<&str>) -> Result<Option<Claims>, tonic::Status> {
+        if !self.settings.enabled {
+            return Ok(None);
+        }
+        let Some(token) = ResourceServer::token(authorization, None) else {
+            return Err(tonic::Status::unauthenticated("no access token"));
+        };
+        match self.validate(&token).await {
+            Ok(claims) => Ok(Some(claims)),
+            Err(denied) if denied.status == 503 => Err(tonic::Status::unavailable(denied.reason)),
+            Err(denied) => Err(tonic::Status::unauthenticated(denied.reason)),
+        }
+    }
+
+    /// A tonic interceptor: checks the `authorization` metadata of every call with
+    /// [`ResourceServer::check_grpc`] and puts the [`Claims`] in the request extensions. Blocks its thread for the check (keys are cached, so that is a
     /// signature verification except on a key fetch), so it needs Tokio's multi-thread runtime;
     /// on any other it refuses every call (UNAVAILABLE) rather than stall the runtime.
     pub fn interceptor(&self) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
@@ -357,25 +375,22 @@ impl ResourceServer {
             }
             let authorization =
                 request.metadata().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let Some(token) = ResourceServer::token(authorization.as_deref(), None).map(|t| t.into_owned()) else {
+            if authorization.is_none() {
                 return Err(tonic::Status::unauthenticated("no access token"));
-            };
+            }
             let multi_thread = tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
             if !multi_thread {
                 tracing::error!("the token interceptor needs the multi-thread Tokio runtime");
                 return Err(tonic::Status::unavailable("token checks are not available"));
             }
-            let validated =
-                tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(server.validate(&token)));
-            match validated {
-                Ok(claims) => {
-                    request.extensions_mut().insert(claims);
-                    Ok(request)
-                }
-                Err(denied) if denied.status == 503 => Err(tonic::Status::unavailable(denied.reason)),
-                Err(denied) => Err(tonic::Status::unauthenticated(denied.reason)),
+            let checked = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(server.check_grpc(authorization.as_deref()))
+            });
+            if let Some(claims) = checked? {
+                request.extensions_mut().insert(claims);
             }
+            Ok(request)
         }
     }
 }
