@@ -145,13 +145,13 @@ struct TsigKey {
 
 impl TsigKey {
     /// RFC 8945 §4.3.3: the TSIG variables that follow the message in the MAC input.
-    fn variables(&self, time_signed: u64, error: u16, other: &[u8], out: &mut Vec<u8>) {
+    fn variables(&self, time_signed: u64, fudge: u16, error: u16, other: &[u8], out: &mut Vec<u8>) {
         self.name.lowercase().write(out);
         out.extend_from_slice(&CLASS_ANY.to_be_bytes());
         out.extend_from_slice(&0u32.to_be_bytes());
         self.algorithm.name().write(out);
         out.extend_from_slice(&time_signed.to_be_bytes()[2..]);
-        out.extend_from_slice(&FUDGE.to_be_bytes());
+        out.extend_from_slice(&fudge.to_be_bytes());
         out.extend_from_slice(&error.to_be_bytes());
         out.extend_from_slice(&(other.len() as u16).to_be_bytes());
         out.extend_from_slice(other);
@@ -160,7 +160,7 @@ impl TsigKey {
     /// Appends a TSIG record to `message` (whose additional count is 0) and returns the MAC.
     fn sign(&self, message: &mut Vec<u8>, time_signed: u64) -> Vec<u8> {
         let mut input = message.clone();
-        self.variables(time_signed, 0, &[], &mut input);
+        self.variables(time_signed, FUDGE, 0, &[], &mut input);
         let mac = hmac::sign(&self.key, &input).as_ref().to_vec();
         let mut rdata = self.algorithm.name().wire();
         rdata.extend_from_slice(&time_signed.to_be_bytes()[2..]);
@@ -386,8 +386,13 @@ impl DnsUpdater {
     }
 
     /// The reply must answer our id, be signed with our key over our request's MAC (RFC 8945
-    /// §5.3), and say NOERROR.
+    /// §5.3) at a time within its fudge of our clock (§5.4.3), and say NOERROR.
     fn check_reply(&self, reply: &[u8], id: [u8; 2], request_mac: &[u8]) -> anyhow::Result<()> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        self.check_reply_at(reply, id, request_mac, now)
+    }
+
+    fn check_reply_at(&self, reply: &[u8], id: [u8; 2], request_mac: &[u8], now: u64) -> anyhow::Result<()> {
         let mut r = Reader { buf: reply, pos: 0 };
         let header = r.take(12)?.to_vec();
         ensure!(header[0..2] == id, "a DNS reply to another request");
@@ -420,7 +425,7 @@ impl DnsUpdater {
         ensure!(r.pos + rdlength == reply.len(), "data after the DNS reply's TSIG record");
         let algorithm = r.name()?;
         let time_signed = r.u48()?;
-        let _fudge = r.u16()?;
+        let fudge = r.u16()?;
         let mac_len = r.u16()?;
         let mac = r.take(usize::from(mac_len))?.to_vec();
         let original_id = r.take(2)?.to_vec();
@@ -438,9 +443,15 @@ impl DnsUpdater {
         let mut unsigned = reply[..tsig_start].to_vec();
         unsigned[10..12].copy_from_slice(&(counts[3] - 1).to_be_bytes());
         input.extend_from_slice(&unsigned);
-        self.key.variables(time_signed, error, &other, &mut input);
+        self.key.variables(time_signed, fudge, error, &other, &mut input);
         hmac::verify(&self.key.key, &input, &mac)
             .map_err(|_| anyhow::anyhow!("the DNS reply's TSIG signature does not verify"))?;
+        // A genuine reply replayed later (or a clock far off) is not proof of this update.
+        ensure!(
+            now.abs_diff(time_signed) <= u64::from(fudge),
+            "the DNS reply's TSIG time is {} s from this clock, beyond its fudge of {fudge} s",
+            now.abs_diff(time_signed)
+        );
         ensure!(rcode == 0, "the DNS server {server} refused the update: {}", rcode_name(rcode));
         Ok(())
     }
@@ -485,5 +496,49 @@ mod tests {
         signed[11] = 1;
         signed.extend_from_slice(b"\x05plant\x07example\x00\x00\x06\x00\x01\x09nmos-auth\x00\x00\xfa");
         assert!(updater.check_reply(&signed, id, b"mac").is_err());
+    }
+
+    /// A NOERROR reply signed over our request's MAC at `time_signed` with `fudge`.
+    fn signed_reply(updater: &DnsUpdater, id: [u8; 2], request_mac: &[u8], time_signed: u64, fudge: u16) -> Vec<u8> {
+        let mut reply = vec![id[0], id[1], 0xA8, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut input = (request_mac.len() as u16).to_be_bytes().to_vec();
+        input.extend_from_slice(request_mac);
+        input.extend_from_slice(&reply);
+        updater.key.variables(time_signed, fudge, 0, &[], &mut input);
+        let mac = hmac::sign(&updater.key.key, &input).as_ref().to_vec();
+        let mut rdata = updater.key.algorithm.name().wire();
+        rdata.extend_from_slice(&time_signed.to_be_bytes()[2..]);
+        rdata.extend_from_slice(&fudge.to_be_bytes());
+        rdata.extend_from_slice(&(mac.len() as u16).to_be_bytes());
+        rdata.extend_from_slice(&mac);
+        rdata.extend_from_slice(&id);
+        rdata.extend_from_slice(&[0, 0, 0, 0]);
+        let key = &updater.key;
+        Record { name: key.name.clone(), rtype: TYPE_TSIG, class: CLASS_ANY, ttl: 0, rdata }.write(&mut reply);
+        reply[10..12].copy_from_slice(&1u16.to_be_bytes());
+        reply
+    }
+
+    #[test]
+    fn a_signed_reply_counts_only_within_its_time_window() {
+        let config = Config {
+            dns_sd_update_server: Some("127.0.0.1:53".parse().unwrap()),
+            dns_sd_domain: Some("plant.example".into()),
+            dns_sd_tsig_key: Some("nmos-auth".into()),
+            dns_sd_tsig_secret: Some(nmos_auth_core::secret::Secret::new("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0")),
+            ..Config::default()
+        };
+        let updater = DnsUpdater::from_config(&config).unwrap().unwrap();
+        let (id, mac, now) = ([0x12, 0x34], b"request-mac".as_slice(), 1_800_000_000);
+        updater.check_reply_at(&signed_reply(&updater, id, mac, now - 30, 300), id, mac, now).unwrap();
+        // The server's own fudge is what is signed and what bounds the window.
+        updater.check_reply_at(&signed_reply(&updater, id, mac, now + 50, 60), id, mac, now).unwrap();
+        let stale = updater.check_reply_at(&signed_reply(&updater, id, mac, now - 301, 300), id, mac, now);
+        assert!(stale.unwrap_err().to_string().contains("beyond its fudge"));
+        let early = updater.check_reply_at(&signed_reply(&updater, id, mac, now + 61, 60), id, mac, now);
+        assert!(early.is_err());
+        // Signed over another request's MAC: no proof of this one.
+        let other = signed_reply(&updater, id, b"another-mac", now, 300);
+        assert!(updater.check_reply_at(&other, id, mac, now).unwrap_err().to_string().contains("does not verify"));
     }
 }
