@@ -471,8 +471,8 @@ mod tests {
         assert!(Name::parse(&"a".repeat(64)).is_err());
     }
 
-    #[test]
-    fn replies_that_prove_nothing_are_refused() {
+    /// An updater with a test key for plant.example.
+    fn updater() -> DnsUpdater {
         let config = Config {
             dns_sd_update_server: Some("127.0.0.1:53".parse().unwrap()),
             dns_sd_domain: Some("plant.example".into()),
@@ -480,7 +480,12 @@ mod tests {
             dns_sd_tsig_secret: Some(nmos_auth_core::secret::Secret::new("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0")),
             ..Config::default()
         };
-        let updater = DnsUpdater::from_config(&config).unwrap().unwrap();
+        DnsUpdater::from_config(&config).unwrap().unwrap()
+    }
+
+    #[test]
+    fn replies_that_prove_nothing_are_refused() {
+        let updater = updater();
         let id = [0x12, 0x34];
         // Truncated, another id, an unsigned NOERROR, and an unsigned refusal.
         assert!(updater.check_reply(&[0x12], id, b"mac").is_err());
@@ -521,14 +526,7 @@ mod tests {
 
     #[test]
     fn a_signed_reply_counts_only_within_its_time_window() {
-        let config = Config {
-            dns_sd_update_server: Some("127.0.0.1:53".parse().unwrap()),
-            dns_sd_domain: Some("plant.example".into()),
-            dns_sd_tsig_key: Some("nmos-auth".into()),
-            dns_sd_tsig_secret: Some(nmos_auth_core::secret::Secret::new("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0")),
-            ..Config::default()
-        };
-        let updater = DnsUpdater::from_config(&config).unwrap().unwrap();
+        let updater = updater();
         let (id, mac, now) = ([0x12, 0x34], b"request-mac".as_slice(), 1_800_000_000);
         updater.check_reply_at(&signed_reply(&updater, id, mac, now - 30, 300), id, mac, now).unwrap();
         // The server's own fudge is what is signed and what bounds the window.
