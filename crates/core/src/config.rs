@@ -197,7 +197,9 @@ pub struct Config {
     /// Split deployment without mutual TLS: development only, never with untrusted neighbours.
     pub grpc_plaintext: bool,
     /// Split deployment: whether a gRPC caller without a client certificate may authenticate
-    /// with an administrator's access token from this server (scope `nmos-auth:admin`).
+    /// with an administrator's access token from this server (scope `nmos-auth:admin`). Off by
+    /// default: on, every service's TLS handshake lets certificate-less callers as far as the
+    /// token check.
     pub grpc_admin_tokens: bool,
 }
 
@@ -254,7 +256,7 @@ impl Default for Config {
             grpc_cert: None,
             grpc_key: None,
             grpc_plaintext: false,
-            grpc_admin_tokens: true,
+            grpc_admin_tokens: false,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! the methods an administrator may call.
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use anyhow::Context as _;
@@ -21,8 +22,7 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::Config;
-use crate::bearer;
-use nmos_auth_resource_server::ResourceServer;
+use crate::bearer::AdminTokens;
 
 /// The DNS domain of the service identities in the internal certificates.
 pub const INTERNAL_DOMAIN: &str = "nmos-auth.internal";
@@ -82,7 +82,8 @@ pub fn callers(path: &str) -> Option<&'static [Service]> {
         ("nmos.auth.v1.Identity", "GetUser" | "VerifyPassword") => &[Gateway, TokenIssuer, Admin],
         ("nmos.auth.v1.Identity", _) => &[Gateway, Admin],
         ("nmos.auth.v1.ClientRegistry", "AuthenticateClient") => &[TokenIssuer],
-        ("nmos.auth.v1.ClientRegistry", "GetClient") => &[Gateway, TokenIssuer, Admin],
+        // The other services ask whether an administrator's token's client is still one.
+        ("nmos.auth.v1.ClientRegistry", "GetClient") => &[Gateway, TokenIssuer, Keys, Identity, Admin],
         ("nmos.auth.v1.ClientRegistry", _) => &[Gateway, Admin],
         ("nmos.auth.v1.TokenIssuer", "Token" | "Authorize") => &[Gateway],
         ("nmos.auth.v1.TokenIssuer", _) => &[Gateway, Admin],
@@ -171,7 +172,7 @@ impl InternalTls {
 #[derive(Clone)]
 pub struct AuthorizeLayer {
     enforce: bool,
-    tokens: Option<ResourceServer>,
+    tokens: Option<Arc<AdminTokens>>,
 }
 
 impl AuthorizeLayer {
@@ -180,8 +181,9 @@ impl AuthorizeLayer {
     }
 
     /// Also lets a caller without a certificate in with an administrator's bearer token
-    /// ([`bearer::authorize`]); the handlers find a [`bearer::TokenCaller`] in the request.
-    pub fn with_tokens(self, tokens: ResourceServer) -> AuthorizeLayer {
+    /// ([`AdminTokens::authorize`]); the handlers find a [`crate::bearer::TokenCaller`] in the
+    /// request.
+    pub fn with_tokens(self, tokens: Arc<AdminTokens>) -> AuthorizeLayer {
         AuthorizeLayer { tokens: Some(tokens), ..self }
     }
 }
@@ -198,7 +200,7 @@ impl<S> tower::Layer<S> for AuthorizeLayer {
 pub struct Authorize<S> {
     inner: S,
     enforce: bool,
-    tokens: Option<ResourceServer>,
+    tokens: Option<Arc<AdminTokens>>,
 }
 
 impl<S> tower::Service<Request<Body>> for Authorize<S>
@@ -219,7 +221,9 @@ where
         if !self.enforce {
             return Box::pin(self.inner.call(request));
         }
-        let certs = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|info| info.peer_certs());
+        let connection = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
+        let peer = connection.and_then(|info| info.get_ref().remote_addr());
+        let certs = connection.and_then(|info| info.peer_certs());
         if let (Some(tokens), None) = (&self.tokens, certs.as_ref().filter(|c| !c.is_empty())) {
             let tokens = tokens.clone();
             // The service that was made ready goes with this call; the clone waits for the next.
@@ -230,7 +234,7 @@ where
                 let path = request.uri().path().to_owned();
                 let authorization =
                     request.headers().get(tonic::codegen::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-                match bearer::authorize(&tokens, &path, authorization.map(str::to_owned).as_deref()).await {
+                match tokens.authorize(&path, authorization.map(str::to_owned).as_deref(), peer).await {
                     Ok(caller) => {
                         request.extensions_mut().insert(caller);
                         inner.call(request).await

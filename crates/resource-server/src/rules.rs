@@ -6,6 +6,11 @@ use serde_json::Value;
 /// or port in the entry is ignored.
 pub fn audience_matches(pattern: &str, host: &str) -> bool {
     let pattern = pattern.split("://").last().unwrap_or(pattern);
+    // An IPv6 literal (`[::1]`, with or without brackets on either side) matches only itself.
+    if let Some(literal) = pattern.strip_prefix('[') {
+        let literal = literal.split(']').next().unwrap_or_default();
+        return literal.eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']'));
+    }
     let pattern = pattern.split(['/', ':']).next().unwrap_or(pattern).trim_end_matches('.');
     let host = host.trim_end_matches('.');
     if pattern == "*" {
@@ -144,6 +149,10 @@ mod tests {
         assert!(!audience_matches("*.example.com", "example.com"));
         assert!(!audience_matches("*.example.org", "node-1.example.com"));
         assert!(audience_matches("Node-1.Example.com", "node-1.example.com"));
+        assert!(audience_matches("[::1]", "[::1]"));
+        assert!(audience_matches("https://[fd00::1]:443", "fd00::1"));
+        assert!(!audience_matches("[::1]", "[::2]"));
+        assert!(!audience_matches("[::1]", "localhost"));
     }
 
     #[test]

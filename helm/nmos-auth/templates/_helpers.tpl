@@ -25,12 +25,13 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/*
 The services: their values key, and which components call their gRPC API (for the
-NetworkPolicies; the services themselves refuse other callers by certificate as well).
+NetworkPolicies; the services themselves refuse other callers by certificate as well). Keys and
+client-registry are also called by the services that check administrators' tokens.
 */}}
 {{- define "nmos-auth.components" -}}
-keys: {values: keys, callers: [token-issuer, gateway]}
+keys: {values: keys, callers: [token-issuer, gateway, identity, client-registry]}
 identity: {values: identity, callers: [gateway, token-issuer]}
-client-registry: {values: clientRegistry, callers: [gateway, token-issuer]}
+client-registry: {values: clientRegistry, callers: [gateway, token-issuer, keys, identity]}
 token-issuer: {values: tokenIssuer, callers: [gateway]}
 gateway: {values: gateway, callers: []}
 {{- end -}}

@@ -196,6 +196,7 @@ impl ClientRegistry for ClientRegistryService {
         request: Request<pb::SetClientPolicyRequest>,
     ) -> Result<Response<pb::Client>, Status> {
         let by_token = token_caller(&request);
+        let by_token_caller = by_token.is_some();
         let r = request.into_inner();
         let user = by_token.or(r.requested_by).ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
         if !user.admin {
@@ -206,6 +207,12 @@ impl ClientRegistry for ClientRegistryService {
             .map(|p| ClientPolicy::from_proto(p, self.scopes()))
             .transpose()
             .map_err(Status::invalid_argument)?;
+        // Else one leaked administrator's token could outlive its client by minting another.
+        if by_token_caller && policy.as_ref().is_some_and(|p| p.admin) {
+            return Err(Status::permission_denied(
+                "an administrator's token cannot make another administrator's client: use the admin certificate or                  `nmos-auth admin set-client-policy --admin`",
+            ));
+        }
         if !self.set_policy(&r.client_id, policy, &user.username).await? {
             return Err(Status::not_found("no such client"));
         }

@@ -459,7 +459,11 @@ impl ClientRegistryService {
         by: &str,
     ) -> Result<bool, OAuthError> {
         let json = policy.as_ref().map(serde_json::to_string).transpose().map_err(OAuthError::internal)?;
-        let updated = self.store.set_policy(client_id, json.as_deref()).await.map_err(OAuthError::internal)?;
+        // An administrator's client is managed by administrators: its RFC 7592 registration
+        // access token (perhaps kept on a device) would otherwise fetch a new secret, and so
+        // administrators' tokens.
+        let admin = policy.as_ref().is_some_and(|p| p.admin);
+        let updated = self.store.set_policy(client_id, json.as_deref(), admin).await.map_err(OAuthError::internal)?;
         if updated {
             self.cache.forget(client_id);
             tracing::info!(target: "audit", event = "client_policy_set", client_id, by, policy = ?policy, "client policy changed");

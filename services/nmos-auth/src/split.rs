@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use nmos_auth_client_registry::ClientRegistryService;
 use nmos_auth_core::Config;
+use nmos_auth_core::bearer::AdminTokens;
 use nmos_auth_core::db::Db;
 use nmos_auth_core::grpc::{self, GrpcChannel};
 use nmos_auth_core::mtls::{AuthorizeLayer, InternalTls, Service};
@@ -21,7 +22,6 @@ use nmos_auth_proto::keys_client::KeysClient;
 use nmos_auth_proto::keys_server::KeysServer;
 use nmos_auth_proto::token_issuer_client::TokenIssuerClient;
 use nmos_auth_proto::token_issuer_server::TokenIssuerServer;
-use nmos_auth_resource_server::ResourceServer;
 use nmos_auth_token_issuer::{Peers, TokenIssuerService};
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
@@ -89,34 +89,44 @@ fn connect_peer(
 }
 
 /// The checker of administrators' bearer tokens, when they are accepted: with mutual TLS (without
-/// it nothing is checked), `grpc_admin_tokens` on, and `keys` (a channel to the keys service,
-/// where the keys that sign them are).
+/// it nothing is checked), `grpc_admin_tokens` on, `keys` (a channel to the keys service, where
+/// the keys that sign them are) and `clients` (to the client registry, which says whether a
+/// token's client is still an administrator's).
 fn admin_tokens(
     config: &Config,
     tls: Option<&InternalTls>,
     keys: Option<GrpcChannel>,
-) -> anyhow::Result<Option<ResourceServer>> {
+    clients: Option<GrpcChannel>,
+) -> anyhow::Result<Option<Arc<AdminTokens>>> {
     if tls.is_none() || !config.grpc_admin_tokens {
         return Ok(None);
     }
-    match keys {
-        Some(keys) => Ok(Some(nmos_auth_core::bearer::admin_tokens(config, keys)?)),
-        None => {
+    match (keys, clients) {
+        (Some(keys), Some(clients)) => Ok(Some(Arc::new(nmos_auth_core::bearer::admin_tokens(config, keys, clients)?))),
+        _ => {
             tracing::warn!(
-                "keys_url is not set: administrators' bearer tokens are refused; callers need a certificate"
+                "grpc_admin_tokens needs keys_url and client_registry_url: administrators' tokens are refused, \
+                 callers need a certificate"
             );
             Ok(None)
         }
     }
 }
 
-/// A channel to the keys service if `keys_url` is set (for services that need it only to
-/// check administrators' tokens).
-fn keys_channel(config: &Config, tls: Option<&InternalTls>) -> anyhow::Result<Option<GrpcChannel>> {
-    match config.keys_url {
-        Some(_) => Ok(Some(connect_peer(config, tls, Service::Keys, KeysServer::<KeysService>::NAME)?.channel)),
-        None => Ok(None),
+/// A channel to the keys service or the client registry if its URL is set (for services that
+/// need it only to check administrators' tokens).
+fn optional_peer(config: &Config, tls: Option<&InternalTls>, service: Service) -> anyhow::Result<Option<GrpcChannel>> {
+    let (set, name) = match service {
+        Service::Keys => (config.keys_url.is_some(), KeysServer::<KeysService>::NAME),
+        Service::ClientRegistry => {
+            (config.client_registry_url.is_some(), ClientRegistryServer::<ClientRegistryService>::NAME)
+        }
+        _ => (false, ""),
+    };
+    if !set {
+        return Ok(None);
     }
+    Ok(Some(connect_peer(config, tls, service, name)?.channel))
 }
 
 /// Opens a store, waiting for the database for up to a minute (it may start after us). Other
@@ -176,7 +186,7 @@ fn monitor_health(reporter: HealthReporter, grpc_name: &'static str, db: Option<
 async fn serve_grpc<S>(
     config: &Config,
     tls: Option<&InternalTls>,
-    tokens: Option<ResourceServer>,
+    tokens: Option<Arc<AdminTokens>>,
     service: S,
     health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -260,14 +270,16 @@ pub async fn run(
             let keys = Arc::new(keys);
             keys.run_schedule();
             let server = keys.into_server();
-            let tokens = admin_tokens(&config, tls, Some(grpc::in_process(server.clone())))?;
+            let clients = optional_peer(&config, tls, Service::ClientRegistry)?;
+            let tokens = admin_tokens(&config, tls, Some(grpc::in_process(server.clone())), clients)?;
             monitor_health(reporter, KeysServer::<KeysService>::NAME, Some(db), Vec::new());
             serve_grpc(&config, tls, tokens, server, health, shutdown).await
         }
         Role::Identity => {
             let identity = open_with_retry("identity store", || IdentityService::open(&config)).await?;
             let db = Db::connect(&config.database_url("identity")).await?;
-            let tokens = admin_tokens(&config, tls, keys_channel(&config, tls)?)?;
+            let keys = optional_peer(&config, tls, Service::Keys)?;
+            let tokens = admin_tokens(&config, tls, keys, optional_peer(&config, tls, Service::ClientRegistry)?)?;
             monitor_health(reporter, IdentityServer::<IdentityService>::NAME, Some(db), Vec::new());
             serve_grpc(&config, tls, tokens, Arc::new(identity).into_server(), health, shutdown).await
         }
@@ -275,9 +287,11 @@ pub async fn run(
             let clients = open_with_retry("client registry store", || ClientRegistryService::open(&config)).await?;
             clients.run_housekeeping(Duration::from_secs(config.housekeeping_interval), config.housekeeping_batch);
             let db = Db::connect(&config.database_url("clients")).await?;
-            let tokens = admin_tokens(&config, tls, keys_channel(&config, tls)?)?;
+            let server = Arc::new(clients).into_server();
+            let keys = optional_peer(&config, tls, Service::Keys)?;
+            let tokens = admin_tokens(&config, tls, keys, Some(grpc::in_process(server.clone())))?;
             monitor_health(reporter, ClientRegistryServer::<ClientRegistryService>::NAME, Some(db), Vec::new());
-            serve_grpc(&config, tls, tokens, Arc::new(clients).into_server(), health, shutdown).await
+            serve_grpc(&config, tls, tokens, server, health, shutdown).await
         }
         Role::TokenIssuer => {
             let keys = connect_peer(&config, tls, Service::Keys, KeysServer::<KeysService>::NAME)?;
@@ -297,7 +311,7 @@ pub async fn run(
                 open_with_retry("token issuer store", || TokenIssuerService::open(&config, peers.clone())).await?;
             issuer.run_housekeeping(Duration::from_secs(config.housekeeping_interval), config.housekeeping_batch);
             let db = Db::connect(&config.database_url("tokens")).await?;
-            let tokens = admin_tokens(&config, tls, Some(keys.channel.clone()))?;
+            let tokens = admin_tokens(&config, tls, Some(keys.channel.clone()), Some(clients.channel.clone()))?;
             monitor_health(
                 reporter,
                 TokenIssuerServer::<TokenIssuerService>::NAME,

@@ -67,8 +67,14 @@ pub trait ClientStore: Send + Sync {
     ) -> anyhow::Result<bool>;
     /// Replaces a client's secret digest only; false when there is no such client.
     async fn set_secret(&self, client_id: &str, secret_digest: Option<&[u8]>) -> anyhow::Result<bool>;
-    /// Sets or clears a client's policy; false when there is no such client.
-    async fn set_policy(&self, client_id: &str, policy: Option<&str>) -> anyhow::Result<bool>;
+    /// Sets or clears a client's policy, and with `drop_registration_token` its RFC 7592
+    /// registration access token; false when there is no such client.
+    async fn set_policy(
+        &self,
+        client_id: &str,
+        policy: Option<&str>,
+        drop_registration_token: bool,
+    ) -> anyhow::Result<bool>;
     /// Records an assertion id until it expires; false if it was already seen (a replay).
     async fn remember_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> anyhow::Result<bool>;
     async fn insert_initial_access_token(
@@ -199,8 +205,18 @@ macro_rules! client_store_impl {
                 Ok(n == 1)
             }
 
-            async fn set_policy(&self, client_id: &str, policy: Option<&str>) -> anyhow::Result<bool> {
-                let n = sqlx::query("UPDATE clients_clients SET policy = $1 WHERE client_id = $2")
+            async fn set_policy(
+                &self,
+                client_id: &str,
+                policy: Option<&str>,
+                drop_registration_token: bool,
+            ) -> anyhow::Result<bool> {
+                let sql = if drop_registration_token {
+                    "UPDATE clients_clients SET policy = $1, registration_token_digest = NULL WHERE client_id = $2"
+                } else {
+                    "UPDATE clients_clients SET policy = $1 WHERE client_id = $2"
+                };
+                let n = sqlx::query(sql)
                     .bind(policy)
                     .bind(client_id)
                     .execute(&self.0)

@@ -195,11 +195,24 @@ async fn per_client_policy_shapes_the_next_token(backend: Backend) {
 
 /// An administrator's token (scope `nmos-auth:admin`, for the services' gRPC APIs) goes only to
 /// a machine client whose policy allows it, only when asked for on its own, and carries this
-/// server's host as its audience and no NMOS claims: it is good at no NMOS API, and no NMOS
-/// token is good at the services.
+/// server's host as its audience and no NMOS claims (so NMOS APIs, which check both, refuse it;
+/// the split tests show the services refusing NMOS tokens). Making a client an administrator's
+/// retires its RFC 7592 registration access token: it is managed by administrators from then on.
 async fn an_administrators_token_is_apart_from_nmos_tokens(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (id, secret) = app.machine_client("registration").await;
+    let registered = app
+        .register(json!({
+            "client_name": "Operator's tool", "grant_types": ["client_credentials"],
+            "response_types": ["none"], "scope": "registration",
+        }))
+        .await;
+    let id = registered["client_id"].as_str().unwrap().to_owned();
+    let secret = registered["client_secret"].as_str().unwrap().to_owned();
+    let configuration = registered["registration_client_uri"].as_str().unwrap().to_owned();
+    let registration_token = registered["registration_access_token"].as_str().unwrap().to_owned();
+    let read = app.http.get(&configuration).bearer_auth(&registration_token).send().await.unwrap();
+    assert_eq!(read.status(), 200, "the client may read its registration ...");
+    let secret = read.json::<Value>().await.unwrap()["client_secret"].as_str().map_or(secret, str::to_owned);
     let ask = |scope: &'static str| {
         let (id, secret) = (id.clone(), secret.clone());
         let app = &app;
@@ -223,4 +236,6 @@ async fn an_administrators_token_is_apart_from_nmos_tokens(backend: Backend) {
     assert!(claim_names.iter().all(|name| !name.starts_with("x-nmos-")), "{claim_names:?}");
     // Its policy names no NMOS scope: this client is an administrator's tool and nothing else.
     crate::harness::assert_oauth_error(ask("registration").await, 400, "invalid_scope").await;
+    let read = app.http.get(&configuration).bearer_auth(&registration_token).send().await.unwrap();
+    assert_eq!(read.status(), 401, "... but not once it is an administrator's");
 }

@@ -87,14 +87,15 @@ async fn internal_grpc_serves_only_the_callers_it_should() {
     let token = issuer_as_itself.token(pb::TokenRequest::default()).await.unwrap_err();
     assert_eq!(token.code(), tonic::Code::PermissionDenied, "only the gateway asks for tokens");
 
-    // No certificate (and no administrator's token): UNAUTHENTICATED, nothing served.
-    let refused = keys(tls(&certs, None, Service::Keys)).sign(sign.clone()).await.unwrap_err();
-    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
-    // A certificate from another CA: the TLS handshake fails, a transport error rather than
-    // a gRPC status.
-    let refused =
-        keys(tls(&certs, Some((other_ca.path(), "token-issuer")), Service::Keys)).sign(sign).await.unwrap_err();
-    assert!(is_transport_error(&refused), "a certificate from another CA: {refused:?}");
+    // No certificate (administrators' tokens are off by default), or one from another CA: the
+    // TLS handshake fails, a transport error rather than a gRPC status; nothing is served.
+    for (why, client_tls) in [
+        ("no client certificate", tls(&certs, None, Service::Keys)),
+        ("a certificate from another CA", tls(&certs, Some((other_ca.path(), "token-issuer")), Service::Keys)),
+    ] {
+        let refused = keys(client_tls).sign(with_authorization("Bearer x.y.z", sign.clone())).await.unwrap_err();
+        assert!(is_transport_error(&refused), "{why}: {refused:?}");
+    }
     // Without TLS at all.
     let plain = KeysClient::new(connect_url(&keys_url.replace("https://", "http://"), None).unwrap())
         .get_jwks(pb::GetJwksRequest {})
@@ -119,14 +120,15 @@ fn with_authorization<T>(value: &str, message: T) -> tonic::Request<T> {
     request
 }
 
-/// An operator's tool outside the deployment, with no client certificate: an administrator's
-/// token from this server lets it call what an administrator may, on every service, as its own
-/// client whatever the request says; not what no administrator may (signing, minting tokens).
-/// An NMOS token, a tampered or garbled token, or none, is refused; and with
-/// `grpc_admin_tokens = false` a caller without a certificate is not even served.
+/// An operator's tool outside the deployment, with no client certificate (`grpc_admin_tokens`
+/// on): an administrator's token from this server lets it call what an administrator may, on
+/// every service, as its own client whatever the request says; not what no administrator may
+/// (signing, minting tokens, making another administrator). An NMOS token, a tampered or
+/// garbled token, or none, is refused, and so is a valid one once its client is no longer an
+/// administrator's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrators_token_stands_in_for_a_certificate() {
-    let app = TestApp::spawn(Backend::Split).await;
+    let app = TestApp::spawn_split_with_env(&[("NMOS_AUTH_GRPC_ADMIN_TOKENS", "true")]).await;
     let certs = app.dir.path().join("certs");
     let token = |(id, secret): (String, String), scope: &'static str| {
         let app = &app;
@@ -137,7 +139,7 @@ async fn an_administrators_token_stands_in_for_a_certificate() {
         }
     };
     let (admin_id, admin_secret) = app.admin_client().await;
-    let admin = token((admin_id.clone(), admin_secret), "nmos-auth:admin").await;
+    let admin = token((admin_id.clone(), admin_secret.clone()), "nmos-auth:admin").await;
     let node = app.machine_client("registration").await;
     let node_id = node.0.clone();
     let nmos = token(node.clone(), "registration").await;
@@ -154,9 +156,19 @@ async fn an_administrators_token_stands_in_for_a_certificate() {
     identity.list_users(with_authorization(&admin, pb::ListUsersRequest {})).await.unwrap();
     let jwks = keys.get_jwks(with_authorization(&admin, pb::GetJwksRequest {})).await.unwrap();
     assert!(!jwks.get_ref().keys.is_empty());
-    let introspect = pb::IntrospectRequest::default();
-    let introspected = issuer.introspect(with_authorization(&admin, introspect)).await;
-    assert_ne!(introspected.map_err(|s| s.code()).err(), Some(tonic::Code::PermissionDenied));
+    let introspect = pb::IntrospectRequest {
+        params: vec![pb::TokenParam { name: "token".into(), value: admin.trim_start_matches("Bearer ").into() }],
+        client_authentication: Some(pb::ClientAuthentication {
+            method: Some(pb::client_authentication::Method::Basic(pb::BasicCredentials {
+                client_id: admin_id.clone(),
+                client_secret: admin_secret.clone(),
+            })),
+        }),
+    };
+    let introspected = issuer.introspect(with_authorization(&admin, introspect)).await.unwrap().into_inner();
+    let introspected: Value = serde_json::from_slice(&introspected.json).unwrap();
+    assert_eq!(introspected["active"], true, "{introspected}");
+    assert_eq!(introspected["scope"], "nmos-auth:admin", "{introspected}");
     let mut health = HealthClient::new(channel(&app.config.identity_url, Service::Identity));
     let check = HealthCheckRequest { service: "nmos.auth.v1.Identity".into() };
     assert!(health.check(with_authorization(&admin, check)).await.is_ok());
@@ -176,6 +188,16 @@ async fn an_administrators_token_stands_in_for_a_certificate() {
     let audit = logs.lines().find(|l| l.contains("client_policy_set")).expect("the policy change is audited");
     assert!(audit.contains(&format!("client:{admin_id}")) && !audit.contains("bob"), "{audit}");
     assert!(!logs.contains(admin.trim_start_matches("Bearer ")), "no token in the logs");
+
+    // An administrator's token cannot make another administrator (else a leaked one could
+    // outlive its client).
+    let set = pb::SetClientPolicyRequest {
+        client_id: node_id.clone(),
+        policy: Some(pb::ClientPolicy { admin: true, ..Default::default() }),
+        requested_by: None,
+    };
+    let denied = clients.set_client_policy(with_authorization(&admin, set)).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
 
     // What no administrator may call.
     let sign = pb::SignRequest { claims_json: br#"{"sub":"nobody"}"#.to_vec() };
@@ -215,15 +237,26 @@ async fn an_administrators_token_stands_in_for_a_certificate() {
         let refused = identity.list_users(request).await.unwrap_err();
         assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{why}: {refused:?}");
     }
-    drop(app);
 
-    // Turned off: a caller without a certificate fails the TLS handshake.
-    let app = TestApp::spawn_split_with_env(&[("NMOS_AUTH_GRPC_ADMIN_TOKENS", "false")]).await;
-    let certs = app.dir.path().join("certs");
-    let channel = connect_url(app.config.keys_url.as_deref().unwrap(), Some(tls(&certs, None, Service::Keys))).unwrap();
-    let refused =
-        KeysClient::new(channel).get_jwks(with_authorization(&admin, pb::GetJwksRequest {})).await.unwrap_err();
-    assert!(is_transport_error(&refused), "{refused:?}");
+    // The client is no longer an administrator's (an operator cleared its policy, in another
+    // process): its still-unexpired token is refused within a couple of seconds, everywhere.
+    app.admin_command(&["set-client-policy", &admin_id, "--clear"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        match clients.list_clients(with_authorization(&admin, pb::ListClientsRequest::default())).await {
+            Ok(_) => assert!(Instant::now() < deadline, "a former administrator's token still works"),
+            Err(status) => break status,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("no longer"), "{refused:?}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = keys.get_jwks(with_authorization(&admin, pb::GetJwksRequest {})).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let logs = app.deployment_logs();
+    assert!(logs.contains("grpc_call_refused"), "refusals are audited");
+    assert!(!logs.contains(admin.trim_start_matches("Bearer ")), "no token in the logs");
 }
 
 /// What one token or registration request got, and how long it took.
