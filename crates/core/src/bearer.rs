@@ -58,12 +58,7 @@ impl KeySource for KeysServiceJwks {
             let reply = crate::grpc::idempotent(&self.keys, get)
                 .await
                 .map_err(|status| FetchError::Source(format!("the keys service: {}", status.message())))?;
-            let keys: Vec<_> = reply
-                .into_inner()
-                .keys
-                .into_iter()
-                .map(|k| json!({"kty": k.kty, "use": k.r#use, "alg": k.alg, "kid": k.kid, "n": k.n, "e": k.e}))
-                .collect();
+            let keys: Vec<_> = reply.into_inner().keys.iter().map(crate::jwk_json).collect();
             Ok(json!({ "keys": keys }))
         })
     }

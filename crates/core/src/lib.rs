@@ -22,6 +22,15 @@ pub const API_VERSION: &str = "v1.0";
 /// The path of the Auth API; also the path of the issuer identifier.
 pub const AUTH_API_BASE: &str = "/x-nmos/auth/v1.0";
 
+/// A key of the keys service's `GetJwks` as an RFC 7517 JWK (with `x5c` when it has a chain).
+pub fn jwk_json(k: &nmos_auth_proto::Jwk) -> serde_json::Value {
+    let mut jwk = serde_json::json!({"kty": k.kty, "use": k.r#use, "alg": k.alg, "kid": k.kid, "n": k.n, "e": k.e});
+    if !k.x5c.is_empty() {
+        jwk["x5c"] = serde_json::json!(k.x5c);
+    }
+    jwk
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)

@@ -42,19 +42,19 @@ async fn register(
         );
     };
     tracing::info!(client = claims.0["client_id"].as_str().unwrap_or_default(), kind, id, "registered");
-    store.lock().unwrap().insert((format!("{kind}s"), id.to_owned()), body["data"].clone());
+    store.lock().unwrap_or_else(|p| p.into_inner()).insert((format!("{kind}s"), id.to_owned()), body["data"].clone());
     (StatusCode::CREATED, Json(body["data"].clone()))
 }
 
 async fn read(State(store): State<Store>, Path((kind, id)): Path<(String, String)>) -> (StatusCode, Json<Value>) {
-    match store.lock().unwrap().get(&(kind, id)) {
+    match store.lock().unwrap_or_else(|p| p.into_inner()).get(&(kind, id)) {
         Some(resource) => (StatusCode::OK, Json(resource.clone())),
         None => (StatusCode::NOT_FOUND, Json(json!({"code": 404, "error": "no such resource", "debug": null}))),
     }
 }
 
 async fn remove(State(store): State<Store>, Path((kind, id)): Path<(String, String)>) -> StatusCode {
-    match store.lock().unwrap().remove(&(kind, id)) {
+    match store.lock().unwrap_or_else(|p| p.into_inner()).remove(&(kind, id)) {
         Some(_) => StatusCode::NO_CONTENT,
         None => StatusCode::NOT_FOUND,
     }

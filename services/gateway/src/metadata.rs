@@ -101,16 +101,7 @@ pub async fn jwks(State(gateway): State<Gateway>, headers: HeaderMap) -> Respons
         Ok(keys) => keys,
         Err(response) => return response,
     };
-    let keys: Vec<Value> = keys
-        .into_iter()
-        .map(|k| {
-            let mut jwk = json!({"kty": k.kty, "use": k.r#use, "alg": k.alg, "kid": k.kid, "n": k.n, "e": k.e});
-            if !k.x5c.is_empty() {
-                jwk["x5c"] = json!(k.x5c);
-            }
-            jwk
-        })
-        .collect();
+    let keys: Vec<Value> = keys.iter().map(nmos_auth_core::jwk_json).collect();
     cacheable(&headers, json!({"keys": keys}))
 }
 

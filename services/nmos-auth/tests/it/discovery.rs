@@ -258,17 +258,7 @@ fn a_node_discovers_registers_and_signs_its_assertions() {
     let data = dir.path().join("data");
     let instance = format!("nmos-auth-node-test-{}", std::process::id());
     // The Node's https certificate, for its address on the other host; the server trusts it.
-    let (cert, key) = (dir.path().join("node-cert.pem"), dir.path().join("node-key.pem"));
-    let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=node"])
-        .args(["-addext", "subjectAltName=IP:10.213.0.2", "-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (cert, key) = crate::harness::server_certificate(dir.path(), "node", "IP:10.213.0.2");
     let out = Command::new(env!("CARGO_BIN_EXE_nmos-auth"))
         .arg("--data-dir")
         .arg(&data)

@@ -95,6 +95,23 @@ impl Drop for TempDir {
     }
 }
 
+/// A self-signed server certificate for `subject_alt_name` (e.g. `IP:127.0.0.1`), made by
+/// openssl in `dir`: the paths of the certificate and its key (PEM).
+pub fn server_certificate(dir: &Path, common_name: &str, subject_alt_name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", &format!("/CN={common_name}")])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
+        .args(["-addext", &format!("subjectAltName={subject_alt_name}"), "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    (cert, key)
+}
+
 pub fn free_listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").unwrap()
 }

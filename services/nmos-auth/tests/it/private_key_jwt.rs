@@ -83,17 +83,7 @@ fn sign(key: &EncodingKey, alg: Algorithm, kid: &str, claims: &Value) -> String 
 async fn node_authenticates_with_a_signed_assertion(backend: Backend) {
     // The Node's https server, with a certificate the authorization server is told to trust.
     let files = TempDir::new("node-jwks");
-    let (cert, tls_key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=node.local"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth", "-keyout"])
-        .arg(&tls_key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    let (cert, tls_key) = crate::harness::server_certificate(files.path(), "node.local", "IP:127.0.0.1");
     let key = node_key("1", "RS256");
     std::fs::write(files.path().join("jwks.json"), json!({"keys": [key.jwk]}).to_string()).unwrap();
     let server = HttpsFiles::start(files.path(), &cert, &tls_key);

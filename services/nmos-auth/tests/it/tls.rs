@@ -1,25 +1,14 @@
 //! With a certificate configured the gateway serves HTTPS and says https everywhere.
-use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, TempDir, TestApp, backend_tests};
+use crate::harness::{Backend, TempDir, TestApp, backend_tests, server_certificate};
 
 backend_tests!(serves_https_with_a_certificate);
 
 async fn serves_https_with_a_certificate(backend: Backend) {
     let certs = TempDir::new("tls");
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (apt-get install openssl)");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let (cert, key) = server_certificate(certs.path(), "localhost", "DNS:localhost,IP:127.0.0.1");
 
     let app = TestApp::spawn_with(backend, |c| {
         c.tls_cert = Some(cert.clone());
