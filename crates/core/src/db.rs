@@ -6,6 +6,12 @@ use anyhow::Context;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+/// How long a request waits for a Postgres connection. While the database is down, sqlx keeps
+/// trying to connect until then: this bounds how soon a request learns of the outage (a 503
+/// well within a second, DESIGN.md "fail fast"), and is far above the wait for a connection
+/// of a working pool under load (milliseconds).
+pub const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// A connection pool to one of the two supported backends.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -45,7 +51,7 @@ impl Db {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
                 .connect(url)
                 .await
                 .context("connecting to Postgres")?;
@@ -93,16 +99,45 @@ impl Db {
         }
         match self {
             Db::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_write().await?;
                 apply!(tx, migrations.sqlite);
             }
             Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_write().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_key(service)).execute(&mut *tx).await?;
                 apply!(tx, migrations.postgres);
             }
         }
         Ok(())
+    }
+}
+
+/// Transactions that write. On SQLite (WAL) a transaction begun the default way, deferred,
+/// takes its snapshot at its first read and asks for the write lock only at its first write;
+/// if another connection committed in between, that write fails at once with SQLITE_BUSY
+/// (or SQLITE_BUSY_SNAPSHOT), which no busy timeout retries: "database is locked" under
+/// concurrent requests. `BEGIN IMMEDIATE` takes the write lock first, waiting its turn under
+/// the busy timeout, so a read-then-write transaction cannot be overtaken. On Postgres rows
+/// are locked as they are written, and a transaction begins as usual.
+pub trait BeginWrite {
+    type Database: sqlx::Database;
+
+    fn begin_write(&self) -> impl Future<Output = sqlx::Result<sqlx::Transaction<'static, Self::Database>>> + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Database = sqlx::Sqlite;
+
+    fn begin_write(&self) -> impl Future<Output = sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>>> + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Database = sqlx::Postgres;
+
+    fn begin_write(&self) -> impl Future<Output = sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>>> + Send {
+        self.begin()
     }
 }
 

@@ -1,8 +1,11 @@
 //! RFC 7662 token introspection for authenticated, confidential clients. Access tokens are verified by the
 //! keys service and checked for expiry and revocation; refresh tokens are looked up, and only
 //! their own client learns anything about them. Anything else is `{"active": false}`.
+use nmos_auth_core::grpc::{self, GrpcChannel};
 use nmos_auth_core::{ErrorCode, OAuthError, secret};
 use nmos_auth_proto as pb;
+use nmos_auth_proto::client_registry_client::ClientRegistryClient;
+use nmos_auth_proto::keys_client::KeysClient;
 use serde_json::{Map, Value, json};
 
 use crate::TokenIssuerService;
@@ -37,10 +40,10 @@ impl TokenIssuerService {
             }));
         }
 
-        let verify = |mut keys: nmos_auth_proto::keys_client::KeysClient<nmos_auth_core::grpc::GrpcChannel>| async move {
+        let verify = |mut keys: KeysClient<GrpcChannel>| async move {
             keys.verify(pb::VerifyRequest { jws: token.to_owned() }).await
         };
-        let verified = match nmos_auth_core::grpc::idempotent(&self.peers.keys, verify).await {
+        let verified = match grpc::idempotent(&self.peers.keys, verify).await {
             Ok(v) => v.into_inner(),
             Err(status) if OAuthError::from_status(&status).code == ErrorCode::InvalidToken => return Ok(inactive),
             Err(status) => return Err(OAuthError::from_status(&status)),
@@ -51,6 +54,9 @@ impl TokenIssuerService {
             && claims.get("iss").and_then(Value::as_str) == Some(self.policy.issuer.as_str());
         let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
         if !current || self.store.is_access_token_revoked(jti).await.map_err(OAuthError::internal)? {
+            return Ok(inactive);
+        }
+        if !self.issued_to_someone_still_here(&claims).await? {
             return Ok(inactive);
         }
         let mut answer = Map::new();
@@ -66,5 +72,30 @@ impl TokenIssuerService {
             answer.insert("username".into(), sub.clone());
         }
         Ok(Value::Object(answer))
+    }
+
+    /// Whether the token's client still exists (and is not held for approval), and, for a
+    /// user's token, whether the user still exists and is enabled: a token outlives neither.
+    async fn issued_to_someone_still_here(&self, claims: &Map<String, Value>) -> Result<bool, OAuthError> {
+        let client_id = claims.get("client_id").and_then(Value::as_str).unwrap_or_default();
+        let get_client = |mut clients: ClientRegistryClient<GrpcChannel>| async move {
+            clients.get_client(pb::GetClientRequest { client_id: client_id.to_owned() }).await
+        };
+        match grpc::idempotent(&self.peers.clients, get_client).await {
+            Ok(client) if client.get_ref().status != pb::ClientStatus::Pending as i32 => {}
+            Ok(_) => return Ok(false),
+            Err(status) if status.code() == tonic::Code::NotFound => return Ok(false),
+            Err(status) => return Err(OAuthError::from_status(&status)),
+        }
+        // A client's own token names the client as its subject; any other subject is a user.
+        let subject = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
+        if subject == client_id {
+            return Ok(true);
+        }
+        match self.user(subject).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.code == ErrorCode::InvalidGrant => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -26,7 +26,7 @@ use nmos_auth_proto::token_issuer_server::TokenIssuerServer;
 use crate::audit::AuditLog;
 use crate::claims::TokenPolicy;
 use crate::request::{ClientAuth, Params};
-use crate::store::{AuditEntry, TokenStore};
+use crate::store::{AuditEntry, IssuedFrom, TokenStore};
 
 /// A signed access token.
 pub(crate) struct Issued {
@@ -153,16 +153,17 @@ impl TokenIssuerService {
         };
 
         let issued = self.issue(&grant_type, &client.client_id, grant.claims).await?;
-        let refresh_token = match grant.refresh {
-            Some((token, family)) => {
-                self.store
-                    .record_family_access_token(&family, &issued.jti, issued.expires_at)
-                    .await
-                    .map_err(OAuthError::internal)?;
-                token
-            }
-            None => String::new(),
-        };
+        let (refresh_token, family) = grant.refresh.unzip();
+        if grant.code_digest.is_some() || family.is_some() {
+            let from = IssuedFrom {
+                jti: &issued.jti,
+                expires_at: issued.expires_at,
+                code_digest: grant.code_digest.as_deref(),
+                family_id: family.as_deref(),
+            };
+            self.store.record_issued(&from).await.map_err(OAuthError::internal)?;
+        }
+        let refresh_token = refresh_token.unwrap_or_default();
         Ok(pb::TokenResponse {
             access_token: issued.jws,
             token_type: "Bearer".into(),

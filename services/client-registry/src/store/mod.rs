@@ -100,6 +100,8 @@ pub fn open(db: Db) -> Arc<dyn ClientStore> {
 /// migrations differ. Each backend instantiates this with its own pool type.
 macro_rules! client_store_impl {
     ($store:ident, $pool:ty) => {
+        use nmos_auth_core::db::BeginWrite as _;
+
         pub struct $store(pub $pool);
 
         const CLIENT_COLUMNS: &str =
@@ -226,7 +228,7 @@ macro_rules! client_store_impl {
             }
 
             async fn remember_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> anyhow::Result<bool> {
-                let mut tx = self.0.begin().await?;
+                let mut tx = self.0.begin_write().await?;
                 // Ids past their expiry can never be replayed: purge them as we go.
                 sqlx::query("DELETE FROM clients_assertion_jtis WHERE expires_at < $1")
                     .bind(nmos_auth_core::now_unix())

@@ -70,6 +70,8 @@ fn rights_from_rows(rows: impl Iterator<Item = (String, String)>) -> AccessRight
 /// Each backend instantiates this with its own pool type.
 macro_rules! user_store_impl {
     ($store:ident, $pool:ty, $first_lock:expr) => {
+        use nmos_auth_core::db::BeginWrite as _;
+
         pub struct $store(pub $pool);
 
         const USER_COLUMNS: &str = "username, password_hash, admin, disabled, created_at";
@@ -103,7 +105,7 @@ macro_rules! user_store_impl {
                 sql: &str,
                 lock: Option<&str>,
             ) -> anyhow::Result<bool> {
-                let mut tx = self.0.begin().await?;
+                let mut tx = self.0.begin_write().await?;
                 if let Some(lock) = lock {
                     sqlx::query(lock).execute(&mut *tx).await?;
                 }
@@ -205,7 +207,7 @@ macro_rules! user_store_impl {
             }
 
             async fn delete(&self, username: &str) -> anyhow::Result<bool> {
-                let mut tx = self.0.begin().await?;
+                let mut tx = self.0.begin_write().await?;
                 sqlx::query("DELETE FROM identity_rights WHERE username = $1").bind(username).execute(&mut *tx).await?;
                 let n = sqlx::query("DELETE FROM identity_users WHERE username = $1")
                     .bind(username)
@@ -225,7 +227,7 @@ macro_rules! user_store_impl {
                 username: &str,
                 rights: &[(nmos_auth_core::NmosApi, nmos_auth_core::Access)],
             ) -> anyhow::Result<bool> {
-                let mut tx = self.0.begin().await?;
+                let mut tx = self.0.begin_write().await?;
                 let exists: Option<String> =
                     sqlx::query_scalar("SELECT username FROM identity_users WHERE username = $1")
                         .bind(username)

@@ -68,6 +68,8 @@ pub fn open(db: Db) -> Arc<dyn KeyStore> {
 /// migrations differ. Each backend instantiates this with its own pool type.
 macro_rules! key_store_impl {
     ($store:ident, $pool:ty) => {
+        use nmos_auth_core::db::BeginWrite as _;
+
         pub struct $store(pub $pool);
 
         #[async_trait::async_trait]
@@ -140,7 +142,7 @@ macro_rules! key_store_impl {
             }
 
             async fn reseal(&self, sealed: &[(String, Vec<u8>)], kek_id: &str) -> anyhow::Result<()> {
-                let mut tx = self.0.begin().await?;
+                let mut tx = self.0.begin_write().await?;
                 for (kid, encrypted) in sealed {
                     let n = sqlx::query(
                         "UPDATE keys_signing_keys SET encrypted_private_key = $1, kek_id = $2 WHERE kid = $3",

@@ -3,15 +3,17 @@
 use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use nmos_auth_core::grpc::{self, GrpcChannel};
 use nmos_auth_core::secret::{self, random_token};
 use nmos_auth_core::{AccessRights, ErrorCode, OAuthError, Scope};
 use nmos_auth_proto as pb;
+use nmos_auth_proto::identity_client::IdentityClient;
 
 use crate::TokenIssuerService;
 use crate::claims::user_claims;
-use crate::grants::{Grant, refresh_token};
+use crate::grants::{Grant, refresh_token, some_right_left};
 use crate::request::Params;
-use crate::store::CodeRow;
+use crate::store::{CodeRow, CodeUse};
 
 /// Codes live this long (RFC 6749 §4.1.2 recommends at most ten minutes).
 const CODE_LIFETIME_SECS: i64 = 60;
@@ -232,11 +234,10 @@ impl TokenIssuerService {
 
     /// The signed-in user, if the account is still enabled.
     pub(crate) async fn user(&self, username: &str) -> Result<pb::User, OAuthError> {
-        let user = self
-            .peers
-            .identity
-            .clone()
-            .get_user(pb::GetUserRequest { username: username.to_owned() })
+        let get = |mut identity: IdentityClient<GrpcChannel>| async move {
+            identity.get_user(pb::GetUserRequest { username: username.to_owned() }).await
+        };
+        let user = grpc::idempotent(&self.peers.identity, get)
             .await
             .map_err(|s| match s.code() {
                 tonic::Code::NotFound => OAuthError::new(ErrorCode::InvalidGrant, "the user no longer exists"),
@@ -264,18 +265,15 @@ pub async fn exchange(service: &TokenIssuerService, client: &pb::Client, params:
     let invalid_grant = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d);
     let code = params.get("code").ok_or_else(|| invalid_request("code is required"))?;
     let digest = secret::digest(code);
-    let (row, first_use) = service
-        .store
-        .consume_code(&digest)
-        .await
-        .map_err(OAuthError::internal)?
-        .ok_or_else(|| invalid_grant("unknown authorization code"))?;
-    if !first_use {
-        // RFC 6749 §4.1.2: a replayed code revokes what was issued from it.
-        service.store.revoke_family_of_code(&digest).await.map_err(OAuthError::internal)?;
-        tracing::warn!(target: "audit", event = "authorization_code_replayed", client_id = %row.client_id, username = %row.username, "an authorization code was used twice; its refresh tokens are revoked");
-        return Err(invalid_grant("the authorization code was already used"));
-    }
+    let row = match service.store.consume_code(&digest).await.map_err(OAuthError::internal)? {
+        Some(CodeUse::First(row)) => row,
+        Some(CodeUse::Replayed(row)) => {
+            // RFC 6749 §4.1.2: the store has revoked what was issued from it.
+            tracing::warn!(target: "audit", event = "authorization_code_replayed", client_id = %row.client_id, username = %row.username, "an authorization code was used twice; the tokens issued from it are revoked");
+            return Err(invalid_grant("the authorization code was already used"));
+        }
+        None => return Err(invalid_grant("unknown authorization code")),
+    };
     if row.client_id != client.client_id {
         return Err(invalid_grant("the authorization code was issued to another client"));
     }
@@ -303,8 +301,9 @@ pub async fn exchange(service: &TokenIssuerService, client: &pb::Client, params:
     let user = service.user(&row.username).await?;
     let scope = Scope::parse(&row.scope).map_err(OAuthError::internal)?;
     let claims = user_claims(&user, &client.client_id, &scope);
+    some_right_left(&claims)?;
     let refresh = refresh_token::start_family_for(service, client, &user.username, &scope, Some(&digest)).await?;
-    Ok(Grant { claims, refresh })
+    Ok(Grant { claims, refresh, code_digest: Some(digest) })
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use nmos_auth_proto as pb;
 
 use crate::TokenIssuerService;
 use crate::claims::user_claims;
-use crate::grants::Grant;
+use crate::grants::{Grant, some_right_left};
 use crate::request::Params;
 use crate::store::FamilyRow;
 
@@ -84,7 +84,7 @@ pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: 
     }
     let approved = Scope::parse(&family.scope).map_err(OAuthError::internal)?;
     let scope = match params.get("scope") {
-        None => approved,
+        None => approved.clone(),
         Some(s) => {
             let requested = Scope::parse(s).map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?;
             if !requested.is_subset_of(&approved) {
@@ -106,6 +106,14 @@ pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: 
         }
         Err(e) => return Err(e),
     };
+    let claims = user_claims(&user, &client.client_id, &scope);
+    if let Err(e) = some_right_left(&claims) {
+        if user_claims(&user, &client.client_id, &approved).scope.is_empty() {
+            // Nothing the user approved is left to them: the family ends here.
+            service.store.revoke_family(&family.id).await.map_err(OAuthError::internal)?;
+        }
+        return Err(e);
+    }
     let next = random_token::<32>();
     let rotated = service
         .store
@@ -117,5 +125,5 @@ pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: 
         service.store.revoke_family(&family.id).await.map_err(OAuthError::internal)?;
         return Err(invalid_grant("the refresh token was already used"));
     }
-    Ok(Grant { claims: user_claims(&user, &client.client_id, &scope), refresh: Some((next, family.id)) })
+    Ok(Grant { claims, refresh: Some((next, family.id)), code_digest: None })
 }

@@ -15,11 +15,13 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_audit.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/sqlite/0002_codes_and_refresh_tokens.sql") },
         Migration { version: 3, sql: include_str!("../../migrations/sqlite/0003_family_access_tokens.sql") },
+        Migration { version: 4, sql: include_str!("../../migrations/sqlite/0004_code_access_tokens.sql") },
     ],
     postgres: &[
         Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_audit.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/postgres/0002_codes_and_refresh_tokens.sql") },
         Migration { version: 3, sql: include_str!("../../migrations/postgres/0003_family_access_tokens.sql") },
+        Migration { version: 4, sql: include_str!("../../migrations/postgres/0004_code_access_tokens.sql") },
     ],
 };
 
@@ -49,6 +51,27 @@ pub struct CodeRow {
     pub expires_at: i64,
 }
 
+/// What presenting a code found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodeUse {
+    /// Its first use: the caller may exchange it.
+    First(CodeRow),
+    /// A replay: the code is marked, and what was issued from it so far is revoked (what
+    /// its first use issues later is revoked as it is recorded, see [`TokenStore::record_issued`]).
+    Replayed(CodeRow),
+}
+
+/// An access token just issued, and what it was issued from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedFrom<'a> {
+    pub jti: &'a str,
+    pub expires_at: i64,
+    /// The digest of the authorization code it was exchanged for.
+    pub code_digest: Option<&'a [u8]>,
+    /// The refresh-token family it belongs to.
+    pub family_id: Option<&'a str>,
+}
+
 /// A refresh-token family.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FamilyRow {
@@ -73,8 +96,9 @@ pub struct RefreshLookup {
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     async fn insert_code(&self, code: &CodeRow) -> anyhow::Result<()>;
-    /// Marks a code used; returns it with `true` on its first use, `false` on a replay.
-    async fn consume_code(&self, digest: &[u8]) -> anyhow::Result<Option<(CodeRow, bool)>>;
+    /// Marks a code used, in one transaction with what a replay revokes; `None` for an
+    /// unknown code.
+    async fn consume_code(&self, digest: &[u8]) -> anyhow::Result<Option<CodeUse>>;
     /// Stores a new family with its first refresh token.
     async fn create_family(&self, family: &FamilyRow, token_digest: &[u8]) -> anyhow::Result<()>;
     async fn find_refresh_token(&self, digest: &[u8]) -> anyhow::Result<Option<RefreshLookup>>;
@@ -82,10 +106,10 @@ pub trait TokenStore: Send + Sync {
     async fn rotate_refresh_token(&self, old: &[u8], new: &[u8], family_id: &str, now: i64) -> anyhow::Result<bool>;
     /// Revokes a family: its refresh tokens and the access tokens issued within it.
     async fn revoke_family(&self, family_id: &str) -> anyhow::Result<()>;
-    /// Remembers an access token issued within a family.
-    async fn record_family_access_token(&self, family_id: &str, jti: &str, expires_at: i64) -> anyhow::Result<()>;
-    /// Revokes the family issued from a code, if any.
-    async fn revoke_family_of_code(&self, code_digest: &[u8]) -> anyhow::Result<()>;
+    /// Remembers an access token with the code and the family it came from, so that a replay
+    /// of the code or a revocation of the family revokes it; if either happened meanwhile, it
+    /// is revoked at once (and with a replayed code, its family too).
+    async fn record_issued(&self, issued: &IssuedFrom<'_>) -> anyhow::Result<()>;
     async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> anyhow::Result<()>;
     async fn is_access_token_revoked(&self, jti: &str) -> anyhow::Result<bool>;
 
@@ -106,12 +130,29 @@ pub fn open(db: Db) -> Arc<dyn TokenStore> {
 /// migrations differ. Each backend instantiates this with its own pool type.
 macro_rules! token_store_impl {
     ($store:ident, $pool:ty) => {
+        use nmos_auth_core::db::BeginWrite as _;
+
         pub struct $store(pub $pool);
+
+        /// Puts the access tokens issued within a family on the revocation list.
+        async fn revoke_family_access_tokens(
+            tx: &mut sqlx::Transaction<'static, <$pool as nmos_auth_core::db::BeginWrite>::Database>,
+            family_id: &str,
+        ) -> sqlx::Result<()> {
+            sqlx::query(
+                "INSERT INTO tokens_revoked_access_tokens (jti, expires_at) SELECT jti, expires_at \
+                 FROM tokens_family_access_tokens WHERE family_id = $1 ON CONFLICT (jti) DO NOTHING",
+            )
+            .bind(family_id)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
 
         #[async_trait::async_trait]
         impl super::TokenStore for $store {
             async fn audit(&self, entries: &[super::AuditEntry]) -> anyhow::Result<()> {
-                let mut tx = self.0.begin().await?;
+                let mut tx = self.0.begin_write().await?;
                 for e in entries {
                     sqlx::query(
                         "INSERT INTO tokens_audit (at, event, grant_type, client_id, subject, scope, jti) \
@@ -151,42 +192,68 @@ macro_rules! token_store_impl {
                 Ok(())
             }
 
-            async fn consume_code(&self, digest: &[u8]) -> anyhow::Result<Option<(super::CodeRow, bool)>> {
-                let mut tx = self.0.begin().await?;
-                let row: Option<(String, String, String, bool, String, Option<String>, Option<String>, i64)> =
-                    sqlx::query_as(
-                        "SELECT client_id, username, redirect_uri, redirect_uri_sent, scope, code_challenge, \
-                         code_challenge_method, expires_at FROM tokens_authorization_codes WHERE digest = $1",
-                    )
-                    .bind(digest)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some((client_id, username, redirect_uri, redirect_uri_sent, scope, code_challenge, code_challenge_method, expires_at)) = row else {
+            async fn consume_code(&self, digest: &[u8]) -> anyhow::Result<Option<super::CodeUse>> {
+                type Row = (String, String, String, bool, String, Option<String>, Option<String>, i64);
+                const COLUMNS: &str = "client_id, username, redirect_uri, redirect_uri_sent, scope, code_challenge, \
+                                       code_challenge_method, expires_at";
+                let code = |(client_id, username, redirect_uri, redirect_uri_sent, scope, code_challenge, code_challenge_method, expires_at): Row| {
+                    super::CodeRow {
+                        digest: digest.to_vec(),
+                        client_id,
+                        username,
+                        redirect_uri,
+                        redirect_uri_sent,
+                        scope,
+                        code_challenge,
+                        code_challenge_method,
+                        expires_at,
+                    }
+                };
+                let mut tx = self.0.begin_write().await?;
+                let first: Option<Row> = sqlx::query_as(&format!(
+                    "UPDATE tokens_authorization_codes SET used = TRUE WHERE digest = $1 AND used = FALSE \
+                     RETURNING {COLUMNS}"
+                ))
+                .bind(digest)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = first {
+                    tx.commit().await?;
+                    return Ok(Some(super::CodeUse::First(code(row))));
+                }
+                let replayed: Option<Row> = sqlx::query_as(&format!(
+                    "UPDATE tokens_authorization_codes SET replayed = TRUE WHERE digest = $1 RETURNING {COLUMNS}"
+                ))
+                .bind(digest)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = replayed else {
                     return Ok(None);
                 };
-                let first = sqlx::query("UPDATE tokens_authorization_codes SET used = TRUE WHERE digest = $1 AND used = FALSE")
-                    .bind(digest)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
+                // RFC 6749 §4.1.2: revoke what the code's first use issued.
+                sqlx::query(
+                    "INSERT INTO tokens_revoked_access_tokens (jti, expires_at) SELECT access_jti, access_expires_at \
+                     FROM tokens_authorization_codes WHERE digest = $1 AND access_jti IS NOT NULL \
+                     ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(digest)
+                .execute(&mut *tx)
+                .await?;
+                let families: Vec<String> = sqlx::query_scalar(
+                    "UPDATE tokens_refresh_families SET revoked = TRUE WHERE code_digest = $1 RETURNING id",
+                )
+                .bind(digest)
+                .fetch_all(&mut *tx)
+                .await?;
+                for family in &families {
+                    revoke_family_access_tokens(&mut tx, family).await?;
+                }
                 tx.commit().await?;
-                let code = super::CodeRow {
-                    digest: digest.to_vec(),
-                    client_id,
-                    username,
-                    redirect_uri,
-                    redirect_uri_sent,
-                    scope,
-                    code_challenge,
-                    code_challenge_method,
-                    expires_at,
-                };
-                Ok(Some((code, first)))
+                Ok(Some(super::CodeUse::Replayed(code(row))))
             }
 
             async fn create_family(&self, f: &super::FamilyRow, token_digest: &[u8]) -> anyhow::Result<()> {
-                let mut tx = self.0.begin().await?;
+                let mut tx = self.0.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO tokens_refresh_families (id, client_id, username, scope, code_digest, created_at, \
                      expires_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -229,7 +296,7 @@ macro_rules! token_store_impl {
             }
 
             async fn rotate_refresh_token(&self, old: &[u8], new: &[u8], family_id: &str, now: i64) -> anyhow::Result<bool> {
-                let mut tx = self.0.begin().await?;
+                let mut tx = self.0.begin_write().await?;
                 let rotated = sqlx::query("UPDATE tokens_refresh_tokens SET used = TRUE WHERE digest = $1 AND used = FALSE")
                     .bind(old)
                     .execute(&mut *tx)
@@ -250,40 +317,63 @@ macro_rules! token_store_impl {
             }
 
             async fn revoke_family(&self, family_id: &str) -> anyhow::Result<()> {
-                let mut tx = self.0.begin().await?;
+                let mut tx = self.0.begin_write().await?;
                 sqlx::query("UPDATE tokens_refresh_families SET revoked = TRUE WHERE id = $1")
                     .bind(family_id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
-                    "INSERT INTO tokens_revoked_access_tokens (jti, expires_at) SELECT jti, expires_at \
-                     FROM tokens_family_access_tokens WHERE family_id = $1 ON CONFLICT (jti) DO NOTHING",
-                )
-                .bind(family_id)
-                .execute(&mut *tx)
-                .await?;
+                revoke_family_access_tokens(&mut tx, family_id).await?;
                 tx.commit().await?;
                 Ok(())
             }
 
-            async fn record_family_access_token(&self, family_id: &str, jti: &str, expires_at: i64) -> anyhow::Result<()> {
-                sqlx::query("INSERT INTO tokens_family_access_tokens (jti, family_id, expires_at) VALUES ($1, $2, $3)")
-                    .bind(jti)
-                    .bind(family_id)
-                    .bind(expires_at)
-                    .execute(&self.0)
+            async fn record_issued(&self, issued: &super::IssuedFrom<'_>) -> anyhow::Result<()> {
+                // The code row first, then the family row: the order a replay locks them in.
+                let mut tx = self.0.begin_write().await?;
+                let mut replayed = false;
+                if let Some(code) = issued.code_digest {
+                    let flag: Option<bool> = sqlx::query_scalar(
+                        "UPDATE tokens_authorization_codes SET access_jti = $1, access_expires_at = $2 \
+                         WHERE digest = $3 RETURNING replayed",
+                    )
+                    .bind(issued.jti)
+                    .bind(issued.expires_at)
+                    .bind(code)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                Ok(())
-            }
-
-            async fn revoke_family_of_code(&self, code_digest: &[u8]) -> anyhow::Result<()> {
-                let family: Option<String> = sqlx::query_scalar("SELECT id FROM tokens_refresh_families WHERE code_digest = $1")
-                    .bind(code_digest)
-                    .fetch_optional(&self.0)
-                    .await?;
-                if let Some(family) = family {
-                    super::TokenStore::revoke_family(self, &family).await?;
+                    replayed = flag.unwrap_or(false);
                 }
+                let mut revoked = replayed;
+                if let Some(family) = issued.family_id {
+                    sqlx::query("INSERT INTO tokens_family_access_tokens (jti, family_id, expires_at) VALUES ($1, $2, $3)")
+                        .bind(issued.jti)
+                        .bind(family)
+                        .bind(issued.expires_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    let family_revoked: Option<bool> = sqlx::query_scalar(
+                        "UPDATE tokens_refresh_families SET revoked = (revoked OR $1) WHERE id = $2 RETURNING revoked",
+                    )
+                    .bind(replayed)
+                    .bind(family)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if family_revoked == Some(true) {
+                        revoke_family_access_tokens(&mut tx, family).await?;
+                    }
+                    revoked |= family_revoked.unwrap_or(false);
+                }
+                if revoked {
+                    sqlx::query(
+                        "INSERT INTO tokens_revoked_access_tokens (jti, expires_at) VALUES ($1, $2) \
+                         ON CONFLICT (jti) DO NOTHING",
+                    )
+                    .bind(issued.jti)
+                    .bind(issued.expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
