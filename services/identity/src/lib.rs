@@ -23,8 +23,14 @@ pub struct IdentityService {
     address_throttle: throttle::Throttle,
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
-    tracing::error!(error = %e, "identity store failure");
+/// A store failure as a status: UNAVAILABLE when the database cannot be reached now (callers
+/// answer 503 and clients retry), INTERNAL otherwise.
+fn internal(e: anyhow::Error) -> Status {
+    if nmos_auth_core::error::is_unavailable(&e) {
+        tracing::warn!(error = %format!("{e:#}"), "the identity database is unavailable");
+        return Status::unavailable("the identity database is unavailable; try again");
+    }
+    tracing::error!(error = %format!("{e:#}"), "identity store failure");
     Status::internal("identity store failure")
 }
 
@@ -57,7 +63,7 @@ impl IdentityService {
         let password = password.to_owned();
         let password_hash = tokio::task::spawn_blocking(move || users::hash_password(&password))
             .await
-            .map_err(internal)?
+            .map_err(|e| internal(e.into()))?
             .map_err(internal)?;
         let mut access = AccessRights::default();
         for (api, level) in rights {
@@ -173,7 +179,7 @@ impl IdentityService {
         let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || users::verify_password(&password, stored.as_deref()))
             .await
-            .map_err(internal)?;
+            .map_err(|e| internal(e.into()))?;
         match user {
             Some(user) if ok && !user.disabled => {
                 // Only the username's count: a success must not reset its address's count

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use nmos_auth_proto as pb;
 
 use super::{BASE, forbidden_form, form, form_value, found, safe_next, status_page, with_session};
@@ -78,7 +78,7 @@ fn posted(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Posted, Box<Response>> {
     let session = session_of(gateway, headers);
-    let form = form(body);
+    let form = form(body).map_err(|too_large| Box::new(too_large.into_response()))?;
     if !session.csrf_matches(form_value(&form, "csrf")) {
         return Err(Box::new(with_session(forbidden_form(&session), gateway, &session)));
     }
@@ -187,7 +187,8 @@ pub async fn signout(
     let Some(session) = Session::from_headers(&headers, &gateway.cookie_key) else {
         return found(&format!("{BASE}/signin"));
     };
-    if !session.csrf_matches(form_value(&form(body), "csrf")) {
+    let form = or_respond!(form(body));
+    if !session.csrf_matches(form_value(&form, "csrf")) {
         return forbidden_form(&session);
     }
     if let Some(username) = &session.username {

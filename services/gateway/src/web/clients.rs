@@ -159,7 +159,7 @@ pub async fn register_client(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let form = form(body);
+    let form = or_respond!(form(body));
     let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
     let mut params: Vec<pb::FormParam> = Vec::new();
     for (name, value) in &form {
@@ -222,7 +222,7 @@ pub async fn delete_client(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let form = form(body);
+    let form = or_respond!(form(body));
     let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
     let request = pb::DeleteClientRequest {
         client_id: form_value(&form, "client_id").unwrap_or("").to_owned(),
@@ -281,7 +281,7 @@ pub async fn decide_pending(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let form = form(body);
+    let form = or_respond!(form(body));
     let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
     let client_id = form_value(&form, "client_id").unwrap_or("").to_owned();
     let mut clients = gateway.clients.clone();

@@ -116,7 +116,7 @@ pub async fn authorize_decision(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let form = form(body);
+    let form = or_respond!(form(body));
     let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
     let decisions = form.iter().filter(|(n, _)| n == "decision").count();
     let decision = match form_value(&form, "decision").filter(|_| decisions == 1) {

@@ -1,11 +1,11 @@
 //! The pages a person uses. Every form carries the session's CSRF token, state changes only
 //! by POST, and nothing secret is ever rendered after the moment it is created.
-/// In a page handler: the value of an `Ok`, or return the `Err`'s response.
+/// In a page handler: the value of an `Ok`, or return the `Err` as the response.
 macro_rules! or_respond {
     ($result:expr) => {
         match $result {
             Ok(value) => value,
-            Err(response) => return response,
+            Err(response) => return axum::response::IntoResponse::into_response(response),
         }
     };
 }
@@ -19,8 +19,8 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nmos_auth_core::OAuthError;
 use nmos_auth_core::grpc::{self, GrpcChannel};
+use nmos_auth_core::{ErrorCode, OAuthError};
 use nmos_auth_proto as pb;
 use nmos_auth_proto::identity_client::IdentityClient;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
@@ -57,61 +57,96 @@ fn found(location: &str) -> Response {
     response
 }
 
+/// The page for an outage: a service or its database cannot be reached now (503, like the
+/// JSON endpoints' `temporarily_unavailable`).
+fn unavailable_page(nav: &str) -> Response {
+    let text = "A service is unavailable; try again in a moment.";
+    pages::error(StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable", text, nav)
+}
+
 /// An HTML error for a person; the cause is logged, never shown.
 fn internal_error_page<E: std::fmt::Display + 'static>(cause: E) -> Response {
-    if OAuthError::internal(cause).code == nmos_auth_core::ErrorCode::TemporarilyUnavailable {
-        let text = "A service is unavailable; try again in a moment.";
-        return pages::error(StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable", text, "");
+    if OAuthError::internal(cause).code == ErrorCode::TemporarilyUnavailable {
+        return unavailable_page("");
     }
     pages::error(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please try again.", "")
 }
 
 /// An error page for a failed service call. Services' messages for refused requests are
-/// written for people; anything unexpected is logged and shown as a generic error.
+/// written for people; an outage (the service unreachable, its connection broken mid-call, its
+/// database down) is the 503 page, classified as the JSON endpoints classify it; anything
+/// else unexpected is logged and shown as a generic error.
 fn status_page(status: &tonic::Status, session: &Session) -> Response {
     use tonic::Code;
     let nav = pages::nav(session.username.as_deref(), &session.csrf);
-    let message = || match OAuthError::from_status_detail(status) {
-        Some(error) => error.description.unwrap_or_else(|| error.code.as_str().to_owned()),
-        None => status.message().to_owned(),
+    let refused = |code, title| {
+        let message = match OAuthError::from_status_detail(status) {
+            Some(error) => error.description.unwrap_or_else(|| error.code.as_str().to_owned()),
+            None => status.message().to_owned(),
+        };
+        pages::error(code, title, &message, &nav)
     };
-    let (code, title) = match status.code() {
+    // A broken connection arrives as Unknown or Internal with the transport's error as its
+    // source, whatever the call: the peer's own answers have none.
+    let broken = std::error::Error::source(status).is_some() && OAuthError::from_status_detail(status).is_none();
+    match status.code() {
+        _ if broken => unavailable_page(&nav),
         Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
-            (StatusCode::BAD_REQUEST, "This request cannot be completed")
+            refused(StatusCode::BAD_REQUEST, "This request cannot be completed")
         }
-        Code::AlreadyExists => (StatusCode::CONFLICT, "Already exists"),
-        Code::NotFound => (StatusCode::NOT_FOUND, "Not found"),
-        Code::PermissionDenied | Code::Unauthenticated => (StatusCode::FORBIDDEN, "Not allowed"),
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
-            let text = "A service is unavailable; try again in a moment.";
-            return pages::error(StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable", text, &nav);
-        }
-        _ => return internal_error_page(status.to_string()),
-    };
-    pages::error(code, title, &message(), &nav)
+        Code::AlreadyExists => refused(StatusCode::CONFLICT, "Already exists"),
+        Code::NotFound => refused(StatusCode::NOT_FOUND, "Not found"),
+        Code::PermissionDenied | Code::Unauthenticated => refused(StatusCode::FORBIDDEN, "Not allowed"),
+        _ => match OAuthError::from_status(status).code {
+            ErrorCode::TemporarilyUnavailable => unavailable_page(&nav),
+            _ => pages::error(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please try again.", &nav),
+        },
+    }
 }
 
-/// Only paths inside this server may be returned to after signing in (no open redirect).
+/// Where to go after signing in: a page of this server (its pages, or the seed's `/oauth/`
+/// routes), query and all: nmos-cpp's authorization requests carry their `redirect_uri`
+/// unencoded (RFC 3986 §3.4 allows `/` and `:` in a query). Anything else goes home.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n)
-            if (n.starts_with(&format!("{BASE}/")) || n.starts_with("/oauth/"))
-                && !n.contains("//")
-                && !n.contains('\\') =>
-        {
+        Some(n) if stays_on_this_origin(n) && (n.starts_with(&format!("{BASE}/")) || n.starts_with("/oauth/")) => {
             n.to_owned()
         }
         _ => format!("{BASE}/home"),
     }
 }
 
+/// Whether a redirect target can only be a path on this origin (no open redirect): it starts
+/// with a single `/` (not a scheme, nor `//` or `/\`, which browsers read as another host),
+/// and holds visible ASCII only (no control character could split the Location header).
+fn stays_on_this_origin(target: &str) -> bool {
+    target.starts_with('/')
+        && !target.starts_with("//")
+        && !target.starts_with("/\\")
+        && target.bytes().all(|b| b.is_ascii_graphic())
+}
+
 fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
-/// A form body; an unreadable one is an empty form (which then fails its CSRF check).
-fn form(body: Result<Bytes, BytesRejection>) -> Vec<(String, String)> {
-    body.ok().and_then(|b| parse_form(&b)).unwrap_or_default()
+/// A form over `max_body_bytes`: the 413 page.
+struct FormTooLarge;
+
+impl IntoResponse for FormTooLarge {
+    fn into_response(self) -> Response {
+        let text = "This form is too large to be accepted. Go back, shorten what you entered and try again.";
+        pages::error(StatusCode::PAYLOAD_TOO_LARGE, "Form too large", text, "")
+    }
+}
+
+/// A posted form. An unreadable body is an empty form (which then fails its CSRF check).
+fn form(body: Result<Bytes, BytesRejection>) -> Result<Vec<(String, String)>, FormTooLarge> {
+    match body {
+        Ok(bytes) => Ok(parse_form(&bytes).unwrap_or_default()),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(FormTooLarge),
+        Err(_) => Ok(Vec::new()),
+    }
 }
 
 fn forbidden_form(session: &Session) -> Response {
@@ -190,4 +225,34 @@ fn nav_for(user: &pb::User, session: &Session) -> String {
         r#"<a href="{BASE}/home">Clients</a><a href="{BASE}/register-client">Register a client</a>{admin}{}"#,
         pages::nav(Some(&user.username), &session.csrf)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_keeps_requests_to_this_server_and_nothing_else() {
+        let nmos_cpp = "/x-nmos/auth/v1.0/authorize?response_type=code&client_id=abc\
+                        &redirect_uri=http://127.0.0.1:18086/x-authorization/callback&state=x";
+        for kept in [nmos_cpp, "/x-nmos/auth/v1.0/users", "/oauth/authorize?client_id=a&redirect_uri=https://h/cb"] {
+            assert_eq!(safe_next(Some(kept)), kept);
+        }
+        let home = format!("{BASE}/home");
+        for refused in [
+            "https://evil.example/x-nmos/auth/v1.0/home",
+            "//evil.example/x-nmos/auth/v1.0/home",
+            "/\\evil.example/x-nmos/auth/v1.0/home",
+            "\\\\evil.example/x",
+            "javascript:alert(1)",
+            "/x-nmos/auth/v1.0/home\r\nSet-Cookie: x=y",
+            "/x-nmos/auth/v1.0/home\u{0}",
+            "/x-nmos/auth/v1.0/h\u{e9}",
+            "/elsewhere/on/this/host",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(refused)), home, "{refused:?}");
+        }
+        assert_eq!(safe_next(None), home);
+    }
 }

@@ -127,7 +127,7 @@ pub async fn add_user(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let form = form(body);
+    let form = or_respond!(form(body));
     let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
     if let Some(refusal) = admin_refusal(&user, &session) {
         return refusal;
@@ -150,7 +150,7 @@ pub async fn change_user(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let form = form(body);
+    let form = or_respond!(form(body));
     let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
     if let Some(refusal) = admin_refusal(&user, &session) {
         return refusal;
