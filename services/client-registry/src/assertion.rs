@@ -91,8 +91,19 @@ impl AssertionVerifier {
             return Err(invalid_client("client assertions must be signed with RS256, RS384, RS512, PS256 or ES256"));
         }
         let jwk = self.key(client_id, metadata, header.kid.as_deref()).await?;
+        // A key that names its algorithm (RFC 7517 §4.4) is good for that one only.
+        if let Some(alg) = jwk.common.key_algorithm
+            && alg.to_string().parse::<Algorithm>().ok() != Some(header.alg)
+        {
+            return Err(invalid_client(format!(
+                "the client's key is for {alg}, and the assertion is signed {:?}",
+                header.alg
+            )));
+        }
         let key = DecodingKey::from_jwk(&jwk).map_err(|_| invalid_client("the client's key cannot be used"))?;
         let mut validation = Validation::new(header.alg);
+        // RFC 7523 §3 item 6: an assertion with `nbf` must not be used before that time.
+        validation.validate_nbf = true;
         validation.set_audience(&self.audiences);
         validation.set_issuer(&[client_id]);
         validation.sub = Some(client_id.to_owned());
