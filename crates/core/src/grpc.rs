@@ -24,11 +24,20 @@ use tower::util::BoxCloneSyncService;
 /// one: boxed errors trip the compiler's `Send` inference in the axum handlers.)
 pub type GrpcChannel = BoxCloneSyncService<Request<Body>, Response<Body>, tonic::transport::Error>;
 
+/// How long a caller waits for any internal call. The callee is told too (`grpc-timeout`,
+/// which tonic servers enforce), so that it drops work its caller has given up on rather than
+/// finish it for nobody.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+/// [`DEADLINE`] as gRPC's HTTP/2 protocol spells a timeout (whole milliseconds, "m").
+const GRPC_TIMEOUT: &str = "5000m";
+/// How long a caller waits for a connection to a peer (a peer that is down refuses at once).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A long-lived HTTP/2 channel to a service, with a deadline on every call.
 pub fn connect(addr: SocketAddr) -> anyhow::Result<GrpcChannel> {
     let channel = Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(5))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(DEADLINE)
         .tcp_nodelay(true)
         .connect_lazy();
     Ok(traced(channel))
@@ -46,8 +55,8 @@ pub fn connect_url(url: &str, tls: Option<tonic::transport::ClientTlsConfig>) ->
     };
     let mut endpoint = Endpoint::from_shared(url.clone())
         .with_context(|| format!("{url:?} is not a gRPC URL"))?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(5))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(DEADLINE)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(5));
@@ -98,7 +107,8 @@ fn connection_failed(status: &tonic::Status) -> bool {
         && (status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some())
 }
 
-/// A channel that carries the caller's trace context (W3C `traceparent`) with every call.
+/// A channel that carries the caller's trace context (W3C `traceparent`) and deadline
+/// (`grpc-timeout`, unless the call set a shorter one) with every call.
 fn traced<S>(channel: S) -> GrpcChannel
 where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = tonic::transport::Error>
@@ -110,6 +120,10 @@ where
 {
     BoxCloneSyncService::new(channel.map_request(|mut request: Request<Body>| {
         crate::telemetry::inject_context(request.headers_mut());
+        let headers = request.headers_mut();
+        if !headers.contains_key("grpc-timeout") {
+            headers.insert("grpc-timeout", tonic::codegen::http::HeaderValue::from_static(GRPC_TIMEOUT));
+        }
         request
     }))
 }
@@ -181,6 +195,11 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+
+    #[test]
+    fn the_deadline_header_says_the_deadline() {
+        assert_eq!(GRPC_TIMEOUT, format!("{}m", DEADLINE.as_millis()));
+    }
 
     // Real sleeps: 50 ms + 150 ms per exhausted call.
     #[tokio::test]

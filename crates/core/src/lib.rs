@@ -22,6 +22,11 @@ pub const API_VERSION: &str = "v1.0";
 /// The path of the Auth API; also the path of the issuer identifier.
 pub const AUTH_API_BASE: &str = "/x-nmos/auth/v1.0";
 
+/// The grpc.health.v1 service name of a process's liveness: serving for as long as the process
+/// runs, whatever its database or peers do (Kubernetes liveness probes, container health
+/// checks). Readiness is the server's own status (`""`) and its service's name.
+pub const LIVENESS: &str = "liveness";
+
 /// A key of the keys service's `GetJwks` as an RFC 7517 JWK (with `x5c` when it has a chain).
 pub fn jwk_json(k: &nmos_auth_proto::Jwk) -> serde_json::Value {
     let mut jwk = serde_json::json!({"kty": k.kty, "use": k.r#use, "alg": k.alg, "kid": k.kid, "n": k.n, "e": k.e});

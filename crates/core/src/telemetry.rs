@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::metrics::{Counter, Gauge, Histogram};
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{KeyValue, global};
@@ -157,6 +157,8 @@ pub struct Metrics {
     pub oauth_errors: Counter<u64>,
     /// Expired rows purged, by table.
     pub housekeeping_removed: Counter<u64>,
+    /// Whether each dependency of a process (its database, the peers it calls) answers: 1 or 0.
+    pub dependency_up: Gauge<u64>,
 }
 
 /// The instruments, created on first use (after [`init`] installed the meter provider).
@@ -187,6 +189,10 @@ pub fn metrics() -> &'static Metrics {
                 .u64_counter("nmos_auth.housekeeping.removed")
                 .with_description("Expired rows purged, by table")
                 .build(),
+            dependency_up: meter
+                .u64_gauge("nmos_auth.dependency.up")
+                .with_description("Whether a dependency (the database, a peer service) answers: 1 or 0")
+                .build(),
         }
     })
 }
@@ -207,6 +213,13 @@ pub fn http_request_served(route: String, method: String, status: u16, seconds: 
 pub fn housekeeping_removed(table: &'static str, rows: u64) {
     if enabled() {
         metrics().housekeeping_removed.add(rows, &[KeyValue::new("table", table)]);
+    }
+}
+
+/// Records whether `dependency` (`database`, or a peer's gRPC service name) answers.
+pub fn dependency_up(dependency: &'static str, up: bool) {
+    if enabled() {
+        metrics().dependency_up.record(u64::from(up), &[KeyValue::new("dependency", dependency)]);
     }
 }
 

@@ -50,9 +50,21 @@ pub struct Gateway {
     readiness: Option<Readiness>,
 }
 
-/// Checks that name each dependency and whether it answers.
-pub type Readiness =
-    Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Vec<(&'static str, bool)>> + Send>> + Send + Sync>;
+/// One dependency as `/readyz` reports it.
+#[derive(Clone, Copy, Debug)]
+pub struct Check {
+    pub name: &'static str,
+    /// Whether it answers now.
+    pub up: bool,
+    /// Whether it is this process's own (the one-process server's databases): only those make
+    /// the process unready. Peers are reported and never gate readiness: the gateway answers
+    /// each route's 503 itself while the service behind it is down (DESIGN.md, "health never
+    /// cascades").
+    pub own: bool,
+}
+
+/// Checks of each dependency.
+pub type Readiness = Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Vec<Check>> + Send>> + Send + Sync>;
 
 impl Gateway {
     pub fn new(
@@ -93,16 +105,17 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "alive"}))
 }
 
-/// `GET /readyz`: 200 when every service the gateway needs answers, else 503 naming them.
+/// `GET /readyz`: 200 while this process can answer (its own dependencies answer), else 503;
+/// the body names every dependency, up or down.
 async fn readyz(axum::extract::State(gateway): axum::extract::State<Gateway>) -> impl IntoResponse {
     let checks = match &gateway.readiness {
         Some(check) => check().await,
         None => Vec::new(),
     };
-    let ready = checks.iter().all(|(_, ok)| *ok);
+    let ready = checks.iter().all(|c| c.up || !c.own);
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
-        "checks": checks.iter().map(|(name, ok)| (name.to_string(), json!(if *ok { "up" } else { "down" })))
+        "checks": checks.iter().map(|c| (c.name.to_string(), json!(if c.up { "up" } else { "down" })))
             .collect::<serde_json::Map<_, _>>(),
     });
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

@@ -52,6 +52,8 @@ pub struct KeysService {
 
 /// How often each replica re-reads the key set and runs the schedule.
 pub const TICK: Duration = Duration::from_secs(1);
+/// How soon a replica tries again after a schedule run failed.
+const RETRY: Duration = Duration::from_millis(200);
 
 impl KeysService {
     /// Opens the key store, creates the first key if there is none, and loads the key set.
@@ -86,14 +88,15 @@ impl KeysService {
         Ok(service)
     }
 
-    /// Runs the schedule every [`TICK`] until the service is dropped.
+    /// Runs the schedule every [`TICK`] until the service is dropped; while it cannot (the
+    /// database is down), every [`RETRY`], so that signing resumes soon after it returns.
     pub fn run_schedule(self: &Arc<Self>) {
         self.scheduled.store(true, std::sync::atomic::Ordering::Relaxed);
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut failing = false;
             loop {
-                tokio::time::sleep(TICK).await;
+                tokio::time::sleep(if failing { RETRY } else { TICK }).await;
                 let Some(service) = weak.upgrade() else { return };
                 match service.tick().await {
                     Ok(()) if failing => {

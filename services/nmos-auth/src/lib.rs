@@ -176,7 +176,7 @@ impl Server {
             Box::pin(async move {
                 let mut checks = Vec::new();
                 for (name, db) in databases.iter() {
-                    checks.push((*name, db.ping().await.is_ok()));
+                    checks.push(nmos_auth_gateway::Check { name, up: db.ping().await.is_ok(), own: true });
                 }
                 checks
             })

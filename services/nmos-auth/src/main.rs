@@ -263,9 +263,15 @@ enum Command {
         #[arg(long)]
         if_missing: bool,
     },
-    /// Exit 0 when this service is healthy: grpc.health.v1 on health_listen when it is set,
-    /// otherwise GET /healthz on the gateway's listen port (for container health checks).
-    Healthcheck,
+    /// Exit 0 when this process is alive (container health checks): grpc.health.v1 `liveness`
+    /// on health_listen when it is set, otherwise GET /healthz on the gateway's listen port.
+    /// Liveness is the process's own: it never fails for a peer or the database.
+    Healthcheck {
+        /// Check readiness instead: the service's own database answers (grpc.health.v1 ""), or
+        /// for the gateway GET /readyz.
+        #[arg(long)]
+        ready: bool,
+    },
     /// Operator commands that work on the stores directly.
     #[command(subcommand)]
     Admin(Admin),
@@ -625,7 +631,7 @@ async fn discovery(config: Config, health_url: Option<String>) -> anyhow::Result
 }
 
 /// The container health check: no shell or curl in the image, so the binary asks itself.
-async fn healthcheck(config: &Config) -> anyhow::Result<()> {
+async fn healthcheck(config: &Config, ready: bool) -> anyhow::Result<()> {
     let within = std::time::Duration::from_secs(2);
     if let Some(addr) = config.health_listen {
         let mut addr = addr;
@@ -634,14 +640,15 @@ async fn healthcheck(config: &Config) -> anyhow::Result<()> {
         }
         let channel = nmos_auth_core::grpc::connect(addr)?;
         let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-        let reply = tokio::time::timeout(within, health.check(tonic_health::pb::HealthCheckRequest::default()))
-            .await
-            .context("no answer")??;
+        let service = if ready { "" } else { nmos_auth_core::LIVENESS };
+        let check = tonic_health::pb::HealthCheckRequest { service: service.to_owned() };
+        let reply = tokio::time::timeout(within, health.check(check)).await.context("no answer")??;
         let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
         anyhow::ensure!(reply.get_ref().status == serving, "not serving");
         return Ok(());
     }
-    let url = local_health_url(config, config.listen).replace("/.well-known/oauth-authorization-server", "/healthz");
+    let path = if ready { "/readyz" } else { "/healthz" };
+    let url = local_health_url(config, config.listen).replace("/.well-known/oauth-authorization-server", path);
     let http = reqwest::Client::builder().timeout(within).danger_accept_invalid_certs(true).build()?;
     let status = http.get(&url).send().await.with_context(|| format!("GET {url}"))?.status();
     anyhow::ensure!(status.is_success(), "GET {url}: {status}");
@@ -763,7 +770,7 @@ async fn main() -> std::process::ExitCode {
         Command::DevCa { out, .. } => nmos_auth::devca::create(&out).map(|files| {
             println!("wrote {} in {}", files.join(", "), out.display());
         }),
-        Command::Healthcheck => healthcheck(&config).await,
+        Command::Healthcheck { ready } => healthcheck(&config, ready).await,
         Command::Admin(command) => admin(config, command).await,
         Command::Discovery { health_url } => discovery(config, health_url).await,
         Command::DnsSd(DnsSd::Zone { domain }) => match domain.or(config.dns_sd_domain.clone()) {

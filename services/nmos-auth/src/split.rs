@@ -12,6 +12,7 @@ use nmos_auth_core::bearer::AdminTokens;
 use nmos_auth_core::db::Db;
 use nmos_auth_core::grpc::{self, GrpcChannel};
 use nmos_auth_core::mtls::{AuthorizeLayer, InternalTls, Service};
+use nmos_auth_gateway::Check;
 use nmos_auth_identity::IdentityService;
 use nmos_auth_keys::KeysService;
 use nmos_auth_proto::client_registry_client::ClientRegistryClient;
@@ -151,31 +152,48 @@ where
     }
 }
 
-/// Keeps the health status of `grpc_name` (and of the server as a whole) up to date: serving
-/// while the database and every peer it needs answer.
+/// Keeps this process's health up to date, by the rules in DESIGN.md ("health never
+/// cascades"). Liveness ([`nmos_auth_core::LIVENESS`]) is serving for as long as the process
+/// runs. Readiness (`""` and `grpc_name`) is serving while the process's own database answers.
+/// The peers it calls are watched too, but only for the log and the
+/// `nmos_auth.dependency.up` metric: while one is down the requests that need it are answered
+/// 503, and the rest (client_credentials tokens without identity, say) are still served, so
+/// a peer's outage must not take this process out of service.
 fn monitor_health(reporter: HealthReporter, grpc_name: &'static str, db: Option<Db>, peers: Vec<Peer>) {
     tokio::spawn(async move {
+        reporter.set_service_status(nmos_auth_core::LIVENESS, ServingStatus::Serving).await;
         let mut last = None;
+        let mut peers_up: Vec<Option<bool>> = vec![None; peers.len()];
         loop {
-            let mut ok = match &db {
+            let ready = match &db {
                 Some(db) => db.ping().await.is_ok(),
                 None => true,
             };
-            for peer in &peers {
-                ok &= peer.serving().await;
-            }
-            let status = if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
-            if last != Some(status) {
-                if ok {
-                    tracing::info!(service = grpc_name, "serving");
+            nmos_auth_core::telemetry::dependency_up("database", ready);
+            if last != Some(ready) {
+                if ready {
+                    tracing::info!(service = grpc_name, "ready");
                 } else {
-                    tracing::warn!(service = grpc_name, "not serving: its database or a peer does not answer");
+                    tracing::warn!(service = grpc_name, "not ready: its database does not answer");
                 }
+                let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
                 reporter.set_service_status(grpc_name, status).await;
                 reporter.set_service_status("", status).await;
-                last = Some(status);
+                last = Some(ready);
             }
-            tokio::time::sleep(Duration::from_secs(if ok { 2 } else { 1 })).await;
+            for (peer, was) in peers.iter().zip(peers_up.iter_mut()) {
+                let up = peer.serving().await;
+                nmos_auth_core::telemetry::dependency_up(peer.grpc_name, up);
+                match (*was, up) {
+                    (Some(false), true) => tracing::info!(peer = peer.grpc_name, "a peer answers again"),
+                    (Some(true) | None, false) => {
+                        tracing::warn!(peer = peer.grpc_name, "a peer does not answer: requests that need it get 503")
+                    }
+                    _ => {}
+                }
+                *was = Some(up);
+            }
+            tokio::time::sleep(Duration::from_secs(if ready { 2 } else { 1 })).await;
         }
     });
 }
@@ -349,7 +367,7 @@ pub async fn run(
                     }
                     let mut results = checks.join_all().await;
                     results.sort_by_key(|(i, _, _)| *i);
-                    results.into_iter().map(|(_, name, ok)| (name, ok)).collect()
+                    results.into_iter().map(|(_, name, up)| Check { name, up, own: false }).collect()
                 })
             }));
             let listener =
