@@ -6,10 +6,11 @@ use reqwest::Url;
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, Page};
-use crate::harness::{Backend, TestApp, assert_oauth_error, backend_tests, run_python};
+use crate::harness::{Backend, ExpectJson, TestApp, assert_oauth_error, backend_tests, run_python};
 
 backend_tests!(
     authlib_client_does_code_pkce_refresh_and_revocation,
+    nmos_cpp_authorization_request_survives_sign_in,
     code_flow_with_pkce_and_refresh,
     code_and_refresh_failures,
     consent_refusals_and_untrusted_requests,
@@ -50,7 +51,7 @@ async fn setup(backend: Backend) -> (TestApp, Controller) {
     (app, controller)
 }
 
-fn authorize_url(app: &TestApp, client_id: &str, extra: &[(&str, &str)]) -> String {
+pub(crate) fn authorize_url(app: &TestApp, client_id: &str, extra: &[(&str, &str)]) -> String {
     let mut params = vec![
         ("response_type", "code"),
         ("client_id", client_id),
@@ -134,6 +135,53 @@ async fn refresh(app: &TestApp, c: &Controller, token: &str, scope: Option<&str>
     app.token(&c.id, &c.secret, &form).await
 }
 
+/// nmos-cpp (authorization_code mode) sends its `redirect_uri` unencoded in the query, as RFC
+/// 3986 §3.4 allows: the request must come back whole after signing in, through consent to
+/// the callback, and the code must exchange.
+async fn nmos_cpp_authorization_request_survives_sign_in(backend: Backend) {
+    let (app, _) = setup(backend).await;
+    let callback = "http://127.0.0.1:18086/x-authorization/callback";
+    let body = app
+        .register(json!({"client_name": "nmos-cpp node", "redirect_uris": [callback],
+                          "grant_types": ["authorization_code", "refresh_token"], "scope": "registration"}))
+        .await;
+    let (id, secret) = (body["client_id"].as_str().unwrap(), body["client_secret"].as_str().unwrap());
+    let path_and_query = format!(
+        "/x-nmos/auth/v1.0/authorize?response_type=code&client_id={id}&redirect_uri={callback}\
+         &scope=registration&state=xyz&code_challenge={CHALLENGE}&code_challenge_method=S256"
+    );
+    let mut browser = Browser::new();
+    let first = browser.get(&app.url(&path_and_query)).await;
+    assert_eq!(first.status, 302, "signed out: sent to sign in: {}", first.body);
+    let form = browser.get(&app.url(first.location.as_deref().unwrap())).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert_eq!(form.field("next"), path_and_query, "the sign-in form keeps the whole request");
+    let fields = vec![
+        ("csrf".to_owned(), form.field("csrf")),
+        ("next".to_owned(), form.field("next")),
+        ("username".to_owned(), "alice".to_owned()),
+        ("password".to_owned(), "alice's long password".to_owned()),
+    ];
+    let signed_in = browser.post(&app.auth_url("signin"), &fields).await;
+    assert_eq!(signed_in.status, 302, "{}", signed_in.body);
+    assert_eq!(signed_in.location.as_deref(), Some(path_and_query.as_str()), "back to the request, not home");
+    let consent = browser.get(&app.url(&path_and_query)).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(consent.body.contains("Approve access") && consent.body.contains("nmos-cpp node"), "{}", consent.body);
+    let back = decide(&app, &mut browser, &consent, "approve").await;
+    assert_eq!(format!("{}://{}{}", back.scheme(), back.authority(), back.path()), callback);
+    assert_eq!(query(&back, "state").as_deref(), Some("xyz"));
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", &query(&back, "code").unwrap()),
+        ("redirect_uri", callback),
+        ("code_verifier", VERIFIER),
+    ];
+    let tokens = app.token(id, secret, &form).await.expect_json(200).await;
+    assert_eq!(tokens["scope"], "registration");
+    assert_eq!(app.verified_claims(&tokens).await["sub"], "alice");
+}
+
 async fn code_flow_with_pkce_and_refresh(backend: Backend) {
     let (app, controller) = setup(backend).await;
     let mut browser = Browser::new();
@@ -150,9 +198,8 @@ async fn code_flow_with_pkce_and_refresh(backend: Backend) {
     let code = query(&back, "code").unwrap();
 
     let response = exchange(&app, &controller, &code, &[]).await;
-    assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
-    let tokens: Value = response.json().await.unwrap();
+    let tokens = response.expect_json(200).await;
     assert_eq!(tokens["scope"], "registration query", "the user's rights narrow the requested scope");
     let refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
     assert!(refresh_token.len() >= 40);
@@ -165,17 +212,17 @@ async fn code_flow_with_pkce_and_refresh(backend: Backend) {
     assert!(claims.get("x-nmos-node").is_none());
 
     // Refresh without scope keeps the approved scope; the token rotates.
-    let refreshed: Value = refresh(&app, &controller, &refresh_token, None).await.json().await.unwrap();
+    let refreshed = refresh(&app, &controller, &refresh_token, None).await.expect_json(200).await;
     assert_eq!(refreshed["scope"], "registration query");
     let second = refreshed["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(second, refresh_token);
 
     // Narrowing is allowed; the user's rights are read again at every refresh.
     app.server.identity.set_rights("alice", &[(NmosApi::Query, Access::None)]).await.unwrap();
-    let narrowed: Value = refresh(&app, &controller, &second, Some("registration")).await.json().await.unwrap();
+    let narrowed = refresh(&app, &controller, &second, Some("registration")).await.expect_json(200).await;
     assert_eq!(narrowed["scope"], "registration");
     let third = narrowed["refresh_token"].as_str().unwrap().to_owned();
-    let after_change: Value = refresh(&app, &controller, &third, None).await.json().await.unwrap();
+    let after_change = refresh(&app, &controller, &third, None).await.expect_json(200).await;
     assert_eq!(after_change["scope"], "registration", "query was taken away from alice");
     assert!(app.verified_claims(&after_change).await.get("x-nmos-query").is_none());
 
@@ -222,7 +269,7 @@ async fn code_and_refresh_failures(backend: Backend) {
 
     // A replayed code is refused and revokes what was issued from it.
     let c = code(&app, &controller).await;
-    let first: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
+    let first = exchange(&app, &controller, &c, &[]).await.expect_json(200).await;
     let issued_refresh = first["refresh_token"].as_str().unwrap().to_owned();
     assert_oauth_error(exchange(&app, &controller, &c, &[]).await, 400, "invalid_grant").await;
     assert_oauth_error(refresh(&app, &controller, &issued_refresh, None).await, 400, "invalid_grant").await;
@@ -241,7 +288,7 @@ async fn code_and_refresh_failures(backend: Backend) {
 
     // Widening on refresh, an unknown scope, another client's refresh token.
     let c = code(&app, &controller).await;
-    let tokens: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
+    let tokens = exchange(&app, &controller, &c, &[]).await.expect_json(200).await;
     let rt = tokens["refresh_token"].as_str().unwrap().to_owned();
     assert_oauth_error(refresh(&app, &controller, &rt, Some("registration query node")).await, 400, "invalid_scope")
         .await;
@@ -262,19 +309,32 @@ async fn code_and_refresh_failures(backend: Backend) {
     let consent =
         sign_in_and_open(&app, &mut browser, &authorize_url(&app, &code_only.id, &[("scope", "registration")])).await;
     let back = decide(&app, &mut browser, &consent, "approve").await;
-    let tokens: Value = exchange(&app, &code_only, &query(&back, "code").unwrap(), &[]).await.json().await.unwrap();
+    let tokens = exchange(&app, &code_only, &query(&back, "code").unwrap(), &[]).await.expect_json(200).await;
     assert!(tokens.get("refresh_token").is_none(), "{tokens}");
     assert_oauth_error(refresh(&app, &code_only, &rt, None).await, 400, "unauthorized_client").await;
 
     // Reuse of a rotated refresh token kills the whole family.
-    let rotated: Value = refresh(&app, &controller, &rt, None).await.json().await.unwrap();
+    let rotated = refresh(&app, &controller, &rt, None).await.expect_json(200).await;
     let newest = rotated["refresh_token"].as_str().unwrap().to_owned();
     assert_oauth_error(refresh(&app, &controller, &rt, None).await, 400, "invalid_grant").await;
     assert_oauth_error(refresh(&app, &controller, &newest, None).await, 400, "invalid_grant").await;
 
+    // A user whose every right was withdrawn gets nothing from a refresh (not a token with an
+    // empty scope), nor from a code approved before the change.
+    let c = code(&app, &controller).await;
+    let tokens = exchange(&app, &controller, &c, &[]).await.expect_json(200).await;
+    let pending_code = code(&app, &controller).await;
+    let none = [(NmosApi::Registration, Access::None), (NmosApi::Query, Access::None)];
+    app.server.identity.set_rights("alice", &none).await.unwrap();
+    let rt = tokens["refresh_token"].as_str().unwrap();
+    assert_oauth_error(refresh(&app, &controller, rt, None).await, 400, "invalid_grant").await;
+    assert_oauth_error(exchange(&app, &controller, &pending_code, &[]).await, 400, "invalid_grant").await;
+    let rights = [(NmosApi::Registration, Access::Write), (NmosApi::Query, Access::Read)];
+    app.server.identity.set_rights("alice", &rights).await.unwrap();
+
     // A disabled user's refresh token stops working.
     let c = code(&app, &controller).await;
-    let tokens: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
+    let tokens = exchange(&app, &controller, &c, &[]).await.expect_json(200).await;
     app.server.identity.set_disabled("alice", true).await.unwrap();
     let rt = tokens["refresh_token"].as_str().unwrap();
     assert_oauth_error(refresh(&app, &controller, rt, None).await, 400, "invalid_grant").await;
@@ -438,7 +498,7 @@ async fn consent_refusals_and_untrusted_requests(backend: Backend) {
 async fn revocation(backend: Backend) {
     let (app, controller) = setup(backend).await;
     let c = code(&app, &controller).await;
-    let tokens: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
+    let tokens = exchange(&app, &controller, &c, &[]).await.expect_json(200).await;
     let rt = tokens["refresh_token"].as_str().unwrap();
     let at = tokens["access_token"].as_str().unwrap();
     let url = app.auth_url("revoke");
@@ -452,13 +512,13 @@ async fn revocation(backend: Backend) {
     // Introspection (RFC 7662): a current access token is active, with its claims.
     let r = introspect(at, &controller.id, Some(&controller.secret)).await.unwrap();
     assert_eq!(r.headers()["cache-control"], "no-store");
-    let answer: Value = r.json().await.unwrap();
+    let answer = r.expect_json(200).await;
     assert_eq!(answer["active"], true);
     assert_eq!((answer["sub"].as_str(), answer["client_id"].as_str()), (Some("alice"), Some(controller.id.as_str())));
     assert_eq!(answer["scope"], tokens["scope"]);
     for garbage in ["garbage", "a.b.c"] {
-        let answer: Value =
-            introspect(garbage, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
+        let answer =
+            introspect(garbage, &controller.id, Some(&controller.secret)).await.unwrap().expect_json(200).await;
         assert_eq!(answer, json!({"active": false}), "{garbage}");
     }
     assert_oauth_error(introspect(at, &controller.id, Some("wrong")).await.unwrap(), 401, "invalid_client").await;
@@ -467,19 +527,55 @@ async fn revocation(backend: Backend) {
         parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"sub":"mallory","exp":9999999999}"#);
         parts.join(".")
     };
-    let answer: Value =
-        introspect(&forged, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
+    let answer = introspect(&forged, &controller.id, Some(&controller.secret)).await.unwrap().expect_json(200).await;
     assert_eq!(answer["active"], false, "a forged payload does not verify");
 
     // A refresh token is active for its own client only.
-    let answer: Value = introspect(rt, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
+    let answer = introspect(rt, &controller.id, Some(&controller.secret)).await.unwrap().expect_json(200).await;
     assert_eq!((answer["active"].as_bool(), answer["token_type"].as_str()), (Some(true), Some("refresh_token")));
     let node = app.machine_client("registration").await;
-    let answer: Value = introspect(rt, &node.0, Some(&node.1)).await.unwrap().json().await.unwrap();
+    let answer = introspect(rt, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
     assert_eq!(answer, json!({"active": false}));
     // ... and a machine client may introspect a user's access token (as a resource server would).
-    let answer: Value = introspect(at, &node.0, Some(&node.1)).await.unwrap().json().await.unwrap();
+    let answer = introspect(at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
     assert_eq!(answer["active"], true);
+
+    // A deleted client's access tokens are no longer active (whoever asks).
+    let gone = app.machine_client("registration").await;
+    let form = [("grant_type", "client_credentials"), ("scope", "registration")];
+    let gone_token = app.token(&gone.0, &gone.1, &form).await.expect_json(200).await;
+    let gone_at = gone_token["access_token"].as_str().unwrap();
+    let answer = introspect(gone_at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
+    assert_eq!(answer["active"], true, "{answer}");
+    let operator = nmos_auth_client_registry::WebUser { username: "operator".into(), admin: true };
+    assert!(app.server.clients.delete(&gone.0, &operator).await.unwrap());
+    let answer = introspect(gone_at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
+    assert_eq!(answer, json!({"active": false}), "the client was deleted");
+    // ... and so are a deleted user's.
+    app.server
+        .identity
+        .create_user("bob", "bob's long password", false, &[(NmosApi::Query, Access::Read)])
+        .await
+        .unwrap();
+    let mut browser = Browser::new();
+    let first = browser.get(&authorize_url(&app, &controller.id, &[("scope", "query")])).await;
+    let form = browser.get(&app.url(first.location.as_deref().unwrap())).await;
+    let fields = vec![
+        ("csrf".to_owned(), form.field("csrf")),
+        ("next".to_owned(), form.field("next")),
+        ("username".to_owned(), "bob".to_owned()),
+        ("password".to_owned(), "bob's long password".to_owned()),
+    ];
+    let signed_in = browser.post(&app.auth_url("signin"), &fields).await;
+    let consent = browser.get(&app.url(signed_in.location.as_deref().unwrap())).await;
+    let back = decide(&app, &mut browser, &consent, "approve").await;
+    let bobs = exchange(&app, &controller, &query(&back, "code").unwrap(), &[]).await.expect_json(200).await;
+    let bobs_at = bobs["access_token"].as_str().unwrap();
+    let answer = introspect(bobs_at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
+    assert_eq!(answer["active"], true, "{answer}");
+    app.server.identity.delete_user("bob").await.unwrap();
+    let answer = introspect(bobs_at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
+    assert_eq!(answer, json!({"active": false}), "the user was deleted");
 
     // Revocation needs client authentication and a token.
     let r = app.http.post(&url).form(&[("token", rt)]).send().await.unwrap();
@@ -497,12 +593,12 @@ async fn revocation(backend: Backend) {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert_oauth_error(refresh(&app, &controller, rt, None).await, 400, "invalid_grant").await;
-    let answer: Value = introspect(at, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
+    let answer = introspect(at, &controller.id, Some(&controller.secret)).await.unwrap().expect_json(200).await;
     assert_eq!(answer, json!({"active": false}));
 
     // A forged JWT carrying someone else's jti revokes nothing: only tokens this server signed count.
     let c = code(&app, &controller).await;
-    let victim: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
+    let victim = exchange(&app, &controller, &c, &[]).await.expect_json(200).await;
     let victim_at = victim["access_token"].as_str().unwrap();
     let victim_claims = app.verified_claims(&victim).await;
     let forged = format!(
@@ -521,18 +617,16 @@ async fn revocation(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let answer: Value =
-        introspect(victim_at, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
+    let answer = introspect(victim_at, &controller.id, Some(&controller.secret)).await.unwrap().expect_json(200).await;
     assert_eq!(answer["active"], true, "the victim's token is untouched");
 
     // An access token can be revoked on its own (its jti is remembered until it expires).
     let c = code(&app, &controller).await;
-    let fresh: Value = exchange(&app, &controller, &c, &[]).await.json().await.unwrap();
+    let fresh = exchange(&app, &controller, &c, &[]).await.expect_json(200).await;
     let fresh_at = fresh["access_token"].as_str().unwrap();
     let r = revoke(vec![("token", fresh_at.into()), ("token_type_hint", "access_token".into())]).await.unwrap();
     assert_eq!(r.status(), 200);
-    let answer: Value =
-        introspect(fresh_at, &controller.id, Some(&controller.secret)).await.unwrap().json().await.unwrap();
+    let answer = introspect(fresh_at, &controller.id, Some(&controller.secret)).await.unwrap().expect_json(200).await;
     assert_eq!(answer, json!({"active": false}), "revoked");
     let r = refresh(&app, &controller, fresh["refresh_token"].as_str().unwrap(), None).await;
     assert_eq!(r.status(), 200, "revoking an access token leaves its refresh token alone");

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, TempDir, TestApp, free_listener, http_client, store_backend_tests, test_config};
+use crate::harness::{
+    Backend, ExpectJson, TempDir, TestApp, free_listener, http_client, store_backend_tests, test_config,
+};
 
 store_backend_tests!(admin_commands, serve_command_and_config_precedence);
 
@@ -109,7 +111,7 @@ async fn serve(mut command: Command, port: u16) -> (std::process::Child, Value) 
     loop {
         let url = format!("http://127.0.0.1:{port}/.well-known/oauth-authorization-server");
         if let Ok(r) = http.get(&url).send().await {
-            return (child, r.json().await.unwrap());
+            return (child, r.expect_json(200).await);
         }
         if let Ok(Some(status)) = child.try_wait() {
             let mut err = String::new();
@@ -160,8 +162,13 @@ async fn serve_command_and_config_precedence(backend: Backend) {
         .args(["--public-url", "http://from-flag.example:3"]);
     let (child, metadata) = serve(c, port).await;
     assert_eq!(metadata["issuer"], "http://from-flag.example:3/x-nmos/auth/v1.0");
-    let jwks: Value =
-        http_client().get(format!("http://{listen}/x-nmos/auth/v1.0/jwks")).send().await.unwrap().json().await.unwrap();
+    let jwks = http_client()
+        .get(format!("http://{listen}/x-nmos/auth/v1.0/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .expect_json(200)
+        .await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     stop(child);
 }

@@ -158,14 +158,19 @@ impl Deployment {
         self.children.clear();
     }
 
-    /// Waits until the gateway at `base` reports every service ready.
+    /// Waits until the gateway at `base` reports every service up (the gateway itself is
+    /// ready as soon as it serves: its /readyz body says how the services are).
     pub async fn wait_ready(&self, base: &str) {
         // Readiness only: the gateway's certificate (in the HTTPS test) is checked by the test.
         let http = reqwest::Client::builder().no_proxy().danger_accept_invalid_certs(true).build().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let ready = http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200);
-            if ready {
+            let body = match http.get(format!("{base}/readyz")).send().await {
+                Ok(r) if r.status() == 200 => r.json::<serde_json::Value>().await.ok(),
+                _ => None,
+            };
+            let checks = body.as_ref().and_then(|b| b["checks"].as_object());
+            if checks.is_some_and(|c| c.len() == 4 && c.values().all(|v| v == "up")) {
                 return;
             }
             assert!(Instant::now() < deadline, "the split deployment did not become ready:\n{}", self.logs());

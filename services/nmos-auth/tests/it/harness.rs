@@ -165,6 +165,8 @@ pub struct PgCluster {
     dir: PathBuf,
     bin: PathBuf,
     root: bool,
+    /// The server's command-line options (port, socket directory, settings).
+    options: String,
 }
 
 impl PgCluster {
@@ -189,13 +191,12 @@ impl PgCluster {
             "--no-sync",
         ]));
         let port = free_listener().local_addr().unwrap().port();
-        let postgres = format!(
-            "{} -D {} -p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=300",
-            bin.join("postgres").display(),
-            dir.join("data").display(),
             dir.display()
         );
+        let postgres = format!("{} -D {} {options}", bin.join("postgres").display(), dir.join("data").display());
         let pg_ctl = format!("{} -D {} -m immediate -w stop", bin.join("pg_ctl").display(), dir.join("data").display());
         let (postgres, pg_ctl) = if root {
             (format!("runuser -u postgres -- {postgres}"), format!("runuser -u postgres -- {pg_ctl}"))
@@ -232,7 +233,7 @@ impl PgCluster {
             assert!(Instant::now() < deadline, "Postgres did not start; see {}", dir.join("server.log").display());
             std::thread::sleep(Duration::from_millis(100));
         }
-        PgCluster { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), dir, bin, root }
+        PgCluster { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), dir, bin, root, options }
     }
 
     /// Restarts the server; open connections are cut (fast shutdown).
@@ -243,6 +244,24 @@ impl PgCluster {
             .arg("-l")
             .arg(self.dir.join("restart.log"))
             .args(["-m", "fast", "-w", "restart"]));
+    }
+
+    /// Stops the server (fast shutdown: open connections are cut) until [`Self::start_again`].
+    pub fn stop(&self) {
+        run(pg_command(&self.bin.join("pg_ctl"), self.root)
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "fast", "-w", "stop"]));
+    }
+
+    /// Starts the server again after [`Self::stop`]; returns once it accepts connections.
+    pub fn start_again(&self) {
+        run(pg_command(&self.bin.join("pg_ctl"), self.root)
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("restart.log"))
+            .args(["-o", &self.options, "-w", "start"]));
     }
 
     /// A fresh, empty database in this cluster.
@@ -398,8 +417,7 @@ impl TestApp {
         let token = self.initial_access_token().await;
         let response =
             self.http.post(self.auth_url("register")).bearer_auth(token).json(&metadata).send().await.unwrap();
-        assert_eq!(response.status(), 201, "registration failed");
-        response.json().await.unwrap()
+        response.expect_json(201).await
     }
 
     /// A registered machine client (client_credentials, client_secret_basic): (id, secret).
@@ -449,8 +467,9 @@ impl TestApp {
         pyjwt_verify(token, &self.jwks().await, &self.issuer(), "*.example.com")["claims"].clone()
     }
 
+    /// GETs `url`, which must answer 200 with JSON.
     pub async fn get_json(&self, url: &str) -> Value {
-        self.http.get(url).send().await.unwrap().json().await.unwrap()
+        self.http.get(url).send().await.unwrap().expect_json(200).await
     }
 }
 
@@ -496,12 +515,28 @@ pub fn run_python(script: &str, input: &Value, env: &[(&str, &str)]) -> Value {
 
 /// Asserts an OAuth error response: status, `error` code, no-store, JSON.
 pub async fn assert_oauth_error(response: reqwest::Response, status: u16, code: &str) -> reqwest::header::HeaderMap {
-    assert_eq!(response.status(), status, "wrong status for {code}");
     let headers = response.headers().clone();
+    let body = response.expect_json(status).await;
     assert_eq!(headers["content-type"], "application/json");
-    let body: Value = response.json().await.expect("a JSON error body");
     assert_eq!(body["error"], code, "{body}");
     headers
+}
+
+/// Reading a response in a test: its status first, and the body shown when it is not the one
+/// expected (an error body says why a request failed, where a missing field would not).
+pub(crate) trait ExpectJson {
+    /// The JSON body, after checking that the status is `status`.
+    async fn expect_json(self, status: u16) -> Value;
+}
+
+impl ExpectJson for reqwest::Response {
+    async fn expect_json(self, status: u16) -> Value {
+        let (actual, url) = (self.status(), self.url().clone());
+        let text = self.text().await.unwrap_or_else(|e| format!("<body unreadable: {e}>"));
+        assert_eq!(actual.as_u16(), status, "{url} answered {actual}: {text}");
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{url} answered {actual} with a body that is not JSON ({e}): {text}"))
+    }
 }
 
 /// In-process handles on the split deployment's database (its processes are already up, so

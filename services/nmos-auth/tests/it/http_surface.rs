@@ -1,7 +1,7 @@
 //! The HTTP surface every route shares: NMOS indexes, CORS, 404/405 bodies.
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::harness::{Backend, TestApp, backend_tests};
+use crate::harness::{Backend, ExpectJson, TestApp, backend_tests};
 
 backend_tests!(indexes_cors_and_unknown_paths);
 
@@ -15,9 +15,8 @@ async fn indexes_cors_and_unknown_paths(backend: Backend) {
         ("/x-nmos/auth/v1.0/", json!(["authorize/", "introspect/", "jwks/", "register/", "revoke/", "token/"])),
     ] {
         let r = app.http.get(app.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["access-control-allow-origin"], "*", "{path}");
-        assert_eq!(r.json::<Value>().await.unwrap(), index, "{path}");
+        assert_eq!(r.expect_json(200).await, index, "{path}");
     }
 
     // Every route answers a CORS pre-flight without authentication, allowing Authorization.
@@ -53,22 +52,42 @@ async fn indexes_cors_and_unknown_paths(backend: Backend) {
     // Unknown paths and methods: NMOS error JSON, still with CORS.
     for path in ["/x-nmos/auth/v1.0/nope", "/x-nmos/query/v1.3/nodes", "/elsewhere"] {
         let r = app.http.get(app.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), 404);
         assert_eq!(r.headers()["access-control-allow-origin"], "*");
-        let body: Value = r.json().await.unwrap();
+        let body = r.expect_json(404).await;
         assert_eq!(body["code"], 404);
         assert!(body["error"].is_string());
         assert!(body.get("debug").is_some());
     }
     let r = app.http.delete(app.auth_url("jwks")).send().await.unwrap();
-    assert_eq!(r.status(), 405);
-    assert_eq!(r.json::<Value>().await.unwrap()["code"], 405);
+    assert_eq!(r.expect_json(405).await["code"], 405);
 
     // The authorization endpoint sends a signed-out browser to the sign-in page first.
     let mut browser = crate::browser::Browser::new();
     let page = browser.get(&app.auth_url("authorize?response_type=code&client_id=x")).await;
     assert_eq!(page.status, 302);
     assert!(page.location.unwrap().starts_with("/x-nmos/auth/v1.0/signin?next="));
+
+    // A form over max_body_bytes (the README promises 413) is a 413 page for people on every
+    // page that takes a form, whatever else is wrong with it; never "Form expired".
+    let mut browser = crate::browser::Browser::new();
+    let form = browser.get(&app.auth_url("signin")).await;
+    let oversized = vec![("csrf".to_owned(), form.field("csrf")), ("pad".to_owned(), "a".repeat(18 * 1024))];
+    for page in [
+        "signin",
+        "signup",
+        "signout",
+        "authorize",
+        "register-client",
+        "delete-client",
+        "pending",
+        "users/add",
+        "users/change",
+    ] {
+        let answer = browser.post(&app.auth_url(page), &oversized).await;
+        assert_eq!(answer.status, 413, "{page}: {}", answer.body);
+        assert!(answer.content_type.starts_with("text/html"), "{page}: {}", answer.content_type);
+        assert!(answer.body.contains("too large"), "{page}: {}", answer.body);
+    }
 
     // The JWKS is public and carries no private material.
     let jwks = app.jwks().await;

@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 use tokio::sync::RwLock;
 
-use crate::harness::{Backend, TestApp, backend_tests};
+use crate::harness::{Backend, ExpectJson, TestApp, backend_tests};
 
 backend_tests!(
     rotation_rejects_no_valid_token,
@@ -47,8 +47,7 @@ async fn check(cache: &KeyCache, token: &str) -> Result<String, String> {
 
 async fn token(app: &TestApp, client: &(String, String)) -> String {
     let r = app.token(&client.0, &client.1, &[("grant_type", "client_credentials"), ("scope", "registration")]).await;
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+    r.expect_json(200).await["access_token"].as_str().unwrap().to_owned()
 }
 
 /// Rotation every 4 s, keys published 2 s ahead: a resource server refreshing its keys every

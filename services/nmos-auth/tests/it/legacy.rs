@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::authorization_code::{decide, query, sign_in_and_open};
 use crate::browser::{Browser, Page};
-use crate::harness::{Backend, TestApp, assert_oauth_error, backend_tests};
+use crate::harness::{Backend, ExpectJson, TestApp, assert_oauth_error, backend_tests};
 
 backend_tests!(legacy_grants_are_off_by_default, seed_readme_works_with_legacy_grants_switched_on);
 
@@ -118,7 +118,7 @@ async fn seed_readme_works_with_legacy_grants_switched_on(backend: Backend) {
     // One answer for every failure.
     for (user, password) in [("alice", "wrong password"), ("nobody", "wrong password")] {
         let form = [("grant_type", "password"), ("username", user), ("password", password)];
-        let body: Value = app.token(&client_id, &client_secret, &form).await.json().await.unwrap();
+        let body = app.token(&client_id, &client_secret, &form).await.expect_json(400).await;
         assert_eq!(body, json!({"error": "invalid_grant", "error_description": "wrong username or password"}),);
     }
 

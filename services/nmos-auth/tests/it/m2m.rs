@@ -1,7 +1,7 @@
 //! The machine-to-machine path an NMOS Node takes: metadata, registration, token, JWKS.
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, TestApp, backend_tests, pyjwt_verify};
+use crate::harness::{Backend, ExpectJson, TestApp, backend_tests, pyjwt_verify};
 
 backend_tests!(
     node_registers_and_gets_a_verifiable_token,
@@ -18,7 +18,7 @@ async fn node_registers_and_gets_a_verifiable_token(backend: Backend) {
     let suffixed =
         app.http.get(app.url("/.well-known/oauth-authorization-server/x-nmos/auth/v1.0")).send().await.unwrap();
     assert_eq!(suffixed.headers()["content-type"], "application/json");
-    let suffixed: Value = suffixed.json().await.unwrap();
+    let suffixed = suffixed.expect_json(200).await;
     assert_eq!(bare, suffixed);
     let issuer = bare["issuer"].as_str().unwrap().to_owned();
     assert_eq!(issuer, app.url("/x-nmos/auth/v1.0"));
@@ -53,10 +53,9 @@ async fn node_registers_and_gets_a_verifiable_token(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(response.headers()["pragma"], "no-cache");
-    let client: Value = response.json().await.unwrap();
+    let client = response.expect_json(201).await;
     let client_id = client["client_id"].as_str().unwrap();
     let secret = client["client_secret"].as_str().unwrap();
     assert!(client_id.len() >= 20);
@@ -78,10 +77,9 @@ async fn node_registers_and_gets_a_verifiable_token(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(response.headers()["pragma"], "no-cache");
-    let tokens: Value = response.json().await.unwrap();
+    let tokens = response.expect_json(200).await;
     assert_eq!(tokens["token_type"], "Bearer");
     assert_eq!(tokens["expires_in"], json!(60), "an integer, the configured lifetime");
     assert_eq!(tokens["scope"], "registration");
@@ -128,17 +126,16 @@ async fn requested_scope_is_narrowed_to_what_was_asked(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (id, secret) = app.machine_client("registration events").await;
 
-    let both: Value = app.token(&id, &secret, &[("grant_type", "client_credentials")]).await.json().await.unwrap();
+    let both = app.token(&id, &secret, &[("grant_type", "client_credentials")]).await.expect_json(200).await;
     assert_eq!(both["scope"], "registration events", "no scope asked: the registered scope within the allow-list");
     let claims = app.verified_claims(&both).await;
     assert!(claims.get("x-nmos-registration").is_some() && claims.get("x-nmos-events").is_some());
 
-    let one: Value = app
+    let one = app
         .token(&id, &secret, &[("grant_type", "client_credentials"), ("scope", "events")])
         .await
-        .json()
-        .await
-        .unwrap();
+        .expect_json(200)
+        .await;
     assert_eq!(one["scope"], "events");
     let claims = app.verified_claims(&one).await;
     assert_eq!(claims["scope"], "events");
@@ -172,7 +169,7 @@ async fn per_client_policy_shapes_the_next_token(backend: Backend) {
     ]);
     // The command is another process: the running registry sees the change within a second.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let tokens: Value = ask("registration connection").await.json().await.unwrap();
+    let tokens = ask("registration connection").await.expect_json(200).await;
     assert_eq!(tokens["scope"], "registration connection");
     let verified =
         pyjwt_verify(tokens["access_token"].as_str().unwrap(), &app.jwks().await, &app.issuer(), "*.studio-a.example");
@@ -188,7 +185,7 @@ async fn per_client_policy_shapes_the_next_token(backend: Backend) {
     admin(&["set-client-policy", &id, "--clear"]);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     crate::harness::assert_oauth_error(ask("connection").await, 400, "invalid_scope").await;
-    let tokens: Value = ask("registration").await.json().await.unwrap();
+    let tokens = ask("registration").await.expect_json(200).await;
     let claims = app.verified_claims(&tokens).await;
     assert_eq!(claims["aud"], json!(["*.example.com", "https://*.local"]), "the server's audience again");
 }
@@ -211,8 +208,8 @@ async fn an_administrators_token_is_apart_from_nmos_tokens(backend: Backend) {
     let configuration = registered["registration_client_uri"].as_str().unwrap().to_owned();
     let registration_token = registered["registration_access_token"].as_str().unwrap().to_owned();
     let read = app.http.get(&configuration).bearer_auth(&registration_token).send().await.unwrap();
-    assert_eq!(read.status(), 200, "the client may read its registration ...");
-    let secret = read.json::<Value>().await.unwrap()["client_secret"].as_str().map_or(secret, str::to_owned);
+    let read = read.expect_json(200).await; // the client may read its registration ...
+    let secret = read["client_secret"].as_str().map_or(secret, str::to_owned);
     let ask = |scope: &'static str| {
         let (id, secret) = (id.clone(), secret.clone());
         let app = &app;
@@ -223,7 +220,7 @@ async fn an_administrators_token_is_apart_from_nmos_tokens(backend: Backend) {
     app.admin_command(&["set-client-policy", &id, "--admin"]);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     crate::harness::assert_oauth_error(ask("nmos-auth:admin registration").await, 400, "invalid_scope").await;
-    let tokens: Value = ask("nmos-auth:admin").await.json().await.unwrap();
+    let tokens = ask("nmos-auth:admin").await.expect_json(200).await;
     assert_eq!(tokens["scope"], "nmos-auth:admin");
     assert!(tokens.get("refresh_token").is_none());
     let host = reqwest::Url::parse(&app.issuer()).unwrap().host_str().unwrap().to_owned();

@@ -6,12 +6,14 @@ mod harness;
 
 mod authorization_code;
 mod cli;
+mod concurrency;
 mod discovery;
 mod grpc;
 mod http_surface;
 mod keys;
 mod legacy;
 mod m2m;
+mod outages;
 mod private_key_jwt;
 mod registration;
 mod resource_server;

@@ -10,19 +10,19 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, TempDir, TestApp, assert_oauth_error, backend_tests, free_listener};
+use crate::harness::{Backend, ExpectJson, TempDir, TestApp, assert_oauth_error, backend_tests, free_listener};
 
 backend_tests!(node_authenticates_with_a_signed_assertion);
 
-const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// An RSA key as a Node holds it: the signing key and its public JWK.
-struct NodeKey {
-    encoding: EncodingKey,
-    jwk: Value,
+pub(crate) struct NodeKey {
+    pub(crate) encoding: EncodingKey,
+    pub(crate) jwk: Value,
 }
 
-fn node_key(kid: &str, alg: &str) -> NodeKey {
+pub(crate) fn node_key(kid: &str, alg: &str) -> NodeKey {
     let pair = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
     let pem = format!(
         "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
@@ -75,7 +75,7 @@ impl Drop for HttpsFiles {
     }
 }
 
-fn sign(key: &EncodingKey, alg: Algorithm, kid: &str, claims: &Value) -> String {
+pub(crate) fn sign(key: &EncodingKey, alg: Algorithm, kid: &str, claims: &Value) -> String {
     let header = Header { kid: Some(kid.to_owned()), ..Header::new(alg) };
     jsonwebtoken::encode(&header, claims, key).unwrap()
 }
@@ -118,9 +118,7 @@ async fn node_authenticates_with_a_signed_assertion(backend: Backend) {
 
     // What nmos-cpp sends: RS256, kid "1", aud the token endpoint as a single string, exp in 30 s.
     let good = sign(&key.encoding, Algorithm::RS256, "1", &claims(&token_endpoint, now + 30, "jti-1"));
-    let r = ask(good.clone()).await.unwrap();
-    assert_eq!(r.status(), 200);
-    let tokens: Value = r.json().await.unwrap();
+    let tokens = ask(good.clone()).await.unwrap().expect_json(200).await;
     let verified = app.verified_claims(&tokens).await;
     assert_eq!(verified["sub"], client_id.as_str());
     assert_eq!(verified["x-nmos-registration"], json!({"read": ["*"], "write": ["*"]}));
@@ -146,6 +144,16 @@ async fn node_authenticates_with_a_signed_assertion(backend: Backend) {
             "another client's key",
             sign(&other.encoding, Algorithm::RS256, "1", &claims(&token_endpoint, now + 30, "jti-6")),
         ),
+        (
+            "not valid before a minute from now (RFC 7523 §3 item 6)",
+            sign(
+                &key.encoding,
+                Algorithm::RS256,
+                "1",
+                &json!({"iss": client_id, "sub": client_id, "aud": token_endpoint, "nbf": now + 60, "exp": now + 90,
+                        "jti": "jti-nbf"}),
+            ),
+        ),
         ("alg none", none),
         ("HMAC", sign(&hs, Algorithm::HS256, "1", &claims(&token_endpoint, now + 30, "jti-7"))),
         (
@@ -159,9 +167,7 @@ async fn node_authenticates_with_a_signed_assertion(backend: Backend) {
         ),
     ];
     for (why, assertion) in bad {
-        let r = ask(assertion).await.unwrap();
-        assert_eq!(r.status(), 401, "{why}");
-        let body: Value = r.json().await.unwrap();
+        let body = ask(assertion).await.unwrap().expect_json(401).await;
         assert_eq!(body["error"], "invalid_client", "{why}: {body}");
     }
     // Naming the client without any proof is not enough (only public clients may do that).
@@ -212,5 +218,25 @@ async fn node_authenticates_with_a_signed_assertion(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "the issuer is an accepted audience too");
+
+    // The key says it is for RS512 (its JWK's "alg"): an RS256 signature made with it does not count.
+    let assertion = sign(
+        &inline.encoding,
+        Algorithm::RS256,
+        "k2",
+        &json!({"iss": inline_id, "sub": inline_id, "aud": app.issuer(), "exp": now + 60, "jti": "inline-2"}),
+    );
+    let r = app
+        .http
+        .post(&token_endpoint)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", &assertion),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(r, 401, "invalid_client").await;
     drop(server);
 }

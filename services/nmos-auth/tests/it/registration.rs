@@ -3,7 +3,7 @@
 use nmos_auth_core::config::RegistrationMode;
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, TestApp, assert_oauth_error, backend_tests};
+use crate::harness::{Backend, ExpectJson, TestApp, assert_oauth_error, backend_tests};
 
 backend_tests!(
     registration_needs_a_valid_initial_access_token,
@@ -56,8 +56,7 @@ async fn registration_needs_a_valid_initial_access_token(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
-    let body: Value = r.json().await.unwrap();
+    let body = r.expect_json(201).await;
     assert_eq!(body["scope"], "registration events");
     assert_eq!(body["grant_types"], json!(["client_credentials"]));
 }
@@ -105,8 +104,7 @@ async fn bad_metadata_is_rejected(backend: Backend) {
     for (body, code) in cases {
         let shown = String::from_utf8_lossy(&body).into_owned();
         let r = send(body, json_type).await.unwrap();
-        assert_eq!(r.status(), 400, "{shown}");
-        let reply: Value = r.json().await.unwrap();
+        let reply = r.expect_json(400).await;
         assert_eq!(reply["error"], code, "{shown}");
     }
 
@@ -126,9 +124,7 @@ async fn open_registration_is_only_for_code_clients(backend: Backend) {
     let url = app.auth_url("register");
     let code = json!({"client_name": "Controller", "redirect_uris": ["http://127.0.0.1:8080/x-authorization/callback"],
                       "grant_types": ["authorization_code", "refresh_token"]});
-    let r = app.http.post(&url).json(&code).send().await.unwrap();
-    assert_eq!(r.status(), 201);
-    let body: Value = r.json().await.unwrap();
+    let body = app.http.post(&url).json(&code).send().await.unwrap().expect_json(201).await;
     assert_eq!(body["redirect_uris"], json!(["http://127.0.0.1:8080/x-authorization/callback"]));
 
     // Never for client_credentials, whatever the switch says.
@@ -164,7 +160,7 @@ async fn approval_mode_holds_clients_until_an_admin_approves(backend: Backend) {
         let body = json!({"client_name": name, "grant_types": ["client_credentials"], "response_types": ["none"], "scope": "registration"});
         app.http.post(app.auth_url("register")).json(&body).send()
     };
-    let node: Value = register("Node A").await.unwrap().json().await.unwrap();
+    let node = register("Node A").await.unwrap().expect_json(201).await;
     let (id, secret) = (node["client_id"].as_str().unwrap(), node["client_secret"].as_str().unwrap());
     let cc = [("grant_type", "client_credentials")];
     let r = app.token(id, secret, &cc).await;
@@ -190,8 +186,8 @@ async fn approval_mode_holds_clients_until_an_admin_approves(backend: Backend) {
     assert_eq!(app.token(id, secret, &cc).await.status(), 200);
 
     // The admin commands list, approve and reject.
-    let other: Value = register("Node B").await.unwrap().json().await.unwrap();
-    let third: Value = register("Node C").await.unwrap().json().await.unwrap();
+    let other = register("Node B").await.unwrap().expect_json(201).await;
+    let third = register("Node C").await.unwrap().expect_json(201).await;
     let admin = |args: &[&str]| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
         c.arg("--data-dir").arg(&app.config.data_dir).args(["admin"]).args(args);
@@ -213,8 +209,7 @@ async fn approval_mode_holds_clients_until_an_admin_approves(backend: Backend) {
 
     // A pending application is never redirected to: its redirect URIs are not vetted yet.
     let body = json!({"client_name": "App", "redirect_uris": ["https://app.example.com/cb"]});
-    let app_client: Value =
-        app.http.post(app.auth_url("register")).json(&body).send().await.unwrap().json().await.unwrap();
+    let app_client = app.http.post(app.auth_url("register")).json(&body).send().await.unwrap().expect_json(201).await;
     let url = format!(
         "{}?response_type=code&client_id={}",
         app.auth_url("authorize"),
@@ -240,9 +235,8 @@ async fn a_client_manages_its_own_registration(backend: Backend) {
 
     // Read: 200 with the metadata and a new secret; the old secret stops working.
     let r = app.http.get(&uri).bearer_auth(&token).send().await.unwrap();
-    assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
-    let read: Value = r.json().await.unwrap();
+    let read = r.expect_json(200).await;
     assert_eq!(read["client_id"], client_id.as_str());
     assert_eq!(read["scope"], "registration");
     assert_eq!(read["registration_access_token"], token.as_str());
@@ -273,13 +267,11 @@ async fn a_client_manages_its_own_registration(backend: Backend) {
     let r = app.http.put(&uri).bearer_auth(&token).json(&update).send().await.unwrap();
     assert_oauth_error(r, 400, "invalid_request").await;
     update["client_secret"] = json!(secret);
-    let r = app.http.put(&uri).bearer_auth(&token).json(&update).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let updated: Value = r.json().await.unwrap();
+    let updated = app.http.put(&uri).bearer_auth(&token).json(&update).send().await.unwrap().expect_json(200).await;
     assert_eq!(updated["client_name"], "Renamed Node");
     let secret = updated["client_secret"].as_str().unwrap().to_owned();
     assert_eq!(app.token(&client_id, &secret, &form).await.status(), 200);
-    let read: Value = app.http.get(&uri).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let read = app.http.get(&uri).bearer_auth(&token).send().await.unwrap().expect_json(200).await;
     assert_eq!(read["client_name"], "Renamed Node");
     let secret = read["client_secret"].as_str().unwrap().to_owned();
 
@@ -323,8 +315,7 @@ async fn a_client_manages_its_own_registration(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
-    let read: Value = r.json().await.unwrap();
+    let read = r.expect_json(200).await;
     assert!(read.get("client_secret").is_none());
     assert_eq!(read["redirect_uris"], json!(["https://app.example.com/cb"]));
 }

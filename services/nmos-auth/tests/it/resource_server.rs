@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use axum::http;
 use nmos_auth_client_registry::policy::{ClientPolicy, Paths};
 use nmos_auth_resource_server::{KeyCache, ResourceServer, ServerLocation, Settings};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::harness::{Backend, TestApp, backend_tests};
+use crate::harness::{Backend, ExpectJson, TestApp, backend_tests};
 
 #[allow(dead_code)] // its main() is for `cargo run --example`
 #[path = "../../../../crates/resource-server/examples/registration_api.rs"]
@@ -37,8 +37,7 @@ async fn token_for(app: &TestApp, scope: &str, policy: Option<ClientPolicy>) -> 
         tokio::time::sleep(Duration::from_millis(1100)).await; // the registry's client cache
     }
     let r = app.token(&id, &secret, &[("grant_type", "client_credentials"), ("scope", scope)]).await;
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+    r.expect_json(200).await["access_token"].as_str().unwrap().to_owned()
 }
 
 fn policy(scope: &str, api: &str, read: &[&str], write: &[&str]) -> ClientPolicy {
@@ -67,14 +66,13 @@ async fn an_nmos_api_checks_real_tokens(backend: Backend) {
     let r = http.post(&resource).bearer_auth(&writer).json(&node).send().await.unwrap();
     assert_eq!(r.status(), 201);
     let r = http.get(format!("{resource}/nodes/3b8be755-08ff-452b-b217-c9151eb21193")).bearer_auth(&writer).send();
-    assert_eq!(r.await.unwrap().json::<Value>().await.unwrap()["label"], "node");
+    assert_eq!(r.await.unwrap().expect_json(200).await["label"], "node");
 
     // Read-only: 403 insufficient_scope on POST, reads fine.
     let reader = token_for(&app, "registration", Some(policy("registration", "registration", &["*"], &[]))).await;
     let r = http.post(&resource).bearer_auth(&reader).json(&node).send().await.unwrap();
-    assert_eq!(r.status(), 403);
     assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("error=\"insufficient_scope\""));
-    let body: Value = r.json().await.unwrap();
+    let body = r.expect_json(403).await;
     assert_eq!(body["code"], 403);
     let r = http.get(format!("{resource}/nodes/3b8be755-08ff-452b-b217-c9151eb21193")).bearer_auth(&reader).send();
     assert_eq!(r.await.unwrap().status(), 200);
@@ -127,7 +125,7 @@ async fn rotation_is_followed_and_an_outage_ridden_out(backend: Backend) {
     let (mut kids, mut rejected, mut last) = (std::collections::BTreeSet::new(), Vec::new(), String::new());
     while started.elapsed() < Duration::from_secs(8) {
         let r = app.token(&id, &secret, &form).await;
-        let token = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+        let token = r.expect_json(200).await["access_token"].as_str().unwrap().to_owned();
         kids.insert(jsonwebtoken::decode_header(&token).unwrap().kid.unwrap());
         let bearer = format!("Bearer {token}");
         if let Err(denied) = rs.check(&http::Method::GET, "/x-nmos/registration/v1.3/", Some(&bearer), None).await {

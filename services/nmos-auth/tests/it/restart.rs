@@ -1,15 +1,14 @@
 //! Everything an operator set up survives a restart, and tokens issued before it still verify.
 use nmos_auth_core::{Access, NmosApi};
-use serde_json::Value;
 
-use crate::harness::{Backend, TestApp, backend_tests, pyjwt_verify};
+use crate::harness::{Backend, ExpectJson, TestApp, backend_tests, pyjwt_verify};
 
 backend_tests!(state_survives_a_restart);
 
 async fn state_survives_a_restart(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (id, secret) = app.machine_client("registration").await;
-    let before: Value = app.token(&id, &secret, &[("grant_type", "client_credentials")]).await.json().await.unwrap();
+    let before = app.token(&id, &secret, &[("grant_type", "client_credentials")]).await.expect_json(200).await;
     let old_token = before["access_token"].as_str().unwrap().to_owned();
     let jwks_before = app.jwks().await;
     app.server

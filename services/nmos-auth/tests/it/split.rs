@@ -21,7 +21,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::harness::{Backend, PgCluster, TempDir, TestApp};
+use crate::harness::{Backend, ExpectJson, PgCluster, TempDir, TestApp};
 
 fn pem(dir: &std::path::Path, name: &str) -> Vec<u8> {
     std::fs::read(dir.join(name)).unwrap()
@@ -134,7 +134,7 @@ async fn an_administrators_token_stands_in_for_a_certificate() {
         let app = &app;
         async move {
             let form = [("grant_type", "client_credentials"), ("scope", scope)];
-            let body: Value = app.token(&id, &secret, &form).await.json().await.unwrap();
+            let body = app.token(&id, &secret, &form).await.expect_json(200).await;
             format!("Bearer {}", body["access_token"].as_str().unwrap_or_else(|| panic!("{body}")))
         }
     };

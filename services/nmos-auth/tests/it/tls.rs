@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, TempDir, TestApp, backend_tests, server_certificate};
+use crate::harness::{Backend, ExpectJson, TempDir, TestApp, backend_tests, server_certificate};
 
 backend_tests!(serves_https_with_a_certificate);
 
@@ -22,8 +22,8 @@ async fn serves_https_with_a_certificate(backend: Backend) {
         .build()
         .unwrap();
 
-    let metadata: Value =
-        https.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
+    let metadata =
+        https.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap().expect_json(200).await;
     let issuer = metadata["issuer"].as_str().unwrap();
     assert!(issuer.starts_with("https://127.0.0.1:"), "{issuer}");
     for endpoint in ["token_endpoint", "jwks_uri", "registration_endpoint", "authorization_endpoint"] {
@@ -38,9 +38,8 @@ async fn serves_https_with_a_certificate(backend: Backend) {
         .send()
         .await
         .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .expect_json(201)
+        .await;
     let r = https
         .post(metadata["token_endpoint"].as_str().unwrap())
         .basic_auth(client["client_id"].as_str().unwrap(), client["client_secret"].as_str())
@@ -48,10 +47,9 @@ async fn serves_https_with_a_certificate(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
     let claims = crate::harness::pyjwt_verify(
-        r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap(),
-        &https.get(metadata["jwks_uri"].as_str().unwrap()).send().await.unwrap().json().await.unwrap(),
+        r.expect_json(200).await["access_token"].as_str().unwrap(),
+        &https.get(metadata["jwks_uri"].as_str().unwrap()).send().await.unwrap().expect_json(200).await,
         issuer,
         "*.example.com",
     );

@@ -8,10 +8,9 @@ use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Url;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Backend, TestApp, backend_tests};
+use crate::harness::{Backend, ExpectJson, TestApp, backend_tests};
 use crate::webdriver::Chrome;
 
 backend_tests!(people_use_the_pages_in_a_browser);
@@ -104,23 +103,15 @@ async fn people_use_the_pages_in_a_browser(backend: Backend) {
     assert!(chrome.url().await.contains("/signin"));
     chrome.screenshot("signin").await;
 
-    // The code flow with PKCE, as a controller starts it.
+    // The code flow with PKCE, as nmos-cpp starts it: its redirect_uri unencoded in the query
+    // (RFC 3986 §3.4 allows it), which must survive signing in.
     let verifier = nmos_auth_core::secret::random_token::<48>();
     let challenge = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
-    let authorize = Url::parse_with_params(
-        &app.auth_url("authorize"),
-        &[
-            ("response_type", "code"),
-            ("client_id", client_id.as_str()),
-            ("redirect_uri", callback.as_str()),
-            ("scope", "query connection"),
-            ("state", "s-123"),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-        ],
-    )
-    .unwrap();
-    chrome.goto(authorize.as_str()).await;
+    let authorize = app.auth_url(&format!(
+        "authorize?response_type=code&client_id={client_id}&redirect_uri={callback}&scope=query+connection\
+         &state=s-123&code_challenge={challenge}&code_challenge_method=S256"
+    ));
+    chrome.goto(&authorize).await;
     assert!(chrome.url().await.contains("/signin?next="), "signed out: sign in first");
     chrome.screenshot("signin-for-authorization").await;
     sign_in(&chrome, "viewer", "viewer's password").await;
@@ -135,7 +126,7 @@ async fn people_use_the_pages_in_a_browser(backend: Backend) {
     assert_eq!(query(&landed, "state").as_deref(), Some("s-123"));
     chrome.screenshot("callback").await;
     let code = query(&landed, "code").unwrap();
-    let tokens: Value = app
+    let tokens = app
         .http
         .post(app.auth_url("token"))
         .form(&[
@@ -148,16 +139,15 @@ async fn people_use_the_pages_in_a_browser(backend: Backend) {
         .send()
         .await
         .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .expect_json(200)
+        .await;
     assert_eq!(tokens["scope"], "query");
     let claims = app.verified_claims(&tokens).await;
     assert_eq!(claims["sub"], "viewer");
     assert_eq!(claims["x-nmos-query"], serde_json::json!({"read": ["*"]}));
 
     // Deny.
-    chrome.goto(authorize.as_str()).await;
+    chrome.goto(&authorize).await;
     chrome.wait_for_title("Approve access · nmos-auth").await;
     chrome.click("button[value=deny]").await;
     chrome.wait_for_title("Controller").await;
@@ -174,7 +164,7 @@ async fn people_use_the_pages_in_a_browser(backend: Backend) {
     chrome.screenshot("error").await;
 
     // A form whose CSRF token was removed is refused.
-    chrome.goto(authorize.as_str()).await;
+    chrome.goto(&authorize).await;
     chrome.wait_for_title("Approve access · nmos-auth").await;
     chrome.script("document.querySelector('form[action$=\"authorize\"] input[name=csrf]').remove();").await;
     chrome.click("button[value=approve]").await;

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::harness::{TempDir, free_listener};
+use crate::harness::{ExpectJson, TempDir, free_listener};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -52,7 +52,7 @@ impl Chrome {
             &format!("--user-data-dir={}", profile.path().display()),
         ];
         let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}}}});
-        let reply: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
+        let reply = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().expect_json(200).await;
         let session =
             reply["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {reply}")).to_owned();
         std::fs::create_dir_all(&screenshots).unwrap();
@@ -65,7 +65,7 @@ impl Chrome {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let reply: Value = request.send().await.unwrap().json().await.unwrap();
+        let reply = request.send().await.unwrap().expect_json(200).await;
         assert!(reply["value"].get("error").is_none(), "WebDriver {path}: {reply}");
         reply["value"].clone()
     }

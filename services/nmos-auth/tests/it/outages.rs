@@ -1,0 +1,252 @@
+//! Outages as a plant meets them: a service killed while people sign in, and the database
+//! stopped. Pages answer the 503 page and the JSON endpoints 503 `temporarily_unavailable`
+//! (never a 500, never after a hang); service resumes by itself when the dependency returns;
+//! and health stays process-local: liveness never fails for a peer or the database, readiness
+//! only for the process's own database, so no healthy pod is taken out or restarted.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nmos_auth_core::secret::Secret;
+use nmos_auth_core::{Access, NmosApi};
+use serde_json::{Value, json};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::browser::Browser;
+use crate::harness::{Backend, ExpectJson, PgCluster, TestApp};
+
+/// The design target is an answer within a second; the bound leaves room for a loaded
+/// two-core machine while still telling a prompt 503 from a hung request (5 s before).
+const PROMPT: Duration = Duration::from_millis(2500);
+
+/// A page request's outcome.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    content_type: String,
+    took: Duration,
+    body: String,
+}
+
+/// Signs alice in from fresh browsers, one after another, until stopped.
+fn sign_ins(app: &TestApp) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Vec<Answer>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (signin, done) = (app.auth_url("signin"), stop.clone());
+    let task = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        while !done.load(Ordering::Relaxed) {
+            let mut browser = Browser::new();
+            let form = browser.get(&signin).await;
+            assert_eq!(form.status, 200, "the sign-in form needs no service: {}", form.body);
+            let fields = vec![
+                ("csrf".to_owned(), form.field("csrf")),
+                ("username".to_owned(), "alice".to_owned()),
+                ("password".to_owned(), "alice's long password".to_owned()),
+            ];
+            let started = Instant::now();
+            let page = browser.post(&signin, &fields).await;
+            answers.push(Answer {
+                status: page.status.as_u16(),
+                content_type: page.content_type,
+                took: started.elapsed(),
+                body: page.body,
+            });
+        }
+        answers
+    });
+    (stop, task)
+}
+
+/// Every answer a sign-in (302) or the 503 page, promptly; how many were each.
+fn served_or_unavailable(answers: &[Answer], logs: &str) -> (usize, usize) {
+    for a in answers {
+        assert!(a.status == 302 || a.status == 503, "neither signed in nor the 503 page: {a:?}\n{logs}");
+        if a.status == 503 {
+            assert!(a.content_type.starts_with("text/html"), "{a:?}");
+            assert!(a.body.contains("Temporarily unavailable"), "{a:?}");
+        }
+        assert!(a.took < PROMPT, "a sign-in hung: {a:?}");
+    }
+    (answers.iter().filter(|a| a.status == 302).count(), answers.iter().filter(|a| a.status == 503).count())
+}
+
+/// A gRPC health check of `service` ("" for the server) on a plain-text health port.
+async fn health(port: u16, service: &str) -> i32 {
+    let channel = nmos_auth_core::grpc::connect(([127, 0, 0, 1], port).into()).unwrap();
+    let reply = HealthClient::new(channel).check(HealthCheckRequest { service: service.into() }).await;
+    reply.unwrap_or_else(|e| panic!("health of {service:?} on {port}: {e:?}")).get_ref().status
+}
+
+async fn readyz(app: &TestApp) -> (u16, Value) {
+    let response = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// The split deployment with identity killed under sign-ins: every page in flight or sent
+/// meanwhile is a sign-in or the 503 page, never a 500; sign-ins work again once identity is
+/// back. Meanwhile nothing else goes down with it: the token issuer still reports itself
+/// serving and issues client_credentials tokens, which need no identity service, and the
+/// gateway stays ready, naming identity as down in its /readyz body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_identity_service_is_the_503_page_and_takes_nothing_else_down() {
+    let mut app = TestApp::spawn(Backend::Split).await;
+    let rights = [(NmosApi::Registration, Access::Write)];
+    app.server.identity.create_user("alice", "alice's long password", false, &rights).await.unwrap();
+    let node = app.machine_client("registration").await;
+    let (stop, load) = sign_ins(&app);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    app.deployment().kill("identity");
+    let issuer_health = app.deployment().health_ports[3];
+    for _ in 0..6 {
+        for service in ["", "nmos.auth.v1.TokenIssuer"] {
+            let status = health(issuer_health, service).await;
+            assert_eq!(status, ServingStatus::Serving as i32, "the token issuer ({service:?}) without identity");
+        }
+        let form = [("grant_type", "client_credentials"), ("scope", "registration")];
+        app.token(&node.0, &node.1, &form).await.expect_json(200).await;
+        let (status, body) = readyz(&app).await;
+        assert_eq!(status, 200, "the gateway answers each route itself: {body}");
+        assert_eq!(body["checks"]["identity"], "down", "{body}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    app.deployment().spawn("identity");
+
+    // Sign-ins resume by themselves.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answers_so_far = {
+            let mut browser = Browser::new();
+            let form = browser.get(&app.auth_url("signin")).await;
+            let fields = vec![
+                ("csrf".to_owned(), form.field("csrf")),
+                ("username".to_owned(), "alice".to_owned()),
+                ("password".to_owned(), "alice's long password".to_owned()),
+            ];
+            browser.post(&app.auth_url("signin"), &fields).await.status
+        };
+        if answers_so_far == 302 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sign-ins did not resume:\n{}", app.deployment_logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let answers = load.await.unwrap();
+    let (signed_in, unavailable) = served_or_unavailable(&answers, &app.deployment_logs());
+    eprintln!("identity killed under sign-ins: {signed_in} signed in, {unavailable} answered the 503 page");
+    assert!(unavailable > 0, "the outage was seen");
+    assert!(signed_in > 0);
+}
+
+/// The database stopped under a one-process server on Postgres (its own cluster): token
+/// requests, registrations and sign-ins answer 503 promptly, in the protocol's shape; the
+/// process stays alive (/healthz); and tokens flow again by themselves soon after the
+/// database is back. (An embedded SQLite database cannot stop while its process runs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_database_is_a_prompt_503_on_postgres() {
+    stopped_database(Backend::Postgres).await;
+}
+
+/// The same on the split deployment, where moreover each service stays live (its liveness
+/// check serving) while it reports itself not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_database_is_a_prompt_503_in_the_split_deployment() {
+    stopped_database(Backend::Split).await;
+}
+
+async fn stopped_database(backend: Backend) {
+    let cluster = PgCluster::start();
+    let database = cluster.database().await;
+    let mut app = TestApp::spawn_with(backend, |c| c.database_url = Some(Secret::new(database))).await;
+    let rights = [(NmosApi::Registration, Access::Write)];
+    app.server.identity.create_user("alice", "alice's long password", false, &rights).await.unwrap();
+    let node = app.machine_client("registration").await;
+    let iat = app.initial_access_token().await;
+    let form = [("grant_type", "client_credentials"), ("scope", "registration")];
+    app.token(&node.0, &node.1, &form).await.expect_json(200).await;
+    let mut browser = Browser::new();
+    let signin_form = browser.get(&app.auth_url("signin")).await;
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop();
+        cluster
+    })
+    .await
+    .unwrap();
+
+    let mut slowest = Duration::ZERO;
+    for round in 0..3 {
+        let started = Instant::now();
+        let answer = app.token(&node.0, &node.1, &form).await.expect_json(503).await;
+        assert_eq!(answer["error"], "temporarily_unavailable", "round {round}: {answer}");
+        let took = started.elapsed();
+        slowest = slowest.max(took);
+        assert!(took < PROMPT, "a token request took {took:?} to fail");
+
+        let started = Instant::now();
+        let node_metadata =
+            json!({"client_name": "Node", "grant_types": ["client_credentials"], "scope": "registration"});
+        let r = app.http.post(app.auth_url("register")).bearer_auth(&iat).json(&node_metadata).send().await.unwrap();
+        let answer = r.expect_json(503).await;
+        assert_eq!(answer["error"], "temporarily_unavailable", "{answer}");
+        slowest = slowest.max(started.elapsed());
+
+        let started = Instant::now();
+        let fields = vec![
+            ("csrf".to_owned(), signin_form.field("csrf")),
+            ("username".to_owned(), "alice".to_owned()),
+            ("password".to_owned(), "alice's long password".to_owned()),
+        ];
+        let page = browser.post(&app.auth_url("signin"), &fields).await;
+        assert_eq!(page.status, 503, "the sign-in page with its database stopped: {}", page.body);
+        assert!(page.content_type.starts_with("text/html") && page.body.contains("Temporarily unavailable"));
+        slowest = slowest.max(started.elapsed());
+        assert!(slowest < PROMPT, "a request took {slowest:?} to fail");
+
+        let alive = app.http.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(alive.status(), 200, "liveness is the process's own");
+    }
+    if backend == Backend::Split {
+        // Each service: alive, not ready (its database); the gateway: ready (it answers each
+        // route itself), with the services' state in its body.
+        for port in app.deployment().health_ports {
+            assert_eq!(health(port, "liveness").await, ServingStatus::Serving as i32);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while health(port, "").await != ServingStatus::NotServing as i32 {
+                assert!(Instant::now() < deadline, "a service without its database reports itself ready");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let (status, body) = readyz(&app).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["checks"]["token-issuer"], "down", "{body}");
+    } else {
+        let (status, body) = readyz(&app).await;
+        assert_eq!(status, 503, "one process: its own databases are down: {body}");
+    }
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.start_again();
+        cluster
+    })
+    .await
+    .unwrap();
+    let back = Instant::now();
+    let recovery = loop {
+        let r = app.token(&node.0, &node.1, &form).await;
+        if r.status() == 200 {
+            break back.elapsed();
+        }
+        assert!(back.elapsed() < Duration::from_secs(30), "tokens did not flow again:\n{}", app.deployment_logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "{:?}: database stopped: slowest 503 {slowest:?}; tokens again {recovery:?} after it returned",
+        app.backend
+    );
+    assert!(recovery < Duration::from_secs(2), "tokens took {recovery:?} to flow again");
+    drop(cluster);
+}
