@@ -22,7 +22,35 @@ use tower::util::BoxCloneSyncService;
 
 /// The transport under every internal gRPC client. (A concrete error type, not a boxed
 /// one: boxed errors trip the compiler's `Send` inference in the axum handlers.)
-pub type GrpcChannel = BoxCloneSyncService<Request<Body>, Response<Body>, tonic::transport::Error>;
+pub type GrpcChannel = BoxCloneSyncService<Request<Body>, Response<Body>, ChannelError>;
+
+/// Why a call on a [`GrpcChannel`] failed below gRPC. What went wrong stays the error's source,
+/// where tonic looks for it (a connection refused becomes UNAVAILABLE).
+#[derive(Debug)]
+pub enum ChannelError {
+    /// The connection: refused, reset, timed out, a TLS handshake that failed.
+    Transport(tonic::transport::Error),
+    /// The request's own body could not be read (it is read whole to be sent again).
+    Body(tonic::Status),
+}
+
+impl std::fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChannelError::Transport(e) => write!(f, "transport error: {e}"),
+            ChannelError::Body(status) => write!(f, "request body: {status}"),
+        }
+    }
+}
+
+impl std::error::Error for ChannelError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ChannelError::Transport(e) => Some(e),
+            ChannelError::Body(status) => Some(status),
+        }
+    }
+}
 
 /// How long a caller waits for any internal call. The callee is told too (`grpc-timeout`,
 /// which tonic servers enforce), so that it drops work its caller has given up on rather than
@@ -40,7 +68,7 @@ pub fn connect(addr: SocketAddr) -> anyhow::Result<GrpcChannel> {
         .timeout(DEADLINE)
         .tcp_nodelay(true)
         .connect_lazy();
-    Ok(traced(channel))
+    Ok(traced(ResendUnsent { inner: channel }))
 }
 
 /// A long-lived HTTP/2 channel to a service at `url` (`https://keys:50051`, or `host:port`),
@@ -63,7 +91,78 @@ pub fn connect_url(url: &str, tls: Option<tonic::transport::ClientTlsConfig>) ->
     if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls).with_context(|| format!("TLS for {url}"))?;
     }
-    Ok(traced(endpoint.connect_lazy()))
+    Ok(traced(ResendUnsent { inner: endpoint.connect_lazy() }))
+}
+
+/// When a call on `inner` (a network channel) resends a call that never reached its peer, and
+/// how often: at most twice, after 50 ms and then 150 ms.
+const RESEND_AFTER: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(150)];
+
+/// Sends a call again when it failed before reaching its peer: the connection could not be
+/// made (the peer is restarting), or tonic handed back the error of an earlier connection
+/// attempt, which a lazy channel keeps for the next call when the call that started the
+/// attempt is gone (a health check that timed out, say): the first token request after a
+/// service started could fail on a peer that had been up for seconds. Nothing reached the
+/// peer, so resending is safe for any call, idempotent or not. The request body (one small
+/// protobuf message) is read whole first, so that it can be sent again.
+#[derive(Clone)]
+struct ResendUnsent<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request<Body>> for ResendUnsent<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = tonic::transport::Error>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = ChannelError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, ChannelError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), ChannelError>> {
+        self.inner.poll_ready(cx).map_err(ChannelError::Transport)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // The service made ready goes with this call; a clone stays for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let body = http_body_util::BodyExt::collect(body).await.map_err(ChannelError::Body)?.to_bytes();
+            let send = |parts| Request::from_parts(parts, Body::new(http_body_util::Full::new(body.clone())));
+            let mut result = inner.call(send(parts.clone())).await;
+            for delay in RESEND_AFTER {
+                match &result {
+                    Err(e) if never_sent(e) => {
+                        tracing::debug!(error = %e, resend_in = ?delay, "resending a call that never reached its peer");
+                        tokio::time::sleep(delay).await;
+                        result = match inner.ready().await {
+                            Ok(ready) => ready.call(send(parts.clone())).await,
+                            Err(e) => Err(e),
+                        };
+                    }
+                    _ => break,
+                }
+            }
+            result.map_err(ChannelError::Transport)
+        })
+    }
+}
+
+/// Whether a channel's error means the call was never sent: no connection could be made.
+fn never_sent(error: &tonic::transport::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// A channel that hands each call straight to a tonic server in this process.
@@ -72,7 +171,7 @@ where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
-    traced(ServerTelemetry { inner: server }.map_err(|never| match never {}))
+    traced(ServerTelemetry { inner: server }.map_err(|never: Infallible| -> ChannelError { match never {} }))
 }
 
 /// Calls a read-only (idempotent) method of `client`, retrying at most twice, after 50 ms and
@@ -111,11 +210,7 @@ fn connection_failed(status: &tonic::Status) -> bool {
 /// (`grpc-timeout`, unless the call set a shorter one) with every call.
 fn traced<S>(channel: S) -> GrpcChannel
 where
-    S: tower::Service<Request<Body>, Response = Response<Body>, Error = tonic::transport::Error>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = ChannelError> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
     BoxCloneSyncService::new(channel.map_request(|mut request: Request<Body>| {
@@ -199,6 +294,33 @@ mod tests {
     #[test]
     fn the_deadline_header_says_the_deadline() {
         assert_eq!(GRPC_TIMEOUT, format!("{}m", DEADLINE.as_millis()));
+    }
+
+    /// A call to a peer that is not listening yet (starting, restarting) never reaches it: it
+    /// is sent again, and served once the peer is up. Any call, idempotent or not.
+    #[tokio::test]
+    async fn a_call_that_never_reached_its_peer_is_sent_again() {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_client::HealthClient;
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+        // The channel reports its first refused connection, and only then does the peer start.
+        let refused = std::sync::Arc::new(tokio::sync::Notify::new());
+        let report = refused.clone();
+        let channel = channel.map_err(move |e| {
+            report.notify_one();
+            e
+        });
+        let mut client = HealthClient::new(traced(ResendUnsent { inner: channel }));
+        let call = tokio::spawn(async move { client.check(HealthCheckRequest::default()).await });
+        refused.notified().await;
+
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+        let incoming = tonic::transport::server::TcpIncoming::bind(addr).unwrap();
+        tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(incoming));
+        let reply = call.await.unwrap();
+        assert!(reply.is_ok(), "sent again once the peer was up: {reply:?}");
     }
 
     // Real sleeps: 50 ms + 150 ms per exhausted call.
