@@ -158,19 +158,18 @@ impl Deployment {
         self.children.clear();
     }
 
-    /// Waits until the gateway at `base` reports every service up (the gateway itself is
-    /// ready as soon as it serves: its /readyz body says how the services are).
+    /// Waits until every process is ready: each gRPC service (both keys replicas) reports
+    /// itself serving on its health port, and the gateway at `base` answers /readyz.
     pub async fn wait_ready(&self, base: &str) {
         // Readiness only: the gateway's certificate (in the HTTPS test) is checked by the test.
         let http = reqwest::Client::builder().no_proxy().danger_accept_invalid_certs(true).build().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let body = match http.get(format!("{base}/readyz")).send().await {
-                Ok(r) if r.status() == 200 => r.json::<serde_json::Value>().await.ok(),
-                _ => None,
-            };
-            let checks = body.as_ref().and_then(|b| b["checks"].as_object());
-            if checks.is_some_and(|c| c.len() == 4 && c.values().all(|v| v == "up")) {
+            let mut ready = http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200);
+            for port in self.health_ports.into_iter().chain([self.second_keys.1]) {
+                ready = ready && serving(port).await;
+            }
+            if ready {
                 return;
             }
             assert!(Instant::now() < deadline, "the split deployment did not become ready:\n{}", self.logs());
@@ -179,8 +178,30 @@ impl Deployment {
     }
 }
 
+/// Whether the service with the plain-text health port `port` reports itself ready.
+async fn serving(port: u16) -> bool {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let channel = nmos_auth_core::grpc::connect(([127, 0, 0, 1], port).into()).unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let check = health.check(tonic_health::pb::HealthCheckRequest::default());
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), check).await,
+        Ok(Ok(reply)) if reply.get_ref().status == ServingStatus::Serving as i32
+    )
+}
+
 impl Drop for Deployment {
     fn drop(&mut self) {
+        // A failing test shows what the services said about it.
+        if std::thread::panicking() {
+            let said: Vec<String> = self
+                .logs()
+                .lines()
+                .filter(|l| l.starts_with("---") || l.contains("WARN") || l.contains("ERROR"))
+                .map(str::to_owned)
+                .collect();
+            eprintln!("the split deployment's warnings and errors:\n{}", said.join("\n"));
+        }
         for (_, child) in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();

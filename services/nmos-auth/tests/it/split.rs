@@ -110,7 +110,9 @@ async fn internal_grpc_serves_only_the_callers_it_should() {
 /// Whether the call failed in the connection (a refused TLS handshake, say), not with a status
 /// the server sent.
 fn is_transport_error(status: &tonic::Status) -> bool {
-    std::error::Error::source(status).is_some_and(|e| e.is::<tonic::transport::Error>())
+    use nmos_auth_core::grpc::ChannelError;
+    std::error::Error::source(status)
+        .is_some_and(|e| matches!(e.downcast_ref::<ChannelError>(), Some(ChannelError::Transport(_))))
 }
 
 /// `message` with `authorization: <value>` in its metadata.
