@@ -70,8 +70,13 @@ pub(crate) fn authorize_url(app: &TestApp, client_id: &str, extra: &[(&str, &str
     Url::parse_with_params(&app.auth_url("authorize"), &params).unwrap().to_string()
 }
 
-/// Opens `url` as a signed-out browser: sign-in page, sign in, back to `url`.
+/// Opens `url` as a signed-out browser: sign-in page, sign in as alice, back to `url`.
 pub(crate) async fn sign_in_and_open(app: &TestApp, browser: &mut Browser, url: &str) -> Page {
+    sign_in_as_and_open(app, browser, url, "alice", "alice's long password").await
+}
+
+/// Opens `url` as a signed-out browser: sign-in page, sign in as `username`, back to `url`.
+async fn sign_in_as_and_open(app: &TestApp, browser: &mut Browser, url: &str, username: &str, password: &str) -> Page {
     let first = browser.get(url).await;
     assert_eq!(first.status, 302, "signed out: sent to sign in");
     let signin_url = app.url(first.location.as_deref().unwrap());
@@ -82,8 +87,8 @@ pub(crate) async fn sign_in_and_open(app: &TestApp, browser: &mut Browser, url: 
     let fields = vec![
         ("csrf".to_owned(), form.field("csrf")),
         ("next".to_owned(), form.field("next")),
-        ("username".to_owned(), "alice".to_owned()),
-        ("password".to_owned(), "alice's long password".to_owned()),
+        ("username".to_owned(), username.to_owned()),
+        ("password".to_owned(), password.to_owned()),
     ];
     let signed_in = browser.post(&app.auth_url("signin"), &fields).await;
     assert_eq!(signed_in.status, 302, "{}", signed_in.body);
@@ -558,16 +563,8 @@ async fn revocation(backend: Backend) {
         .await
         .unwrap();
     let mut browser = Browser::new();
-    let first = browser.get(&authorize_url(&app, &controller.id, &[("scope", "query")])).await;
-    let form = browser.get(&app.url(first.location.as_deref().unwrap())).await;
-    let fields = vec![
-        ("csrf".to_owned(), form.field("csrf")),
-        ("next".to_owned(), form.field("next")),
-        ("username".to_owned(), "bob".to_owned()),
-        ("password".to_owned(), "bob's long password".to_owned()),
-    ];
-    let signed_in = browser.post(&app.auth_url("signin"), &fields).await;
-    let consent = browser.get(&app.url(signed_in.location.as_deref().unwrap())).await;
+    let for_bob = authorize_url(&app, &controller.id, &[("scope", "query")]);
+    let consent = sign_in_as_and_open(&app, &mut browser, &for_bob, "bob", "bob's long password").await;
     let back = decide(&app, &mut browser, &consent, "approve").await;
     let bobs = exchange(&app, &controller, &query(&back, "code").unwrap(), &[]).await.expect_json(200).await;
     let bobs_at = bobs["access_token"].as_str().unwrap();

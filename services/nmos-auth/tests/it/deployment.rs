@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use nmos_auth_core::Config;
 
-use crate::harness::free_listener;
+use crate::harness::stable_listener;
 
 pub const ROLES: [&str; 5] = ["keys", "identity", "client-registry", "token-issuer", "gateway"];
 /// The second keys replica's name here (it runs `nmos-auth keys`).
@@ -47,7 +47,7 @@ impl Deployment {
         // Every port is held until all are chosen (a port let go can be handed out again).
         let held = std::cell::RefCell::new(vec![gateway]);
         let port = || {
-            let listener = free_listener();
+            let listener = stable_listener();
             let port = listener.local_addr().unwrap().port();
             held.borrow_mut().push(listener);
             port

@@ -116,6 +116,22 @@ pub fn free_listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").unwrap()
 }
 
+/// A free port for a process that may have to bind it again after a restart, held until the
+/// listener is dropped. It is chosen below the kernel's ephemeral range: a port from that range
+/// (what binding port 0 gives) can be taken, once let go, by the local end of any outgoing
+/// connection on the machine, and the restarted process would find it in use.
+pub fn stable_listener() -> TcpListener {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let ephemeral: u16 = range.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral.max(20_000));
+    loop {
+        let random = u16::from_le_bytes(nmos_auth_core::secret::random_bytes::<2>());
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", low + random % (high - low))) {
+            return listener;
+        }
+    }
+}
+
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -190,7 +206,8 @@ impl PgCluster {
             "--no-locale",
             "--no-sync",
         ]));
-        let port = free_listener().local_addr().unwrap().port();
+        // Stopped and started again by some tests: a port no outgoing connection takes meanwhile.
+        let port = stable_listener().local_addr().unwrap().port();
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=300",

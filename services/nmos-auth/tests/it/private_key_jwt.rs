@@ -206,17 +206,16 @@ async fn node_authenticates_with_a_signed_assertion(backend: Backend) {
         "k2",
         &json!({"iss": inline_id, "sub": inline_id, "aud": app.issuer(), "exp": now + 60, "jti": "inline-1"}),
     );
-    let r = app
-        .http
-        .post(&token_endpoint)
-        .form(&[
+    // With no client_id: the assertion says which client it is.
+    let ask_inline = |assertion: String| {
+        let form = [
             ("grant_type", "client_credentials"),
             ("client_assertion_type", ASSERTION_TYPE),
             ("client_assertion", &assertion),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ];
+        app.http.post(&token_endpoint).form(&form).send()
+    };
+    let r = ask_inline(assertion).await.unwrap();
     assert_eq!(r.status(), 200, "the issuer is an accepted audience too");
 
     // The key says it is for RS512 (its JWK's "alg"): an RS256 signature made with it does not count.
@@ -226,17 +225,6 @@ async fn node_authenticates_with_a_signed_assertion(backend: Backend) {
         "k2",
         &json!({"iss": inline_id, "sub": inline_id, "aud": app.issuer(), "exp": now + 60, "jti": "inline-2"}),
     );
-    let r = app
-        .http
-        .post(&token_endpoint)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_assertion_type", ASSERTION_TYPE),
-            ("client_assertion", &assertion),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_oauth_error(r, 401, "invalid_client").await;
+    assert_oauth_error(ask_inline(assertion).await.unwrap(), 401, "invalid_client").await;
     drop(server);
 }
