@@ -321,6 +321,7 @@ enum StoreCommand {
     },
     /// Add a user; the password is read from the first line of standard input.
     AddUser {
+        #[arg(allow_hyphen_values = true)]
         username: String,
         /// Make the user an administrator.
         #[arg(long)]
@@ -331,12 +332,14 @@ enum StoreCommand {
     },
     /// Give a user administrator rights (or take them away with --revoke).
     MakeAdmin {
+        #[arg(allow_hyphen_values = true)]
         username: String,
         #[arg(long)]
         revoke: bool,
     },
     /// Set a user's access to some APIs; APIs not named keep their access.
     SetRights {
+        #[arg(allow_hyphen_values = true)]
         username: String,
         /// e.g. registration=write,query=read,node=none
         #[arg(long)]
@@ -382,7 +385,11 @@ enum KeysCommand {
     /// Plan the next key now: published at once, signing after key_publish_lead.
     Rotate,
     /// Take a compromised key out of the JWKS at once (a new key signs if it was signing).
-    Remove { kid: String },
+    Remove {
+        /// Its kid (a base64url thumbprint: it may start with '-').
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
     /// Import an RSA private key (PEM, PKCS#8 or PKCS#1) with its certificate chain (PEM, leaf
     /// first; published as x5c): published at once, signing after key_publish_lead.
     Import {

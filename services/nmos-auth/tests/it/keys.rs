@@ -120,6 +120,12 @@ async fn a_removed_key_is_gone_at_once(backend: Backend) {
     let r = app.http.get(app.auth_url("jwks")).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(r.status(), 304, "unchanged keys: not modified");
 
+    // A kid is a base64url thumbprint: one in 64 starts with '-', which is no option.
+    let out = admin_keys(&app, &["remove", "-not-a-kid-here"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("no signing key \"-not-a-kid-here\""), "{said}");
+
     let old = token(&app, &client).await;
     let cache: KeyCache = Arc::new(RwLock::new(fetch_keys(&app).await));
     let kid = check(&cache, &old).await.unwrap();
