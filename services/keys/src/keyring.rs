@@ -15,9 +15,15 @@ use nmos_auth_core::sealing::SealingKey as KeyEncryptionKey;
 /// storage, with a self-signed certificate. Its kid is the RFC 7638 JWK thumbprint, so it is
 /// stable and derived from the key itself.
 pub fn generate(kek: &KeyEncryptionKey, generation: i64, activate_at: i64) -> anyhow::Result<StoredKey> {
+    stored(kek, &generate_pkcs8()?, None, generation, activate_at)
+}
+
+/// A new RSA-2048 private key as PKCS#8 DER. This takes tens to hundreds of milliseconds of
+/// one core (finding primes): off the async runtime's threads, call it on the blocking pool.
+pub fn generate_pkcs8() -> anyhow::Result<Vec<u8>> {
     let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
     let pkcs8 = pair.as_der().map_err(|_| anyhow::anyhow!("PKCS#8 encoding failed"))?;
-    stored(kek, pkcs8.as_ref(), None, generation, activate_at)
+    Ok(pkcs8.as_ref().to_vec())
 }
 
 /// A key to store from its PKCS#8 DER: `chain` is its certificate chain (base64 DER, leaf

@@ -145,7 +145,9 @@ impl KeysService {
                 self.kek.id()
             );
         }
-        let key = keyring::generate(&self.kek, generation, activate_at)?;
+        // Finding primes takes long enough to stall every request on this runtime thread.
+        let pkcs8 = tokio::task::spawn_blocking(keyring::generate_pkcs8).await??;
+        let key = keyring::stored(&self.kek, &pkcs8, None, generation, activate_at)?;
         if self.store.insert(&key).await? {
             tracing::info!(kid = %key.kid, generation, activate_at, "new signing key (RSA-2048, RS512) published");
         }
