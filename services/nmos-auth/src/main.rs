@@ -10,233 +10,84 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use nmos_auth::Server;
 use nmos_auth::split::Role;
-use nmos_auth_core::config::{InternalTransport, LogFormat, RegistrationMode};
-use nmos_auth_core::secret::Secret;
+use nmos_auth_core::config::{self as settings, Source};
 use nmos_auth_core::{AccessRights, Config, NmosApi};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// An AMWA NMOS IS-10 Authorization Server.
+///
+/// Every setting is a TOML key of the config file, an `NMOS_AUTH_*` environment variable and a
+/// flag (secrets: the file or the environment only); `nmos-auth config` shows the effective one.
 #[derive(Parser)]
 #[command(name = "nmos-auth", version, about)]
 struct Cli {
-    #[command(flatten)]
-    config: ConfigArgs,
+    /// TOML config file; the environment and then the flags override it.
+    #[arg(long, global = true, env = "NMOS_AUTH_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
-/// Settings; each overrides the config file and has an environment variable.
-#[derive(Args)]
-struct ConfigArgs {
-    /// TOML config file.
-    #[arg(long, global = true, env = "NMOS_AUTH_CONFIG")]
-    config: Option<PathBuf>,
-    /// Directory for the SQLite databases and the generated key-encryption key.
-    #[arg(long, global = true, env = "NMOS_AUTH_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// HTTP(S) listen address of the gateway.
-    #[arg(long, global = true, env = "NMOS_AUTH_LISTEN")]
-    listen: Option<SocketAddr>,
-    /// Public base URL (scheme://host:port) used in the issuer and the metadata.
-    #[arg(long, global = true, env = "NMOS_AUTH_PUBLIC_URL")]
-    public_url: Option<String>,
-    /// PEM certificate chain; with --tls-key the gateway serves HTTPS.
-    #[arg(long, global = true, env = "NMOS_AUTH_TLS_CERT")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key of the certificate.
-    #[arg(long, global = true, env = "NMOS_AUTH_TLS_KEY")]
-    tls_key: Option<PathBuf>,
-    /// File holding the base64 key-encryption key (NMOS_AUTH_KEY_ENCRYPTION_KEY gives it inline).
-    #[arg(long, global = true, env = "NMOS_AUTH_KEY_ENCRYPTION_KEY_FILE")]
-    key_encryption_key_file: Option<PathBuf>,
-    /// File holding the base64 cookie key (NMOS_AUTH_COOKIE_KEY gives it inline).
-    #[arg(long, global = true, env = "NMOS_AUTH_COOKIE_KEY_FILE")]
-    cookie_key_file: Option<PathBuf>,
-    /// Access token lifetime in seconds (30 to 3600).
-    #[arg(long, global = true, env = "NMOS_AUTH_ACCESS_TOKEN_LIFETIME")]
-    access_token_lifetime: Option<u64>,
-    /// Refresh token lifetime in seconds.
-    #[arg(long, global = true, env = "NMOS_AUTH_REFRESH_TOKEN_LIFETIME")]
-    refresh_token_lifetime: Option<u64>,
-    /// Token audience: comma-separated host names or wildcard domains.
-    #[arg(long, global = true, env = "NMOS_AUTH_AUDIENCE", value_delimiter = ',')]
-    audience: Option<Vec<String>>,
-    /// The NMOS API scopes tokens may carry (space-separated).
-    #[arg(long, global = true, env = "NMOS_AUTH_SCOPES")]
-    scopes: Option<String>,
-    /// The scopes the client_credentials grant may carry (space-separated).
-    #[arg(long, global = true, env = "NMOS_AUTH_CLIENT_CREDENTIALS_SCOPES")]
-    client_credentials_scopes: Option<String>,
-    /// Registration without an initial access token: initial-access-token (none), open
-    /// (authorization_code clients only) or approval (pending until an administrator approves).
-    #[arg(long, global = true, env = "NMOS_AUTH_REGISTRATION")]
-    registration: Option<RegistrationMode>,
-    /// Let anyone create an account on the sign-up page (the first account is always allowed).
-    #[arg(long, global = true, env = "NMOS_AUTH_OPEN_SIGNUP")]
-    open_signup: Option<bool>,
-    /// Switch on the legacy password grant (IS-10 discourages it).
-    #[arg(long, global = true, env = "NMOS_AUTH_LEGACY_PASSWORD_GRANT")]
-    legacy_password_grant: Option<bool>,
-    /// Switch on the legacy implicit grant (IS-10 forbids it).
-    #[arg(long, global = true, env = "NMOS_AUTH_LEGACY_IMPLICIT_GRANT")]
-    legacy_implicit_grant: Option<bool>,
-    /// PEM certificates to trust when fetching private_key_jwt clients' jwks_uri over https.
-    #[arg(long, global = true, env = "NMOS_AUTH_JWKS_CA_BUNDLE")]
-    jwks_ca_bundle: Option<PathBuf>,
-    /// Advertise the gateway over mDNS as _nmos-auth._tcp while serving.
-    #[arg(long, global = true, env = "NMOS_AUTH_MDNS")]
-    mdns: Option<bool>,
-    /// DNS-SD instance name (default nmos-auth-<hostname>).
-    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_INSTANCE")]
-    dns_sd_instance: Option<String>,
-    /// Host name in the SRV record (default: the public URL's host, or <hostname>.local).
-    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_HOST")]
-    dns_sd_host: Option<String>,
-    /// Addresses of that host, comma-separated (default: the public URL's, or every interface's).
-    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_ADDRESSES", value_delimiter = ',')]
-    dns_sd_addresses: Option<Vec<std::net::IpAddr>>,
-    /// TXT pri: 0-99 for live systems (0 highest), 100+ for development.
-    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_PRIORITY")]
-    dns_sd_priority: Option<u32>,
-    /// The unicast DNS zone of the records, e.g. plant.example.com.
-    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_DOMAIN")]
-    dns_sd_domain: Option<String>,
-    /// DNS server (address:port) to keep the records in with RFC 2136 updates, signed with TSIG.
-    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_UPDATE_SERVER")]
-    dns_sd_update_server: Option<SocketAddr>,
-    /// Name of the TSIG key (its base64 secret comes from NMOS_AUTH_DNS_SD_TSIG_SECRET or a file).
-    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_TSIG_KEY")]
-    dns_sd_tsig_key: Option<String>,
-    /// hmac-sha256, hmac-sha384 or hmac-sha512.
-    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_TSIG_ALGORITHM")]
-    dns_sd_tsig_algorithm: Option<String>,
-    /// File holding the TSIG key's base64 secret.
-    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_TSIG_SECRET_FILE")]
-    dns_sd_tsig_secret_file: Option<PathBuf>,
-    /// TTL in seconds of the records kept by dynamic update.
-    #[arg(long, global = true, env = "NMOS_AUTH_DNS_SD_TTL")]
-    dns_sd_ttl: Option<u32>,
-    /// Largest accepted request body in bytes.
-    #[arg(long, global = true, env = "NMOS_AUTH_MAX_BODY_BYTES")]
-    max_body_bytes: Option<usize>,
-    /// How `serve` connects its services: in-process or loopback (gRPC over 127.0.0.1).
-    #[arg(long, global = true, env = "NMOS_AUTH_INTERNAL_TRANSPORT")]
-    internal_transport: Option<InternalTransport>,
-    /// Split deployment: this service's gRPC listen address.
-    #[arg(long, global = true, env = "NMOS_AUTH_GRPC_LISTEN")]
-    grpc_listen: Option<SocketAddr>,
-    /// Split deployment: plain-text grpc.health.v1 only, for probes without a client certificate.
-    #[arg(long, global = true, env = "NMOS_AUTH_HEALTH_LISTEN")]
-    health_listen: Option<SocketAddr>,
-    /// Split deployment: the keys service, e.g. https://keys:50051
-    #[arg(long, global = true, env = "NMOS_AUTH_KEYS_URL")]
-    keys_url: Option<String>,
-    /// Split deployment: the identity service.
-    #[arg(long, global = true, env = "NMOS_AUTH_IDENTITY_URL")]
-    identity_url: Option<String>,
-    /// Split deployment: the client registry.
-    #[arg(long, global = true, env = "NMOS_AUTH_CLIENT_REGISTRY_URL")]
-    client_registry_url: Option<String>,
-    /// Split deployment: the token issuer.
-    #[arg(long, global = true, env = "NMOS_AUTH_TOKEN_ISSUER_URL")]
-    token_issuer_url: Option<String>,
-    /// Split deployment: the CA of the internal certificates (PEM).
-    #[arg(long, global = true, env = "NMOS_AUTH_GRPC_CA")]
-    grpc_ca: Option<PathBuf>,
-    /// Split deployment: this service's certificate (PEM), named <service>.nmos-auth.internal.
-    #[arg(long, global = true, env = "NMOS_AUTH_GRPC_CERT")]
-    grpc_cert: Option<PathBuf>,
-    /// Split deployment: this service's private key (PEM).
-    #[arg(long, global = true, env = "NMOS_AUTH_GRPC_KEY")]
-    grpc_key: Option<PathBuf>,
-    /// Split deployment without mutual TLS (development only).
-    #[arg(long, global = true, env = "NMOS_AUTH_GRPC_PLAINTEXT")]
-    grpc_plaintext: Option<bool>,
-    /// Split deployment: accept an administrator's bearer token (scope nmos-auth:admin) from a
-    /// gRPC caller without a client certificate.
-    #[arg(long, global = true, env = "NMOS_AUTH_GRPC_ADMIN_TOKENS")]
-    grpc_admin_tokens: Option<bool>,
-    /// Log format: text or json.
-    #[arg(long, global = true, env = "NMOS_AUTH_LOG_FORMAT")]
-    log_format: Option<LogFormat>,
+/// The command line: [`Cli`] and a flag, with its environment variable, for every setting
+/// that is not a secret (`nmos_auth_core::config::SETTINGS`).
+fn command_line() -> clap::Command {
+    settings::SETTINGS.iter().fold(Cli::command(), |command, setting| match setting.flag() {
+        Some(flag) => command.arg(
+            clap::Arg::new(setting.name)
+                .long(flag.trim_start_matches("--").to_owned())
+                .env(setting.env())
+                .global(true)
+                .value_name("VALUE")
+                .help(setting.help_line()),
+        ),
+        None => command,
+    })
 }
 
-impl ConfigArgs {
-    /// Defaults, then the config file, then environment and flags.
-    fn load(self) -> anyhow::Result<Config> {
-        let mut c = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
+/// The defaults, then the config file, then the environment and the flags.
+fn load_config(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<settings::Loaded> {
+    let mut overrides = Vec::new();
+    for setting in settings::SETTINGS {
+        if setting.secret {
+            // Never a flag (visible in `ps`): the file or the environment only.
+            if let Ok(value) = std::env::var(setting.env()) {
+                overrides.push((setting, value, Source::Environment));
+            }
+            continue;
+        }
+        let source = match matches.value_source(setting.name) {
+            Some(clap::parser::ValueSource::CommandLine) => Source::Flag,
+            Some(clap::parser::ValueSource::EnvVariable) => Source::Environment,
+            _ => continue,
         };
-        // Secrets come from the environment only, never from flags (visible in `ps`).
-        if let Ok(url) = std::env::var("NMOS_AUTH_DATABASE_URL") {
-            c.database_url = Some(Secret::new(url));
+        if let Some(value) = matches.get_one::<String>(setting.name) {
+            overrides.push((setting, value.clone(), source));
         }
-        if let Ok(kek) = std::env::var("NMOS_AUTH_KEY_ENCRYPTION_KEY") {
-            c.key_encryption_key = Some(Secret::new(kek));
+    }
+    Config::load(cli.config.as_deref(), overrides)
+}
+
+/// `nmos-auth config`: every setting's effective value, as TOML, and where it came from.
+fn print_config(loaded: &settings::Loaded, file: Option<&std::path::Path>) {
+    println!("# The effective configuration: each setting, and where its value came from.");
+    for setting in settings::SETTINGS {
+        let source = match loaded.sources.get(setting.name).copied().unwrap_or(Source::Default) {
+            Source::Default => "default".to_owned(),
+            Source::File => format!("file {}", file.map(|f| f.display().to_string()).unwrap_or_default()),
+            Source::Environment => format!("environment {}", setting.env()),
+            Source::Flag => format!("flag {}", setting.flag().unwrap_or_default()),
+        };
+        match loaded.config.shown(setting.name) {
+            Some(_) if setting.secret => println!("# {} is set (a secret, not shown)  # {source}", setting.name),
+            Some(value) => println!("{} = {value}  # {source}", setting.name),
+            None => match setting.means {
+                Some(means) => println!("# {} is unset: {means}  # {source}", setting.name),
+                None => println!("# {} is unset  # {source}", setting.name),
+            },
         }
-        if let Ok(key) = std::env::var("NMOS_AUTH_COOKIE_KEY") {
-            c.cookie_key = Some(Secret::new(key));
-        }
-        if let Ok(secret) = std::env::var("NMOS_AUTH_DNS_SD_TSIG_SECRET") {
-            c.dns_sd_tsig_secret = Some(Secret::new(secret));
-        }
-        macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
-        }
-        macro_rules! set_some {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = Some(v); } )* };
-        }
-        set!(
-            data_dir,
-            listen,
-            access_token_lifetime,
-            refresh_token_lifetime,
-            audience,
-            scopes,
-            client_credentials_scopes,
-            registration,
-            open_signup,
-            legacy_password_grant,
-            mdns,
-            dns_sd_addresses,
-            dns_sd_priority,
-            dns_sd_tsig_algorithm,
-            dns_sd_ttl,
-            legacy_implicit_grant,
-            max_body_bytes,
-            log_format,
-            grpc_listen,
-            grpc_plaintext,
-            grpc_admin_tokens
-        );
-        set_some!(
-            public_url,
-            tls_cert,
-            tls_key,
-            key_encryption_key_file,
-            cookie_key_file,
-            jwks_ca_bundle,
-            dns_sd_instance,
-            dns_sd_host,
-            dns_sd_domain,
-            dns_sd_update_server,
-            dns_sd_tsig_key,
-            dns_sd_tsig_secret_file,
-            health_listen,
-            keys_url,
-            identity_url,
-            client_registry_url,
-            token_issuer_url,
-            grpc_ca,
-            grpc_cert,
-            grpc_key
-        );
-        c.validate()?;
-        Ok(c)
     }
 }
 
@@ -263,6 +114,9 @@ enum Command {
         #[arg(long)]
         if_missing: bool,
     },
+    /// Print the effective configuration: every setting's value (secrets redacted) and where it
+    /// came from (default, file, environment, flag).
+    Config,
     /// Exit 0 when this process is alive (container health checks): grpc.health.v1 `liveness`
     /// on health_listen when it is set, otherwise GET /healthz on the gateway's listen port.
     /// Liveness is the process's own: it never fails for a peer or the database.
@@ -745,14 +599,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let config = match cli.config.load() {
-        Ok(c) => c,
+    let matches = command_line().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let loaded = match load_config(&cli, &matches) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("nmos-auth: configuration error: {e:#}");
             return std::process::ExitCode::from(2);
         }
     };
+    if let Command::Config = cli.command {
+        print_config(&loaded, cli.config.as_deref());
+        return std::process::ExitCode::SUCCESS;
+    }
+    let config = loaded.config;
     let service = match &cli.command {
         Command::Keys => "nmos-auth-keys",
         Command::Identity => "nmos-auth-identity",
@@ -778,6 +638,7 @@ async fn main() -> std::process::ExitCode {
             println!("wrote {} in {}", files.join(", "), out.display());
         }),
         Command::Healthcheck { ready } => healthcheck(&config, ready).await,
+        Command::Config => Ok(()),
         Command::Admin(command) => admin(config, command).await,
         Command::Discovery { health_url } => discovery(config, health_url).await,
         Command::DnsSd(DnsSd::Zone { domain }) => match domain.or(config.dns_sd_domain.clone()) {

@@ -103,6 +103,57 @@ async fn admin_commands(backend: Backend) {
     assert!(String::from_utf8_lossy(&out.stderr).contains("between 30 and 3600"));
 }
 
+/// `nmos-auth config`: every setting, its effective value and where it came from; each setting
+/// is a flag and a variable (the key rotation settings were neither once), secrets only
+/// variables, and never shown.
+#[test]
+fn config_command_shows_every_setting_and_where_it_came_from() {
+    let dir = TempDir::new("config");
+    let file = dir.path().join("nmos-auth.toml");
+    std::fs::write(&file, "key_retire_grace = 7200\nmdns = false\n").unwrap();
+    let config = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
+        c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        c
+    };
+    let out = config()
+        .arg("--config")
+        .arg(&file)
+        .env("NMOS_AUTH_KEY_PUBLISH_LEAD", "7200")
+        .env("NMOS_AUTH_MDNS", "true")
+        .env("NMOS_AUTH_COOKIE_KEY", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I=")
+        .args(["config", "--key-rotation-period", "86400", "--internal-transport", "loopback"])
+        .output()
+        .unwrap();
+    let shown = stdout(&out);
+    for line in [
+        "key_publish_lead = 7200  # environment NMOS_AUTH_KEY_PUBLISH_LEAD".to_owned(),
+        "key_rotation_period = 86400  # flag --key-rotation-period".to_owned(),
+        "internal_transport = \"loopback\"  # flag --internal-transport".to_owned(),
+        format!("key_retire_grace = 7200  # file {}", file.display()),
+        "mdns = true  # environment NMOS_AUTH_MDNS".to_owned(),
+        "access_token_lifetime = 60  # default".to_owned(),
+        "# cookie_key is set (a secret, not shown)  # environment NMOS_AUTH_COOKIE_KEY".to_owned(),
+        "# public_url is unset: from `listen`  # default".to_owned(),
+    ] {
+        assert!(shown.lines().any(|l| l == line), "no line {line:?} in:\n{shown}");
+    }
+    assert!(!shown.contains("c2VjcmV0"), "a secret is never shown");
+    for setting in nmos_auth_core::config::SETTINGS {
+        assert!(shown.contains(&format!("{} ", setting.name)), "{} is not shown", setting.name);
+    }
+    // The flags and variables of the key schedule reach the configuration that is checked.
+    let out = config().args(["config", "--key-publish-lead", "60", "--key-rotation-period", "30"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("key_publish_lead must be shorter"));
+    // A secret is no flag; a value that does not parse names its flag or variable.
+    let out = config().args(["config", "--database-url", "postgres://x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = config().arg("config").env("NMOS_AUTH_HOUSEKEEPING_BATCH", "many").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NMOS_AUTH_HOUSEKEEPING_BATCH"));
+}
+
 /// Starts `nmos-auth serve` and returns it with the metadata it serves.
 async fn serve(mut command: Command, port: u16) -> (std::process::Child, Value) {
     let mut child = command.arg("serve").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
