@@ -8,9 +8,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 /// How long a request waits for a Postgres connection. While the database is down, sqlx keeps
 /// trying to connect until then: this bounds how soon a request learns of the outage (a 503
-/// well within a second, DESIGN.md "fail fast"), and is far above the wait for a connection
+/// well within a second: fail fast), and is far above the wait for a connection
 /// of a working pool under load (milliseconds).
 pub const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long opening a database waits for Postgres to accept connections (it may be starting
+/// with us); the split deployment's services wait longer, around the whole opening.
+const POSTGRES_START_WAIT: Duration = Duration::from_secs(10);
 
 /// A connection pool to one of the two supported backends.
 #[derive(Clone, Debug)]
@@ -49,13 +53,24 @@ impl Db {
                 .context("opening the SQLite database")?;
             Ok(Db::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
-                .connect(url)
-                .await
-                .context("connecting to Postgres")?;
-            Ok(Db::Postgres(pool))
+            // At start-up the database may still be starting: keep trying for a while (each
+            // attempt is bound by the short acquire timeout that requests get later).
+            let started = std::time::Instant::now();
+            loop {
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
+                    .connect(url)
+                    .await
+                    .context("connecting to Postgres");
+                match pool {
+                    Ok(pool) => return Ok(Db::Postgres(pool)),
+                    Err(e) if started.elapsed() < POSTGRES_START_WAIT && crate::error::is_unavailable(&e) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         } else {
             anyhow::bail!("unsupported database URL scheme (use sqlite:// or postgres://)")
         }

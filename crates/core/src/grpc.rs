@@ -32,6 +32,8 @@ pub enum ChannelError {
     Transport(tonic::transport::Error),
     /// The request's own body could not be read (it is read whole to be sent again).
     Body(tonic::Status),
+    /// The call's deadline passed while it could not be sent.
+    TimedOut(tonic::TimeoutExpired),
 }
 
 impl std::fmt::Display for ChannelError {
@@ -39,6 +41,7 @@ impl std::fmt::Display for ChannelError {
         match self {
             ChannelError::Transport(e) => write!(f, "transport error: {e}"),
             ChannelError::Body(status) => write!(f, "request body: {status}"),
+            ChannelError::TimedOut(e) => write!(f, "{e}"),
         }
     }
 }
@@ -48,16 +51,46 @@ impl std::error::Error for ChannelError {
         match self {
             ChannelError::Transport(e) => Some(e),
             ChannelError::Body(status) => Some(status),
+            ChannelError::TimedOut(e) => Some(e),
         }
     }
 }
 
-/// How long a caller waits for any internal call. The callee is told too (`grpc-timeout`,
-/// which tonic servers enforce), so that it drops work its caller has given up on rather than
-/// finish it for nobody.
+/// How long a caller waits for an internal call, at most. A service serving a call passes
+/// what is left of that call's deadline on to the calls it makes ([`remaining`]), and every
+/// callee is told its deadline (`grpc-timeout`, which tonic servers enforce), so that nobody
+/// works on, or waits for, what the first caller has given up on.
 pub const DEADLINE: Duration = Duration::from_secs(5);
-/// [`DEADLINE`] as gRPC's HTTP/2 protocol spells a timeout (whole milliseconds, "m").
-const GRPC_TIMEOUT: &str = "5000m";
+
+tokio::task_local! {
+    /// The deadline of the call this task is serving, from its caller's `grpc-timeout`.
+    static CALL_DEADLINE: tokio::time::Instant;
+}
+
+/// What is left of the deadline of the call this task serves, or [`DEADLINE`] when it serves
+/// none (an HTTP request at the gateway, a background task); never more than [`DEADLINE`].
+pub fn remaining() -> Duration {
+    let now = tokio::time::Instant::now();
+    CALL_DEADLINE.try_with(|deadline| deadline.saturating_duration_since(now)).unwrap_or(DEADLINE).min(DEADLINE)
+}
+
+/// A `grpc-timeout` header value (gRPC over HTTP/2: at most 8 digits and a unit), as a duration.
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
 /// How long a caller waits for a connection to a peer (a peer that is down refuses at once).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -68,7 +101,7 @@ pub fn connect(addr: SocketAddr) -> anyhow::Result<GrpcChannel> {
         .timeout(DEADLINE)
         .tcp_nodelay(true)
         .connect_lazy();
-    Ok(traced(ResendUnsent { inner: channel }))
+    Ok(traced(ResendUnsent { inner: channel, resend_after: &RESEND_AFTER }))
 }
 
 /// A long-lived HTTP/2 channel to a service at `url` (`https://keys:50051`, or `host:port`),
@@ -91,7 +124,7 @@ pub fn connect_url(url: &str, tls: Option<tonic::transport::ClientTlsConfig>) ->
     if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls).with_context(|| format!("TLS for {url}"))?;
     }
-    Ok(traced(ResendUnsent { inner: endpoint.connect_lazy() }))
+    Ok(traced(ResendUnsent { inner: endpoint.connect_lazy(), resend_after: &RESEND_AFTER }))
 }
 
 /// When a call on `inner` (a network channel) resends a call that never reached its peer, and
@@ -108,6 +141,8 @@ const RESEND_AFTER: [Duration; 2] = [Duration::from_millis(50), Duration::from_m
 #[derive(Clone)]
 struct ResendUnsent<S> {
     inner: S,
+    /// When to send again ([`RESEND_AFTER`]).
+    resend_after: &'static [Duration],
 }
 
 impl<S> tower::Service<Request<Body>> for ResendUnsent<S>
@@ -130,12 +165,15 @@ where
         // The service made ready goes with this call; a clone stays for the next one.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
+        let resend_after = self.resend_after;
+        // Connecting happens outside tonic's own timeout: the call's deadline bounds it all.
+        let deadline = tokio::time::Instant::now() + remaining();
+        let call = async move {
             let (parts, body) = request.into_parts();
             let body = http_body_util::BodyExt::collect(body).await.map_err(ChannelError::Body)?.to_bytes();
             let send = |parts| Request::from_parts(parts, Body::new(http_body_util::Full::new(body.clone())));
             let mut result = inner.call(send(parts.clone())).await;
-            for delay in RESEND_AFTER {
+            for &delay in resend_after {
                 match &result {
                     Err(e) if never_sent(e) => {
                         tracing::debug!(error = %e, resend_in = ?delay, "resending a call that never reached its peer");
@@ -149,6 +187,12 @@ where
                 }
             }
             result.map_err(ChannelError::Transport)
+        };
+        Box::pin(async move {
+            match tokio::time::timeout_at(deadline, call).await {
+                Ok(result) => result,
+                Err(_) => Err(ChannelError::TimedOut(tonic::TimeoutExpired(()))),
+            }
         })
     }
 }
@@ -175,10 +219,11 @@ where
 }
 
 /// Calls a read-only (idempotent) method of `client`, retrying at most twice, after 50 ms and
-/// then 150 ms, when the connection failed (refused, reset, broken): a peer that is restarting
-/// or a connection gone stale costs a short delay, not an error, and the caller still answers
-/// well within a second. A status the peer sent is never retried, and neither is any call that
-/// changes state (registration, authentication with its replay cache, token issue).
+/// then 150 ms, when its connection broke during the call (reset, closed: the peer was killed or
+/// the connection had gone stale), which may have reached the peer; a call that could not be
+/// sent at all is sent again by the channel itself, whatever it is. A status the peer sent is
+/// never retried, and neither is any call that changes state (registration, authentication with
+/// its replay cache, token issue).
 pub async fn idempotent<C, T, F, Fut>(client: &C, call: F) -> Result<T, tonic::Status>
 where
     C: Clone,
@@ -200,10 +245,19 @@ where
     }
 }
 
-/// A failure on our side of the connection (none of the peer's own answers).
+/// A connection that broke during the call: an error of the connection (the peer's own answers
+/// have none), which is neither a connection that could not be made (the channel has sent the
+/// call again already) nor the deadline.
 fn connection_failed(status: &tonic::Status) -> bool {
+    let Some(source) = std::error::Error::source(status) else { return false };
+    let mut cause = Some(source);
+    while let Some(e) = cause {
+        if e.is::<tonic::ConnectError>() || e.is::<tonic::TimeoutExpired>() {
+            return false;
+        }
+        cause = e.source();
+    }
     crate::OAuthError::from_status_detail(status).is_none()
-        && (status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some())
 }
 
 /// A channel that carries the caller's trace context (W3C `traceparent`) and deadline
@@ -216,8 +270,10 @@ where
     BoxCloneSyncService::new(channel.map_request(|mut request: Request<Body>| {
         crate::telemetry::inject_context(request.headers_mut());
         let headers = request.headers_mut();
-        if !headers.contains_key("grpc-timeout") {
-            headers.insert("grpc-timeout", tonic::codegen::http::HeaderValue::from_static(GRPC_TIMEOUT));
+        if !headers.contains_key("grpc-timeout")
+            && let Ok(timeout) = format!("{}m", remaining().as_millis()).try_into()
+        {
+            headers.insert("grpc-timeout", timeout);
         }
         request
     }))
@@ -236,6 +292,9 @@ impl<S> tower::Layer<S> for ServerTelemetryLayer {
     }
 }
 
+/// The future of a call served through [`ServerTelemetry`].
+pub type ServedFuture<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
+
 #[derive(Clone, Debug)]
 pub struct ServerTelemetry<S> {
     inner: S,
@@ -249,13 +308,35 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+    type Future = ServedFuture<S::Error>;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // The caller's deadline, for the calls this one makes in turn.
+        let deadline = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map(|timeout| tokio::time::Instant::now() + timeout.min(DEADLINE));
+        let future = self.served(request);
+        match deadline {
+            Some(deadline) => Box::pin(CALL_DEADLINE.scope(deadline, future)),
+            None => future,
+        }
+    }
+}
+
+impl<S> ServerTelemetry<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    fn served(&mut self, request: Request<Body>) -> ServedFuture<S::Error> {
         if !crate::telemetry::enabled() {
             return Box::pin(self.inner.call(request));
         }
@@ -292,8 +373,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_deadline_header_says_the_deadline() {
-        assert_eq!(GRPC_TIMEOUT, format!("{}m", DEADLINE.as_millis()));
+    fn deadlines_pass_from_call_to_call() {
+        assert_eq!(parse_grpc_timeout("5000m"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        for bad in ["", "m", "123456789m", "5x", "-5m", "5.0S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            assert_eq!(remaining(), DEADLINE, "serving no call: the whole deadline");
+            let soon = tokio::time::Instant::now() + Duration::from_millis(1500);
+            let left = CALL_DEADLINE.scope(soon, async { remaining() }).await;
+            assert!(left <= Duration::from_millis(1500) && left > Duration::from_millis(1000), "{left:?}");
+            let later = tokio::time::Instant::now() + Duration::from_secs(60);
+            assert_eq!(CALL_DEADLINE.scope(later, async { remaining() }).await, DEADLINE, "never more");
+        });
     }
 
     /// A call to a peer that is not listening yet (starting, restarting) never reaches it: it
@@ -302,7 +397,10 @@ mod tests {
     async fn a_call_that_never_reached_its_peer_is_sent_again() {
         use tonic_health::pb::HealthCheckRequest;
         use tonic_health::pb::health_client::HealthClient;
-        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        // The port is ours (bound) but refuses connections (not listening) until the peer starts.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
         let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
         // The channel reports its first refused connection, and only then does the peer start.
         let refused = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -311,13 +409,15 @@ mod tests {
             report.notify_one();
             e
         });
-        let mut client = HealthClient::new(traced(ResendUnsent { inner: channel }));
+        // Resent after a second, and again after two: time enough for the peer on a busy machine.
+        static SLOWLY: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
+        let mut client = HealthClient::new(traced(ResendUnsent { inner: channel, resend_after: &SLOWLY }));
         let call = tokio::spawn(async move { client.check(HealthCheckRequest::default()).await });
         refused.notified().await;
 
         let (reporter, health) = tonic_health::server::health_reporter();
         reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
-        let incoming = tonic::transport::server::TcpIncoming::bind(addr).unwrap();
+        let incoming = tonic::transport::server::TcpIncoming::from(socket.listen(16).unwrap());
         tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(incoming));
         let reply = call.await.unwrap();
         assert!(reply.is_ok(), "sent again once the peer was up: {reply:?}");
@@ -326,27 +426,39 @@ mod tests {
     // Real sleeps: 50 ms + 150 ms per exhausted call.
     #[tokio::test]
     async fn idempotent_calls_retry_lost_connections_only() {
+        let reset = || {
+            let e = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+            tonic::Status::from_error(Box::new(e))
+        };
         let calls = AtomicU32::new(0);
         let flaky = |_: ()| {
             let n = calls.fetch_add(1, Ordering::Relaxed);
-            async move { if n < 2 { Err(tonic::Status::unavailable("connection refused")) } else { Ok(n) } }
+            async move { if n < 2 { Err(reset()) } else { Ok(n) } }
         };
         assert_eq!(idempotent(&(), flaky).await.unwrap(), 2, "third time lucky");
 
         calls.store(0, Ordering::Relaxed);
         let down = |_: ()| {
             calls.fetch_add(1, Ordering::Relaxed);
-            async { Err::<(), _>(tonic::Status::unavailable("connection refused")) }
+            async move { Err::<(), _>(reset()) }
         };
         assert!(idempotent(&(), down).await.is_err());
         assert_eq!(calls.load(Ordering::Relaxed), 3, "at most two retries");
 
-        calls.store(0, Ordering::Relaxed);
-        let refused = |_: ()| {
-            calls.fetch_add(1, Ordering::Relaxed);
-            async { Err::<(), _>(tonic::Status::from(crate::OAuthError::bare(crate::ErrorCode::InvalidClient))) }
-        };
-        assert!(idempotent(&(), refused).await.is_err());
-        assert_eq!(calls.load(Ordering::Relaxed), 1, "the peer's own answer is final");
+        let answers: [fn() -> tonic::Status; 4] = [
+            || tonic::Status::from(crate::OAuthError::bare(crate::ErrorCode::InvalidClient)),
+            || tonic::Status::from(crate::OAuthError::bare(crate::ErrorCode::TemporarilyUnavailable)),
+            || tonic::Status::unavailable("the peer says it cannot now"),
+            || tonic::Status::from_error(Box::new(tonic::TimeoutExpired(()))),
+        ];
+        for answer in answers {
+            calls.store(0, Ordering::Relaxed);
+            let refused = |_: ()| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                async move { Err::<(), _>(answer()) }
+            };
+            assert!(idempotent(&(), refused).await.is_err());
+            assert_eq!(calls.load(Ordering::Relaxed), 1, "final: {:?}", answer());
+        }
     }
 }

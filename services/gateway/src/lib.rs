@@ -58,8 +58,7 @@ pub struct Check {
     pub up: bool,
     /// Whether it is this process's own (the one-process server's databases): only those make
     /// the process unready. Peers are reported and never gate readiness: the gateway answers
-    /// each route's 503 itself while the service behind it is down (DESIGN.md, "health never
-    /// cascades").
+    /// each route's 503 itself while the service behind it is down (health never cascades).
     pub own: bool,
 }
 

@@ -23,12 +23,15 @@ pub struct IdentityService {
     address_throttle: throttle::Throttle,
 }
 
-/// A store failure as a status: UNAVAILABLE when the database cannot be reached now (callers
-/// answer 503 and clients retry), INTERNAL otherwise.
+/// A store failure as a status: `temporarily_unavailable` when the database cannot be reached
+/// now (callers answer 503 and clients retry; a status with the OAuth error in it, as every
+/// service sends for this, so that no caller takes it for a broken connection), INTERNAL
+/// otherwise.
 fn internal(e: anyhow::Error) -> Status {
     if nmos_auth_core::error::is_unavailable(&e) {
         tracing::warn!(error = %format!("{e:#}"), "the identity database is unavailable");
-        return Status::unavailable("the identity database is unavailable; try again");
+        let unavailable = "the identity database is unavailable; try again";
+        return nmos_auth_core::OAuthError::new(nmos_auth_core::ErrorCode::TemporarilyUnavailable, unavailable).into();
     }
     tracing::error!(error = %format!("{e:#}"), "identity store failure");
     Status::internal("identity store failure")

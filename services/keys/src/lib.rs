@@ -197,10 +197,11 @@ impl KeysService {
             return Err(Status::invalid_argument("claims_json must be a JSON object"));
         }
         let set = self.current();
+        let unavailable = |why: &str| Status::from(OAuthError::new(ErrorCode::TemporarilyUnavailable, why));
         if self.scheduled.load(std::sync::atomic::Ordering::Relaxed) && set.loaded.elapsed() > STALE {
-            return Err(Status::unavailable("the signing keys could not be re-read; not signing with a stale set"));
+            return Err(unavailable("the signing keys could not be re-read; not signing with a stale set"));
         }
-        let key = set.signing.as_ref().ok_or_else(|| Status::unavailable("no signing key is active"))?;
+        let key = set.signing.as_ref().ok_or_else(|| unavailable("no signing key is active"))?;
         let jws = key.sign(claims_json).map_err(|e| Status::internal(e.to_string()))?;
         Ok((jws, key.kid.clone()))
     }

@@ -152,8 +152,8 @@ where
     }
 }
 
-/// Keeps this process's health up to date, by the rules in DESIGN.md ("health never
-/// cascades"). Liveness ([`nmos_auth_core::LIVENESS`]) is serving for as long as the process
+/// Keeps this process's health up to date, by the rule that health never cascades (ARCHITECTURE.md,
+/// "Health"). Liveness ([`nmos_auth_core::LIVENESS`]) is serving for as long as the process
 /// runs. Readiness (`""` and `grpc_name`) is serving while the process's own database answers.
 /// The peers it calls are watched too, but only for the log and the
 /// `nmos_auth.dependency.up` metric: while one is down the requests that need it are answered
@@ -181,8 +181,14 @@ fn monitor_health(reporter: HealthReporter, grpc_name: &'static str, db: Option<
                 reporter.set_service_status("", status).await;
                 last = Some(ready);
             }
-            for (peer, was) in peers.iter().zip(peers_up.iter_mut()) {
-                let up = peer.serving().await;
+            let mut asked = tokio::task::JoinSet::new();
+            for (i, peer) in peers.iter().enumerate() {
+                let peer = peer.clone();
+                asked.spawn(async move { (i, peer.serving().await) });
+            }
+            let mut answers = asked.join_all().await;
+            answers.sort_by_key(|(i, _)| *i);
+            for ((peer, was), (_, up)) in peers.iter().zip(peers_up.iter_mut()).zip(answers) {
                 nmos_auth_core::telemetry::dependency_up(peer.grpc_name, up);
                 match (*was, up) {
                     (Some(false), true) => tracing::info!(peer = peer.grpc_name, "a peer answers again"),
@@ -193,7 +199,28 @@ fn monitor_health(reporter: HealthReporter, grpc_name: &'static str, db: Option<
                 }
                 *was = Some(up);
             }
-            tokio::time::sleep(Duration::from_secs(if ready { 2 } else { 1 })).await;
+            // While not ready, look again soon: readiness returns within half a second of the database.
+            tokio::time::sleep(Duration::from_millis(if ready { 2000 } else { 500 })).await;
+        }
+    });
+}
+
+/// Asks each peer whether it is ready, every second, all at once, and keeps the answers in `seen`.
+fn watch_peers(peers: Vec<(&'static str, Peer)>, seen: Arc<std::sync::RwLock<Vec<Check>>>) {
+    tokio::spawn(async move {
+        loop {
+            let mut asked = tokio::task::JoinSet::new();
+            for (i, (_, peer)) in peers.iter().enumerate() {
+                let peer = peer.clone();
+                asked.spawn(async move { (i, peer.serving().await) });
+            }
+            for (i, up) in asked.join_all().await {
+                nmos_auth_core::telemetry::dependency_up(peers[i].1.grpc_name, up);
+                if let Some(check) = seen.write().unwrap_or_else(|p| p.into_inner()).get_mut(i) {
+                    check.up = up;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
 }
@@ -356,19 +383,14 @@ pub async fn run(
                 KeysClient::new(channel(2)),
                 IdentityClient::new(channel(3)),
             )?;
-            let checked = Arc::new(peers);
+            // /readyz reports what a background task last saw, so that it answers at once
+            // however slow a peer is (a probe with a short timeout must not fail for a peer).
+            let seen: Vec<Check> = peers.iter().map(|(name, _)| Check { name, up: false, own: false }).collect();
+            let seen = Arc::new(std::sync::RwLock::new(seen));
+            watch_peers(peers, seen.clone());
             let gateway = gateway.with_readiness(Arc::new(move || {
-                let peers = checked.clone();
-                Box::pin(async move {
-                    let mut checks = tokio::task::JoinSet::new();
-                    for (i, (name, peer)) in peers.iter().enumerate() {
-                        let (name, peer) = (*name, peer.clone());
-                        checks.spawn(async move { (i, name, peer.serving().await) });
-                    }
-                    let mut results = checks.join_all().await;
-                    results.sort_by_key(|(i, _, _)| *i);
-                    results.into_iter().map(|(_, name, up)| Check { name, up, own: false }).collect()
-                })
+                let checks = seen.read().unwrap_or_else(|p| p.into_inner()).clone();
+                Box::pin(async move { checks })
             }));
             let listener =
                 std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;

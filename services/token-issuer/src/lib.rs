@@ -152,18 +152,32 @@ impl TokenIssuerService {
             }
         };
 
-        let issued = self.issue(&grant_type, &client.client_id, grant.claims).await?;
-        let (refresh_token, family) = grant.refresh.unzip();
-        if grant.code_digest.is_some() || family.is_some() {
-            let from = IssuedFrom {
-                jti: &issued.jti,
-                expires_at: issued.expires_at,
-                code_digest: grant.code_digest.as_deref(),
-                family_id: family.as_deref(),
-            };
-            self.store.record_issued(&from).await.map_err(OAuthError::internal)?;
-        }
-        let refresh_token = refresh_token.unwrap_or_default();
+        let used_up = grant.used_up();
+        let issued = async {
+            let issued = self.issue(&grant_type, &client.client_id, grant.claims).await?;
+            let family = grant.refresh.as_ref().map(|(_, family)| family.as_str());
+            if grant.code_digest.is_some() || family.is_some() {
+                let from = IssuedFrom {
+                    jti: &issued.jti,
+                    expires_at: issued.expires_at,
+                    code_digest: grant.code_digest.as_deref(),
+                    family_id: family,
+                };
+                self.store.record_issued(&from).await.map_err(OAuthError::internal)?;
+            }
+            Ok(issued)
+        };
+        let issued = match issued.await {
+            Ok(issued) => issued,
+            Err(e) => {
+                // Signed, perhaps, but never handed out: what the grant used up is given back.
+                if let Some(used) = used_up {
+                    grants::give_back(self.store.as_ref(), used, &e).await;
+                }
+                return Err(e);
+            }
+        };
+        let refresh_token = grant.refresh.map(|(token, _)| token).unwrap_or_default();
         Ok(pb::TokenResponse {
             access_token: issued.jws,
             token_type: "Bearer".into(),

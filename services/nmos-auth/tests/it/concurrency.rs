@@ -299,3 +299,90 @@ async fn registrations_assertions_users_and_keys_at_once(backend: Backend) {
     let states: Vec<_> = replicas[0].list().await.unwrap().into_iter().map(|(_, state)| state).collect();
     assert_eq!(states.iter().filter(|s| **s == nmos_auth_keys::schedule::State::Next).count(), 1, "{states:?}");
 }
+
+/// The token store itself, on each backend (it is the same in the split deployment).
+mod store {
+    use super::REDIRECT;
+    use crate::harness::{Backend, TestApp, store_backend_tests};
+
+    store_backend_tests!(a_replay_settles_with_first_use_and_revocation_in_any_order);
+    /// The token store's side of a code replay, in the orders a race can produce, on the store
+    /// itself (two handles on one database, as two token issuers would have): a replay that comes
+    /// after the first use's family was made but before its token was recorded revokes that
+    /// token all the same; and a replay, a revocation of the family and the first use's record,
+    /// all at once, never deadlock (Postgres aborts one of two transactions that wait on each
+    /// other: each takes the code, then the family, then the revocation list).
+    async fn a_replay_settles_with_first_use_and_revocation_in_any_order(backend: Backend) {
+        use nmos_auth_token_issuer::store::{self, CodeRow, CodeUse, FamilyRow, IssuedFrom};
+        let app = TestApp::spawn(backend).await;
+        let open = || async {
+            store::open(nmos_auth_core::db::Db::connect(&app.config.database_url("tokens")).await.unwrap())
+        };
+        let (first, second) = (open().await, open().await);
+        let now = nmos_auth_core::now_unix();
+        let code = |n: u32| CodeRow {
+            digest: nmos_auth_core::secret::digest(&format!("code-{n}")),
+            client_id: "client".into(),
+            username: "alice".into(),
+            redirect_uri: REDIRECT.into(),
+            redirect_uri_sent: true,
+            scope: "registration".into(),
+            code_challenge: None,
+            code_challenge_method: None,
+            expires_at: now + 60,
+        };
+        let family = |n: u32, digest: &[u8]| FamilyRow {
+            id: format!("family-{n}"),
+            client_id: "client".into(),
+            username: "alice".into(),
+            scope: "registration".into(),
+            code_digest: Some(digest.to_vec()),
+            created_at: now,
+            expires_at: now + 3600,
+            revoked: false,
+        };
+
+        // In order: first use, its family, a replay, then the first use's token is recorded.
+        let c = code(0);
+        first.insert_code(&c).await.unwrap();
+        assert!(matches!(first.consume_code(&c.digest).await.unwrap(), Some(CodeUse::First(_))));
+        let f = family(0, &c.digest);
+        first.create_family(&f, b"refresh-0").await.unwrap();
+        assert!(matches!(second.consume_code(&c.digest).await.unwrap(), Some(CodeUse::Replayed(_))));
+        let issued =
+            IssuedFrom { jti: "jti-0", expires_at: now + 60, code_digest: Some(&c.digest), family_id: Some(&f.id) };
+        first.record_issued(&issued).await.unwrap();
+        assert!(first.is_access_token_revoked("jti-0").await.unwrap(), "recorded after the replay: revoked");
+        assert!(first.find_refresh_token(b"refresh-0").await.unwrap().unwrap().family.revoked);
+
+        // At once, many times over: a replay, the family revoked (a reused refresh token), and the
+        // first use's token recorded. Every call succeeds, and the token ends up revoked.
+        for n in 1..=100 {
+            let c = code(n);
+            first.insert_code(&c).await.unwrap();
+            assert!(matches!(first.consume_code(&c.digest).await.unwrap(), Some(CodeUse::First(_))));
+            let f = family(n, &c.digest);
+            first.create_family(&f, format!("refresh-{n}").as_bytes()).await.unwrap();
+            let early = IssuedFrom {
+                jti: &format!("early-{n}"),
+                expires_at: now + 60,
+                code_digest: None,
+                family_id: Some(&f.id),
+            };
+            first.record_issued(&early).await.unwrap();
+            let jti = format!("jti-{n}");
+            let replay = second.consume_code(&c.digest);
+            let revoke = first.revoke_family(&f.id);
+            let issued =
+                IssuedFrom { jti: &jti, expires_at: now + 60, code_digest: Some(&c.digest), family_id: Some(&f.id) };
+            let record = second.record_issued(&issued);
+            let (replayed, revoked, recorded) = tokio::join!(replay, revoke, record);
+            assert!(matches!(replayed, Ok(Some(CodeUse::Replayed(_)))), "round {n}: {replayed:?}");
+            revoked.unwrap_or_else(|e| panic!("round {n}: revoking the family: {e:#}"));
+            recorded.unwrap_or_else(|e| panic!("round {n}: recording the token: {e:#}"));
+            for jti in [jti.clone(), format!("early-{n}")] {
+                assert!(first.is_access_token_revoked(&jti).await.unwrap(), "round {n}: {jti} is revoked");
+            }
+        }
+    }
+}

@@ -123,7 +123,8 @@ pub fn free_listener() -> TcpListener {
 pub fn stable_listener() -> TcpListener {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
     let ephemeral: u16 = range.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(32768);
-    let (low, high) = (10_000u16, ephemeral.max(20_000));
+    assert!(ephemeral > 2048, "the ephemeral port range starts at {ephemeral}: no room below it");
+    let (low, high) = (1024.max(ephemeral.saturating_sub(15_000)), ephemeral);
     loop {
         let random = u16::from_le_bytes(nmos_auth_core::secret::random_bytes::<2>());
         if let Ok(listener) = TcpListener::bind(("127.0.0.1", low + random % (high - low))) {

@@ -85,6 +85,20 @@ async fn readyz(app: &TestApp) -> (u16, Value) {
     (status, response.json().await.unwrap())
 }
 
+/// Waits (up to 10 s) for the gateway's /readyz body to say `state` of `service`.
+async fn wait_for_check(app: &TestApp, service: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = readyz(app).await;
+        assert_eq!(status, 200, "{body}");
+        if body["checks"][service] == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "/readyz never said {service} is {state}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The split deployment with identity killed under sign-ins: every page in flight or sent
 /// meanwhile is a sign-in or the 503 page, never a 500; sign-ins work again once identity is
 /// back. Meanwhile nothing else goes down with it: the token issuer still reports itself
@@ -110,9 +124,10 @@ async fn a_killed_identity_service_is_the_503_page_and_takes_nothing_else_down()
         app.token(&node.0, &node.1, &form).await.expect_json(200).await;
         let (status, body) = readyz(&app).await;
         assert_eq!(status, 200, "the gateway answers each route itself: {body}");
-        assert_eq!(body["checks"]["identity"], "down", "{body}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // Its body says which service is down (as the gateway last looked: every second).
+    wait_for_check(&app, "identity", "down").await;
     app.deployment().spawn("identity");
 
     // Sign-ins resume by themselves.
@@ -140,6 +155,69 @@ async fn a_killed_identity_service_is_the_503_page_and_takes_nothing_else_down()
     eprintln!("identity killed under sign-ins: {signed_in} signed in, {unavailable} answered the 503 page");
     assert!(unavailable > 0, "the outage was seen");
     assert!(signed_in > 0);
+}
+
+/// A code exchange or a refresh that fails on an outage (here the keys service that signs,
+/// killed) gives back the code or the refresh token: the client's retry once the service is
+/// back succeeds, instead of counting as a replay that revokes its tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_and_a_refresh_token_outlive_an_outage_of_the_signer() {
+    use crate::authorization_code::{authorize_url, decide, query, sign_in_and_open};
+    const REDIRECT: &str = "https://ctl.example.com/cb";
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let mut app = TestApp::spawn(Backend::Split).await;
+    let rights = [(NmosApi::Registration, Access::Write), (NmosApi::Query, Access::Read)];
+    app.server.identity.create_user("alice", "alice's long password", false, &rights).await.unwrap();
+    let body = app
+        .register(json!({"client_name": "Controller", "redirect_uris": [REDIRECT],
+                          "grant_types": ["authorization_code", "refresh_token"], "scope": "registration query node"}))
+        .await;
+    let (id, secret) =
+        (body["client_id"].as_str().unwrap().to_owned(), body["client_secret"].as_str().unwrap().to_owned());
+    let mut browser = Browser::new();
+    let consent = sign_in_and_open(&app, &mut browser, &authorize_url(&app, &id, &[])).await;
+    let first_code = query(&decide(&app, &mut browser, &consent, "approve").await, "code").unwrap();
+    let (http, token_url) = (app.http.clone(), app.auth_url("token"));
+    let exchange = |code: &str| {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ];
+        http.post(&token_url).basic_auth(&id, Some(&secret)).form(&form).send()
+    };
+    let refresh = |token: &str| {
+        let form = [("grant_type", "refresh_token"), ("refresh_token", token)];
+        http.post(&token_url).basic_auth(&id, Some(&secret)).form(&form).send()
+    };
+    let tokens = exchange(&first_code).await.unwrap().expect_json(200).await;
+    let refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let consent = browser.get(&authorize_url(&app, &id, &[])).await;
+    let code = query(&decide(&app, &mut browser, &consent, "approve").await, "code").unwrap();
+
+    app.deployment().kill("keys");
+    let answer = exchange(&code).await.unwrap().expect_json(503).await;
+    assert_eq!(answer["error"], "temporarily_unavailable", "{answer}");
+    let answer = refresh(&refresh_token).await.unwrap().expect_json(503).await;
+    assert_eq!(answer["error"], "temporarily_unavailable", "{answer}");
+    app.deployment().spawn("keys");
+
+    // Once the signer is back: the same code, the same refresh token.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exchanged = loop {
+        let r = exchange(&code).await.unwrap();
+        if r.status() != 503 {
+            break r.expect_json(200).await;
+        }
+        assert!(Instant::now() < deadline, "tokens did not come back:\n{}", app.deployment_logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(exchanged["scope"], "registration query");
+    let refreshed = refresh(&refresh_token).await.unwrap().expect_json(200).await;
+    let newer = refreshed["refresh_token"].as_str().unwrap();
+    assert_ne!(newer, refresh_token);
+    refresh(newer).await.unwrap().expect_json(200).await;
 }
 
 /// The database stopped under a one-process server on Postgres (its own cluster): token
@@ -222,7 +300,7 @@ async fn stopped_database(backend: Backend) {
         }
         let (status, body) = readyz(&app).await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["checks"]["token-issuer"], "down", "{body}");
+        wait_for_check(&app, "token-issuer", "down").await;
     } else {
         let (status, body) = readyz(&app).await;
         assert_eq!(status, 503, "one process: its own databases are down: {body}");

@@ -11,7 +11,7 @@ use nmos_auth_proto::identity_client::IdentityClient;
 
 use crate::TokenIssuerService;
 use crate::claims::user_claims;
-use crate::grants::{Grant, refresh_token, some_right_left};
+use crate::grants::{Grant, UsedUp, give_back, refresh_token, some_right_left};
 use crate::request::Params;
 use crate::store::{CodeRow, CodeUse};
 
@@ -298,12 +298,22 @@ pub async fn exchange(service: &TokenIssuerService, client: &pb::Client, params:
         }
         _ => {}
     }
-    let user = service.user(&row.username).await?;
-    let scope = Scope::parse(&row.scope).map_err(OAuthError::internal)?;
-    let claims = user_claims(&user, &client.client_id, &scope);
-    some_right_left(&claims)?;
-    let refresh = refresh_token::start_family_for(service, client, &user.username, &scope, Some(&digest)).await?;
-    Ok(Grant { claims, refresh, code_digest: Some(digest) })
+    let issue = async {
+        let user = service.user(&row.username).await?;
+        let scope = Scope::parse(&row.scope).map_err(OAuthError::internal)?;
+        let claims = user_claims(&user, &client.client_id, &scope);
+        some_right_left(&claims)?;
+        let refresh = refresh_token::start_family_for(service, client, &user.username, &scope, Some(&digest)).await?;
+        Ok((claims, refresh))
+    };
+    match issue.await {
+        Ok((claims, refresh)) => Ok(Grant { claims, refresh, code_digest: Some(digest), rotation: None }),
+        Err(e) => {
+            // An outage (identity or the database down): the code is given back for the retry.
+            give_back(service.store.as_ref(), UsedUp::Code(digest), &e).await;
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]

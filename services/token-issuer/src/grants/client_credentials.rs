@@ -84,7 +84,7 @@ pub fn authorize(client: &pb::Client, params: &Params, default_allowed: &Scope) 
         audience,
         admin: false,
     };
-    Ok(Grant { claims, refresh: None, code_digest: None })
+    Ok(Grant { claims, refresh: None, code_digest: None, rotation: None })
 }
 
 /// An administrator's token, for a client whose policy allows it: asked for on its own, so
@@ -110,5 +110,5 @@ fn administrator(client: &pb::Client, requested: &str) -> Result<Grant, OAuthErr
         audience: None,
         admin: true,
     };
-    Ok(Grant { claims, refresh: None, code_digest: None })
+    Ok(Grant { claims, refresh: None, code_digest: None, rotation: None })
 }

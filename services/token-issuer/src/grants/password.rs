@@ -49,5 +49,5 @@ pub async fn authorize(
         return Err(OAuthError::new(ErrorCode::InvalidScope, "the user has no rights to the requested APIs"));
     }
     let refresh = refresh_token::start_family_for(service, client, &user.username, &claims.scope, None).await?;
-    Ok(Grant { claims, refresh, code_digest: None })
+    Ok(Grant { claims, refresh, code_digest: None, rotation: None })
 }

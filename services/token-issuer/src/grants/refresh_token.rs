@@ -106,13 +106,17 @@ pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: 
         }
         Err(e) => return Err(e),
     };
+    // Rights are read again at every refresh. With none left to anything approved there is no
+    // token to give (the family stays: rights given back make it useful again, until it
+    // expires); with rights left, but none to what this refresh narrowed the scope to, the
+    // scope asked for is the problem.
+    some_right_left(&user_claims(&user, &client.client_id, &approved))?;
     let claims = user_claims(&user, &client.client_id, &scope);
-    if let Err(e) = some_right_left(&claims) {
-        if user_claims(&user, &client.client_id, &approved).scope.is_empty() {
-            // Nothing the user approved is left to them: the family ends here.
-            service.store.revoke_family(&family.id).await.map_err(OAuthError::internal)?;
-        }
-        return Err(e);
+    if claims.scope.is_empty() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            format!("the user has no rights left to \"{scope}\"; ask for the approved scope, or part of it"),
+        ));
     }
     let next = random_token::<32>();
     let rotated = service
@@ -125,5 +129,6 @@ pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: 
         service.store.revoke_family(&family.id).await.map_err(OAuthError::internal)?;
         return Err(invalid_grant("the refresh token was already used"));
     }
-    Ok(Grant { claims, refresh: Some((next, family.id)), code_digest: None })
+    let rotation = Some((digest, secret::digest(&next)));
+    Ok(Grant { claims, refresh: Some((next, family.id)), code_digest: None, rotation })
 }

@@ -106,6 +106,13 @@ pub trait TokenStore: Send + Sync {
     async fn rotate_refresh_token(&self, old: &[u8], new: &[u8], family_id: &str, now: i64) -> anyhow::Result<bool>;
     /// Revokes a family: its refresh tokens and the access tokens issued within it.
     async fn revoke_family(&self, family_id: &str) -> anyhow::Result<()>;
+    /// Gives back a code whose exchange failed on an outage before a token was issued from it,
+    /// with the family started for it, so that the client's retry is not taken for a replay;
+    /// false (nothing changed) when it was replayed or a token was recorded meanwhile.
+    async fn release_code(&self, digest: &[u8]) -> anyhow::Result<bool>;
+    /// Undoes a rotation whose refresh failed on an outage before its token was issued: `old`
+    /// is current again and `new` is gone, unless the family was revoked meanwhile.
+    async fn release_rotation(&self, old: &[u8], new: &[u8]) -> anyhow::Result<bool>;
     /// Remembers an access token with the code and the family it came from, so that a replay
     /// of the code or a revocation of the family revokes it; if either happened meanwhile, it
     /// is revoked at once (and with a replayed code, its family too).
@@ -230,15 +237,10 @@ macro_rules! token_store_impl {
                 let Some(row) = replayed else {
                     return Ok(None);
                 };
-                // RFC 6749 §4.1.2: revoke what the code's first use issued.
-                sqlx::query(
-                    "INSERT INTO tokens_revoked_access_tokens (jti, expires_at) SELECT access_jti, access_expires_at \
-                     FROM tokens_authorization_codes WHERE digest = $1 AND access_jti IS NOT NULL \
-                     ON CONFLICT (jti) DO NOTHING",
-                )
-                .bind(digest)
-                .execute(&mut *tx)
-                .await?;
+                // RFC 6749 §4.1.2: revoke what the code's first use issued. Rows are locked in
+                // one order everywhere, the code, then its family, then the revocation list (a
+                // revocation list entry is locked by its insert), so that no two transactions
+                // can wait on each other.
                 let families: Vec<String> = sqlx::query_scalar(
                     "UPDATE tokens_refresh_families SET revoked = TRUE WHERE code_digest = $1 RETURNING id",
                 )
@@ -248,6 +250,14 @@ macro_rules! token_store_impl {
                 for family in &families {
                     revoke_family_access_tokens(&mut tx, family).await?;
                 }
+                sqlx::query(
+                    "INSERT INTO tokens_revoked_access_tokens (jti, expires_at) SELECT access_jti, access_expires_at \
+                     FROM tokens_authorization_codes WHERE digest = $1 AND access_jti IS NOT NULL \
+                     ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(digest)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 Ok(Some(super::CodeUse::Replayed(code(row))))
             }
@@ -325,6 +335,46 @@ macro_rules! token_store_impl {
                 revoke_family_access_tokens(&mut tx, family_id).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn release_code(&self, digest: &[u8]) -> anyhow::Result<bool> {
+                let mut tx = self.0.begin_write().await?;
+                let released = sqlx::query(
+                    "UPDATE tokens_authorization_codes SET used = FALSE \
+                     WHERE digest = $1 AND used = TRUE AND replayed = FALSE AND access_jti IS NULL",
+                )
+                .bind(digest)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if released {
+                    // Its refresh token was never handed out.
+                    sqlx::query("DELETE FROM tokens_refresh_families WHERE code_digest = $1")
+                        .bind(digest)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(released)
+            }
+
+            async fn release_rotation(&self, old: &[u8], new: &[u8]) -> anyhow::Result<bool> {
+                let mut tx = self.0.begin_write().await?;
+                let released = sqlx::query(
+                    "UPDATE tokens_refresh_tokens SET used = FALSE WHERE digest = $1 AND used = TRUE AND family_id IN \
+                     (SELECT id FROM tokens_refresh_families WHERE revoked = FALSE)",
+                )
+                .bind(old)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if released {
+                    sqlx::query("DELETE FROM tokens_refresh_tokens WHERE digest = $1").bind(new).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(released)
             }
 
             async fn record_issued(&self, issued: &super::IssuedFrom<'_>) -> anyhow::Result<()> {
