@@ -209,6 +209,23 @@ fn never_sent(error: &tonic::transport::Error) -> bool {
     false
 }
 
+/// A channel over the Unix socket at `path` (`serve`'s admin socket), if a server answers
+/// there; `None` when nobody listens (no socket, or one left by a process that is gone).
+pub async fn connect_unix(path: &std::path::Path) -> Option<GrpcChannel> {
+    if !path.exists() {
+        return None;
+    }
+    let path = path.to_owned();
+    let connector = tower::service_fn(move |_: tonic::codegen::http::Uri| {
+        let path = path.clone();
+        async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+    });
+    // The URI is a placeholder: the connector decides where the connection goes.
+    let endpoint = Endpoint::from_static("http://admin.socket").connect_timeout(CONNECT_TIMEOUT).timeout(DEADLINE);
+    let channel = endpoint.connect_with_connector(connector).await.ok()?;
+    Some(traced(ResendUnsent { inner: channel, resend_after: &RESEND_AFTER }))
+}
+
 /// A channel that hands each call straight to a tonic server in this process.
 pub fn in_process<S>(server: S) -> GrpcChannel
 where

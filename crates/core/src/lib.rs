@@ -9,6 +9,7 @@ pub mod error;
 pub mod grpc;
 pub mod housekeeping;
 pub mod mtls;
+pub mod operator;
 pub mod sealing;
 pub mod secret;
 pub mod telemetry;

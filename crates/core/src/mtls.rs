@@ -23,6 +23,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::Config;
 use crate::bearer::AdminTokens;
+use crate::operator::Operator;
 
 /// The DNS domain of the service identities in the internal certificates.
 pub const INTERNAL_DOMAIN: &str = "nmos-auth.internal";
@@ -79,6 +80,8 @@ pub fn callers(path: &str) -> Option<&'static [Service]> {
         ("nmos.auth.v1.Keys", "Verify") => &[TokenIssuer, Admin],
         // The public keys; the other services check administrators' tokens with them.
         ("nmos.auth.v1.Keys", "GetJwks") => &[Gateway, TokenIssuer, Identity, ClientRegistry, Admin],
+        // Listing, rotating, removing and importing keys: operators.
+        ("nmos.auth.v1.Keys", _) => &[Admin],
         ("nmos.auth.v1.Identity", "GetUser" | "VerifyPassword") => &[Gateway, TokenIssuer, Admin],
         ("nmos.auth.v1.Identity", _) => &[Gateway, Admin],
         ("nmos.auth.v1.ClientRegistry", "AuthenticateClient") => &[TokenIssuer],
@@ -99,15 +102,16 @@ fn identify(cert: &CertificateDer<'_>, candidates: &[Service]) -> Option<Service
     })
 }
 
-/// Whether the peer that presented `certs` may call `path`.
-pub fn authorize(path: &str, certs: Option<&[CertificateDer<'static>]>) -> Result<(), tonic::Status> {
+/// Whether the peer that presented `certs` may call `path`; the service it is, when that
+/// decided it.
+pub fn authorize(path: &str, certs: Option<&[CertificateDer<'static>]>) -> Result<Option<Service>, tonic::Status> {
     let Some(leaf) = certs.and_then(|c| c.first()) else {
         return Err(tonic::Status::unauthenticated("a client certificate is required"));
     };
     match callers(path) {
-        None => Ok(()),
+        None => Ok(None),
         Some(allowed) => match identify(leaf, allowed) {
-            Some(_) => Ok(()),
+            Some(service) => Ok(Some(service)),
             None => {
                 let who = identify(leaf, &Service::ALL).map_or("an unnamed peer", Service::name);
                 tracing::warn!(method = path, caller = who, "refused a gRPC call the caller may not make");
@@ -236,7 +240,7 @@ where
                     request.headers().get(tonic::codegen::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
                 match tokens.authorize(&path, authorization.map(str::to_owned).as_deref(), peer).await {
                     Ok(caller) => {
-                        request.extensions_mut().insert(caller);
+                        request.extensions_mut().insert(Operator::Token { client_id: caller.client_id });
                         inner.call(request).await
                     }
                     Err(status) => Ok(status.into_http()),
@@ -244,7 +248,13 @@ where
             });
         }
         match authorize(request.uri().path(), certs.as_deref().map(Vec::as_slice)) {
-            Ok(()) => Box::pin(self.inner.call(request)),
+            Ok(caller) => {
+                let mut request = request;
+                if caller == Some(Service::Admin) {
+                    request.extensions_mut().insert(Operator::Certificate);
+                }
+                Box::pin(self.inner.call(request))
+            }
             Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
         }
     }

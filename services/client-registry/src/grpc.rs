@@ -1,4 +1,5 @@
 //! gRPC transport of the client registry: proto <-> domain, nothing else.
+use nmos_auth_core::operator::{Operator, operator};
 use nmos_auth_core::{ErrorCode, OAuthError};
 use nmos_auth_proto as pb;
 use nmos_auth_proto::client_registry_server::ClientRegistry;
@@ -38,12 +39,25 @@ fn client_to_proto(client: &Client) -> pb::Client {
     }
 }
 
-/// The caller, when an administrator's bearer token authenticated the call: its client, as an
-/// administrator, whatever the request says. Otherwise the request names the signed-in user
-/// (set by the gateway, which its certificate vouches for).
-fn token_caller<T>(request: &Request<T>) -> Option<pb::WebUser> {
-    let caller = request.extensions().get::<nmos_auth_core::bearer::TokenCaller>()?;
-    Some(pb::WebUser { username: caller.username(), admin: true })
+/// The caller, when an operator makes the call (the `admin` certificate, an administrator's
+/// token, `nmos-auth admin` on the machine): an administrator, whatever the request says.
+/// Otherwise the request names the signed-in user (set by the gateway, which vouches for them).
+fn operator_caller<T>(request: &Request<T>) -> Option<pb::WebUser> {
+    Some(pb::WebUser { username: operator(request)?.name(), admin: true })
+}
+
+/// The administrator who makes an administrative call: an operator, or the signed-in user the
+/// gateway names, if an administrator; else PERMISSION_DENIED.
+fn administrator<T>(
+    request: &Request<T>,
+    requested_by: Option<pb::WebUser>,
+    what: &str,
+) -> Result<pb::WebUser, Status> {
+    match operator_caller(request).or(requested_by) {
+        Some(user) if user.admin => Ok(user),
+        Some(_) => Err(Status::permission_denied(format!("only administrators {what}"))),
+        None => Err(Status::permission_denied("an administrative call must name who asks for it (requested_by)")),
+    }
 }
 
 fn registration_to_proto(r: Registration) -> pb::RegisterClientResponse {
@@ -60,7 +74,7 @@ impl ClientRegistry for ClientRegistryService {
         &self,
         request: Request<pb::RegisterClientRequest>,
     ) -> Result<Response<pb::RegisterClientResponse>, Status> {
-        let by_token = token_caller(&request);
+        let by_operator = operator_caller(&request);
         let r = request.into_inner();
         let body = match r.body {
             Some(pb::register_client_request::Body::Json(bytes)) => serde_json::from_slice(&bytes).map_err(|e| {
@@ -75,7 +89,7 @@ impl ClientRegistry for ClientRegistryService {
             }
         };
         let token = (!r.initial_access_token.is_empty()).then_some(r.initial_access_token.as_str());
-        let web_user = by_token.or(r.registered_by).map(|u| WebUser { username: u.username, admin: u.admin });
+        let web_user = by_operator.or(r.registered_by).map(|u| WebUser { username: u.username, admin: u.admin });
         let registration = self.register(&body, token, web_user.as_ref()).await?;
         Ok(Response::new(registration_to_proto(registration)))
     }
@@ -144,9 +158,11 @@ impl ClientRegistry for ClientRegistryService {
         &self,
         request: Request<pb::CreateInitialAccessTokenRequest>,
     ) -> Result<Response<pb::CreateInitialAccessTokenResponse>, Status> {
+        let by = administrator(&request, request.get_ref().requested_by.clone(), "create initial access tokens")?;
         let r = request.into_inner();
+        let description = if r.description.is_empty() { format!("by {}", by.username) } else { r.description };
         let (token, expires_at) =
-            ClientRegistryService::create_initial_access_token(self, r.lifetime_secs, &r.description)
+            ClientRegistryService::create_initial_access_token(self, r.lifetime_secs, &description)
                 .await
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(pb::CreateInitialAccessTokenResponse { token, expires_at: expires_at.unwrap_or(0) }))
@@ -156,7 +172,17 @@ impl ClientRegistry for ClientRegistryService {
         &self,
         request: Request<pb::ListClientsRequest>,
     ) -> Result<Response<pb::ListClientsResponse>, Status> {
+        let by_operator = operator_caller(&request);
         let r = request.into_inner();
+        let asking = by_operator.or(r.requested_by.clone());
+        let allowed = match &asking {
+            Some(user) if user.admin => true,
+            Some(user) => !r.pending && user.username == r.owner,
+            None => false,
+        };
+        if !allowed {
+            return Err(Status::permission_denied("one lists one's own clients; only administrators list others'"));
+        }
         let clients = if r.pending { self.pending().await? } else { self.list(&r.owner).await? };
         Ok(Response::new(pb::ListClientsResponse { clients: clients.iter().map(client_to_proto).collect() }))
     }
@@ -165,9 +191,10 @@ impl ClientRegistry for ClientRegistryService {
         &self,
         request: Request<pb::DeleteClientRequest>,
     ) -> Result<Response<pb::DeleteClientResponse>, Status> {
-        let by_token = token_caller(&request);
+        let by_operator = operator_caller(&request);
         let r = request.into_inner();
-        let user = by_token.or(r.requested_by).ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
+        let user =
+            by_operator.or(r.requested_by).ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
         let user = WebUser { username: user.username, admin: user.admin };
         if !self.delete(&r.client_id, &user).await? {
             return Err(Status::not_found("no such client of yours"));
@@ -176,12 +203,8 @@ impl ClientRegistry for ClientRegistryService {
     }
 
     async fn approve_client(&self, request: Request<pb::ApproveClientRequest>) -> Result<Response<pb::Client>, Status> {
-        let by_token = token_caller(&request);
+        let user = administrator(&request, request.get_ref().requested_by.clone(), "approve clients")?;
         let r = request.into_inner();
-        let user = by_token.or(r.requested_by).ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
-        if !user.admin {
-            return Err(Status::permission_denied("only administrators approve clients"));
-        }
         if !self.approve(&r.client_id, &user.username).await? {
             return Err(Status::not_found("no such pending client"));
         }
@@ -191,17 +214,25 @@ impl ClientRegistry for ClientRegistryService {
         }
     }
 
+    async fn reject_client(
+        &self,
+        request: Request<pb::RejectClientRequest>,
+    ) -> Result<Response<pb::DeleteClientResponse>, Status> {
+        let user = administrator(&request, request.get_ref().requested_by.clone(), "reject clients")?;
+        let r = request.into_inner();
+        if !self.reject(&r.client_id, &user.username).await? {
+            return Err(Status::not_found("no such pending client"));
+        }
+        Ok(Response::new(pb::DeleteClientResponse {}))
+    }
+
     async fn set_client_policy(
         &self,
         request: Request<pb::SetClientPolicyRequest>,
     ) -> Result<Response<pb::Client>, Status> {
-        let by_token = token_caller(&request);
-        let by_token_caller = by_token.is_some();
+        let by_token_caller = matches!(operator(&request), Some(Operator::Token { .. }));
+        let user = administrator(&request, request.get_ref().requested_by.clone(), "set client policies")?;
         let r = request.into_inner();
-        let user = by_token.or(r.requested_by).ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
-        if !user.admin {
-            return Err(Status::permission_denied("only administrators set client policies"));
-        }
         let policy = r
             .policy
             .map(|p| ClientPolicy::from_proto(p, self.scopes()))
@@ -210,7 +241,8 @@ impl ClientRegistry for ClientRegistryService {
         // Else one leaked administrator's token could outlive its client by minting another.
         if by_token_caller && policy.as_ref().is_some_and(|p| p.admin) {
             return Err(Status::permission_denied(
-                "an administrator's token cannot make another administrator's client: use the admin certificate or                  `nmos-auth admin set-client-policy --admin`",
+                "an administrator's token cannot make another administrator's client: use the admin certificate or \
+                 `nmos-auth admin set-client-policy --admin`",
             ));
         }
         if !self.set_policy(&r.client_id, policy, &user.username).await? {

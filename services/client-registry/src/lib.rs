@@ -169,7 +169,15 @@ impl ClientRegistryService {
             legacy: self.legacy,
             allow_http_jwks_uri: self.allow_http_jwks_uri,
         };
-        let metadata = metadata::parse(body, &rules)?;
+        let mut metadata = metadata::parse(body, &rules)?;
+        // An application registered on the web pages for people's sign-in (the code grant) keeps
+        // them signed in with refresh tokens: it gets that grant too.
+        if registered_by.is_some()
+            && metadata.grant_types.contains(&GrantType::AuthorizationCode)
+            && !metadata.grant_types.contains(&GrantType::RefreshToken)
+        {
+            metadata.grant_types.push(GrantType::RefreshToken);
+        }
         let code_only =
             metadata.grant_types.iter().all(|g| matches!(g, GrantType::AuthorizationCode | GrantType::RefreshToken));
         let pending = match (initial_access_token, registered_by) {
@@ -474,6 +482,19 @@ impl ClientRegistryService {
     /// The scopes this server issues.
     pub fn scopes(&self) -> &Scope {
         &self.scopes
+    }
+
+    /// An administrator (`by`) rejects a pending client: it is deleted. False when there is no
+    /// such pending client.
+    pub async fn reject(&self, client_id: &str, by: &str) -> Result<bool, OAuthError> {
+        let pending = self.get(client_id).await?.is_some_and(|c| c.pending);
+        if !pending || !self.store.delete_client(client_id).await.map_err(OAuthError::internal)? {
+            return Ok(false);
+        }
+        self.cache.forget(client_id);
+        self.assertions.forget(client_id);
+        tracing::info!(target: "audit", event = "client_rejected", client_id, by, "pending client rejected and deleted");
+        Ok(true)
     }
 
     /// Deregisters a client: its owner or an administrator may. False when there is no

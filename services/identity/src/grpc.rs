@@ -1,4 +1,5 @@
 //! gRPC transport of the identity service: proto <-> domain, nothing else.
+use nmos_auth_core::operator::operator;
 use nmos_auth_proto as pb;
 use nmos_auth_proto::identity_server::Identity;
 use tonic::{Request, Response, Status};
@@ -9,9 +10,11 @@ use crate::users::{rights_from_proto, to_proto};
 #[tonic::async_trait]
 impl Identity for IdentityService {
     async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Result<Response<pb::User>, Status> {
+        let operator = operator(&request);
         let r = request.into_inner();
+        let by = self.administrator(operator.as_ref(), &r.requested_by).await?;
         let rights = rights_from_proto(&r.rights)?;
-        let user = self.create_user(&r.username, &r.password, r.admin, &rights).await?;
+        let user = self.create_user(&r.username, &r.password, r.admin, &rights, &by).await?;
         Ok(Response::new(to_proto(&user)))
     }
 
@@ -20,26 +23,37 @@ impl Identity for IdentityService {
         Ok(Response::new(to_proto(&user)))
     }
 
-    async fn list_users(&self, _: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersResponse>, Status> {
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let operator = operator(&request);
+        self.administrator(operator.as_ref(), &request.into_inner().requested_by).await?;
         let users = self.list_users().await?;
         Ok(Response::new(pb::ListUsersResponse { users: users.iter().map(to_proto).collect() }))
     }
 
     async fn set_admin(&self, request: Request<pb::SetAdminRequest>) -> Result<Response<pb::User>, Status> {
+        let operator = operator(&request);
         let r = request.into_inner();
-        let user = self.set_admin(&r.username, r.admin).await?;
+        let by = self.administrator(operator.as_ref(), &r.requested_by).await?;
+        let user = self.set_admin(&r.username, r.admin, &by).await?;
         Ok(Response::new(to_proto(&user)))
     }
 
     async fn set_rights(&self, request: Request<pb::SetRightsRequest>) -> Result<Response<pb::User>, Status> {
+        let operator = operator(&request);
         let r = request.into_inner();
-        let user = self.set_rights(&r.username, &rights_from_proto(&r.rights)?).await?;
+        let by = self.administrator(operator.as_ref(), &r.requested_by).await?;
+        let user = self.set_rights(&r.username, &rights_from_proto(&r.rights)?, &by).await?;
         Ok(Response::new(to_proto(&user)))
     }
 
     async fn set_disabled(&self, request: Request<pb::SetDisabledRequest>) -> Result<Response<pb::User>, Status> {
+        let operator = operator(&request);
         let r = request.into_inner();
-        let user = self.set_disabled(&r.username, r.disabled).await?;
+        let by = self.administrator(operator.as_ref(), &r.requested_by).await?;
+        let user = self.set_disabled(&r.username, r.disabled, &by).await?;
         Ok(Response::new(to_proto(&user)))
     }
 
@@ -47,7 +61,10 @@ impl Identity for IdentityService {
         &self,
         request: Request<pb::DeleteUserRequest>,
     ) -> Result<Response<pb::DeleteUserResponse>, Status> {
-        self.delete_user(&request.into_inner().username).await?;
+        let operator = operator(&request);
+        let r = request.into_inner();
+        let by = self.administrator(operator.as_ref(), &r.requested_by).await?;
+        self.delete_user(&r.username, &by).await?;
         Ok(Response::new(pb::DeleteUserResponse {}))
     }
 

@@ -9,6 +9,7 @@ mod users;
 use std::sync::Arc;
 
 use nmos_auth_core::db::Db;
+use nmos_auth_core::operator::Operator;
 use nmos_auth_core::{Access, AccessRights, Config, NmosApi};
 use nmos_auth_proto::identity_server::IdentityServer;
 use tonic::Status;
@@ -35,6 +36,15 @@ fn internal(e: anyhow::Error) -> Status {
     }
     tracing::error!(error = %format!("{e:#}"), "identity store failure");
     Status::internal("identity store failure")
+}
+
+/// An administrator cannot lock themselves out. (Operators' names contain a colon, which no
+/// user name may, so this never stops an operator.)
+fn not_yourself(username: &str, by: &str, what: &str) -> Result<(), Status> {
+    if username == by {
+        return Err(Status::failed_precondition(format!("You cannot {what} your own account.")));
+    }
+    Ok(())
 }
 
 fn not_found(username: &str) -> Status {
@@ -82,18 +92,36 @@ impl IdentityService {
         })
     }
 
+    /// Who may administer users: an operator (`operator`, named as such), or `requested_by`, a
+    /// user the gateway names as signed in, if this store says they are an administrator and
+    /// enabled. The acting name, for the changes and their audit events.
+    pub async fn administrator(&self, operator: Option<&Operator>, requested_by: &str) -> Result<String, Status> {
+        if let Some(operator) = operator {
+            return Ok(operator.name());
+        }
+        if requested_by.is_empty() {
+            return Err(Status::permission_denied("an administrative call must name who asks for it (requested_by)"));
+        }
+        match self.store.get(requested_by).await.map_err(internal)? {
+            Some(user) if user.admin && !user.disabled => Ok(user.username),
+            _ => Err(Status::permission_denied("Only administrators can do this.")),
+        }
+    }
+
+    /// `by` (an administrator, or an operator) creates a user.
     pub async fn create_user(
         &self,
         username: &str,
         password: &str,
         admin: bool,
         rights: &[(NmosApi, Access)],
+        by: &str,
     ) -> Result<UserRecord, Status> {
         let user = self.new_user(username, password, admin, rights).await?;
         if !self.store.create(&user).await.map_err(internal)? {
             return Err(Status::already_exists(format!("the username {username:?} is taken")));
         }
-        tracing::info!(target: "audit", event = "user_created", username, admin, "user created");
+        tracing::info!(target: "audit", event = "user_created", username, admin, by, "user created");
         Ok(user)
     }
 
@@ -105,36 +133,53 @@ impl IdentityService {
         self.store.list().await.map_err(internal)
     }
 
-    pub async fn set_admin(&self, username: &str, admin: bool) -> Result<UserRecord, Status> {
+    /// `by` makes a user an administrator, or no longer one (never themselves: an
+    /// administrator cannot lock themselves out).
+    pub async fn set_admin(&self, username: &str, admin: bool, by: &str) -> Result<UserRecord, Status> {
+        if !admin {
+            not_yourself(username, by, "take administration away from")?;
+        }
         if !self.store.set_admin(username, admin).await.map_err(internal)? {
             return Err(not_found(username));
         }
-        tracing::info!(target: "audit", event = "user_admin_set", username, admin, "admin flag changed");
+        tracing::info!(target: "audit", event = "user_admin_set", username, admin, by, "admin flag changed");
         self.get_user(username).await
     }
 
-    pub async fn set_rights(&self, username: &str, rights: &[(NmosApi, Access)]) -> Result<UserRecord, Status> {
+    /// `by` sets some of a user's rights.
+    pub async fn set_rights(
+        &self,
+        username: &str,
+        rights: &[(NmosApi, Access)],
+        by: &str,
+    ) -> Result<UserRecord, Status> {
         if !self.store.set_rights(username, rights).await.map_err(internal)? {
             return Err(not_found(username));
         }
         let user = self.get_user(username).await?;
-        tracing::info!(target: "audit", event = "user_rights_set", username, rights = ?user.rights, "rights changed");
+        tracing::info!(target: "audit", event = "user_rights_set", username, rights = ?user.rights, by, "rights changed");
         Ok(user)
     }
 
-    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<UserRecord, Status> {
+    /// `by` disables or enables a user (never disables themselves).
+    pub async fn set_disabled(&self, username: &str, disabled: bool, by: &str) -> Result<UserRecord, Status> {
+        if disabled {
+            not_yourself(username, by, "disable")?;
+        }
         if !self.store.set_disabled(username, disabled).await.map_err(internal)? {
             return Err(not_found(username));
         }
-        tracing::info!(target: "audit", event = "user_disabled_set", username, disabled, "account enabled or disabled");
+        tracing::info!(target: "audit", event = "user_disabled_set", username, disabled, by, "account enabled or disabled");
         self.get_user(username).await
     }
 
-    pub async fn delete_user(&self, username: &str) -> Result<(), Status> {
+    /// `by` deletes a user (never themselves).
+    pub async fn delete_user(&self, username: &str, by: &str) -> Result<(), Status> {
+        not_yourself(username, by, "delete")?;
         if !self.store.delete(username).await.map_err(internal)? {
             return Err(not_found(username));
         }
-        tracing::info!(target: "audit", event = "user_deleted", username, "user deleted");
+        tracing::info!(target: "audit", event = "user_deleted", username, by, "user deleted");
         Ok(())
     }
 

@@ -1,25 +1,91 @@
 //! gRPC transport of the keys service: proto <-> domain, nothing else.
 
+use nmos_auth_core::operator::operator;
+use nmos_auth_proto as pb;
 use nmos_auth_proto::keys_server::Keys;
-use nmos_auth_proto::{GetJwksRequest, GetJwksResponse, SignRequest, SignResponse, VerifyRequest, VerifyResponse};
 use tonic::{Request, Response, Status};
 
 use crate::KeysService;
+use crate::schedule::State;
+use crate::store::StoredKey;
+
+fn key_to_proto(key: &StoredKey, state: State) -> pb::SigningKey {
+    pb::SigningKey {
+        kid: key.kid.clone(),
+        state: state.as_str().to_owned(),
+        generation: key.generation,
+        created_at: key.created_at,
+        activate_at: key.activate_at,
+        remove_at: key.remove_at.unwrap_or(0),
+        removed_by_operator: key.removed_by_operator,
+    }
+}
+
+/// The key operations are an operator's.
+fn operator_only<T>(request: &Request<T>) -> Result<(), Status> {
+    match operator(request) {
+        Some(_) => Ok(()),
+        None => Err(Status::permission_denied("only an operator manages the signing keys")),
+    }
+}
+
+/// A failure of the key store, or of a key operation: UNAVAILABLE (with the OAuth error, as
+/// every service sends it) when the database cannot be reached, else the operation's message.
+fn failed(e: anyhow::Error) -> Status {
+    if nmos_auth_core::error::is_unavailable(&e) {
+        return nmos_auth_core::OAuthError::internal(e).into();
+    }
+    Status::failed_precondition(format!("{e:#}"))
+}
 
 #[tonic::async_trait]
 impl Keys for KeysService {
-    async fn sign(&self, request: Request<SignRequest>) -> Result<Response<SignResponse>, Status> {
+    async fn sign(&self, request: Request<pb::SignRequest>) -> Result<Response<pb::SignResponse>, Status> {
         let claims = request.into_inner().claims_json;
         let (jws, kid) = KeysService::sign(self, &claims)?;
-        Ok(Response::new(SignResponse { jws, kid }))
+        Ok(Response::new(pb::SignResponse { jws, kid }))
     }
 
-    async fn get_jwks(&self, _: Request<GetJwksRequest>) -> Result<Response<GetJwksResponse>, Status> {
-        Ok(Response::new(GetJwksResponse { keys: self.jwks() }))
+    async fn get_jwks(&self, _: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
+        Ok(Response::new(pb::GetJwksResponse { keys: self.jwks() }))
     }
 
-    async fn verify(&self, request: Request<VerifyRequest>) -> Result<Response<VerifyResponse>, Status> {
+    async fn verify(&self, request: Request<pb::VerifyRequest>) -> Result<Response<pb::VerifyResponse>, Status> {
         let (claims_json, kid) = KeysService::verify(self, &request.into_inner().jws)?;
-        Ok(Response::new(VerifyResponse { claims_json, kid }))
+        Ok(Response::new(pb::VerifyResponse { claims_json, kid }))
+    }
+
+    async fn list_keys(&self, request: Request<pb::ListKeysRequest>) -> Result<Response<pb::ListKeysResponse>, Status> {
+        operator_only(&request)?;
+        let keys = self.list().await.map_err(failed)?;
+        Ok(Response::new(pb::ListKeysResponse { keys: keys.iter().map(|(k, s)| key_to_proto(k, *s)).collect() }))
+    }
+
+    async fn rotate_key(&self, request: Request<pb::RotateKeyRequest>) -> Result<Response<pb::SigningKey>, Status> {
+        operator_only(&request)?;
+        let key = self.rotate().await.map_err(failed)?;
+        Ok(Response::new(key_to_proto(&key, State::Next)))
+    }
+
+    async fn remove_key(
+        &self,
+        request: Request<pb::RemoveKeyRequest>,
+    ) -> Result<Response<pb::RemoveKeyResponse>, Status> {
+        operator_only(&request)?;
+        let kid = request.into_inner().kid;
+        if !self.remove(&kid).await.map_err(failed)? {
+            return Err(Status::not_found(format!("no signing key {kid:?} to remove")));
+        }
+        Ok(Response::new(pb::RemoveKeyResponse {}))
+    }
+
+    async fn import_key(&self, request: Request<pb::ImportKeyRequest>) -> Result<Response<pb::SigningKey>, Status> {
+        operator_only(&request)?;
+        let r = request.into_inner();
+        if r.chain.is_empty() {
+            return Err(Status::invalid_argument("the key's certificate chain is required"));
+        }
+        let key = self.import(&r.pkcs8, r.chain).await.map_err(failed)?;
+        Ok(Response::new(key_to_proto(&key, State::Next)))
     }
 }

@@ -48,6 +48,9 @@ pub struct KeysService {
     opened: Mutex<HashMap<String, Arc<SigningKey>>>,
     /// Whether `run_schedule` keeps the key set fresh (then a stale set stops signing).
     scheduled: std::sync::atomic::AtomicBool,
+    /// One schedule run at a time in this replica: a run that read the keys before an operator
+    /// removed one must not load them after the run the removal started.
+    ticking: tokio::sync::Mutex<()>,
 }
 
 /// How often each replica re-reads the key set and runs the schedule.
@@ -83,6 +86,7 @@ impl KeysService {
             })),
             scheduled: std::sync::atomic::AtomicBool::new(false),
             opened: Mutex::new(HashMap::new()),
+            ticking: tokio::sync::Mutex::new(()),
         };
         service.tick().await?;
         Ok(service)
@@ -116,21 +120,25 @@ impl KeysService {
 
     /// One step: store what the schedule plans, then load the key set.
     pub async fn tick(&self) -> anyhow::Result<()> {
+        let _one_at_a_time = self.ticking.lock().await;
         let now = nmos_auth_core::now_unix();
-        let mut keys = self.store.all().await?;
+        let keys = self.store.all().await?;
         let steps = schedule::plan(&keys, now, self.policy);
-        if !steps.is_empty() {
-            for step in steps {
-                match step {
-                    Step::Create { generation, activate_at } => self.create(&keys, generation, activate_at).await?,
-                    Step::RemoveAt { kid, at } => {
-                        self.store.remove_by(&kid, at, false).await?;
-                    }
+        if steps.is_empty() {
+            return self.load(&keys, now);
+        }
+        for step in steps {
+            match step {
+                Step::Create { generation, activate_at } => self.create(&keys, generation, activate_at).await?,
+                Step::RemoveAt { kid, at } => {
+                    self.store.remove_by(&kid, at, false).await?;
                 }
             }
-            keys = self.store.all().await?;
         }
-        self.load(&keys, now)
+        // Read again, and judge by the time now: another replica may have stored the key this
+        // one planned, a moment later than this run began.
+        let keys = self.store.all().await?;
+        self.load(&keys, nmos_auth_core::now_unix())
     }
 
     async fn create(&self, keys: &[StoredKey], generation: i64, activate_at: i64) -> anyhow::Result<()> {
@@ -245,6 +253,12 @@ impl KeysService {
         let removed = self.store.remove_by(kid, nmos_auth_core::now_unix(), true).await?;
         if removed {
             tracing::warn!(target: "audit", event = "signing_key_removed", kid, "signing key removed by an operator");
+            {
+                // Out of this replica's set at once: while its successor is made, nothing signs
+                // (503) rather than the removed key.
+                let _one_at_a_time = self.ticking.lock().await;
+                self.load(&self.store.all().await?, nmos_auth_core::now_unix())?;
+            }
             self.tick().await?;
         }
         Ok(removed)

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod devca;
+pub mod operators;
 pub mod split;
 
 use std::convert::Infallible;
@@ -91,6 +92,40 @@ pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves the administrative services on the admin socket (`operators::admin_socket`, mode
+/// 0600 in the private data directory) until the stop signal, for `nmos-auth admin` on this
+/// machine: its changes then go through the running services (a client's policy applies to its
+/// next token, not a cache period later). Callers there are local operators.
+fn serve_admin_socket(
+    config: &Config,
+    identity: &Arc<IdentityService>,
+    clients: &Arc<ClientRegistryService>,
+    keys: &Arc<KeysService>,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = operators::admin_socket(config);
+    // One left by a process that is gone (a running one on the same data would be a mistake).
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let router = tonic::transport::Server::builder()
+        .layer(nmos_auth_core::operator::LocalOperatorLayer)
+        .layer(grpc::ServerTelemetryLayer)
+        .add_service(identity.clone().into_server())
+        .add_service(clients.clone().into_server())
+        .add_service(keys.clone().into_server());
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let stop = stopped(stop.clone());
+    tasks.spawn(async move {
+        let served = router.serve_with_incoming_shutdown(incoming, stop).await;
+        let _ = std::fs::remove_file(&path);
+        Ok(served?)
+    });
+    Ok(())
+}
+
 /// Opens every service's store (running migrations) in the order they depend on each other.
 pub async fn open_services(
     config: &Config,
@@ -142,8 +177,8 @@ impl Server {
         clients.run_housekeeping(housekeeping, config.housekeeping_batch);
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        serve_admin_socket(&config, &identity, &clients, &keys, &mut tasks, &stop_rx)?;
         let mut wiring = Wiring { transport: config.internal_transport, tasks: &mut tasks, stop: &stop_rx };
-
         let (keys_channel, keys_addr) = wiring.expose(keys.into_server())?;
         let (identity_channel, identity_addr) = wiring.expose(identity.clone().into_server())?;
         let (clients_channel, clients_addr) = wiring.expose(clients.clone().into_server())?;

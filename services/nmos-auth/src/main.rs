@@ -15,6 +15,7 @@ use nmos_auth::Server;
 use nmos_auth::split::Role;
 use nmos_auth_core::config::{self as settings, Source};
 use nmos_auth_core::{AccessRights, Config, NmosApi};
+use nmos_auth_proto as pb;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// An AMWA NMOS IS-10 Authorization Server.
@@ -270,28 +271,30 @@ fn time(at: i64) -> String {
 async fn keys_command(config: Config, command: KeysCommand) -> anyhow::Result<()> {
     use base64::Engine;
     use rustls_pki_types::pem::PemObject;
-    config.validate()?;
-    nmos_auth::prepare_data_dir(&config)?;
-    let keys = nmos_auth_keys::KeysService::open(&config).await.context("keys store")?;
-    let show = |key: &nmos_auth_keys::store::StoredKey, state: &str| {
-        let removal = key.remove_at.map(time).unwrap_or_else(|| "-".into());
+    let show = |key: &pb::SigningKey| {
+        let removal = if key.remove_at == 0 { "-".to_owned() } else { time(key.remove_at) };
         let by = if key.removed_by_operator { " (by an operator)" } else { "" };
         println!(
-            "{}\t{state}\tgeneration {}\tsigns from {}\tpublished until {removal}{by}",
+            "{}\t{}\tgeneration {}\tsigns from {}\tpublished until {removal}{by}",
             key.kid,
+            key.state,
             key.generation,
             time(key.activate_at)
         );
     };
+    if let KeysCommand::RotateKek { new_key_file } = command {
+        return rotate_kek(&config, &new_key_file).await;
+    }
+    let mut keys = nmos_auth::operators::connect(&config, true).await?.keys.context("no keys service")?;
     match command {
         KeysCommand::List => {
-            for (key, state) in keys.list().await? {
-                show(&key, state.as_str());
+            for key in keys.list_keys(pb::ListKeysRequest {}).await.map_err(refused)?.into_inner().keys {
+                show(&key);
             }
         }
-        KeysCommand::Rotate => show(&keys.rotate().await?, "next"),
+        KeysCommand::Rotate => show(&keys.rotate_key(pb::RotateKeyRequest {}).await.map_err(refused)?.into_inner()),
         KeysCommand::Remove { kid } => {
-            anyhow::ensure!(keys.remove(&kid).await?, "no signing key {kid:?} to remove");
+            keys.remove_key(pb::RemoveKeyRequest { kid: kid.clone() }).await.map_err(refused)?;
             println!("removed {kid}: it is out of the JWKS now; resource servers drop it at their next fetch");
         }
         KeysCommand::Import { key, chain } => {
@@ -314,23 +317,40 @@ async fn keys_command(config: Config, command: KeysCommand) -> anyhow::Result<()
                 .collect::<Result<_, _>>()
                 .map_err(|e| anyhow::anyhow!("{}: {e:?}", chain.display()))?;
             anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", chain.display());
-            show(&keys.import(&pkcs8, certs).await?, "next");
+            let imported = keys.import_key(pb::ImportKeyRequest { pkcs8, chain: certs }).await.map_err(refused)?;
+            show(&imported.into_inner());
         }
-        KeysCommand::RotateKek { new_key_file } => {
-            let text = std::fs::read_to_string(&new_key_file)
-                .with_context(|| format!("reading {}", new_key_file.display()))?;
-            let new = nmos_auth_core::sealing::SealingKey::parse(&text).context("the new key-encryption key")?;
-            let n = keys.rotate_kek(&new).await?;
-            println!(
-                "re-encrypted {n} signing keys under key-encryption key {}; now give every keys replica that key",
-                new.id()
-            );
-        }
+        // Handled first, on the keys store itself.
+        KeysCommand::RotateKek { .. } => {}
     }
     Ok(())
 }
 
-/// A policy from the command line's API=PATH pairs.
+/// Re-encrypts every stored signing key under a new key-encryption key. This one works on the
+/// keys store itself, with both key-encryption keys: it is maintenance of the data at rest,
+/// after which every keys replica must restart with the new key anyway.
+async fn rotate_kek(config: &Config, new_key_file: &std::path::Path) -> anyhow::Result<()> {
+    config.validate()?;
+    nmos_auth::prepare_data_dir(config)?;
+    let keys = nmos_auth_keys::KeysService::open(config).await.context("keys store")?;
+    let text = std::fs::read_to_string(new_key_file).with_context(|| format!("reading {}", new_key_file.display()))?;
+    let new = nmos_auth_core::sealing::SealingKey::parse(&text).context("the new key-encryption key")?;
+    let n = keys.rotate_kek(&new).await?;
+    println!(
+        "re-encrypted {n} signing keys under key-encryption key {}; now give every keys replica that key",
+        new.id()
+    );
+    Ok(())
+}
+
+/// A service's refusal, as the operator reads it.
+fn refused(status: tonic::Status) -> anyhow::Error {
+    match nmos_auth_core::OAuthError::from_status_detail(&status) {
+        Some(error) => anyhow::anyhow!("{}", error.description.unwrap_or_else(|| error.code.as_str().to_owned())),
+        None => anyhow::anyhow!("{}", status.message()),
+    }
+}
+
 fn policy_from_args(
     scope: String,
     read: &[String],
@@ -359,17 +379,20 @@ fn policy_from_args(
     Ok(nmos_auth_proto::ClientPolicy { scope, permissions, audience, admin })
 }
 
-fn rights_list(text: &str) -> anyhow::Result<Vec<(NmosApi, nmos_auth_core::Access)>> {
+/// The rights named in `text` (`registration=write,query=none`): only those are changed; an
+/// explicit "none" removes access.
+fn rights_list(text: &str) -> anyhow::Result<Vec<pb::ApiRight>> {
     let rights = AccessRights::parse_list(text).map_err(anyhow::Error::msg)?;
-    // Only the APIs named are changed; an explicit "none" removes access.
     let named: Vec<NmosApi> =
         text.split(',').filter_map(|p| p.split_once('=').and_then(|(api, _)| NmosApi::parse(api.trim()))).collect();
-    Ok(named.into_iter().map(|api| (api, rights.get(api))).collect())
+    let all = rights.to_proto();
+    Ok(named.into_iter().filter_map(|api| all.iter().find(|r| r.api == api.as_str()).cloned()).collect())
 }
 
-fn print_user(user: &nmos_auth_identity::store::UserRecord) {
+fn print_user(user: &pb::User) {
+    let rights = AccessRights::from_proto(&user.rights);
     let rights: Vec<String> =
-        NmosApi::ALL.into_iter().map(|api| format!("{api}={}", user.rights.get(api).as_str())).collect();
+        NmosApi::ALL.into_iter().map(|api| format!("{api}={}", rights.get(api).as_str())).collect();
     println!(
         "{}{}{} {}",
         user.username,
@@ -382,82 +405,85 @@ fn print_user(user: &nmos_auth_identity::store::UserRecord) {
 async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
     match command {
         Admin::Stores(command) => store_command(config, command).await,
-        // These open the keys store (with the key-encryption key) instead.
         Admin::Keys(keys) => keys_command(config, keys).await,
     }
 }
 
+/// Users, clients and initial access tokens: RPCs of the identity service and the client
+/// registry, as an operator (`nmos_auth::operators`).
 async fn store_command(config: Config, command: StoreCommand) -> anyhow::Result<()> {
-    // Users and clients only: the signing keys (and their key-encryption key) are not needed,
-    // so these commands run anywhere the database is reachable.
-    config.validate()?;
-    nmos_auth::prepare_data_dir(&config)?;
-    let identity = nmos_auth_identity::IdentityService::open(&config).await.context("identity store")?;
-    let clients = nmos_auth_client_registry::ClientRegistryService::open(&config).await.context("client registry")?;
+    let nmos_auth::operators::Operators { mut identity, mut clients, .. } =
+        nmos_auth::operators::connect(&config, false).await?;
     match command {
         StoreCommand::CreateInitialAccessToken { lifetime, description } => {
-            let (token, expires_at) = clients.create_initial_access_token(lifetime, &description).await?;
-            match expires_at {
-                Some(at) => eprintln!(
-                    "Initial access token created; it expires at {at} (Unix time). Send it as 'Authorization: Bearer <token>' to the registration endpoint:"
-                ),
-                None => eprintln!(
+            let request =
+                pb::CreateInitialAccessTokenRequest { lifetime_secs: lifetime, description, requested_by: None };
+            let created = clients.create_initial_access_token(request).await.map_err(refused)?.into_inner();
+            match created.expires_at {
+                0 => eprintln!(
                     "Initial access token created; it never expires. Send it as 'Authorization: Bearer <token>' to the registration endpoint:"
                 ),
+                at => eprintln!(
+                    "Initial access token created; it expires at {at} (Unix time). Send it as 'Authorization: Bearer <token>' to the registration endpoint:"
+                ),
             }
-            println!("{token}");
+            println!("{}", created.token);
         }
         StoreCommand::AddUser { username, admin, rights } => {
             let mut password = String::new();
             std::io::stdin().lock().read_line(&mut password).context("reading the password from standard input")?;
-            let password = password.trim_end_matches(['\r', '\n']);
-            let user = identity.create_user(&username, password, admin, &rights_list(&rights)?).await?;
-            print_user(&user);
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            let rights = rights_list(&rights)?;
+            let request = pb::CreateUserRequest { username, password, admin, rights, requested_by: String::new() };
+            print_user(&identity.create_user(request).await.map_err(refused)?.into_inner());
         }
-        StoreCommand::MakeAdmin { username, revoke } => print_user(&identity.set_admin(&username, !revoke).await?),
+        StoreCommand::MakeAdmin { username, revoke } => {
+            let request = pb::SetAdminRequest { username, admin: !revoke, requested_by: String::new() };
+            print_user(&identity.set_admin(request).await.map_err(refused)?.into_inner())
+        }
         StoreCommand::SetRights { username, rights } => {
-            print_user(&identity.set_rights(&username, &rights_list(&rights)?).await?)
+            let request = pb::SetRightsRequest { username, rights: rights_list(&rights)?, requested_by: String::new() };
+            print_user(&identity.set_rights(request).await.map_err(refused)?.into_inner())
         }
         StoreCommand::ListUsers => {
-            for user in identity.list_users().await? {
+            let users = identity.list_users(pb::ListUsersRequest::default()).await.map_err(refused)?.into_inner();
+            for user in users.users {
                 print_user(&user);
             }
         }
         StoreCommand::ListPending => {
-            for client in clients.pending().await? {
-                let m = &client.metadata;
-                let grants: Vec<&str> = m.grant_types.iter().map(|g| g.as_str()).collect();
-                println!("{} {:?} grants={} scope={:?}", client.client_id, m.client_name, grants.join(","), m.scope);
+            let request = pb::ListClientsRequest { pending: true, ..Default::default() };
+            for client in clients.list_clients(request).await.map_err(refused)?.into_inner().clients {
+                let grants = client.grant_types.join(",");
+                println!("{} {:?} grants={grants} scope={:?}", client.client_id, client.client_name, client.scope);
             }
         }
         StoreCommand::ApproveClient { client_id } => {
-            anyhow::ensure!(clients.approve(&client_id, "nmos-auth admin").await?, "no pending client {client_id:?}");
+            let request = pb::ApproveClientRequest { client_id: client_id.clone(), requested_by: None };
+            clients.approve_client(request).await.map_err(refused)?;
             println!("approved {client_id}");
         }
         StoreCommand::SetClientPolicy { client_id, scope, read, write, audience, admin, clear } => {
             let policy = match (clear, scope) {
                 (true, _) | (false, None) if !admin => None,
-                (_, scope) => {
-                    let proto = policy_from_args(scope.unwrap_or_default(), &read, &write, audience, admin)?;
-                    Some(
-                        nmos_auth_client_registry::policy::ClientPolicy::from_proto(proto, clients.scopes())
-                            .map_err(anyhow::Error::msg)?,
-                    )
-                }
+                (_, scope) => Some(policy_from_args(scope.unwrap_or_default(), &read, &write, audience, admin)?),
             };
-            anyhow::ensure!(
-                clients.set_policy(&client_id, policy.clone(), "nmos-auth admin").await?,
-                "no client {client_id:?}"
-            );
-            match policy {
-                Some(p) => println!("{client_id}: {}", serde_json::to_string(&p)?),
+            let request = pb::SetClientPolicyRequest { client_id: client_id.clone(), policy, requested_by: None };
+            let client = clients.set_client_policy(request).await.map_err(refused)?.into_inner();
+            match client.policy {
+                Some(p) => println!(
+                    "{client_id}: scope {:?}, audience {:?}, paths for {} APIs{}",
+                    p.scope,
+                    p.audience,
+                    p.permissions.len(),
+                    if p.admin { ", and administrators' tokens" } else { "" }
+                ),
                 None => println!("{client_id}: the server's defaults"),
             }
         }
         StoreCommand::RejectClient { client_id } => {
-            let cli = nmos_auth_client_registry::WebUser { username: "nmos-auth admin".into(), admin: true };
-            let pending = clients.get(&client_id).await?.is_some_and(|c| c.pending);
-            anyhow::ensure!(pending && clients.delete(&client_id, &cli).await?, "no pending client {client_id:?}");
+            let request = pb::RejectClientRequest { client_id: client_id.clone(), requested_by: None };
+            clients.reject_client(request).await.map_err(refused)?;
             println!("rejected and deleted {client_id}");
         }
     }

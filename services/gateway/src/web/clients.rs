@@ -9,7 +9,7 @@ use nmos_auth_core::grpc::{self, GrpcChannel};
 use nmos_auth_proto as pb;
 use nmos_auth_proto::client_registry_client::ClientRegistryClient;
 
-use super::{BASE, admin_refusal, form, form_value, found, nav_for, signed_in, signed_in_post, status_page, web_user};
+use super::{BASE, form, form_value, found, nav_for, signed_in, signed_in_post, status_page, web_user};
 use crate::Gateway;
 use crate::pages::{self, escape};
 use crate::session::Session;
@@ -72,7 +72,11 @@ pub async fn home(State(gateway): State<Gateway>, headers: HeaderMap) -> Respons
     let clients = match gateway
         .clients
         .clone()
-        .list_clients(pb::ListClientsRequest { owner: user.username.clone(), pending: false })
+        .list_clients(pb::ListClientsRequest {
+            owner: user.username.clone(),
+            pending: false,
+            requested_by: Some(web_user(&user)),
+        })
         .await
     {
         Ok(list) => list.into_inner().clients,
@@ -173,9 +177,6 @@ pub async fn register_client(
                 }
                 None => params.push(pb::FormParam { name: name.clone(), value: value.clone() }),
             },
-            "grant_types" if value == "authorization_code" => {
-                params.push(pb::FormParam { name: name.clone(), value: "authorization_code refresh_token".into() })
-            }
             _ if value.is_empty() => {}
             _ => params.push(pb::FormParam { name: name.clone(), value: value.clone() }),
         }
@@ -252,10 +253,8 @@ fn pending_card(client: &pb::Client, session: &Session) -> String {
 /// GET pending: administrators see the clients waiting for approval.
 pub async fn pending_page(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
     let (session, user) = or_respond!(signed_in(&gateway, &headers, &format!("{BASE}/pending")).await);
-    if let Some(refusal) = admin_refusal(&user, &session) {
-        return refusal;
-    }
-    let request = pb::ListClientsRequest { owner: String::new(), pending: true };
+    // The registry decides who may see them (administrators).
+    let request = pb::ListClientsRequest { owner: String::new(), pending: true, requested_by: Some(web_user(&user)) };
     let list = |mut clients: ClientRegistryClient<GrpcChannel>| {
         let request = request.clone();
         async move { clients.list_clients(request).await }
@@ -290,11 +289,10 @@ pub async fn decide_pending(
             .approve_client(pb::ApproveClientRequest { client_id, requested_by: Some(web_user(&user)) })
             .await
             .map(|_| ()),
-        Some("reject") if user.admin => clients
-            .delete_client(pb::DeleteClientRequest { client_id, requested_by: Some(web_user(&user)) })
+        Some("reject") => clients
+            .reject_client(pb::RejectClientRequest { client_id, requested_by: Some(web_user(&user)) })
             .await
             .map(|_| ()),
-        Some("reject") => Err(tonic::Status::permission_denied("Only administrators reject clients.")),
         _ => Err(tonic::Status::invalid_argument("Choose Approve or Reject.")),
     };
     match result {

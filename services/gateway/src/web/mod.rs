@@ -204,12 +204,6 @@ async fn signed_in_post(
     signed_in(gateway, headers, &format!("{BASE}/home")).await
 }
 
-/// The refusal for a page that only administrators may use, if `user` is not one.
-fn admin_refusal(user: &pb::User, session: &Session) -> Option<Response> {
-    let text = "Only administrators can do this.";
-    (!user.admin).then(|| pages::error(StatusCode::FORBIDDEN, "Administrators only", text, &nav_for(user, session)))
-}
-
 fn web_user(user: &pb::User) -> pb::WebUser {
     pb::WebUser { username: user.username.clone(), admin: user.admin }
 }

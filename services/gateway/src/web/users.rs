@@ -8,7 +8,7 @@ use axum::response::Response;
 use nmos_auth_core::grpc;
 use nmos_auth_proto as pb;
 
-use super::{BASE, admin_refusal, form, form_value, found, nav_for, signed_in, signed_in_post, status_page};
+use super::{BASE, form, form_value, found, nav_for, signed_in, signed_in_post, status_page};
 use crate::Gateway;
 use crate::pages::{self, escape};
 use crate::session::Session;
@@ -92,11 +92,11 @@ fn users_html(users: &[pb::User], me: &str, session: &Session) -> String {
 /// GET users.
 pub async fn users_page(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
     let (session, user) = or_respond!(signed_in(&gateway, &headers, &format!("{BASE}/users")).await);
-    if let Some(refusal) = admin_refusal(&user, &session) {
-        return refusal;
-    }
-    match grpc::idempotent(&gateway.identity, |mut identity| async move {
-        identity.list_users(pb::ListUsersRequest {}).await
+    // The identity service decides who may (administrators).
+    let requested_by = user.username.clone();
+    match grpc::idempotent(&gateway.identity, |mut identity| {
+        let requested_by = requested_by.clone();
+        async move { identity.list_users(pb::ListUsersRequest { requested_by }).await }
     })
     .await
     {
@@ -129,14 +129,12 @@ pub async fn add_user(
 ) -> Response {
     let form = or_respond!(form(body));
     let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
-    if let Some(refusal) = admin_refusal(&user, &session) {
-        return refusal;
-    }
     let request = pb::CreateUserRequest {
         username: form_value(&form, "username").unwrap_or("").to_owned(),
         password: form_value(&form, "password").unwrap_or("").to_owned(),
         admin: form_value(&form, "admin") == Some("true"),
         rights: rights_of(&form),
+        requested_by: user.username.clone(),
     };
     match gateway.identity.clone().create_user(request).await {
         Ok(_) => found(&format!("{BASE}/users")),
@@ -152,24 +150,20 @@ pub async fn change_user(
 ) -> Response {
     let form = or_respond!(form(body));
     let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
-    if let Some(refusal) = admin_refusal(&user, &session) {
-        return refusal;
-    }
+    // The identity service decides who may, and that nobody locks themselves out.
     let username = form_value(&form, "username").unwrap_or("").to_owned();
+    let requested_by = user.username.clone();
     let mut identity = gateway.identity.clone();
     let result = match form_value(&form, "action") {
         Some("rights") => {
-            identity.set_rights(pb::SetRightsRequest { username, rights: rights_of(&form) }).await.map(|_| ())
+            let request = pb::SetRightsRequest { username, rights: rights_of(&form), requested_by };
+            identity.set_rights(request).await.map(|_| ())
         }
-        Some(action @ ("disable" | "enable")) if username != user.username => {
-            identity.set_disabled(pb::SetDisabledRequest { username, disabled: action == "disable" }).await.map(|_| ())
+        Some(action @ ("disable" | "enable")) => {
+            let request = pb::SetDisabledRequest { username, disabled: action == "disable", requested_by };
+            identity.set_disabled(request).await.map(|_| ())
         }
-        Some("delete") if username != user.username => {
-            identity.delete_user(pb::DeleteUserRequest { username }).await.map(|_| ())
-        }
-        Some("disable" | "delete") => {
-            Err(tonic::Status::failed_precondition("You cannot disable or delete your own account."))
-        }
+        Some("delete") => identity.delete_user(pb::DeleteUserRequest { username, requested_by }).await.map(|_| ()),
         _ => Err(tonic::Status::invalid_argument("Unknown action.")),
     };
     match result {

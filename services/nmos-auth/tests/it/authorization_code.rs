@@ -37,6 +37,7 @@ async fn setup(backend: Backend) -> (TestApp, Controller) {
             "alice's long password",
             false,
             &[(NmosApi::Registration, Access::Write), (NmosApi::Query, Access::Read)],
+            "operator:test",
         )
         .await
         .unwrap();
@@ -223,7 +224,7 @@ async fn code_flow_with_pkce_and_refresh(backend: Backend) {
     assert_ne!(second, refresh_token);
 
     // Narrowing is allowed; the user's rights are read again at every refresh.
-    app.server.identity.set_rights("alice", &[(NmosApi::Query, Access::None)]).await.unwrap();
+    app.server.identity.set_rights("alice", &[(NmosApi::Query, Access::None)], "operator:test").await.unwrap();
     let narrowed = refresh(&app, &controller, &second, Some("registration")).await.expect_json(200).await;
     assert_eq!(narrowed["scope"], "registration");
     let third = narrowed["refresh_token"].as_str().unwrap().to_owned();
@@ -330,20 +331,20 @@ async fn code_and_refresh_failures(backend: Backend) {
     let tokens = exchange(&app, &controller, &c, &[]).await.expect_json(200).await;
     let pending_code = code(&app, &controller).await;
     let none = [(NmosApi::Registration, Access::None), (NmosApi::Query, Access::None)];
-    app.server.identity.set_rights("alice", &none).await.unwrap();
+    app.server.identity.set_rights("alice", &none, "operator:test").await.unwrap();
     let rt = tokens["refresh_token"].as_str().unwrap();
     assert_oauth_error(refresh(&app, &controller, rt, None).await, 400, "invalid_grant").await;
     assert_oauth_error(exchange(&app, &controller, &pending_code, &[]).await, 400, "invalid_grant").await;
     let rights = [(NmosApi::Registration, Access::Write), (NmosApi::Query, Access::Read)];
-    app.server.identity.set_rights("alice", &rights).await.unwrap();
+    app.server.identity.set_rights("alice", &rights, "operator:test").await.unwrap();
 
     // A disabled user's refresh token stops working.
     let c = code(&app, &controller).await;
     let tokens = exchange(&app, &controller, &c, &[]).await.expect_json(200).await;
-    app.server.identity.set_disabled("alice", true).await.unwrap();
+    app.server.identity.set_disabled("alice", true, "operator:test").await.unwrap();
     let rt = tokens["refresh_token"].as_str().unwrap();
     assert_oauth_error(refresh(&app, &controller, rt, None).await, 400, "invalid_grant").await;
-    app.server.identity.set_disabled("alice", false).await.unwrap();
+    app.server.identity.set_disabled("alice", false, "operator:test").await.unwrap();
     assert_oauth_error(refresh(&app, &controller, rt, None).await, 400, "invalid_grant").await;
 }
 
@@ -559,7 +560,7 @@ async fn revocation(backend: Backend) {
     // ... and so are a deleted user's.
     app.server
         .identity
-        .create_user("bob", "bob's long password", false, &[(NmosApi::Query, Access::Read)])
+        .create_user("bob", "bob's long password", false, &[(NmosApi::Query, Access::Read)], "operator:test")
         .await
         .unwrap();
     let mut browser = Browser::new();
@@ -570,7 +571,7 @@ async fn revocation(backend: Backend) {
     let bobs_at = bobs["access_token"].as_str().unwrap();
     let answer = introspect(bobs_at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
     assert_eq!(answer["active"], true, "{answer}");
-    app.server.identity.delete_user("bob").await.unwrap();
+    app.server.identity.delete_user("bob", "operator:test").await.unwrap();
     let answer = introspect(bobs_at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
     assert_eq!(answer, json!({"active": false}), "the user was deleted");
 

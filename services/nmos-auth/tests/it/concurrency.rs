@@ -117,7 +117,7 @@ impl Flow {
 async fn codes_and_refresh_tokens_at_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let rights = [(NmosApi::Registration, Access::Write), (NmosApi::Query, Access::Read)];
-    app.server.identity.create_user("alice", "alice's long password", false, &rights).await.unwrap();
+    app.server.identity.create_user("alice", "alice's long password", false, &rights, "operator:test").await.unwrap();
     let public = app
         .register(json!({"client_name": "Browser controller", "redirect_uris": [REDIRECT],
                           "grant_types": ["authorization_code", "refresh_token"],
@@ -264,15 +264,18 @@ async fn registrations_assertions_users_and_keys_at_once(backend: Backend) {
 
     // Sixteen users added at once; then one user's rights changed eight ways at once.
     let identity = app.server.identity.clone();
-    let adds = (0..16).map(|i| {
-        let identity = identity.clone();
-        async move { identity.create_user(&format!("user{i}"), "a long enough password", false, &[]).await }
-    });
+    let adds =
+        (0..16).map(|i| {
+            let identity = identity.clone();
+            async move {
+                identity.create_user(&format!("user{i}"), "a long enough password", false, &[], "operator:test").await
+            }
+        });
     let added = at_once(adds.collect()).await;
     assert!(added.iter().all(|a| a.is_ok()), "{added:?}");
     let changes = NmosApi::ALL.into_iter().map(|api| {
         let identity = identity.clone();
-        async move { identity.set_rights("user0", &[(api, Access::Write)]).await }
+        async move { identity.set_rights("user0", &[(api, Access::Write)], "operator:test").await }
     });
     let changed = at_once(changes.collect()).await;
     assert!(changed.iter().all(|c| c.is_ok()), "{changed:?}");
@@ -280,7 +283,7 @@ async fn registrations_assertions_users_and_keys_at_once(backend: Backend) {
     assert!(NmosApi::ALL.into_iter().all(|api| user0.rights.get(api) == Access::Write), "{user0:?}");
     let toggles = (0..8).map(|i| {
         let identity = identity.clone();
-        async move { identity.set_disabled("user1", i % 2 == 0).await }
+        async move { identity.set_disabled("user1", i % 2 == 0, "operator:test").await }
     });
     assert!(at_once(toggles.collect()).await.iter().all(|t| t.is_ok()));
 

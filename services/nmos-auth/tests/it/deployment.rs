@@ -126,6 +126,20 @@ impl Deployment {
         self.children.push((role, child));
     }
 
+    /// The settings an operator's `nmos-auth admin` needs to reach the services: the config
+    /// file (their URLs and the CA) and the `admin` certificate.
+    pub fn operator_args(&self) -> Vec<std::ffi::OsString> {
+        let certs = self.dir.join("certs");
+        vec![
+            "--config".into(),
+            self.config_file.clone().into(),
+            "--grpc-cert".into(),
+            certs.join("admin.pem").into(),
+            "--grpc-key".into(),
+            certs.join("admin-key.pem").into(),
+        ]
+    }
+
     fn log_path(&self, role: &str) -> PathBuf {
         self.dir.join(format!("{role}.log"))
     }

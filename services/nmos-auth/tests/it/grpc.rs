@@ -56,12 +56,22 @@ async fn identity_service(backend: Backend) {
         IdentityClient::connect(format!("http://{}", app.server.grpc.expect("loopback transport").identity))
             .await
             .unwrap();
+    // The administrative methods are for administrators, whom the gateway names and the identity
+    // service checks in its own store; an operator (here, this test) made root one.
+    app.server.identity.create_user("root", "root's long password", true, &[], "operator:test").await.unwrap();
+    let by = || "root".to_owned();
     let create = |username: &str, access: i32| pb::CreateUserRequest {
         username: username.into(),
         password: "correct horse battery".into(),
         admin: false,
         rights: vec![pb::ApiRight { api: "registration".into(), access }],
+        requested_by: by(),
     };
+    for requested_by in ["", "nobody", "alice"] {
+        let refused =
+            identity.create_user(pb::CreateUserRequest { requested_by: requested_by.into(), ..create("x", 2) });
+        assert_eq!(refused.await.unwrap_err().code(), Code::PermissionDenied, "{requested_by:?}");
+    }
 
     let alice = identity.create_user(create("alice", pb::Access::Write as i32)).await.unwrap().into_inner();
     assert_eq!(alice.rights.len(), 7);
@@ -82,11 +92,25 @@ async fn identity_service(backend: Backend) {
     let missing = identity.get_user(pb::GetUserRequest { username: "nobody".into() }).await.unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 
-    let admin =
-        identity.set_admin(pb::SetAdminRequest { username: "alice".into(), admin: true }).await.unwrap().into_inner();
+    // alice is no administrator: she may not make herself one.
+    let promote = |requested_by: &str| pb::SetAdminRequest {
+        username: "alice".into(),
+        admin: true,
+        requested_by: requested_by.into(),
+    };
+    assert_eq!(identity.set_admin(promote("alice")).await.unwrap_err().code(), Code::PermissionDenied);
+    let admin = identity.set_admin(promote("root")).await.unwrap().into_inner();
     assert!(admin.admin);
-    let missing = identity.set_admin(pb::SetAdminRequest { username: "nobody".into(), admin: true }).await.unwrap_err();
-    assert_eq!(missing.code(), Code::NotFound);
+    let missing = pb::SetAdminRequest { username: "nobody".into(), admin: true, requested_by: by() };
+    assert_eq!(identity.set_admin(missing).await.unwrap_err().code(), Code::NotFound);
+    // Nobody locks themselves out: not their own administration, account or existence.
+    let own = identity.set_admin(pb::SetAdminRequest { username: "root".into(), admin: false, requested_by: by() });
+    assert_eq!(own.await.unwrap_err().code(), Code::FailedPrecondition);
+    let own =
+        identity.set_disabled(pb::SetDisabledRequest { username: "root".into(), disabled: true, requested_by: by() });
+    assert_eq!(own.await.unwrap_err().code(), Code::FailedPrecondition);
+    let own = identity.delete_user(pb::DeleteUserRequest { username: "root".into(), requested_by: by() });
+    assert_eq!(own.await.unwrap_err().code(), Code::FailedPrecondition);
 
     let set = pb::SetRightsRequest {
         username: "alice".into(),
@@ -95,20 +119,31 @@ async fn identity_service(backend: Backend) {
             right("query", pb::Access::Read),
             right("node", pb::Access::Write),
         ],
+        requested_by: by(),
     };
     let changed = identity.set_rights(set).await.unwrap().into_inner();
     assert_eq!(access_of(&changed, "registration"), pb::Access::None);
     assert_eq!(access_of(&changed, "query"), pb::Access::Read);
     assert_eq!(access_of(&changed, "node"), pb::Access::Write);
-    let bad_api = pb::SetRightsRequest { username: "alice".into(), rights: vec![right("admin", pb::Access::Write)] };
+    let bad_api = pb::SetRightsRequest {
+        username: "alice".into(),
+        rights: vec![right("admin", pb::Access::Write)],
+        requested_by: by(),
+    };
     assert_eq!(identity.set_rights(bad_api).await.unwrap_err().code(), Code::InvalidArgument);
-    let missing = pb::SetRightsRequest { username: "nobody".into(), rights: vec![right("query", pb::Access::Read)] };
+    let missing = pb::SetRightsRequest {
+        username: "nobody".into(),
+        rights: vec![right("query", pb::Access::Read)],
+        requested_by: by(),
+    };
     assert_eq!(identity.set_rights(missing).await.unwrap_err().code(), Code::NotFound);
 
     identity.create_user(create("bob", pb::Access::Read as i32)).await.unwrap();
-    let users = identity.list_users(pb::ListUsersRequest {}).await.unwrap().into_inner().users;
-    assert_eq!(users.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(), ["alice", "bob"]);
+    let users = identity.list_users(pb::ListUsersRequest { requested_by: by() }).await.unwrap().into_inner().users;
+    assert_eq!(users.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(), ["alice", "bob", "root"]);
     assert_eq!(access_of(&users[1], "registration"), pb::Access::Read);
+    let refused = identity.list_users(pb::ListUsersRequest { requested_by: "bob".into() }).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
 
     let ok = identity
         .verify_password(pb::VerifyPasswordRequest {
@@ -141,7 +176,8 @@ async fn identity_service(backend: Backend) {
     assert_eq!(wrong.code(), Code::Unauthenticated);
 
     // A disabled account cannot sign in; a deleted one is gone.
-    let off = identity.set_disabled(pb::SetDisabledRequest { username: "alice".into(), disabled: true }).await.unwrap();
+    let off = pb::SetDisabledRequest { username: "alice".into(), disabled: true, requested_by: by() };
+    let off = identity.set_disabled(off).await.unwrap();
     assert!(off.into_inner().disabled);
     let refused = identity
         .verify_password(pb::VerifyPasswordRequest {
@@ -152,10 +188,10 @@ async fn identity_service(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
-    identity.delete_user(pb::DeleteUserRequest { username: "bob".into() }).await.unwrap();
-    let gone = identity.delete_user(pb::DeleteUserRequest { username: "bob".into() }).await.unwrap_err();
-    assert_eq!(gone.code(), Code::NotFound);
-    let missing = pb::SetDisabledRequest { username: "bob".into(), disabled: true };
+    identity.delete_user(pb::DeleteUserRequest { username: "bob".into(), requested_by: by() }).await.unwrap();
+    let gone = identity.delete_user(pb::DeleteUserRequest { username: "bob".into(), requested_by: by() }).await;
+    assert_eq!(gone.unwrap_err().code(), Code::NotFound);
+    let missing = pb::SetDisabledRequest { username: "bob".into(), disabled: true, requested_by: by() };
     assert_eq!(identity.set_disabled(missing).await.unwrap_err().code(), Code::NotFound);
 
     // Sign-up is closed once there are users (open_signup is off by default).
@@ -205,10 +241,17 @@ async fn client_registry_service(backend: Backend) {
             .await
             .unwrap();
 
+    // Initial access tokens are an administrator's to hand out.
+    let web = |username: &str, admin: bool| Some(pb::WebUser { username: username.into(), admin });
+    for requested_by in [None, web("bob", false)] {
+        let request = pb::CreateInitialAccessTokenRequest { lifetime_secs: 60, description: "x".into(), requested_by };
+        assert_eq!(clients.create_initial_access_token(request).await.unwrap_err().code(), Code::PermissionDenied);
+    }
     let iat = clients
         .create_initial_access_token(pb::CreateInitialAccessTokenRequest {
             lifetime_secs: 60,
             description: "grpc".into(),
+            requested_by: web("root", true),
         })
         .await
         .unwrap()
@@ -219,12 +262,17 @@ async fn client_registry_service(backend: Backend) {
         .create_initial_access_token(pb::CreateInitialAccessTokenRequest {
             lifetime_secs: 0,
             description: String::new(),
+            requested_by: web("root", true),
         })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(forever.expires_at, 0);
-    let negative = pb::CreateInitialAccessTokenRequest { lifetime_secs: -1, description: String::new() };
+    let negative = pb::CreateInitialAccessTokenRequest {
+        lifetime_secs: -1,
+        description: String::new(),
+        requested_by: web("root", true),
+    };
     assert_eq!(clients.create_initial_access_token(negative).await.unwrap_err().code(), Code::InvalidArgument);
 
     let body = json!({"client_name": "gRPC Node", "grant_types": ["client_credentials"], "scope": "events"});
@@ -283,7 +331,6 @@ async fn client_registry_service(backend: Backend) {
     assert_eq!(missing.code(), Code::NotFound);
 
     // Web users register without a token; only administrators may register machine clients.
-    let web = |username: &str, admin: bool| Some(pb::WebUser { username: username.into(), admin });
     let register = |body: serde_json::Value, by| pb::RegisterClientRequest {
         body: Some(pb::register_client_request::Body::Json(body.to_string().into_bytes())),
         initial_access_token: String::new(),
@@ -295,12 +342,21 @@ async fn client_registry_service(backend: Backend) {
     let refused = clients.register_client(register(body.clone(), web("bob", false))).await.unwrap_err();
     assert_eq!(OAuthError::from_status(&refused).code, ErrorCode::InvalidClientMetadata);
     clients.register_client(register(body, web("root", true))).await.unwrap();
-    let listed = clients
-        .list_clients(pb::ListClientsRequest { owner: "bob".into(), pending: false })
-        .await
-        .unwrap()
-        .into_inner();
+    let list = |owner: &str, pending: bool, requested_by| pb::ListClientsRequest {
+        owner: owner.into(),
+        pending,
+        requested_by,
+    };
+    let listed = clients.list_clients(list("bob", false, web("bob", false))).await.unwrap().into_inner();
     assert_eq!(listed.clients.len(), 1);
+    let listed = clients.list_clients(list("bob", false, web("root", true))).await.unwrap().into_inner();
+    assert_eq!(listed.clients.len(), 1, "an administrator sees anyone's");
+    for (owner, pending, by) in
+        [("bob", false, web("mallory", false)), ("", true, web("bob", false)), ("bob", false, None)]
+    {
+        let refused = clients.list_clients(list(owner, pending, by)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied);
+    }
     let bob_id = bobs.client.unwrap().client_id;
     let not_yours = pb::DeleteClientRequest { client_id: bob_id.clone(), requested_by: web("mallory", false) };
     assert_eq!(clients.delete_client(not_yours).await.unwrap_err().code(), Code::NotFound);
@@ -312,8 +368,15 @@ async fn client_registry_service(backend: Backend) {
     assert_eq!(gone.code(), Code::NotFound);
 
     // Approval: only administrators, only pending clients (there are none in this mode).
-    let pending = clients.list_clients(pb::ListClientsRequest { owner: String::new(), pending: true }).await.unwrap();
+    let pending = clients.list_clients(list("", true, web("root", true))).await.unwrap();
     assert!(pending.into_inner().clients.is_empty());
+    let reject = |by| pb::RejectClientRequest { client_id: client.client_id.clone(), requested_by: by };
+    assert_eq!(clients.reject_client(reject(web("bob", false))).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(
+        clients.reject_client(reject(web("root", true))).await.unwrap_err().code(),
+        Code::NotFound,
+        "not pending"
+    );
     let approve = |by| pb::ApproveClientRequest { client_id: client.client_id.clone(), requested_by: by };
     assert_eq!(clients.approve_client(approve(web("bob", false))).await.unwrap_err().code(), Code::PermissionDenied);
     assert_eq!(clients.approve_client(approve(web("root", true))).await.unwrap_err().code(), Code::NotFound);

@@ -449,24 +449,37 @@ impl TestApp {
         (body["client_id"].as_str().unwrap().to_owned(), body["client_secret"].as_str().unwrap().to_owned())
     }
 
-    /// Runs `nmos-auth admin <args>` against this server's store, as an operator would.
-    pub fn admin_command(&self, args: &[&str]) {
+    /// `nmos-auth admin <args>` as an operator runs it against this server: through the running
+    /// services (the one-process server's admin socket in its data directory; the split
+    /// deployment's services with the `admin` certificate). Its output.
+    pub fn admin_output(&self, args: &[&str]) -> std::process::Output {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
-        command.arg("--data-dir").arg(&self.config.data_dir).arg("admin").args(args);
+        command.arg("--data-dir").arg(&self.config.data_dir);
+        if let Some(file) = &self.config.key_encryption_key_file {
+            command.arg("--key-encryption-key-file").arg(file);
+        }
+        if let Running::Split(deployment) = &self.running {
+            command.args(deployment.operator_args());
+        }
         if let Some(url) = &self.config.database_url {
             command.env("NMOS_AUTH_DATABASE_URL", url.expose());
         }
-        let out = command.output().unwrap();
+        command.arg("admin").args(args).output().unwrap()
+    }
+
+    /// The same, which must succeed.
+    pub fn admin_command(&self, args: &[&str]) -> String {
+        let out = self.admin_output(args);
         assert!(out.status.success(), "admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// A machine client whose policy allows administrators' tokens (set with the admin
     /// command), and its credentials.
     pub async fn admin_client(&self) -> (String, String) {
         let (id, secret) = self.machine_client("registration").await;
+        // Through the running registry, which forgets what it cached of the client at once.
         self.admin_command(&["set-client-policy", &id, "--admin"]);
-        // The command is another process: the running registry sees the change within a second.
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         (id, secret)
     }
 

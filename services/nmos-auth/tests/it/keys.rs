@@ -89,17 +89,9 @@ async fn rotation_rejects_no_valid_token(backend: Backend) {
     assert!(kids.is_subset(&published), "retired keys stay published while their tokens live");
 }
 
-/// `nmos-auth admin keys ARGS` on the app's data.
+/// `nmos-auth admin keys ARGS` against the app, as an operator runs it.
 fn admin_keys(app: &TestApp, args: &[&str]) -> std::process::Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
-    command.arg("--data-dir").arg(&app.config.data_dir);
-    if let Some(file) = &app.config.key_encryption_key_file {
-        command.arg("--key-encryption-key-file").arg(file);
-    }
-    if let Some(url) = &app.config.database_url {
-        command.env("NMOS_AUTH_DATABASE_URL", url.expose());
-    }
-    command.arg("admin").arg("keys").args(args).output().unwrap()
+    app.admin_output(&[&["keys"][..], args].concat())
 }
 
 /// The same, which must succeed; its output.

@@ -36,6 +36,7 @@ async fn legacy_grants_are_off_by_default(backend: Backend) {
             "alice's long password",
             false,
             &[(nmos_auth_core::NmosApi::Query, nmos_auth_core::Access::Read)],
+            "operator:test",
         )
         .await
         .unwrap();

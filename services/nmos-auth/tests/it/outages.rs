@@ -108,7 +108,7 @@ async fn wait_for_check(app: &TestApp, service: &str, state: &str) {
 async fn a_killed_identity_service_is_the_503_page_and_takes_nothing_else_down() {
     let mut app = TestApp::spawn(Backend::Split).await;
     let rights = [(NmosApi::Registration, Access::Write)];
-    app.server.identity.create_user("alice", "alice's long password", false, &rights).await.unwrap();
+    app.server.identity.create_user("alice", "alice's long password", false, &rights, "operator:test").await.unwrap();
     let node = app.machine_client("registration").await;
     let (stop, load) = sign_ins(&app);
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -167,7 +167,7 @@ async fn a_code_and_a_refresh_token_outlive_an_outage_of_the_signer() {
     const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     let mut app = TestApp::spawn(Backend::Split).await;
     let rights = [(NmosApi::Registration, Access::Write), (NmosApi::Query, Access::Read)];
-    app.server.identity.create_user("alice", "alice's long password", false, &rights).await.unwrap();
+    app.server.identity.create_user("alice", "alice's long password", false, &rights, "operator:test").await.unwrap();
     let body = app
         .register(json!({"client_name": "Controller", "redirect_uris": [REDIRECT],
                           "grant_types": ["authorization_code", "refresh_token"], "scope": "registration query node"}))
@@ -241,7 +241,7 @@ async fn stopped_database(backend: Backend) {
     let database = cluster.database().await;
     let mut app = TestApp::spawn_with(backend, |c| c.database_url = Some(Secret::new(database))).await;
     let rights = [(NmosApi::Registration, Access::Write)];
-    app.server.identity.create_user("alice", "alice's long password", false, &rights).await.unwrap();
+    app.server.identity.create_user("alice", "alice's long password", false, &rights, "operator:test").await.unwrap();
     let node = app.machine_client("registration").await;
     let iat = app.initial_access_token().await;
     let form = [("grant_type", "client_credentials"), ("scope", "registration")];

@@ -10,7 +10,8 @@ backend_tests!(
     bad_metadata_is_rejected,
     open_registration_is_only_for_code_clients,
     approval_mode_holds_clients_until_an_admin_approves,
-    a_client_manages_its_own_registration
+    a_client_manages_its_own_registration,
+    the_services_decide_who_administers
 );
 
 fn machine() -> Value {
@@ -169,7 +170,13 @@ async fn approval_mode_holds_clients_until_an_admin_approves(backend: Backend) {
     // An administrator approves it on the pending page.
     app.server
         .identity
-        .create_user("alice", "alice's long password", true, &[(NmosApi::Query, nmos_auth_core::Access::Read)])
+        .create_user(
+            "alice",
+            "alice's long password",
+            true,
+            &[(NmosApi::Query, nmos_auth_core::Access::Read)],
+            "operator:test",
+        )
         .await
         .unwrap();
     let mut browser = Browser::new();
@@ -189,12 +196,7 @@ async fn approval_mode_holds_clients_until_an_admin_approves(backend: Backend) {
     let other = register("Node B").await.unwrap().expect_json(201).await;
     let third = register("Node C").await.unwrap().expect_json(201).await;
     let admin = |args: &[&str]| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
-        c.arg("--data-dir").arg(&app.config.data_dir).args(["admin"]).args(args);
-        if let Some(url) = &app.config.database_url {
-            c.env("NMOS_AUTH_DATABASE_URL", url.expose());
-        }
-        let out = c.output().unwrap();
+        let out = app.admin_output(args);
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
     let (ok, listed) = admin(&["list-pending"]);
@@ -318,4 +320,99 @@ async fn a_client_manages_its_own_registration(backend: Backend) {
     let read = r.expect_json(200).await;
     assert!(read.get("client_secret").is_none());
     assert_eq!(read["redirect_uris"], json!(["https://app.example.com/cb"]));
+}
+
+/// Who may administer is decided by the service that owns the data, for the pages and the
+/// command alike: a signed-in user who is no administrator is refused on the users and pending
+/// pages, whatever form they post; an administrator cannot lock themselves out; a pending
+/// client rejected on the page or with the command is gone.
+async fn the_services_decide_who_administers(backend: Backend) {
+    use crate::authorization_code::sign_in_and_open;
+    use crate::browser::Browser;
+    use nmos_auth_core::{Access, NmosApi};
+    let app = TestApp::spawn_with(backend, |c| c.registration = RegistrationMode::Approval).await;
+    let identity = &app.server.identity;
+    identity
+        .create_user("alice", "alice's long password", false, &[(NmosApi::Query, Access::Read)], "operator:test")
+        .await
+        .unwrap();
+    identity.create_user("root", "root's long password", true, &[], "operator:test").await.unwrap();
+
+    // alice is no administrator.
+    let mut browser = Browser::new();
+    let page = sign_in_and_open(&app, &mut browser, &app.auth_url("users")).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("Only administrators"), "{}", page.body);
+    let csrf = page.field("csrf");
+    let post = |fields: &[(&str, &str)]| {
+        let mut all = vec![("csrf".to_owned(), csrf.clone())];
+        all.extend(fields.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        all
+    };
+    let added = browser
+        .post(
+            &app.auth_url("users/add"),
+            &post(&[("username", "mallory"), ("password", "mallory's password"), ("admin", "true")]),
+        )
+        .await;
+    assert_eq!(added.status, 403, "{}", added.body);
+    assert!(identity.get_user("mallory").await.is_err(), "no user was made");
+    let changed = browser
+        .post(
+            &app.auth_url("users/change"),
+            &post(&[("username", "alice"), ("action", "rights"), ("right_node", "write")]),
+        )
+        .await;
+    assert_eq!(changed.status, 403, "{}", changed.body);
+    let pending = browser.get(&app.auth_url("pending")).await;
+    assert_eq!(pending.status, 403, "{}", pending.body);
+
+    // root is one, but cannot disable, delete or demote their own account.
+    let mut browser = Browser::new();
+    let first = browser.get(&app.auth_url("users")).await;
+    let form = browser.get(&app.url(first.location.as_deref().unwrap())).await;
+    let fields = vec![
+        ("csrf".to_owned(), form.field("csrf")),
+        ("next".to_owned(), form.field("next")),
+        ("username".to_owned(), "root".to_owned()),
+        ("password".to_owned(), "root's long password".to_owned()),
+    ];
+    let signed_in = browser.post(&app.auth_url("signin"), &fields).await;
+    let page = browser.get(&app.url(signed_in.location.as_deref().unwrap())).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page.field("csrf");
+    for action in ["disable", "delete"] {
+        let fields = vec![
+            ("csrf".to_owned(), csrf.clone()),
+            ("username".to_owned(), "root".to_owned()),
+            ("action".to_owned(), action.to_owned()),
+        ];
+        let refused = browser.post(&app.auth_url("users/change"), &fields).await;
+        assert_eq!(refused.status, 400, "{action}: {}", refused.body);
+        assert!(refused.body.contains("your own account"), "{}", refused.body);
+    }
+    let root = identity.get_user("root").await.unwrap();
+    assert!(root.admin && !root.disabled);
+
+    // Pending clients: rejected on the page (by root) or with the command, they are gone.
+    let register = |name: &str| {
+        let body = json!({"client_name": name, "grant_types": ["client_credentials"], "scope": "registration"});
+        app.http.post(app.auth_url("register")).json(&body).send()
+    };
+    let on_page = register("Page Node").await.unwrap().expect_json(201).await;
+    let by_command = register("Command Node").await.unwrap().expect_json(201).await;
+    let id = |c: &Value| c["client_id"].as_str().unwrap().to_owned();
+    let fields = vec![
+        ("csrf".to_owned(), csrf.clone()),
+        ("client_id".to_owned(), id(&on_page)),
+        ("decision".to_owned(), "reject".to_owned()),
+    ];
+    let rejected = browser.post(&app.auth_url("pending"), &fields).await;
+    assert_eq!(rejected.status, 302, "{}", rejected.body);
+    app.admin_command(&["reject-client", &id(&by_command)]);
+    for client in [&on_page, &by_command] {
+        assert!(app.server.clients.get(&id(client)).await.unwrap().is_none(), "{client}");
+    }
+    let out = app.admin_output(&["reject-client", &id(&on_page)]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no such pending client"));
 }

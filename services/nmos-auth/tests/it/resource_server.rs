@@ -1,11 +1,9 @@
 //! The resource-server crate against the real server: the example Registration API accepts
 //! and refuses real tokens as IS-10 says, follows key rotation, and rides out an outage.
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http;
-use nmos_auth_client_registry::policy::{ClientPolicy, Paths};
 use nmos_auth_resource_server::{KeyCache, ResourceServer, ServerLocation, Settings};
 use serde_json::json;
 
@@ -30,27 +28,15 @@ async fn serve(router: axum::Router) -> String {
     base
 }
 
-async fn token_for(app: &TestApp, scope: &str, policy: Option<ClientPolicy>) -> String {
+/// A token of a new machine client with `scope`, after an operator set its policy (the
+/// `set-client-policy` arguments after its id), if any.
+async fn token_for(app: &TestApp, scope: &str, policy: Option<&[&str]>) -> String {
     let (id, secret) = app.machine_client(scope).await;
     if let Some(policy) = policy {
-        assert!(app.server.clients.set_policy(&id, Some(policy), "test").await.unwrap());
-        tokio::time::sleep(Duration::from_millis(1100)).await; // the registry's client cache
+        app.admin_command(&[&["set-client-policy", &id][..], policy].concat());
     }
     let r = app.token(&id, &secret, &[("grant_type", "client_credentials"), ("scope", scope)]).await;
     r.expect_json(200).await["access_token"].as_str().unwrap().to_owned()
-}
-
-fn policy(scope: &str, api: &str, read: &[&str], write: &[&str]) -> ClientPolicy {
-    let paths = Paths {
-        read: read.iter().map(|s| s.to_string()).collect(),
-        write: write.iter().map(|s| s.to_string()).collect(),
-    };
-    ClientPolicy {
-        scope: scope.into(),
-        permissions: BTreeMap::from([(api.to_owned(), paths)]),
-        audience: Vec::new(),
-        admin: false,
-    }
 }
 
 async fn an_nmos_api_checks_real_tokens(backend: Backend) {
@@ -69,7 +55,7 @@ async fn an_nmos_api_checks_real_tokens(backend: Backend) {
     assert_eq!(r.await.unwrap().expect_json(200).await["label"], "node");
 
     // Read-only: 403 insufficient_scope on POST, reads fine.
-    let reader = token_for(&app, "registration", Some(policy("registration", "registration", &["*"], &[]))).await;
+    let reader = token_for(&app, "registration", Some(&["--scope", "registration", "--read", "registration=*"])).await;
     let r = http.post(&resource).bearer_auth(&reader).json(&node).send().await.unwrap();
     assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("error=\"insufficient_scope\""));
     let body = r.expect_json(403).await;
@@ -83,8 +69,8 @@ async fn an_nmos_api_checks_real_tokens(backend: Backend) {
     assert_eq!(r.status(), 403);
 
     // Paths are normalised before matching: single/../bulk is not single/*.
-    let connection =
-        token_for(&app, "connection", Some(policy("connection", "connection", &["*"], &["single/*"]))).await;
+    let policy = ["--scope", "connection", "--read", "connection=*", "--write", "connection=single/*"];
+    let connection = token_for(&app, "connection", Some(&policy)).await;
     let bearer = format!("Bearer {connection}");
     let check = |method: http::Method, path: &'static str| {
         let (rs, bearer) = (rs.clone(), bearer.clone());

@@ -13,7 +13,7 @@ async fn state_survives_a_restart(backend: Backend) {
     let jwks_before = app.jwks().await;
     app.server
         .identity
-        .create_user("operator", "a long password", true, &[(NmosApi::Query, Access::Read)])
+        .create_user("operator", "a long password", true, &[(NmosApi::Query, Access::Read)], "operator:test")
         .await
         .unwrap();
     let issuer = app.issuer();
