@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bearer;
+pub mod capabilities;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -16,9 +16,11 @@ use serde::Deserialize;
 use crate::metadata::ClientMetadata;
 use crate::store::ClientStore;
 
-/// The signature algorithms accepted (nmos-cpp uses RS256). Never `none`, never HMAC.
-pub const ALGORITHMS: [Algorithm; 5] =
-    [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::ES256];
+/// The signature algorithms accepted: `capabilities::ASSERTION_ALGORITHMS`, which the metadata
+/// announces.
+fn accepted(alg: Algorithm) -> bool {
+    nmos_auth_core::capabilities::ASSERTION_ALGORITHMS.iter().any(|name| name.parse() == Ok(alg))
+}
 /// Assertions may not be valid for longer than this.
 const MAX_LIFETIME_SECS: i64 = 300;
 const LEEWAY_SECS: u64 = 30;
@@ -87,8 +89,9 @@ impl AssertionVerifier {
     ) -> Result<(), OAuthError> {
         let header = jsonwebtoken::decode_header(assertion)
             .map_err(|_| invalid_client("the client assertion is not a signed JWT"))?;
-        if !ALGORITHMS.contains(&header.alg) {
-            return Err(invalid_client("client assertions must be signed with RS256, RS384, RS512, PS256 or ES256"));
+        if !accepted(header.alg) {
+            let algorithms = nmos_auth_core::capabilities::ASSERTION_ALGORITHMS.join(", ");
+            return Err(invalid_client(format!("client assertions must be signed with one of {algorithms}")));
         }
         let jwk = self.key(client_id, metadata, header.kid.as_deref()).await?;
         // A key that names its algorithm (RFC 7517 §4.4) is good for that one only.
@@ -173,5 +176,21 @@ impl AssertionVerifier {
             }
         }
         serde_json::from_slice(&body).map_err(|e| unreachable(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_announced_algorithms_are_the_ones_accepted() {
+        for name in nmos_auth_core::capabilities::ASSERTION_ALGORITHMS {
+            let alg: Algorithm = name.parse().unwrap_or_else(|_| panic!("{name} is an algorithm"));
+            assert!(accepted(alg), "{name}");
+        }
+        for refused in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512, Algorithm::EdDSA] {
+            assert!(!accepted(refused), "{refused:?}");
+        }
     }
 }

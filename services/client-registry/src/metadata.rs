@@ -54,6 +54,14 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
+    const ALL: [AuthMethod; 4] =
+        [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::PrivateKeyJwt, AuthMethod::None];
+
+    /// One of `capabilities::CLIENT_AUTH_METHODS`, which the metadata announces.
+    pub fn parse(name: &str) -> Option<AuthMethod> {
+        AuthMethod::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
@@ -228,15 +236,11 @@ pub fn parse(body: &Value, rules: &Rules) -> Result<ClientMetadata, OAuthError> 
     }
 
     let token_endpoint_auth_method = match string_field(object, "token_endpoint_auth_method")?.as_deref() {
-        None | Some("client_secret_basic") => AuthMethod::ClientSecretBasic,
-        Some("client_secret_post") => AuthMethod::ClientSecretPost,
-        Some("private_key_jwt") => AuthMethod::PrivateKeyJwt,
-        Some("none") => AuthMethod::None,
-        Some(other) => {
-            return Err(metadata_error(format!(
-                "token_endpoint_auth_method {other:?} is not supported (client_secret_basic, client_secret_post, private_key_jwt, none)"
-            )));
-        }
+        None => AuthMethod::ClientSecretBasic,
+        Some(name) => AuthMethod::parse(name).ok_or_else(|| {
+            let supported = nmos_auth_core::capabilities::CLIENT_AUTH_METHODS.join(", ");
+            metadata_error(format!("token_endpoint_auth_method {name:?} is not supported ({supported})"))
+        })?,
     };
     if token_endpoint_auth_method == AuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {
         return Err(metadata_error("the client_credentials grant is only for confidential clients"));
@@ -312,6 +316,16 @@ pub fn parse(body: &Value, rules: &Rules) -> Result<ClientMetadata, OAuthError> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_announced_authentication_methods_are_the_ones_parsed() {
+        let names: Vec<&str> = AuthMethod::ALL.iter().map(|m| m.as_str()).collect();
+        assert_eq!(names, nmos_auth_core::capabilities::CLIENT_AUTH_METHODS);
+        for name in nmos_auth_core::capabilities::CLIENT_AUTH_METHODS {
+            assert_eq!(AuthMethod::parse(name).map(AuthMethod::as_str), Some(name));
+        }
+        assert_eq!(AuthMethod::parse("client_secret_jwt"), None);
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -5,6 +5,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nmos_auth_core::OAuthError;
+use nmos_auth_core::capabilities::{
+    ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS, INTROSPECTION_AUTH_METHODS, PKCE_METHODS,
+};
 use nmos_auth_core::config::LegacyGrants;
 use nmos_auth_core::grpc;
 use nmos_auth_proto::GetJwksRequest;
@@ -29,9 +32,6 @@ pub async fn auth_version() -> Json<Value> {
     Json(json!(["authorize/", "introspect/", "jwks/", "register/", "revoke/", "token/"]))
 }
 
-/// The algorithms accepted for private_key_jwt client assertions.
-const ASSERTION_ALGORITHMS: [&str; 5] = ["RS256", "RS384", "RS512", "PS256", "ES256"];
-
 /// The RFC 8414 document; every field is computed once at start-up.
 pub fn authorization_server_metadata(issuer: &str, scopes: &str, legacy: LegacyGrants) -> Value {
     // Exactly the grants that are on.
@@ -53,15 +53,15 @@ pub fn authorization_server_metadata(issuer: &str, scopes: &str, legacy: LegacyG
         "scopes_supported": scopes.split(' ').collect::<Vec<_>>(),
         "response_types_supported": response_types,
         "grant_types_supported": grant_types,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "revocation_endpoint": format!("{issuer}/revoke"),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "introspection_endpoint": format!("{issuer}/introspect"),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,
         "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
-        "code_challenge_methods_supported": ["S256", "plain"],
+        "code_challenge_methods_supported": PKCE_METHODS,
     })
 }
 

@@ -3,6 +3,7 @@
 //! they do when they run as separate processes.
 #![forbid(unsafe_code)]
 
+pub mod assembly;
 pub mod devca;
 pub mod operators;
 pub mod split;
@@ -171,10 +172,11 @@ impl Wiring<'_> {
 impl Server {
     /// Starts every service; the gateway serves on `listener`.
     pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::Result<Server> {
-        let (keys, identity, clients) = open_services(&config).await?;
-        keys.run_schedule();
-        let housekeeping = std::time::Duration::from_secs(config.housekeeping_interval);
-        clients.run_housekeeping(housekeeping, config.housekeeping_batch);
+        config.validate()?;
+        prepare_data_dir(&config)?;
+        let keys = assembly::keys(&config).await?;
+        let identity = assembly::identity(&config).await?;
+        let clients = assembly::client_registry(&config).await?;
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         serve_admin_socket(&config, &identity, &clients, &keys, &mut tasks, &stop_rx)?;
@@ -187,8 +189,7 @@ impl Server {
             keys: KeysClient::new(keys_channel),
             identity: IdentityClient::new(identity_channel),
         };
-        let token_issuer = Arc::new(TokenIssuerService::open(&config, peers.clone()).await.context("token issuer")?);
-        token_issuer.run_housekeeping(housekeeping, config.housekeeping_batch);
+        let token_issuer = assembly::token_issuer(&config, peers.clone()).await?;
         let (issuer_channel, issuer_addr) = wiring.expose(token_issuer.clone().into_server())?;
 
         // Ready while every service's database answers (the services themselves are in here).

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use nmos_auth_client_registry::ClientRegistryService;
 use nmos_auth_core::Config;
+
+use crate::assembly;
 use nmos_auth_core::bearer::AdminTokens;
 use nmos_auth_core::db::Db;
 use nmos_auth_core::grpc::{self, GrpcChannel};
@@ -128,28 +130,6 @@ fn optional_peer(config: &Config, tls: Option<&InternalTls>, service: Service) -
         return Ok(None);
     }
     Ok(Some(connect_peer(config, tls, service, name)?.channel))
-}
-
-/// Opens a store, waiting for the database for up to a minute (it may start after us). Other
-/// failures (a wrong key-encryption key, a bad migration) are final at once.
-async fn open_with_retry<T, F, Fut>(what: &str, open: F) -> anyhow::Result<T>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = anyhow::Result<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match open().await {
-            Ok(opened) => return Ok(opened),
-            Err(e) if tokio::time::Instant::now() < deadline && nmos_auth_core::error::is_unavailable(&e) => {
-                tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "opening the {what}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e.context(format!("opening the {what}"))),
-        }
-    }
 }
 
 /// Keeps this process's health up to date, by the rule that health never cascades (ARCHITECTURE.md,
@@ -310,10 +290,8 @@ pub async fn run(
     tracing::info!(service = role.service().name(), "starting");
     match role {
         Role::Keys => {
-            let keys = open_with_retry("keys store", || KeysService::open(&config)).await?;
+            let keys = assembly::keys(&config).await?;
             let db = Db::connect(&config.database_url("keys")).await?;
-            let keys = Arc::new(keys);
-            keys.run_schedule();
             let server = keys.into_server();
             let clients = optional_peer(&config, tls, Service::ClientRegistry)?;
             let tokens = admin_tokens(&config, tls, Some(grpc::in_process(server.clone())), clients)?;
@@ -321,18 +299,17 @@ pub async fn run(
             serve_grpc(&config, tls, tokens, server, health, shutdown).await
         }
         Role::Identity => {
-            let identity = open_with_retry("identity store", || IdentityService::open(&config)).await?;
+            let identity = assembly::identity(&config).await?;
             let db = Db::connect(&config.database_url("identity")).await?;
             let keys = optional_peer(&config, tls, Service::Keys)?;
             let tokens = admin_tokens(&config, tls, keys, optional_peer(&config, tls, Service::ClientRegistry)?)?;
             monitor_health(reporter, IdentityServer::<IdentityService>::NAME, Some(db), Vec::new());
-            serve_grpc(&config, tls, tokens, Arc::new(identity).into_server(), health, shutdown).await
+            serve_grpc(&config, tls, tokens, identity.into_server(), health, shutdown).await
         }
         Role::ClientRegistry => {
-            let clients = open_with_retry("client registry store", || ClientRegistryService::open(&config)).await?;
-            clients.run_housekeeping(Duration::from_secs(config.housekeeping_interval), config.housekeeping_batch);
+            let clients = assembly::client_registry(&config).await?;
             let db = Db::connect(&config.database_url("clients")).await?;
-            let server = Arc::new(clients).into_server();
+            let server = clients.into_server();
             let keys = optional_peer(&config, tls, Service::Keys)?;
             let tokens = admin_tokens(&config, tls, keys, Some(grpc::in_process(server.clone())))?;
             monitor_health(reporter, ClientRegistryServer::<ClientRegistryService>::NAME, Some(db), Vec::new());
@@ -352,9 +329,7 @@ pub async fn run(
                 keys: KeysClient::new(keys.channel.clone()),
                 identity: IdentityClient::new(identity.channel.clone()),
             };
-            let issuer =
-                open_with_retry("token issuer store", || TokenIssuerService::open(&config, peers.clone())).await?;
-            issuer.run_housekeeping(Duration::from_secs(config.housekeeping_interval), config.housekeeping_batch);
+            let issuer = assembly::token_issuer(&config, peers).await?;
             let db = Db::connect(&config.database_url("tokens")).await?;
             let tokens = admin_tokens(&config, tls, Some(keys.channel.clone()), Some(clients.channel.clone()))?;
             monitor_health(
@@ -363,7 +338,7 @@ pub async fn run(
                 Some(db),
                 vec![keys, clients, identity],
             );
-            serve_grpc(&config, tls, tokens, Arc::new(issuer).into_server(), health, shutdown).await
+            serve_grpc(&config, tls, tokens, issuer.into_server(), health, shutdown).await
         }
         Role::Gateway => {
             let peers = [

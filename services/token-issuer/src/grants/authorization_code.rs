@@ -3,6 +3,7 @@
 use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use nmos_auth_core::capabilities::PKCE_METHODS;
 use nmos_auth_core::grpc::{self, GrpcChannel};
 use nmos_auth_core::secret::{self, random_token};
 use nmos_auth_core::{AccessRights, ErrorCode, OAuthError, Scope};
@@ -129,10 +130,9 @@ impl TokenIssuerService {
             // PKCE protects codes; the implicit grant has none.
             _ if implicit => None,
             (Some(challenge), method) => {
-                let method = match method.unwrap_or("plain") {
-                    "S256" => "S256",
-                    "plain" => "plain",
-                    other => return Err(invalid_request(format!("code_challenge_method {other:?} is not supported"))),
+                let method = method.unwrap_or("plain");
+                let Some(method) = PKCE_METHODS.into_iter().find(|m| *m == method) else {
+                    return Err(invalid_request(format!("code_challenge_method {method:?} is not supported")));
                 };
                 if !is_pkce_string(challenge) {
                     return Err(invalid_request("code_challenge must be 43 to 128 unreserved characters"));
@@ -251,11 +251,13 @@ impl TokenIssuerService {
     }
 }
 
-/// Checks a code_verifier against the stored challenge (RFC 7636 §4.6), in constant time.
+/// Checks a code_verifier against the stored challenge (RFC 7636 §4.6), in constant time, for
+/// each of `PKCE_METHODS`.
 fn verifier_matches(verifier: &str, challenge: &str, method: &str) -> bool {
     let derived = match method {
         "S256" => URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes())),
-        _ => verifier.to_owned(),
+        "plain" => verifier.to_owned(),
+        _ => return false,
     };
     secret::constant_time_eq(derived.as_bytes(), challenge.as_bytes())
 }
@@ -327,6 +329,11 @@ mod tests {
         assert!(verifier_matches(verifier, challenge, "S256"));
         assert!(!verifier_matches(verifier, challenge, "plain"));
         assert!(verifier_matches(verifier, verifier, "plain"));
+        assert!(!verifier_matches(verifier, verifier, "S512"), "only the announced methods");
+        for method in PKCE_METHODS {
+            let challenge = if method == "S256" { challenge } else { verifier };
+            assert!(verifier_matches(verifier, challenge, method), "{method}");
+        }
         assert!(is_pkce_string(verifier));
         assert!(!is_pkce_string("short"));
         assert!(!is_pkce_string(&"a".repeat(129)));

@@ -1,0 +1,64 @@
+//! One assembly per service, used by `nmos-auth serve` (all in one process) and by each split
+//! deployment command alike: open the service's store (waiting for the database, which may start
+//! after us), then start what runs in its background (the key schedule, housekeeping).
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nmos_auth_client_registry::ClientRegistryService;
+use nmos_auth_core::Config;
+use nmos_auth_identity::IdentityService;
+use nmos_auth_keys::KeysService;
+use nmos_auth_token_issuer::{Peers, TokenIssuerService};
+
+/// The keys service, its schedule running.
+pub async fn keys(config: &Config) -> anyhow::Result<Arc<KeysService>> {
+    let keys = Arc::new(open_with_retry("keys store", || KeysService::open(config)).await?);
+    keys.run_schedule();
+    Ok(keys)
+}
+
+/// The identity service.
+pub async fn identity(config: &Config) -> anyhow::Result<Arc<IdentityService>> {
+    Ok(Arc::new(open_with_retry("identity store", || IdentityService::open(config)).await?))
+}
+
+/// The client registry, its housekeeping running.
+pub async fn client_registry(config: &Config) -> anyhow::Result<Arc<ClientRegistryService>> {
+    let clients = open_with_retry("client registry store", || ClientRegistryService::open(config)).await?;
+    clients.run_housekeeping(housekeeping_interval(config), config.housekeeping_batch);
+    Ok(Arc::new(clients))
+}
+
+/// The token issuer, calling `peers`, its housekeeping running.
+pub async fn token_issuer(config: &Config, peers: Peers) -> anyhow::Result<Arc<TokenIssuerService>> {
+    let issuer = open_with_retry("token issuer store", || TokenIssuerService::open(config, peers.clone())).await?;
+    issuer.run_housekeeping(housekeeping_interval(config), config.housekeeping_batch);
+    Ok(Arc::new(issuer))
+}
+
+fn housekeeping_interval(config: &Config) -> Duration {
+    Duration::from_secs(config.housekeeping_interval)
+}
+
+/// Opens a store, waiting for the database for up to a minute (it may start after us). Other
+/// failures (a wrong key-encryption key, a bad migration) are final at once.
+async fn open_with_retry<T, F, Fut>(what: &str, open: F) -> anyhow::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match open().await {
+            Ok(opened) => return Ok(opened),
+            Err(e) if tokio::time::Instant::now() < deadline && nmos_auth_core::error::is_unavailable(&e) => {
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "opening the {what}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.context(format!("opening the {what}"))),
+        }
+    }
+}
