@@ -16,6 +16,50 @@ pub const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
 /// with us); the split deployment's services wait longer, around the whole opening.
 const POSTGRES_START_WAIT: Duration = Duration::from_secs(10);
 
+/// What a store call can fail with. Every service maps it the same way: `Unavailable` is an
+/// outage (503 `temporarily_unavailable`, which clients retry), the others are faults.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached now: down, restarting, every connection busy.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A row the change needed is gone, or another change came first (a unique key taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Anything else: a query or a stored value that is wrong.
+    #[error("database error: {0}")]
+    Other(#[source] anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        match &e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                StoreError::Unavailable(e)
+            }
+            // admin_shutdown, crash_shutdown, cannot_connect_now: the server is restarting.
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P03")) => {
+                StoreError::Unavailable(e)
+            }
+            _ => StoreError::Other(e.into()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> StoreError {
+        StoreError::Other(anyhow::anyhow!("a stored value does not parse: {e}"))
+    }
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
 /// A connection pool to one of the two supported backends.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -164,4 +208,27 @@ fn lock_key(service: &str) -> i64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorCode, OAuthError};
+
+    #[test]
+    fn store_errors_are_outages_or_faults_everywhere_alike() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        for outage in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed, sqlx::Error::Io(refused)] {
+            let e = StoreError::from(outage);
+            assert!(e.is_unavailable(), "{e}");
+            assert_eq!(OAuthError::from(e).code, ErrorCode::TemporarilyUnavailable);
+        }
+        for fault in [StoreError::from(sqlx::Error::RowNotFound), StoreError::Conflict("gone".into())] {
+            assert!(!fault.is_unavailable(), "{fault}");
+            assert_eq!(OAuthError::from(fault).code, ErrorCode::ServerError);
+        }
+        // Through anyhow (the keys service's own errors) the outage is still recognised.
+        let wrapped = anyhow::Error::from(StoreError::from(sqlx::Error::PoolTimedOut)).context("re-reading the keys");
+        assert!(crate::error::is_unavailable(&wrapped));
+    }
 }

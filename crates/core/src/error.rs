@@ -155,11 +155,25 @@ pub fn is_unavailable(error: &anyhow::Error) -> bool {
     storage_unavailable(error)
 }
 
+/// A store's failure: an outage is `temporarily_unavailable`; anything else is logged and is
+/// `server_error`.
+impl From<crate::db::StoreError> for OAuthError {
+    fn from(e: crate::db::StoreError) -> OAuthError {
+        OAuthError::internal(e)
+    }
+}
+
 /// Whether `cause` is (or wraps) a database error that means "cannot reach it now".
 fn storage_unavailable(cause: &dyn std::any::Any) -> bool {
     let wrapped = cause.downcast_ref::<anyhow::Error>();
     if cause.is::<Unavailable>() || wrapped.is_some_and(|e| e.downcast_ref::<Unavailable>().is_some()) {
         return true;
+    }
+    let store = cause
+        .downcast_ref::<crate::db::StoreError>()
+        .or_else(|| wrapped.and_then(|e| e.downcast_ref::<crate::db::StoreError>()));
+    if let Some(store) = store {
+        return store.is_unavailable();
     }
     let error = cause
         .downcast_ref::<sqlx::Error>()

@@ -120,7 +120,7 @@ impl AssertionVerifier {
         }
         let jti =
             claims.jti.filter(|j| !j.is_empty()).ok_or_else(|| invalid_client("the client assertion has no jti"))?;
-        if !store.remember_assertion(client_id, &jti, claims.exp).await.map_err(OAuthError::internal)? {
+        if !store.remember_assertion(client_id, &jti, claims.exp).await? {
             return Err(invalid_client("the client assertion was already used"));
         }
         Ok(())

@@ -223,7 +223,7 @@ impl ClientRegistryService {
             policy: None,
             registration_token_digest: registration_access_token.as_deref().map(digest),
         };
-        self.store.insert_client(&row).await.map_err(OAuthError::internal)?;
+        self.store.insert_client(&row).await?;
         tracing::info!(
             target: "audit",
             event = "client_registered",
@@ -246,7 +246,7 @@ impl ClientRegistryService {
     /// RFC 7592 §2: the client at the configuration endpoint, if `token` is its registration
     /// access token. An unknown client and a wrong token are the same `invalid_token`.
     async fn configured_client(&self, client_id: &str, token: &str) -> Result<ClientRow, OAuthError> {
-        let row = self.store.get_client(client_id).await.map_err(OAuthError::internal)?;
+        let row = self.store.get_client(client_id).await?;
         let stored = row.as_ref().and_then(|r| r.registration_token_digest.clone());
         // Same work whether or not the client exists, so timing does not reveal which ids exist.
         let matches = verify_digest(token, stored.as_deref().unwrap_or(&[0u8; 32])) && stored.is_some();
@@ -275,8 +275,7 @@ impl ClientRegistryService {
                 self.store.update_client(&client.client_id, &json, digest.as_deref()).await
             }
             None => self.store.set_secret(&client.client_id, digest.as_deref()).await,
-        }
-        .map_err(OAuthError::internal)?;
+        }?;
         if !updated {
             return Err(OAuthError::new(ErrorCode::InvalidToken, "unknown client or wrong registration access token"));
         }
@@ -374,7 +373,7 @@ impl ClientRegistryService {
     /// RFC 7592 §2.3: a client deregisters itself.
     pub async fn delete_configuration(&self, client_id: &str, token: &str) -> Result<(), OAuthError> {
         self.configured_client(client_id, token).await?;
-        self.store.delete_client(client_id).await.map_err(OAuthError::internal)?;
+        self.store.delete_client(client_id).await?;
         self.cache.forget(client_id);
         self.assertions.forget(client_id);
         tracing::info!(target: "audit", event = "client_deleted", client_id, by = "itself", "client deregistered");
@@ -382,7 +381,7 @@ impl ClientRegistryService {
     }
 
     async fn check_initial_access_token(&self, token: &str) -> Result<(), OAuthError> {
-        let expiry = self.store.initial_access_token_expiry(&digest(token)).await.map_err(OAuthError::internal)?;
+        let expiry = self.store.initial_access_token_expiry(&digest(token)).await?;
         match expiry {
             Some(None) => Ok(()),
             Some(Some(expires_at)) if expires_at > nmos_auth_core::now_unix() => Ok(()),
@@ -392,7 +391,7 @@ impl ClientRegistryService {
     }
 
     pub async fn get(&self, client_id: &str) -> Result<Option<Client>, OAuthError> {
-        let row = self.store.get_client(client_id).await.map_err(OAuthError::internal)?;
+        let row = self.store.get_client(client_id).await?;
         row.map(Client::from_row).transpose()
     }
 
@@ -403,7 +402,7 @@ impl ClientRegistryService {
         }
         let known = match self.cache.get(client_id) {
             Some(known) => Some(known),
-            None => match self.store.get_client(client_id).await.map_err(OAuthError::internal)? {
+            None => match self.store.get_client(client_id).await? {
                 Some(row) => {
                     let known = Arc::new(KnownClient {
                         secret_digest: row.secret_digest.clone(),
@@ -438,19 +437,19 @@ impl ClientRegistryService {
 
     /// The clients a web user registered, newest first.
     pub async fn list(&self, owner: &str) -> Result<Vec<Client>, OAuthError> {
-        let rows = self.store.list_clients(owner).await.map_err(OAuthError::internal)?;
+        let rows = self.store.list_clients(owner).await?;
         rows.into_iter().map(Client::from_row).collect()
     }
 
     /// Clients waiting for approval, oldest first.
     pub async fn pending(&self) -> Result<Vec<Client>, OAuthError> {
-        let rows = self.store.list_pending().await.map_err(OAuthError::internal)?;
+        let rows = self.store.list_pending().await?;
         rows.into_iter().map(Client::from_row).collect()
     }
 
     /// Approves a pending client; false when there is no such pending client.
     pub async fn approve(&self, client_id: &str, approved_by: &str) -> Result<bool, OAuthError> {
-        let approved = self.store.approve(client_id).await.map_err(OAuthError::internal)?;
+        let approved = self.store.approve(client_id).await?;
         if approved {
             self.cache.forget(client_id);
             tracing::info!(target: "audit", event = "client_approved", client_id, by = approved_by, "client approved");
@@ -471,7 +470,7 @@ impl ClientRegistryService {
         // access token (perhaps kept on a device) would otherwise fetch a new secret, and so
         // administrators' tokens.
         let admin = policy.as_ref().is_some_and(|p| p.admin);
-        let updated = self.store.set_policy(client_id, json.as_deref(), admin).await.map_err(OAuthError::internal)?;
+        let updated = self.store.set_policy(client_id, json.as_deref(), admin).await?;
         if updated {
             self.cache.forget(client_id);
             tracing::info!(target: "audit", event = "client_policy_set", client_id, by, policy = ?policy, "client policy changed");
@@ -488,7 +487,7 @@ impl ClientRegistryService {
     /// such pending client.
     pub async fn reject(&self, client_id: &str, by: &str) -> Result<bool, OAuthError> {
         let pending = self.get(client_id).await?.is_some_and(|c| c.pending);
-        if !pending || !self.store.delete_client(client_id).await.map_err(OAuthError::internal)? {
+        if !pending || !self.store.delete_client(client_id).await? {
             return Ok(false);
         }
         self.cache.forget(client_id);
@@ -504,7 +503,7 @@ impl ClientRegistryService {
         if client.owner != requested_by.username && !requested_by.admin {
             return Ok(false);
         }
-        let deleted = self.store.delete_client(client_id).await.map_err(OAuthError::internal)?;
+        let deleted = self.store.delete_client(client_id).await?;
         self.cache.forget(client_id);
         self.assertions.forget(client_id);
         tracing::info!(target: "audit", event = "client_deleted", client_id, by = %requested_by.username, "client deregistered");

@@ -8,7 +8,9 @@ mod users;
 
 use std::sync::Arc;
 
+use nmos_auth_core::OAuthError;
 use nmos_auth_core::db::Db;
+use nmos_auth_core::db::StoreError;
 use nmos_auth_core::operator::Operator;
 use nmos_auth_core::{Access, AccessRights, Config, NmosApi};
 use nmos_auth_proto::identity_server::IdentityServer;
@@ -24,18 +26,17 @@ pub struct IdentityService {
     address_throttle: throttle::Throttle,
 }
 
-/// A store failure as a status: `temporarily_unavailable` when the database cannot be reached
-/// now (callers answer 503 and clients retry; a status with the OAuth error in it, as every
-/// service sends for this, so that no caller takes it for a broken connection), INTERNAL
-/// otherwise.
-fn internal(e: anyhow::Error) -> Status {
-    if nmos_auth_core::error::is_unavailable(&e) {
-        tracing::warn!(error = %format!("{e:#}"), "the identity database is unavailable");
-        let unavailable = "the identity database is unavailable; try again";
-        return nmos_auth_core::OAuthError::new(nmos_auth_core::ErrorCode::TemporarilyUnavailable, unavailable).into();
-    }
-    tracing::error!(error = %format!("{e:#}"), "identity store failure");
-    Status::internal("identity store failure")
+/// A store failure as a status, mapped as every service maps it: an outage is
+/// `temporarily_unavailable` (callers answer 503 and clients retry), anything else a logged
+/// internal error.
+fn store_failed(e: StoreError) -> Status {
+    OAuthError::from(e).into()
+}
+
+/// A failure of the password hashing task (it panicked, or argon2 refused its parameters).
+fn internal(e: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "identity failure");
+    Status::internal("identity failure")
 }
 
 /// An administrator cannot lock themselves out. (Operators' names contain a colon, which no
@@ -76,7 +77,7 @@ impl IdentityService {
         let password = password.to_owned();
         let password_hash = tokio::task::spawn_blocking(move || users::hash_password(&password))
             .await
-            .map_err(|e| internal(e.into()))?
+            .map_err(internal)?
             .map_err(internal)?;
         let mut access = AccessRights::default();
         for (api, level) in rights {
@@ -102,7 +103,7 @@ impl IdentityService {
         if requested_by.is_empty() {
             return Err(Status::permission_denied("an administrative call must name who asks for it (requested_by)"));
         }
-        match self.store.get(requested_by).await.map_err(internal)? {
+        match self.store.get(requested_by).await.map_err(store_failed)? {
             Some(user) if user.admin && !user.disabled => Ok(user.username),
             _ => Err(Status::permission_denied("Only administrators can do this.")),
         }
@@ -118,7 +119,7 @@ impl IdentityService {
         by: &str,
     ) -> Result<UserRecord, Status> {
         let user = self.new_user(username, password, admin, rights).await?;
-        if !self.store.create(&user).await.map_err(internal)? {
+        if !self.store.create(&user).await.map_err(store_failed)? {
             return Err(Status::already_exists(format!("the username {username:?} is taken")));
         }
         tracing::info!(target: "audit", event = "user_created", username, admin, by, "user created");
@@ -126,11 +127,11 @@ impl IdentityService {
     }
 
     pub async fn get_user(&self, username: &str) -> Result<UserRecord, Status> {
-        self.store.get(username).await.map_err(internal)?.ok_or_else(|| not_found(username))
+        self.store.get(username).await.map_err(store_failed)?.ok_or_else(|| not_found(username))
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserRecord>, Status> {
-        self.store.list().await.map_err(internal)
+        self.store.list().await.map_err(store_failed)
     }
 
     /// `by` makes a user an administrator, or no longer one (never themselves: an
@@ -139,7 +140,7 @@ impl IdentityService {
         if !admin {
             not_yourself(username, by, "take administration away from")?;
         }
-        if !self.store.set_admin(username, admin).await.map_err(internal)? {
+        if !self.store.set_admin(username, admin).await.map_err(store_failed)? {
             return Err(not_found(username));
         }
         tracing::info!(target: "audit", event = "user_admin_set", username, admin, by, "admin flag changed");
@@ -153,7 +154,7 @@ impl IdentityService {
         rights: &[(NmosApi, Access)],
         by: &str,
     ) -> Result<UserRecord, Status> {
-        if !self.store.set_rights(username, rights).await.map_err(internal)? {
+        if !self.store.set_rights(username, rights).await.map_err(store_failed)? {
             return Err(not_found(username));
         }
         let user = self.get_user(username).await?;
@@ -166,7 +167,7 @@ impl IdentityService {
         if disabled {
             not_yourself(username, by, "disable")?;
         }
-        if !self.store.set_disabled(username, disabled).await.map_err(internal)? {
+        if !self.store.set_disabled(username, disabled).await.map_err(store_failed)? {
             return Err(not_found(username));
         }
         tracing::info!(target: "audit", event = "user_disabled_set", username, disabled, by, "account enabled or disabled");
@@ -176,7 +177,7 @@ impl IdentityService {
     /// `by` deletes a user (never themselves).
     pub async fn delete_user(&self, username: &str, by: &str) -> Result<(), Status> {
         not_yourself(username, by, "delete")?;
-        if !self.store.delete(username).await.map_err(internal)? {
+        if !self.store.delete(username).await.map_err(store_failed)? {
             return Err(not_found(username));
         }
         tracing::info!(target: "audit", event = "user_deleted", username, by, "user deleted");
@@ -189,7 +190,7 @@ impl IdentityService {
         // The first account, atomically: two sign-ups on a new server cannot both get it.
         let all_write: Vec<(NmosApi, Access)> = NmosApi::ALL.into_iter().map(|api| (api, Access::Write)).collect();
         let first = self.new_user(username, password, true, &all_write).await?;
-        if self.store.create_first(&first).await.map_err(internal)? {
+        if self.store.create_first(&first).await.map_err(store_failed)? {
             tracing::info!(target: "audit", event = "user_created", username, admin = true, "first user (administrator) created");
             return Ok(first);
         }
@@ -198,7 +199,7 @@ impl IdentityService {
         }
         // Later accounts start with no rights and no administration.
         let user = UserRecord { admin: false, rights: AccessRights::default(), ..first };
-        if !self.store.create(&user).await.map_err(internal)? {
+        if !self.store.create(&user).await.map_err(store_failed)? {
             return Err(Status::already_exists(format!("the username {username:?} is taken")));
         }
         tracing::info!(target: "audit", event = "user_created", username, admin = false, "user signed up");
@@ -222,12 +223,12 @@ impl IdentityService {
                 "Too many failed sign-ins. Try again in {minutes} minute(s)."
             )));
         }
-        let user = self.store.get(username).await.map_err(internal)?;
+        let user = self.store.get(username).await.map_err(store_failed)?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || users::verify_password(&password, stored.as_deref()))
             .await
-            .map_err(|e| internal(e.into()))?;
+            .map_err(internal)?;
         match user {
             Some(user) if ok && !user.disabled => {
                 // Only the username's count: a success must not reset its address's count

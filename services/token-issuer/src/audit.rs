@@ -4,7 +4,7 @@
 //! never contend for the database.
 use std::sync::Arc;
 
-use nmos_auth_core::error::{Unavailable, is_unavailable};
+use nmos_auth_core::error::Unavailable;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{AuditEntry, TokenStore};
@@ -58,7 +58,7 @@ async fn write_batches(store: Arc<dyn TokenStore>, mut rx: mpsc::Receiver<Pendin
             }
         }
         let entries: Vec<AuditEntry> = batch.iter().map(|(e, _)| e.clone()).collect();
-        let result = store.audit(&entries).await.map_err(|e| (format!("{e:#}"), is_unavailable(&e)));
+        let result = store.audit(&entries).await.map_err(|e| (format!("{e:#}"), e.is_unavailable()));
         if let Err((e, _)) = &result {
             tracing::error!(error = %e, entries = entries.len(), "writing the audit log failed");
         }

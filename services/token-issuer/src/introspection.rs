@@ -27,9 +27,7 @@ impl TokenIssuerService {
         let now = nmos_auth_core::now_unix();
         let inactive = json!({"active": false});
 
-        if let Some(found) =
-            self.store.find_refresh_token(&secret::digest(token)).await.map_err(OAuthError::internal)?
-        {
+        if let Some(found) = self.store.find_refresh_token(&secret::digest(token)).await? {
             let f = found.family;
             if f.client_id != client.client_id || found.used || f.revoked || f.expires_at <= now {
                 return Ok(inactive);
@@ -53,7 +51,7 @@ impl TokenIssuerService {
             && claims.get("nbf").and_then(Value::as_i64).is_none_or(|nbf| nbf <= now)
             && claims.get("iss").and_then(Value::as_str) == Some(self.policy.issuer.as_str());
         let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
-        if !current || self.store.is_access_token_revoked(jti).await.map_err(OAuthError::internal)? {
+        if !current || self.store.is_access_token_revoked(jti).await? {
             return Ok(inactive);
         }
         if !self.issued_to_someone_still_here(&claims).await? {

@@ -163,7 +163,7 @@ impl TokenIssuerService {
                     code_digest: grant.code_digest.as_deref(),
                     family_id: family,
                 };
-                self.store.record_issued(&from).await.map_err(OAuthError::internal)?;
+                self.store.record_issued(&from).await?;
             }
             Ok(issued)
         };
@@ -239,7 +239,7 @@ impl TokenIssuerService {
         nmos_auth_core::housekeeping::run("token-issuer", self.db.clone(), PURGES, interval, batch);
     }
 
-    pub async fn recent_audit(&self, limit: i64) -> anyhow::Result<Vec<AuditEntry>> {
+    pub async fn recent_audit(&self, limit: i64) -> nmos_auth_core::db::StoreResult<Vec<AuditEntry>> {
         self.store.recent_audit(limit).await
     }
 

@@ -39,17 +39,15 @@ impl TokenIssuerService {
             .get("token")
             .or_else(|| params.get("access_token"))
             .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "token is required"))?;
-        if let Some(found) =
-            self.store.find_refresh_token(&secret::digest(token)).await.map_err(OAuthError::internal)?
-        {
+        if let Some(found) = self.store.find_refresh_token(&secret::digest(token)).await? {
             if found.family.client_id == client.client_id {
-                self.store.revoke_family(&found.family.id).await.map_err(OAuthError::internal)?;
+                self.store.revoke_family(&found.family.id).await?;
                 tracing::info!(target: "audit", event = "refresh_token_revoked", client_id = %client.client_id, username = %found.family.username, "refresh token family revoked");
             }
         } else if let Some((jti, exp, client_id)) = self.verified_access_token(token).await?
             && client_id == client.client_id
         {
-            self.store.revoke_access_token(&jti, exp).await.map_err(OAuthError::internal)?;
+            self.store.revoke_access_token(&jti, exp).await?;
             tracing::info!(target: "audit", event = "access_token_revoked", client_id = %client.client_id, jti, "access token revoked");
         }
         Ok(())

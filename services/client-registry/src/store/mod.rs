@@ -47,16 +47,16 @@ pub struct ClientRow {
 
 #[async_trait]
 pub trait ClientStore: Send + Sync {
-    async fn insert_client(&self, client: &ClientRow) -> anyhow::Result<()>;
-    async fn get_client(&self, client_id: &str) -> anyhow::Result<Option<ClientRow>>;
+    async fn insert_client(&self, client: &ClientRow) -> nmos_auth_core::db::StoreResult<()>;
+    async fn get_client(&self, client_id: &str) -> nmos_auth_core::db::StoreResult<Option<ClientRow>>;
     /// A user's clients, newest first.
-    async fn list_clients(&self, owner: &str) -> anyhow::Result<Vec<ClientRow>>;
+    async fn list_clients(&self, owner: &str) -> nmos_auth_core::db::StoreResult<Vec<ClientRow>>;
     /// Clients waiting for approval, oldest first.
-    async fn list_pending(&self) -> anyhow::Result<Vec<ClientRow>>;
+    async fn list_pending(&self) -> nmos_auth_core::db::StoreResult<Vec<ClientRow>>;
     /// Marks a pending client approved; false when there is no such pending client.
-    async fn approve(&self, client_id: &str) -> anyhow::Result<bool>;
+    async fn approve(&self, client_id: &str) -> nmos_auth_core::db::StoreResult<bool>;
     /// False when there is no such client.
-    async fn delete_client(&self, client_id: &str) -> anyhow::Result<bool>;
+    async fn delete_client(&self, client_id: &str) -> nmos_auth_core::db::StoreResult<bool>;
     /// Replaces a client's metadata and secret digest (RFC 7592 read and update); false when
     /// there is no such client.
     async fn update_client(
@@ -64,9 +64,9 @@ pub trait ClientStore: Send + Sync {
         client_id: &str,
         metadata: &str,
         secret_digest: Option<&[u8]>,
-    ) -> anyhow::Result<bool>;
+    ) -> nmos_auth_core::db::StoreResult<bool>;
     /// Replaces a client's secret digest only; false when there is no such client.
-    async fn set_secret(&self, client_id: &str, secret_digest: Option<&[u8]>) -> anyhow::Result<bool>;
+    async fn set_secret(&self, client_id: &str, secret_digest: Option<&[u8]>) -> nmos_auth_core::db::StoreResult<bool>;
     /// Sets or clears a client's policy, and with `drop_registration_token` its RFC 7592
     /// registration access token; false when there is no such client.
     async fn set_policy(
@@ -74,19 +74,24 @@ pub trait ClientStore: Send + Sync {
         client_id: &str,
         policy: Option<&str>,
         drop_registration_token: bool,
-    ) -> anyhow::Result<bool>;
+    ) -> nmos_auth_core::db::StoreResult<bool>;
     /// Records an assertion id until it expires; false if it was already seen (a replay).
-    async fn remember_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> anyhow::Result<bool>;
+    async fn remember_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> nmos_auth_core::db::StoreResult<bool>;
     async fn insert_initial_access_token(
         &self,
         digest: &[u8],
         description: &str,
         created_at: i64,
         expires_at: Option<i64>,
-    ) -> anyhow::Result<()>;
+    ) -> nmos_auth_core::db::StoreResult<()>;
     /// The expiry of the initial access token with this digest: `Some(None)` for one that
     /// never expires, `None` when there is no such token.
-    async fn initial_access_token_expiry(&self, digest: &[u8]) -> anyhow::Result<Option<Option<i64>>>;
+    async fn initial_access_token_expiry(&self, digest: &[u8]) -> nmos_auth_core::db::StoreResult<Option<Option<i64>>>;
 }
 
 pub fn open(db: Db) -> Arc<dyn ClientStore> {
@@ -126,7 +131,7 @@ macro_rules! client_store_impl {
 
         #[async_trait::async_trait]
         impl super::ClientStore for $store {
-            async fn insert_client(&self, client: &super::ClientRow) -> anyhow::Result<()> {
+            async fn insert_client(&self, client: &super::ClientRow) -> nmos_auth_core::db::StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO clients_clients (client_id, secret_digest, metadata, issued_at, owner, status, policy, \
                      registration_token_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -144,7 +149,7 @@ macro_rules! client_store_impl {
                 Ok(())
             }
 
-            async fn get_client(&self, client_id: &str) -> anyhow::Result<Option<super::ClientRow>> {
+            async fn get_client(&self, client_id: &str) -> nmos_auth_core::db::StoreResult<Option<super::ClientRow>> {
                 let row: Option<ClientTuple> =
                     sqlx::query_as(&format!("SELECT {CLIENT_COLUMNS} FROM clients_clients WHERE client_id = $1"))
                         .bind(client_id)
@@ -153,7 +158,7 @@ macro_rules! client_store_impl {
                 Ok(row.map(client_row))
             }
 
-            async fn list_clients(&self, owner: &str) -> anyhow::Result<Vec<super::ClientRow>> {
+            async fn list_clients(&self, owner: &str) -> nmos_auth_core::db::StoreResult<Vec<super::ClientRow>> {
                 let rows: Vec<ClientTuple> = sqlx::query_as(&format!(
                     "SELECT {CLIENT_COLUMNS} FROM clients_clients WHERE owner = $1 ORDER BY issued_at DESC, client_id"
                 ))
@@ -163,7 +168,7 @@ macro_rules! client_store_impl {
                 Ok(rows.into_iter().map(client_row).collect())
             }
 
-            async fn list_pending(&self) -> anyhow::Result<Vec<super::ClientRow>> {
+            async fn list_pending(&self) -> nmos_auth_core::db::StoreResult<Vec<super::ClientRow>> {
                 let rows: Vec<ClientTuple> = sqlx::query_as(&format!(
                     "SELECT {CLIENT_COLUMNS} FROM clients_clients WHERE status = 'pending' ORDER BY issued_at, client_id"
                 ))
@@ -172,7 +177,7 @@ macro_rules! client_store_impl {
                 Ok(rows.into_iter().map(client_row).collect())
             }
 
-            async fn approve(&self, client_id: &str) -> anyhow::Result<bool> {
+            async fn approve(&self, client_id: &str) -> nmos_auth_core::db::StoreResult<bool> {
                 let n = sqlx::query("UPDATE clients_clients SET status = 'approved' WHERE client_id = $1 AND status = 'pending'")
                     .bind(client_id)
                     .execute(&self.0)
@@ -186,7 +191,7 @@ macro_rules! client_store_impl {
                 client_id: &str,
                 metadata: &str,
                 secret_digest: Option<&[u8]>,
-            ) -> anyhow::Result<bool> {
+            ) -> nmos_auth_core::db::StoreResult<bool> {
                 let n = sqlx::query("UPDATE clients_clients SET metadata = $1, secret_digest = $2 WHERE client_id = $3")
                     .bind(metadata)
                     .bind(secret_digest)
@@ -197,7 +202,7 @@ macro_rules! client_store_impl {
                 Ok(n == 1)
             }
 
-            async fn set_secret(&self, client_id: &str, secret_digest: Option<&[u8]>) -> anyhow::Result<bool> {
+            async fn set_secret(&self, client_id: &str, secret_digest: Option<&[u8]>) -> nmos_auth_core::db::StoreResult<bool> {
                 let n = sqlx::query("UPDATE clients_clients SET secret_digest = $1 WHERE client_id = $2")
                     .bind(secret_digest)
                     .bind(client_id)
@@ -212,7 +217,7 @@ macro_rules! client_store_impl {
                 client_id: &str,
                 policy: Option<&str>,
                 drop_registration_token: bool,
-            ) -> anyhow::Result<bool> {
+            ) -> nmos_auth_core::db::StoreResult<bool> {
                 let sql = if drop_registration_token {
                     "UPDATE clients_clients SET policy = $1, registration_token_digest = NULL WHERE client_id = $2"
                 } else {
@@ -227,7 +232,7 @@ macro_rules! client_store_impl {
                 Ok(n == 1)
             }
 
-            async fn remember_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> anyhow::Result<bool> {
+            async fn remember_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> nmos_auth_core::db::StoreResult<bool> {
                 let mut tx = self.0.begin_write().await?;
                 // Ids past their expiry can never be replayed: purge them as we go.
                 sqlx::query("DELETE FROM clients_assertion_jtis WHERE expires_at < $1")
@@ -248,7 +253,7 @@ macro_rules! client_store_impl {
                 Ok(n == 1)
             }
 
-            async fn delete_client(&self, client_id: &str) -> anyhow::Result<bool> {
+            async fn delete_client(&self, client_id: &str) -> nmos_auth_core::db::StoreResult<bool> {
                 let n = sqlx::query("DELETE FROM clients_clients WHERE client_id = $1")
                     .bind(client_id)
                     .execute(&self.0)
@@ -263,7 +268,7 @@ macro_rules! client_store_impl {
                 description: &str,
                 created_at: i64,
                 expires_at: Option<i64>,
-            ) -> anyhow::Result<()> {
+            ) -> nmos_auth_core::db::StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO clients_initial_access_tokens (digest, description, created_at, expires_at) \
                      VALUES ($1, $2, $3, $4)",
@@ -277,7 +282,7 @@ macro_rules! client_store_impl {
                 Ok(())
             }
 
-            async fn initial_access_token_expiry(&self, digest: &[u8]) -> anyhow::Result<Option<Option<i64>>> {
+            async fn initial_access_token_expiry(&self, digest: &[u8]) -> nmos_auth_core::db::StoreResult<Option<Option<i64>>> {
                 Ok(sqlx::query_scalar("SELECT expires_at FROM clients_initial_access_tokens WHERE digest = $1")
                     .bind(digest)
                     .fetch_optional(&self.0)

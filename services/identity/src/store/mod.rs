@@ -29,21 +29,21 @@ pub struct UserRecord {
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// Inserts a user with its rights; false when the username is taken.
-    async fn create(&self, user: &UserRecord) -> anyhow::Result<bool>;
+    async fn create(&self, user: &UserRecord) -> nmos_auth_core::db::StoreResult<bool>;
     /// Inserts a user only if there are no users at all, atomically (the first administrator);
     /// false otherwise.
-    async fn create_first(&self, user: &UserRecord) -> anyhow::Result<bool>;
-    async fn get(&self, username: &str) -> anyhow::Result<Option<UserRecord>>;
-    async fn list(&self) -> anyhow::Result<Vec<UserRecord>>;
+    async fn create_first(&self, user: &UserRecord) -> nmos_auth_core::db::StoreResult<bool>;
+    async fn get(&self, username: &str) -> nmos_auth_core::db::StoreResult<Option<UserRecord>>;
+    async fn list(&self) -> nmos_auth_core::db::StoreResult<Vec<UserRecord>>;
     /// False when there is no such user.
-    async fn set_admin(&self, username: &str, admin: bool) -> anyhow::Result<bool>;
+    async fn set_admin(&self, username: &str, admin: bool) -> nmos_auth_core::db::StoreResult<bool>;
     /// Sets the listed APIs' access; false when there is no such user.
-    async fn set_rights(&self, username: &str, rights: &[(NmosApi, Access)]) -> anyhow::Result<bool>;
+    async fn set_rights(&self, username: &str, rights: &[(NmosApi, Access)]) -> nmos_auth_core::db::StoreResult<bool>;
     /// False when there is no such user.
-    async fn set_disabled(&self, username: &str, disabled: bool) -> anyhow::Result<bool>;
+    async fn set_disabled(&self, username: &str, disabled: bool) -> nmos_auth_core::db::StoreResult<bool>;
     /// Removes a user and their rights; false when there is no such user.
-    async fn delete(&self, username: &str) -> anyhow::Result<bool>;
-    async fn count(&self) -> anyhow::Result<i64>;
+    async fn delete(&self, username: &str) -> nmos_auth_core::db::StoreResult<bool>;
+    async fn count(&self) -> nmos_auth_core::db::StoreResult<i64>;
 }
 
 pub fn open(db: Db) -> Arc<dyn UserStore> {
@@ -79,7 +79,7 @@ macro_rules! user_store_impl {
         fn user_from_row<R: sqlx::Row>(
             row: &R,
             rights: nmos_auth_core::AccessRights,
-        ) -> anyhow::Result<super::UserRecord>
+        ) -> nmos_auth_core::db::StoreResult<super::UserRecord>
         where
             for<'a> &'a str: sqlx::ColumnIndex<R>,
             for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
@@ -104,7 +104,7 @@ macro_rules! user_store_impl {
                 user: &super::UserRecord,
                 sql: &str,
                 lock: Option<&str>,
-            ) -> anyhow::Result<bool> {
+            ) -> nmos_auth_core::db::StoreResult<bool> {
                 let mut tx = self.0.begin_write().await?;
                 if let Some(lock) = lock {
                     sqlx::query(lock).execute(&mut *tx).await?;
@@ -139,19 +139,19 @@ macro_rules! user_store_impl {
 
         #[async_trait::async_trait]
         impl super::UserStore for $store {
-            async fn create(&self, user: &super::UserRecord) -> anyhow::Result<bool> {
+            async fn create(&self, user: &super::UserRecord) -> nmos_auth_core::db::StoreResult<bool> {
                 let sql = "INSERT INTO identity_users (username, password_hash, admin, disabled, created_at) \
                            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING";
                 self.insert_user(user, sql, None).await
             }
 
-            async fn create_first(&self, user: &super::UserRecord) -> anyhow::Result<bool> {
+            async fn create_first(&self, user: &super::UserRecord) -> nmos_auth_core::db::StoreResult<bool> {
                 let sql = "INSERT INTO identity_users (username, password_hash, admin, disabled, created_at) \
                            SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM identity_users)";
                 self.insert_user(user, sql, $first_lock).await
             }
 
-            async fn get(&self, username: &str) -> anyhow::Result<Option<super::UserRecord>> {
+            async fn get(&self, username: &str) -> nmos_auth_core::db::StoreResult<Option<super::UserRecord>> {
                 let Some(row) = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM identity_users WHERE username = $1"))
                     .bind(username)
                     .fetch_optional(&self.0)
@@ -167,7 +167,7 @@ macro_rules! user_store_impl {
                 Ok(Some(user_from_row(&row, super::rights_from_rows(rights.into_iter()))?))
             }
 
-            async fn list(&self) -> anyhow::Result<Vec<super::UserRecord>> {
+            async fn list(&self) -> nmos_auth_core::db::StoreResult<Vec<super::UserRecord>> {
                 let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM identity_users ORDER BY username"))
                     .fetch_all(&self.0)
                     .await?;
@@ -186,7 +186,7 @@ macro_rules! user_store_impl {
                     .collect()
             }
 
-            async fn set_admin(&self, username: &str, admin: bool) -> anyhow::Result<bool> {
+            async fn set_admin(&self, username: &str, admin: bool) -> nmos_auth_core::db::StoreResult<bool> {
                 let n = sqlx::query("UPDATE identity_users SET admin = $1 WHERE username = $2")
                     .bind(admin)
                     .bind(username)
@@ -196,7 +196,7 @@ macro_rules! user_store_impl {
                 Ok(n == 1)
             }
 
-            async fn set_disabled(&self, username: &str, disabled: bool) -> anyhow::Result<bool> {
+            async fn set_disabled(&self, username: &str, disabled: bool) -> nmos_auth_core::db::StoreResult<bool> {
                 let n = sqlx::query("UPDATE identity_users SET disabled = $1 WHERE username = $2")
                     .bind(disabled)
                     .bind(username)
@@ -206,7 +206,7 @@ macro_rules! user_store_impl {
                 Ok(n == 1)
             }
 
-            async fn delete(&self, username: &str) -> anyhow::Result<bool> {
+            async fn delete(&self, username: &str) -> nmos_auth_core::db::StoreResult<bool> {
                 let mut tx = self.0.begin_write().await?;
                 sqlx::query("DELETE FROM identity_rights WHERE username = $1").bind(username).execute(&mut *tx).await?;
                 let n = sqlx::query("DELETE FROM identity_users WHERE username = $1")
@@ -218,7 +218,7 @@ macro_rules! user_store_impl {
                 Ok(n == 1)
             }
 
-            async fn count(&self) -> anyhow::Result<i64> {
+            async fn count(&self) -> nmos_auth_core::db::StoreResult<i64> {
                 Ok(sqlx::query_scalar("SELECT COUNT(*) FROM identity_users").fetch_one(&self.0).await?)
             }
 
@@ -226,7 +226,7 @@ macro_rules! user_store_impl {
                 &self,
                 username: &str,
                 rights: &[(nmos_auth_core::NmosApi, nmos_auth_core::Access)],
-            ) -> anyhow::Result<bool> {
+            ) -> nmos_auth_core::db::StoreResult<bool> {
                 let mut tx = self.0.begin_write().await?;
                 let exists: Option<String> =
                     sqlx::query_scalar("SELECT username FROM identity_users WHERE username = $1")

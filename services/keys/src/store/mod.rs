@@ -48,13 +48,13 @@ pub struct StoredKey {
 pub trait KeyStore: Send + Sync {
     /// Stores a new key; false (and nothing stored) when its kid or generation is taken, as
     /// when another replica planned the same rotation first.
-    async fn insert(&self, key: &StoredKey) -> anyhow::Result<bool>;
+    async fn insert(&self, key: &StoredKey) -> nmos_auth_core::db::StoreResult<bool>;
     /// Every key, oldest generation first.
-    async fn all(&self) -> anyhow::Result<Vec<StoredKey>>;
+    async fn all(&self) -> nmos_auth_core::db::StoreResult<Vec<StoredKey>>;
     /// Brings a key's removal forward to `remove_at` (never later); false when nothing changed.
-    async fn remove_by(&self, kid: &str, remove_at: i64, by_operator: bool) -> anyhow::Result<bool>;
+    async fn remove_by(&self, kid: &str, remove_at: i64, by_operator: bool) -> nmos_auth_core::db::StoreResult<bool>;
     /// Replaces every key's sealed private key (key-encryption key rotation), in one transaction.
-    async fn reseal(&self, sealed: &[(String, Vec<u8>)], kek_id: &str) -> anyhow::Result<()>;
+    async fn reseal(&self, sealed: &[(String, Vec<u8>)], kek_id: &str) -> nmos_auth_core::db::StoreResult<()>;
 }
 
 pub fn open(db: Db) -> Arc<dyn KeyStore> {
@@ -74,7 +74,7 @@ macro_rules! key_store_impl {
 
         #[async_trait::async_trait]
         impl super::KeyStore for $store {
-            async fn insert(&self, key: &super::StoredKey) -> anyhow::Result<bool> {
+            async fn insert(&self, key: &super::StoredKey) -> nmos_auth_core::db::StoreResult<bool> {
                 let state = if key.activate_at <= nmos_auth_core::now_unix() { "active" } else { "next" };
                 let n = sqlx::query(
                     "INSERT INTO keys_signing_keys (kid, state, n, e, encrypted_private_key, created_at, generation, \
@@ -99,7 +99,7 @@ macro_rules! key_store_impl {
                 Ok(n == 1)
             }
 
-            async fn all(&self) -> anyhow::Result<Vec<super::StoredKey>> {
+            async fn all(&self) -> nmos_auth_core::db::StoreResult<Vec<super::StoredKey>> {
                 use sqlx::Row;
                 let rows = sqlx::query(
                     "SELECT kid, n, e, encrypted_private_key, created_at, generation, activate_at, remove_at, \
@@ -127,7 +127,12 @@ macro_rules! key_store_impl {
                     .collect()
             }
 
-            async fn remove_by(&self, kid: &str, remove_at: i64, by_operator: bool) -> anyhow::Result<bool> {
+            async fn remove_by(
+                &self,
+                kid: &str,
+                remove_at: i64,
+                by_operator: bool,
+            ) -> nmos_auth_core::db::StoreResult<bool> {
                 let n = sqlx::query(
                     "UPDATE keys_signing_keys SET remove_at = $1, removed_by_operator = (removed_by_operator OR $2) \
                      WHERE kid = $3 AND (remove_at IS NULL OR remove_at > $1)",
@@ -141,7 +146,7 @@ macro_rules! key_store_impl {
                 Ok(n == 1)
             }
 
-            async fn reseal(&self, sealed: &[(String, Vec<u8>)], kek_id: &str) -> anyhow::Result<()> {
+            async fn reseal(&self, sealed: &[(String, Vec<u8>)], kek_id: &str) -> nmos_auth_core::db::StoreResult<()> {
                 let mut tx = self.0.begin_write().await?;
                 for (kid, encrypted) in sealed {
                     let n = sqlx::query(
@@ -153,7 +158,11 @@ macro_rules! key_store_impl {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                    anyhow::ensure!(n == 1, "key {kid} disappeared during the re-encryption");
+                    if n != 1 {
+                        return Err(nmos_auth_core::db::StoreError::Conflict(format!(
+                            "key {kid} disappeared during the re-encryption"
+                        )));
+                    }
                 }
                 tx.commit().await?;
                 Ok(())

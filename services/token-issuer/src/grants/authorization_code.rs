@@ -223,8 +223,7 @@ impl TokenIssuerService {
                         code_challenge_method,
                         expires_at: nmos_auth_core::now_unix() + CODE_LIFETIME_SECS,
                     })
-                    .await
-                    .map_err(OAuthError::internal)?;
+                    .await?;
                 tracing::info!(target: "audit", event = "authorization_granted", client_id = %checked.client.client_id, username = %user.username, scope = %grantable, "the user approved access");
                 redirect(&checked, &[("code", &code)], false)
             }
@@ -267,7 +266,7 @@ pub async fn exchange(service: &TokenIssuerService, client: &pb::Client, params:
     let invalid_grant = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d);
     let code = params.get("code").ok_or_else(|| invalid_request("code is required"))?;
     let digest = secret::digest(code);
-    let row = match service.store.consume_code(&digest).await.map_err(OAuthError::internal)? {
+    let row = match service.store.consume_code(&digest).await? {
         Some(CodeUse::First(row)) => row,
         Some(CodeUse::Replayed(row)) => {
             // RFC 6749 §4.1.2: the store has revoked what was issued from it.

@@ -45,7 +45,7 @@ async fn start_family(
         expires_at: now + service.refresh_token_lifetime_secs,
         revoked: false,
     };
-    service.store.create_family(&family, &secret::digest(&token)).await.map_err(OAuthError::internal)?;
+    service.store.create_family(&family, &secret::digest(&token)).await?;
     Ok((token, family.id))
 }
 
@@ -61,18 +61,14 @@ pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: 
         .get("refresh_token")
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "refresh_token is required"))?;
     let digest = secret::digest(presented);
-    let found = service
-        .store
-        .find_refresh_token(&digest)
-        .await
-        .map_err(OAuthError::internal)?
-        .ok_or_else(|| invalid_grant("unknown refresh token"))?;
+    let found =
+        service.store.find_refresh_token(&digest).await?.ok_or_else(|| invalid_grant("unknown refresh token"))?;
     let family = found.family;
     if family.client_id != client.client_id {
         return Err(invalid_grant("the refresh token was issued to another client"));
     }
     if found.used {
-        service.store.revoke_family(&family.id).await.map_err(OAuthError::internal)?;
+        service.store.revoke_family(&family.id).await?;
         tracing::warn!(target: "audit", event = "refresh_token_reused", client_id = %family.client_id, username = %family.username, "a rotated refresh token was presented again; its family is revoked");
         return Err(invalid_grant("the refresh token was already used"));
     }
@@ -101,7 +97,7 @@ pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: 
         // The user was deleted or disabled: the family dies. (A service that is briefly
         // unavailable must not end everyone's sessions.)
         Err(e) if e.code == ErrorCode::InvalidGrant => {
-            service.store.revoke_family(&family.id).await.map_err(OAuthError::internal)?;
+            service.store.revoke_family(&family.id).await?;
             return Err(e);
         }
         Err(e) => return Err(e),
@@ -122,11 +118,10 @@ pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: 
     let rotated = service
         .store
         .rotate_refresh_token(&digest, &secret::digest(&next), &family.id, nmos_auth_core::now_unix())
-        .await
-        .map_err(OAuthError::internal)?;
+        .await?;
     if !rotated {
         // Another request rotated it first: that is reuse too.
-        service.store.revoke_family(&family.id).await.map_err(OAuthError::internal)?;
+        service.store.revoke_family(&family.id).await?;
         return Err(invalid_grant("the refresh token was already used"));
     }
     let rotation = Some((digest, secret::digest(&next)));

@@ -95,35 +95,41 @@ pub struct RefreshLookup {
 
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    async fn insert_code(&self, code: &CodeRow) -> anyhow::Result<()>;
+    async fn insert_code(&self, code: &CodeRow) -> nmos_auth_core::db::StoreResult<()>;
     /// Marks a code used, in one transaction with what a replay revokes; `None` for an
     /// unknown code.
-    async fn consume_code(&self, digest: &[u8]) -> anyhow::Result<Option<CodeUse>>;
+    async fn consume_code(&self, digest: &[u8]) -> nmos_auth_core::db::StoreResult<Option<CodeUse>>;
     /// Stores a new family with its first refresh token.
-    async fn create_family(&self, family: &FamilyRow, token_digest: &[u8]) -> anyhow::Result<()>;
-    async fn find_refresh_token(&self, digest: &[u8]) -> anyhow::Result<Option<RefreshLookup>>;
+    async fn create_family(&self, family: &FamilyRow, token_digest: &[u8]) -> nmos_auth_core::db::StoreResult<()>;
+    async fn find_refresh_token(&self, digest: &[u8]) -> nmos_auth_core::db::StoreResult<Option<RefreshLookup>>;
     /// Marks `old` used and adds `new` to the same family; false if `old` was already used.
-    async fn rotate_refresh_token(&self, old: &[u8], new: &[u8], family_id: &str, now: i64) -> anyhow::Result<bool>;
+    async fn rotate_refresh_token(
+        &self,
+        old: &[u8],
+        new: &[u8],
+        family_id: &str,
+        now: i64,
+    ) -> nmos_auth_core::db::StoreResult<bool>;
     /// Revokes a family: its refresh tokens and the access tokens issued within it.
-    async fn revoke_family(&self, family_id: &str) -> anyhow::Result<()>;
+    async fn revoke_family(&self, family_id: &str) -> nmos_auth_core::db::StoreResult<()>;
     /// Gives back a code whose exchange failed on an outage before a token was issued from it,
     /// with the family started for it, so that the client's retry is not taken for a replay;
     /// false (nothing changed) when it was replayed or a token was recorded meanwhile.
-    async fn release_code(&self, digest: &[u8]) -> anyhow::Result<bool>;
+    async fn release_code(&self, digest: &[u8]) -> nmos_auth_core::db::StoreResult<bool>;
     /// Undoes a rotation whose refresh failed on an outage before its token was issued: `old`
     /// is current again and `new` is gone, unless the family was revoked meanwhile.
-    async fn release_rotation(&self, old: &[u8], new: &[u8]) -> anyhow::Result<bool>;
+    async fn release_rotation(&self, old: &[u8], new: &[u8]) -> nmos_auth_core::db::StoreResult<bool>;
     /// Remembers an access token with the code and the family it came from, so that a replay
     /// of the code or a revocation of the family revokes it; if either happened meanwhile, it
     /// is revoked at once (and with a replayed code, its family too).
-    async fn record_issued(&self, issued: &IssuedFrom<'_>) -> anyhow::Result<()>;
-    async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> anyhow::Result<()>;
-    async fn is_access_token_revoked(&self, jti: &str) -> anyhow::Result<bool>;
+    async fn record_issued(&self, issued: &IssuedFrom<'_>) -> nmos_auth_core::db::StoreResult<()>;
+    async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> nmos_auth_core::db::StoreResult<()>;
+    async fn is_access_token_revoked(&self, jti: &str) -> nmos_auth_core::db::StoreResult<bool>;
 
     /// Appends entries in one transaction.
-    async fn audit(&self, entries: &[AuditEntry]) -> anyhow::Result<()>;
+    async fn audit(&self, entries: &[AuditEntry]) -> nmos_auth_core::db::StoreResult<()>;
     /// The newest entries first.
-    async fn recent_audit(&self, limit: i64) -> anyhow::Result<Vec<AuditEntry>>;
+    async fn recent_audit(&self, limit: i64) -> nmos_auth_core::db::StoreResult<Vec<AuditEntry>>;
 }
 
 pub fn open(db: Db) -> Arc<dyn TokenStore> {
@@ -158,7 +164,7 @@ macro_rules! token_store_impl {
 
         #[async_trait::async_trait]
         impl super::TokenStore for $store {
-            async fn audit(&self, entries: &[super::AuditEntry]) -> anyhow::Result<()> {
+            async fn audit(&self, entries: &[super::AuditEntry]) -> nmos_auth_core::db::StoreResult<()> {
                 let mut tx = self.0.begin_write().await?;
                 for e in entries {
                     sqlx::query(
@@ -179,7 +185,7 @@ macro_rules! token_store_impl {
                 Ok(())
             }
 
-            async fn insert_code(&self, c: &super::CodeRow) -> anyhow::Result<()> {
+            async fn insert_code(&self, c: &super::CodeRow) -> nmos_auth_core::db::StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO tokens_authorization_codes (digest, client_id, username, redirect_uri, \
                      redirect_uri_sent, scope, code_challenge, code_challenge_method, expires_at) \
@@ -199,7 +205,7 @@ macro_rules! token_store_impl {
                 Ok(())
             }
 
-            async fn consume_code(&self, digest: &[u8]) -> anyhow::Result<Option<super::CodeUse>> {
+            async fn consume_code(&self, digest: &[u8]) -> nmos_auth_core::db::StoreResult<Option<super::CodeUse>> {
                 type Row = (String, String, String, bool, String, Option<String>, Option<String>, i64);
                 const COLUMNS: &str = "client_id, username, redirect_uri, redirect_uri_sent, scope, code_challenge, \
                                        code_challenge_method, expires_at";
@@ -262,7 +268,7 @@ macro_rules! token_store_impl {
                 Ok(Some(super::CodeUse::Replayed(code(row))))
             }
 
-            async fn create_family(&self, f: &super::FamilyRow, token_digest: &[u8]) -> anyhow::Result<()> {
+            async fn create_family(&self, f: &super::FamilyRow, token_digest: &[u8]) -> nmos_auth_core::db::StoreResult<()> {
                 let mut tx = self.0.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO tokens_refresh_families (id, client_id, username, scope, code_digest, created_at, \
@@ -288,7 +294,7 @@ macro_rules! token_store_impl {
                 Ok(())
             }
 
-            async fn find_refresh_token(&self, digest: &[u8]) -> anyhow::Result<Option<super::RefreshLookup>> {
+            async fn find_refresh_token(&self, digest: &[u8]) -> nmos_auth_core::db::StoreResult<Option<super::RefreshLookup>> {
                 let row: Option<(bool, String, String, String, String, Option<Vec<u8>>, i64, i64, bool)> = sqlx::query_as(
                     "SELECT t.used, f.id, f.client_id, f.username, f.scope, f.code_digest, f.created_at, f.expires_at, \
                      f.revoked FROM tokens_refresh_tokens t JOIN tokens_refresh_families f ON f.id = t.family_id \
@@ -305,7 +311,7 @@ macro_rules! token_store_impl {
                 }))
             }
 
-            async fn rotate_refresh_token(&self, old: &[u8], new: &[u8], family_id: &str, now: i64) -> anyhow::Result<bool> {
+            async fn rotate_refresh_token(&self, old: &[u8], new: &[u8], family_id: &str, now: i64) -> nmos_auth_core::db::StoreResult<bool> {
                 let mut tx = self.0.begin_write().await?;
                 let rotated = sqlx::query("UPDATE tokens_refresh_tokens SET used = TRUE WHERE digest = $1 AND used = FALSE")
                     .bind(old)
@@ -326,7 +332,7 @@ macro_rules! token_store_impl {
                 Ok(true)
             }
 
-            async fn revoke_family(&self, family_id: &str) -> anyhow::Result<()> {
+            async fn revoke_family(&self, family_id: &str) -> nmos_auth_core::db::StoreResult<()> {
                 let mut tx = self.0.begin_write().await?;
                 sqlx::query("UPDATE tokens_refresh_families SET revoked = TRUE WHERE id = $1")
                     .bind(family_id)
@@ -337,7 +343,7 @@ macro_rules! token_store_impl {
                 Ok(())
             }
 
-            async fn release_code(&self, digest: &[u8]) -> anyhow::Result<bool> {
+            async fn release_code(&self, digest: &[u8]) -> nmos_auth_core::db::StoreResult<bool> {
                 let mut tx = self.0.begin_write().await?;
                 let released = sqlx::query(
                     "UPDATE tokens_authorization_codes SET used = FALSE \
@@ -359,7 +365,7 @@ macro_rules! token_store_impl {
                 Ok(released)
             }
 
-            async fn release_rotation(&self, old: &[u8], new: &[u8]) -> anyhow::Result<bool> {
+            async fn release_rotation(&self, old: &[u8], new: &[u8]) -> nmos_auth_core::db::StoreResult<bool> {
                 let mut tx = self.0.begin_write().await?;
                 let released = sqlx::query(
                     "UPDATE tokens_refresh_tokens SET used = FALSE WHERE digest = $1 AND used = TRUE AND family_id IN \
@@ -377,7 +383,7 @@ macro_rules! token_store_impl {
                 Ok(released)
             }
 
-            async fn record_issued(&self, issued: &super::IssuedFrom<'_>) -> anyhow::Result<()> {
+            async fn record_issued(&self, issued: &super::IssuedFrom<'_>) -> nmos_auth_core::db::StoreResult<()> {
                 // The code row first, then the family row: the order a replay locks them in.
                 let mut tx = self.0.begin_write().await?;
                 let mut replayed = false;
@@ -427,7 +433,7 @@ macro_rules! token_store_impl {
                 Ok(())
             }
 
-            async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> anyhow::Result<()> {
+            async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> nmos_auth_core::db::StoreResult<()> {
                 sqlx::query("INSERT INTO tokens_revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
                     .bind(jti)
                     .bind(expires_at)
@@ -436,7 +442,7 @@ macro_rules! token_store_impl {
                 Ok(())
             }
 
-            async fn is_access_token_revoked(&self, jti: &str) -> anyhow::Result<bool> {
+            async fn is_access_token_revoked(&self, jti: &str) -> nmos_auth_core::db::StoreResult<bool> {
                 let found: Option<String> = sqlx::query_scalar("SELECT jti FROM tokens_revoked_access_tokens WHERE jti = $1")
                     .bind(jti)
                     .fetch_optional(&self.0)
@@ -444,7 +450,7 @@ macro_rules! token_store_impl {
                 Ok(found.is_some())
             }
 
-            async fn recent_audit(&self, limit: i64) -> anyhow::Result<Vec<super::AuditEntry>> {
+            async fn recent_audit(&self, limit: i64) -> nmos_auth_core::db::StoreResult<Vec<super::AuditEntry>> {
                 let rows: Vec<(i64, String, String, String, String, String, String)> = sqlx::query_as(
                     "SELECT at, event, grant_type, client_id, subject, scope, jti FROM tokens_audit \
                      ORDER BY id DESC LIMIT $1",
