@@ -9,6 +9,50 @@ use serde_json::{Map, Value, json};
 /// lets the services accept it from gRPC callers without a client certificate).
 pub const ADMIN_SCOPE: &str = "nmos-auth:admin";
 
+/// An OAuth 2.0 grant type (RFC 6749), as a client registers for it (RFC 7591 `grant_types`) and
+/// asks for a token with it (`grant_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+    /// Legacy (RFC 6749 §4.3), only when switched on.
+    Password,
+    /// Legacy (RFC 6749 §4.2), only when switched on.
+    Implicit,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 5] = [
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+        GrantType::Password,
+        GrantType::Implicit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::Password => "password",
+            GrantType::Implicit => "implicit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<GrantType> {
+        GrantType::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+}
+
+impl fmt::Display for GrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An NMOS API namespace, as in `/x-nmos/<api>/` and in the `x-nmos-<api>` claim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NmosApi {
@@ -241,6 +285,18 @@ impl AccessRights {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grant_types_read_back_as_written_and_nothing_else() {
+        for grant in GrantType::ALL {
+            assert_eq!(GrantType::parse(grant.as_str()), Some(grant));
+            let json = serde_json::to_value(grant).unwrap();
+            assert_eq!(json, Value::from(grant.as_str()));
+        }
+        for other in ["", "Client_Credentials", "urn:ietf:params:oauth:grant-type:device_code", "password "] {
+            assert_eq!(GrantType::parse(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn scope_parses_and_prints_in_stable_order() {

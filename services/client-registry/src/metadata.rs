@@ -1,43 +1,19 @@
 //! RFC 7591 client metadata: parsed once, so that registered metadata is always valid.
+pub use nmos_auth_core::GrantType;
 use nmos_auth_core::config::LegacyGrants;
 use nmos_auth_core::{ErrorCode, OAuthError, Scope};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantType {
-    AuthorizationCode,
-    RefreshToken,
-    ClientCredentials,
-    /// Legacy (RFC 6749 §4.3), accepted only when switched on.
-    Password,
-    /// Legacy (RFC 6749 §4.2), accepted only when switched on.
-    Implicit,
-}
-
-impl GrantType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantType::AuthorizationCode => "authorization_code",
-            GrantType::RefreshToken => "refresh_token",
-            GrantType::ClientCredentials => "client_credentials",
-            GrantType::Password => "password",
-            GrantType::Implicit => "implicit",
-        }
-    }
-
-    fn parse(s: &str, legacy: LegacyGrants) -> Option<GrantType> {
-        let mut allowed = vec![GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::ClientCredentials];
-        if legacy.password {
-            allowed.push(GrantType::Password);
-        }
-        if legacy.implicit {
-            allowed.push(GrantType::Implicit);
-        }
-        allowed.into_iter().find(|g| g.as_str() == s)
-    }
+/// A grant type a client may register for: the legacy ones only when they are switched on.
+fn grant_type(s: &str, legacy: LegacyGrants) -> Option<GrantType> {
+    let on = |g: GrantType| match g {
+        GrantType::Password => legacy.password,
+        GrantType::Implicit => legacy.implicit,
+        _ => true,
+    };
+    GrantType::parse(s).filter(|g| on(*g))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,7 +168,7 @@ pub fn parse(body: &Value, rules: &Rules) -> Result<ClientMetadata, OAuthError> 
         Some(names) => {
             let mut grants = Vec::new();
             for name in &names {
-                let grant = GrantType::parse(name, legacy)
+                let grant = grant_type(name, legacy)
                     .ok_or_else(|| metadata_error(format!("grant type {name:?} is not supported")))?;
                 if !grants.contains(&grant) {
                     grants.push(grant);

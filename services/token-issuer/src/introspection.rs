@@ -18,7 +18,7 @@ impl TokenIssuerService {
     pub async fn introspect(&self, request: pb::IntrospectRequest) -> Result<Value, OAuthError> {
         let params = Params::parse(request.params)?;
         let client = self.authenticate(request.client_authentication, &params).await?;
-        if client.token_endpoint_auth_method == pb::TokenEndpointAuthMethod::None as i32 {
+        if client.public {
             // Public clients cannot prove who they are; introspection would become a token oracle.
             return Err(OAuthError::new(ErrorCode::InvalidClient, "only confidential clients may introspect tokens"));
         }
@@ -29,7 +29,7 @@ impl TokenIssuerService {
 
         if let Some(found) = self.store.find_refresh_token(&secret::digest(token)).await? {
             let f = found.family;
-            if f.client_id != client.client_id || found.used || f.revoked || f.expires_at <= now {
+            if f.client_id != client.id || found.used || f.revoked || f.expires_at <= now {
                 return Ok(inactive);
             }
             return Ok(json!({

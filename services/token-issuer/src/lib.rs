@@ -4,6 +4,7 @@
 
 mod audit;
 mod claims;
+mod client;
 mod grants;
 mod grpc;
 mod introspection;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use nmos_auth_core::db::Db;
 use nmos_auth_core::grpc::GrpcChannel;
 use nmos_auth_core::housekeeping::Purge;
-use nmos_auth_core::{Config, ErrorCode, OAuthError, Scope};
+use nmos_auth_core::{Config, ErrorCode, GrantType, OAuthError, Scope};
 use nmos_auth_proto as pb;
 use nmos_auth_proto::client_registry_client::ClientRegistryClient;
 use nmos_auth_proto::identity_client::IdentityClient;
@@ -25,6 +26,7 @@ use nmos_auth_proto::token_issuer_server::TokenIssuerServer;
 
 use crate::audit::AuditLog;
 use crate::claims::TokenPolicy;
+use crate::client::Client;
 use crate::request::{ClientAuth, Params};
 use crate::store::{AuditEntry, IssuedFrom, TokenStore};
 
@@ -113,11 +115,11 @@ impl TokenIssuerService {
         &self,
         authentication: Option<pb::ClientAuthentication>,
         params: &Params,
-    ) -> Result<pb::Client, OAuthError> {
+    ) -> Result<Client, OAuthError> {
         let auth = ClientAuth::from_request(authentication, params)?;
         let client = self.peers.clients.clone().authenticate_client(auth.into_proto()).await;
-        let client = client.map_err(|s| OAuthError::from_status(&s))?.into_inner();
-        if client.status == pb::ClientStatus::Pending as i32 {
+        let client = Client::from_proto(client.map_err(|s| OAuthError::from_status(&s))?.into_inner())?;
+        if client.pending {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
                 "this client is waiting for an administrator's approval; try again later",
@@ -129,32 +131,30 @@ impl TokenIssuerService {
     /// RFC 6749 §4 and §5: checks the request, authenticates the client, runs the grant.
     pub async fn token(&self, request: pb::TokenRequest) -> Result<pb::TokenResponse, OAuthError> {
         let params = Params::parse(request.params)?;
-        let grant_type = params
+        let named = params
             .get("grant_type")
-            .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "grant_type is required"))?
-            .to_owned();
+            .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "grant_type is required"))?;
+        let unsupported =
+            || OAuthError::new(ErrorCode::UnsupportedGrantType, format!("the grant type {named:?} is not supported"));
+        let grant_type = GrantType::parse(named).ok_or_else(unsupported)?;
         let client = self.authenticate(request.client_authentication, &params).await?;
 
-        let grant = match grant_type.as_str() {
-            "client_credentials" => {
+        let grant = match grant_type {
+            GrantType::ClientCredentials => {
                 grants::client_credentials::authorize(&client, &params, &self.client_credentials_scopes)?
             }
-            "authorization_code" => grants::authorization_code::exchange(self, &client, &params).await?,
-            "refresh_token" => grants::refresh_token::refresh(self, &client, &params).await?,
-            "password" if self.legacy.password => {
+            GrantType::AuthorizationCode => grants::authorization_code::exchange(self, &client, &params).await?,
+            GrantType::RefreshToken => grants::refresh_token::refresh(self, &client, &params).await?,
+            GrantType::Password if self.legacy.password => {
                 grants::password::authorize(self, &client, &params, &request.client_address).await?
             }
-            other => {
-                return Err(OAuthError::new(
-                    ErrorCode::UnsupportedGrantType,
-                    format!("the grant type {other:?} is not supported"),
-                ));
-            }
+            // The implicit grant has no token request; the password grant only when switched on.
+            GrantType::Password | GrantType::Implicit => return Err(unsupported()),
         };
 
         let used_up = grant.used_up();
         let issued = async {
-            let issued = self.issue(&grant_type, &client.client_id, grant.claims).await?;
+            let issued = self.issue(grant_type, &client.id, grant.claims).await?;
             let family = grant.refresh.as_ref().map(|(_, family)| family.as_str());
             if grant.code_digest.is_some() || family.is_some() {
                 let from = IssuedFrom {
@@ -190,10 +190,11 @@ impl TokenIssuerService {
     /// Signs an access token and records it in the audit log.
     pub(crate) async fn issue(
         &self,
-        grant_type: &str,
+        grant_type: GrantType,
         client_id: &str,
         claims: claims::Claims,
     ) -> Result<Issued, OAuthError> {
+        let grant_type = grant_type.as_str();
         let now = nmos_auth_core::now_unix();
         let scope = claims.scope_string();
         let subject = claims.subject.clone();

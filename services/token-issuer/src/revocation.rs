@@ -40,15 +40,15 @@ impl TokenIssuerService {
             .or_else(|| params.get("access_token"))
             .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "token is required"))?;
         if let Some(found) = self.store.find_refresh_token(&secret::digest(token)).await? {
-            if found.family.client_id == client.client_id {
+            if found.family.client_id == client.id {
                 self.store.revoke_family(&found.family.id).await?;
-                tracing::info!(target: "audit", event = "refresh_token_revoked", client_id = %client.client_id, username = %found.family.username, "refresh token family revoked");
+                tracing::info!(target: "audit", event = "refresh_token_revoked", client_id = %client.id, username = %found.family.username, "refresh token family revoked");
             }
         } else if let Some((jti, exp, client_id)) = self.verified_access_token(token).await?
-            && client_id == client.client_id
+            && client_id == client.id
         {
             self.store.revoke_access_token(&jti, exp).await?;
-            tracing::info!(target: "audit", event = "access_token_revoked", client_id = %client.client_id, jti, "access token revoked");
+            tracing::info!(target: "audit", event = "access_token_revoked", client_id = %client.id, jti, "access token revoked");
         }
         Ok(())
     }

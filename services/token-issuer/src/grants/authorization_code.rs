@@ -6,12 +6,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nmos_auth_core::capabilities::PKCE_METHODS;
 use nmos_auth_core::grpc::{self, GrpcChannel};
 use nmos_auth_core::secret::{self, random_token};
-use nmos_auth_core::{AccessRights, ErrorCode, OAuthError, Scope};
+use nmos_auth_core::{AccessRights, ErrorCode, GrantType, OAuthError, Scope};
 use nmos_auth_proto as pb;
 use nmos_auth_proto::identity_client::IdentityClient;
 
 use crate::TokenIssuerService;
 use crate::claims::user_claims;
+use crate::client::Client;
 use crate::grants::{Grant, UsedUp, give_back, refresh_token, some_right_left};
 use crate::request::Params;
 use crate::store::{CodeRow, CodeUse};
@@ -21,7 +22,7 @@ const CODE_LIFETIME_SECS: i64 = 60;
 
 /// An authorization request whose client and redirect URI are trusted.
 struct Checked {
-    client: pb::Client,
+    client: Client,
     redirect_uri: String,
     redirect_uri_sent: bool,
     state: Option<String>,
@@ -82,7 +83,8 @@ impl TokenIssuerService {
                 _ => OAuthError::from_status(&s),
             })?
             .into_inner();
-        if client.status == pb::ClientStatus::Pending as i32 {
+        let client = Client::from_proto(client)?;
+        if client.pending {
             // Its redirect URIs have not been vetted: never redirect there.
             return Err(invalid_request("this application is waiting for an administrator's approval"));
         }
@@ -104,18 +106,18 @@ impl TokenIssuerService {
             None => return Err(invalid_request("response_type is required")),
         };
         let client = &checked.client;
-        let grant = if implicit { "implicit" } else { "authorization_code" };
-        if !client.grant_types.iter().any(|g| g == grant) {
+        let grant = if implicit { GrantType::Implicit } else { GrantType::AuthorizationCode };
+        if !client.may_use(grant) {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
                 format!("this client is not registered for the {grant} grant"),
             ));
         }
-        let registered = Scope::parse(&client.scope).map_err(OAuthError::internal)?;
+        let registered = &client.scope;
         let scope = match params.get("scope") {
             Some(s) => {
                 let requested = Scope::parse(s).map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?;
-                if !requested.is_subset_of(&registered) {
+                if !requested.is_subset_of(registered) {
                     return Err(OAuthError::new(
                         ErrorCode::InvalidScope,
                         format!("this client is registered for the scopes \"{registered}\" only"),
@@ -123,9 +125,9 @@ impl TokenIssuerService {
                 }
                 requested
             }
-            None => registered,
+            None => registered.clone(),
         };
-        let public = client.token_endpoint_auth_method == pb::TokenEndpointAuthMethod::None as i32;
+        let public = client.public;
         let challenge = match (params.get("code_challenge"), params.get("code_challenge_method")) {
             // PKCE protects codes; the implicit grant has none.
             _ if implicit => None,
@@ -170,8 +172,8 @@ impl TokenIssuerService {
                 let withheld = valid.scope.apis().iter().filter(|api| !grantable.contains(**api));
                 Ok(pb::AuthorizeResponse {
                     outcome: Some(pb::authorize_response::Outcome::Consent(pb::ConsentPrompt {
-                        client_id: checked.client.client_id.clone(),
-                        client_name: checked.client.client_name.clone(),
+                        client_id: checked.client.id.clone(),
+                        client_name: checked.client.name.clone(),
                         redirect_uri: checked.redirect_uri.clone(),
                         scope: grantable.to_string(),
                         rights: rights.collect(),
@@ -180,7 +182,7 @@ impl TokenIssuerService {
                 })
             }
             pb::AuthorizeDecision::Deny => {
-                tracing::info!(target: "audit", event = "authorization_denied", client_id = %checked.client.client_id, username = %user.username, "the user denied access");
+                tracing::info!(target: "audit", event = "authorization_denied", client_id = %checked.client.id, username = %user.username, "the user denied access");
                 error_redirect(
                     &checked,
                     &OAuthError::new(ErrorCode::AccessDenied, "the user denied access"),
@@ -193,8 +195,8 @@ impl TokenIssuerService {
                 valid.implicit,
             ),
             pb::AuthorizeDecision::Approve if valid.implicit => {
-                let claims = user_claims(&user, &checked.client.client_id, &valid.scope);
-                let issued = self.issue("implicit", &checked.client.client_id, claims).await?;
+                let claims = user_claims(&user, &checked.client.id, &valid.scope);
+                let issued = self.issue(GrantType::Implicit, &checked.client.id, claims).await?;
                 let expires_in = self.policy.lifetime_secs.to_string();
                 let outcome = [
                     ("access_token", issued.jws.as_str()),
@@ -213,7 +215,7 @@ impl TokenIssuerService {
                 self.store
                     .insert_code(&CodeRow {
                         digest: secret::digest(&code),
-                        client_id: checked.client.client_id.clone(),
+                        client_id: checked.client.id.clone(),
                         username: user.username.clone(),
                         redirect_uri: checked.redirect_uri.clone(),
                         redirect_uri_sent: checked.redirect_uri_sent,
@@ -224,7 +226,7 @@ impl TokenIssuerService {
                         expires_at: nmos_auth_core::now_unix() + CODE_LIFETIME_SECS,
                     })
                     .await?;
-                tracing::info!(target: "audit", event = "authorization_granted", client_id = %checked.client.client_id, username = %user.username, scope = %grantable, "the user approved access");
+                tracing::info!(target: "audit", event = "authorization_granted", client_id = %checked.client.id, username = %user.username, scope = %grantable, "the user approved access");
                 redirect(&checked, &[("code", &code)], false)
             }
             pb::AuthorizeDecision::Unspecified => Err(invalid_request("no decision")),
@@ -262,7 +264,7 @@ fn verifier_matches(verifier: &str, challenge: &str, method: &str) -> bool {
 }
 
 /// RFC 6749 §4.1.3: exchanges a code for tokens.
-pub async fn exchange(service: &TokenIssuerService, client: &pb::Client, params: &Params) -> Result<Grant, OAuthError> {
+pub async fn exchange(service: &TokenIssuerService, client: &Client, params: &Params) -> Result<Grant, OAuthError> {
     let invalid_grant = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d);
     let code = params.get("code").ok_or_else(|| invalid_request("code is required"))?;
     let digest = secret::digest(code);
@@ -275,7 +277,7 @@ pub async fn exchange(service: &TokenIssuerService, client: &pb::Client, params:
         }
         None => return Err(invalid_grant("unknown authorization code")),
     };
-    if row.client_id != client.client_id {
+    if row.client_id != client.id {
         return Err(invalid_grant("the authorization code was issued to another client"));
     }
     if row.expires_at <= nmos_auth_core::now_unix() {
@@ -302,7 +304,7 @@ pub async fn exchange(service: &TokenIssuerService, client: &pb::Client, params:
     let issue = async {
         let user = service.user(&row.username).await?;
         let scope = Scope::parse(&row.scope).map_err(OAuthError::internal)?;
-        let claims = user_claims(&user, &client.client_id, &scope);
+        let claims = user_claims(&user, &client.id, &scope);
         some_right_left(&claims)?;
         let refresh = refresh_token::start_family_for(service, client, &user.username, &scope, Some(&digest)).await?;
         Ok((claims, refresh))

@@ -3,28 +3,25 @@
 //! or by the client's own policy, which an administrator sets along with the path lists of
 //! its claims and its tokens' audience.
 use nmos_auth_core::api::ADMIN_SCOPE;
-use nmos_auth_core::{Access, AccessRights, ErrorCode, NmosApi, OAuthError, Scope};
-use nmos_auth_proto as pb;
+use nmos_auth_core::{Access, AccessRights, ErrorCode, GrantType, OAuthError, Scope};
 use serde_json::{Map, Value, json};
 
 use crate::claims::Claims;
+use crate::client::Client;
 use crate::grants::Grant;
 use crate::request::Params;
 
 /// Decides the scope and claims of a client_credentials token.
-pub fn authorize(client: &pb::Client, params: &Params, default_allowed: &Scope) -> Result<Grant, OAuthError> {
+pub fn authorize(client: &Client, params: &Params, default_allowed: &Scope) -> Result<Grant, OAuthError> {
     let policy = client.policy.as_ref();
-    let allowed = match policy {
-        Some(p) => &Scope::parse(&p.scope).map_err(OAuthError::internal)?,
-        None => default_allowed,
-    };
-    if client.token_endpoint_auth_method == pb::TokenEndpointAuthMethod::None as i32 {
+    let allowed = policy.map_or(default_allowed, |p| &p.scope);
+    if client.public {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
             "the client_credentials grant is only for confidential clients",
         ));
     }
-    if !client.grant_types.iter().any(|g| g == "client_credentials") {
+    if !client.may_use(GrantType::ClientCredentials) {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
             "this client is not registered for the client_credentials grant",
@@ -33,7 +30,7 @@ pub fn authorize(client: &pb::Client, params: &Params, default_allowed: &Scope) 
     if let Some(requested) = params.get("scope").filter(|s| s.split(' ').any(|word| word == ADMIN_SCOPE)) {
         return administrator(client, requested);
     }
-    let registered = Scope::parse(&client.scope).map_err(OAuthError::internal)?;
+    let registered = &client.scope;
     let scope = match params.get("scope") {
         Some(requested) => {
             let requested =
@@ -44,7 +41,7 @@ pub fn authorize(client: &pb::Client, params: &Params, default_allowed: &Scope) 
                     format!("the client_credentials grant may only carry the scopes \"{allowed}\""),
                 ));
             }
-            if !requested.is_subset_of(&registered) {
+            if !requested.is_subset_of(registered) {
                 return Err(OAuthError::new(
                     ErrorCode::InvalidScope,
                     format!("this client is registered for the scopes \"{registered}\" only"),
@@ -63,33 +60,27 @@ pub fn authorize(client: &pb::Client, params: &Params, default_allowed: &Scope) 
     // A machine client has full access to each API in its granted scope, unless its policy
     // lists the paths.
     let mut permissions = AccessRights::uniform(Access::Write).claims_for(&scope);
-    for p in policy.map(|p| p.permissions.as_slice()).unwrap_or_default() {
-        if let Some(api) = NmosApi::parse(&p.api).filter(|api| scope.contains(*api)) {
+    for (api, read, write) in policy.map(|p| p.paths.as_slice()).unwrap_or_default() {
+        if scope.contains(*api) {
             let mut object = Map::new();
-            if !p.read.is_empty() {
-                object.insert("read".into(), json!(p.read));
+            if !read.is_empty() {
+                object.insert("read".into(), json!(read));
             }
-            if !p.write.is_empty() {
-                object.insert("write".into(), json!(p.write));
+            if !write.is_empty() {
+                object.insert("write".into(), json!(write));
             }
             permissions.insert(api.claim_name(), Value::Object(object));
         }
     }
     let audience = policy.map(|p| p.audience.clone()).filter(|a| !a.is_empty());
-    let claims = Claims {
-        subject: client.client_id.clone(),
-        client_id: client.client_id.clone(),
-        scope,
-        permissions,
-        audience,
-        admin: false,
-    };
+    let claims =
+        Claims { subject: client.id.clone(), client_id: client.id.clone(), scope, permissions, audience, admin: false };
     Ok(Grant { claims, refresh: None, code_digest: None, rotation: None })
 }
 
 /// An administrator's token, for a client whose policy allows it: asked for on its own, so
 /// that no token is good both at this server's services and at an NMOS API.
-fn administrator(client: &pb::Client, requested: &str) -> Result<Grant, OAuthError> {
+fn administrator(client: &Client, requested: &str) -> Result<Grant, OAuthError> {
     if requested.split(' ').any(|word| !word.is_empty() && word != ADMIN_SCOPE) {
         return Err(OAuthError::new(
             ErrorCode::InvalidScope,
@@ -103,8 +94,8 @@ fn administrator(client: &pb::Client, requested: &str) -> Result<Grant, OAuthErr
         ));
     }
     let claims = Claims {
-        subject: client.client_id.clone(),
-        client_id: client.client_id.clone(),
+        subject: client.id.clone(),
+        client_id: client.id.clone(),
         scope: Scope::default(),
         permissions: Map::new(),
         audience: None,

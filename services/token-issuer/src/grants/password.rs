@@ -2,21 +2,22 @@
 //! (IS-10 discourages it), kept so that the seed's documented examples still work. Password
 //! guesses are throttled by the identity service exactly as on the sign-in page, and every
 //! failure gives the same answer.
-use nmos_auth_core::{ErrorCode, NmosApi, OAuthError, Scope};
+use nmos_auth_core::{ErrorCode, GrantType, NmosApi, OAuthError, Scope};
 use nmos_auth_proto as pb;
 
 use crate::TokenIssuerService;
 use crate::claims::user_claims;
+use crate::client::Client;
 use crate::grants::{Grant, refresh_token};
 use crate::request::Params;
 
 pub async fn authorize(
     service: &TokenIssuerService,
-    client: &pb::Client,
+    client: &Client,
     params: &Params,
     client_address: &str,
 ) -> Result<Grant, OAuthError> {
-    if !client.grant_types.iter().any(|g| g == "password") {
+    if !client.may_use(GrantType::Password) {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
             "this client is not registered for the password grant",
@@ -40,11 +41,11 @@ pub async fn authorize(
             });
         }
     };
-    let registered = Scope::parse(&client.scope).map_err(OAuthError::internal)?;
+    let registered = client.scope.clone();
     // Legacy clients send scopes such as "profile": values that name no NMOS API are ignored.
     let named = Scope::from_apis(params.get("scope").unwrap_or("").split(' ').filter_map(NmosApi::parse));
     let requested = if named.is_empty() { registered.clone() } else { named.intersect(&registered) };
-    let claims = user_claims(&user, &client.client_id, &requested);
+    let claims = user_claims(&user, &client.id, &requested);
     if claims.scope.is_empty() {
         return Err(OAuthError::new(ErrorCode::InvalidScope, "the user has no rights to the requested APIs"));
     }

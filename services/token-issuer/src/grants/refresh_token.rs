@@ -2,11 +2,11 @@
 //! new refresh token; presenting a rotated one revokes the whole family. Rotation never extends
 //! the family's lifetime.
 use nmos_auth_core::secret::{self, random_token};
-use nmos_auth_core::{ErrorCode, OAuthError, Scope};
-use nmos_auth_proto as pb;
+use nmos_auth_core::{ErrorCode, GrantType, OAuthError, Scope};
 
 use crate::TokenIssuerService;
 use crate::claims::user_claims;
+use crate::client::Client;
 use crate::grants::{Grant, some_right_left};
 use crate::request::Params;
 use crate::store::FamilyRow;
@@ -15,15 +15,15 @@ use crate::store::FamilyRow;
 /// grant; returns its first refresh token (43 characters, 256 bits) and the family's id.
 pub async fn start_family_for(
     service: &TokenIssuerService,
-    client: &pb::Client,
+    client: &Client,
     username: &str,
     scope: &Scope,
     code_digest: Option<&[u8]>,
 ) -> Result<Option<(String, String)>, OAuthError> {
-    if !client.grant_types.iter().any(|g| g == "refresh_token") {
+    if !client.may_use(GrantType::RefreshToken) {
         return Ok(None);
     }
-    start_family(service, &client.client_id, username, scope, code_digest).await.map(Some)
+    start_family(service, &client.id, username, scope, code_digest).await.map(Some)
 }
 
 async fn start_family(
@@ -49,8 +49,8 @@ async fn start_family(
     Ok((token, family.id))
 }
 
-pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: &Params) -> Result<Grant, OAuthError> {
-    if !client.grant_types.iter().any(|g| g == "refresh_token") {
+pub async fn refresh(service: &TokenIssuerService, client: &Client, params: &Params) -> Result<Grant, OAuthError> {
+    if !client.may_use(GrantType::RefreshToken) {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
             "this client is not registered for the refresh_token grant",
@@ -64,7 +64,7 @@ pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: 
     let found =
         service.store.find_refresh_token(&digest).await?.ok_or_else(|| invalid_grant("unknown refresh token"))?;
     let family = found.family;
-    if family.client_id != client.client_id {
+    if family.client_id != client.id {
         return Err(invalid_grant("the refresh token was issued to another client"));
     }
     if found.used {
@@ -106,8 +106,8 @@ pub async fn refresh(service: &TokenIssuerService, client: &pb::Client, params: 
     // token to give (the family stays: rights given back make it useful again, until it
     // expires); with rights left, but none to what this refresh narrowed the scope to, the
     // scope asked for is the problem.
-    some_right_left(&user_claims(&user, &client.client_id, &approved))?;
-    let claims = user_claims(&user, &client.client_id, &scope);
+    some_right_left(&user_claims(&user, &client.id, &approved))?;
+    let claims = user_claims(&user, &client.id, &scope);
     if claims.scope.is_empty() {
         return Err(OAuthError::new(
             ErrorCode::InvalidScope,

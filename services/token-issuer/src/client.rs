@@ -1,0 +1,127 @@
+//! A client as the token issuer's grants see it: the registry's answer, parsed once where it
+//! arrives, so that the grants work on types rather than on strings and protobuf numbers.
+use nmos_auth_core::{GrantType, NmosApi, OAuthError, Scope};
+use nmos_auth_proto as pb;
+
+/// An administrator's policy for a machine client's client_credentials tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// The scopes it may get, instead of the server's allow-list.
+    pub scope: Scope,
+    /// The read and write path lists of an API's claim, where the policy names them.
+    pub paths: Vec<(NmosApi, Vec<String>, Vec<String>)>,
+    /// Its tokens' `aud`, instead of the server's (empty: the server's).
+    pub audience: Vec<String>,
+    /// It may get an administrator's token.
+    pub admin: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    pub grant_types: Vec<GrantType>,
+    /// A public client (`token_endpoint_auth_method` none): it cannot keep a secret.
+    pub public: bool,
+    /// Registered in approval mode and not approved yet: no tokens.
+    pub pending: bool,
+    pub redirect_uris: Vec<String>,
+    /// The scope it registered for.
+    pub scope: Scope,
+    pub policy: Option<Policy>,
+}
+
+impl Client {
+    /// The registry's client. What the registry stored was checked when it was stored: a value
+    /// that does not parse now is a fault, not the client's.
+    pub fn from_proto(client: pb::Client) -> Result<Client, OAuthError> {
+        let policy = client
+            .policy
+            .map(|p| {
+                let paths = p
+                    .permissions
+                    .into_iter()
+                    .filter_map(|a| NmosApi::parse(&a.api).map(|api| (api, a.read, a.write)))
+                    .collect();
+                Ok::<_, OAuthError>(Policy {
+                    scope: Scope::parse(&p.scope).map_err(OAuthError::internal)?,
+                    paths,
+                    audience: p.audience,
+                    admin: p.admin,
+                })
+            })
+            .transpose()?;
+        Ok(Client {
+            public: client.token_endpoint_auth_method == pb::TokenEndpointAuthMethod::None as i32,
+            pending: client.status == pb::ClientStatus::Pending as i32,
+            grant_types: client.grant_types.iter().filter_map(|g| GrantType::parse(g)).collect(),
+            scope: Scope::parse(&client.scope).map_err(OAuthError::internal)?,
+            id: client.client_id,
+            name: client.client_name,
+            redirect_uris: client.redirect_uris,
+            policy,
+        })
+    }
+
+    /// Whether it registered for `grant`.
+    pub fn may_use(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored() -> pb::Client {
+        pb::Client {
+            client_id: "c1".into(),
+            client_name: "Node".into(),
+            grant_types: vec!["client_credentials".into(), "device_code".into()],
+            scope: "registration query".into(),
+            token_endpoint_auth_method: pb::TokenEndpointAuthMethod::ClientSecretBasic as i32,
+            status: pb::ClientStatus::Approved as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_stored_client_becomes_types_once() {
+        let mut pb = stored();
+        pb.policy = Some(pb::ClientPolicy {
+            scope: "registration".into(),
+            permissions: vec![
+                pb::ApiPermission { api: "registration".into(), read: vec!["*".into()], write: vec![] },
+                pb::ApiPermission { api: "no-such-api".into(), read: vec![], write: vec![] },
+            ],
+            audience: vec!["*.example.com".into()],
+            admin: false,
+        });
+        let client = Client::from_proto(pb).unwrap();
+        assert_eq!(client.grant_types, vec![GrantType::ClientCredentials], "unknown grants are dropped");
+        assert!(client.may_use(GrantType::ClientCredentials));
+        assert!(!client.may_use(GrantType::AuthorizationCode));
+        assert!(!client.public && !client.pending);
+        assert_eq!(client.scope.to_string(), "registration query");
+        let policy = client.policy.unwrap();
+        assert_eq!(policy.paths, vec![(NmosApi::Registration, vec!["*".to_string()], vec![])]);
+        assert_eq!(policy.audience, vec!["*.example.com".to_string()]);
+    }
+
+    #[test]
+    fn public_and_pending_clients_are_seen_as_such() {
+        let mut pb = stored();
+        pb.token_endpoint_auth_method = pb::TokenEndpointAuthMethod::None as i32;
+        pb.status = pb::ClientStatus::Pending as i32;
+        let client = Client::from_proto(pb).unwrap();
+        assert!(client.public && client.pending && client.policy.is_none());
+    }
+
+    #[test]
+    fn a_stored_scope_that_no_longer_parses_is_a_server_fault() {
+        let mut pb = stored();
+        pb.scope = "registration \u{7f}".into();
+        let err = Client::from_proto(pb).unwrap_err();
+        assert_eq!(err.code, nmos_auth_core::ErrorCode::ServerError, "{err:?}");
+    }
+}
