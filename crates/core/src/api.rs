@@ -190,6 +190,24 @@ impl Access {
         }
     }
 
+    /// The gRPC enum's value; `None` for a number that names no level.
+    pub fn from_proto(value: i32) -> Option<Access> {
+        match nmos_auth_proto::Access::try_from(value) {
+            Ok(nmos_auth_proto::Access::None) => Some(Access::None),
+            Ok(nmos_auth_proto::Access::Read) => Some(Access::Read),
+            Ok(nmos_auth_proto::Access::Write) => Some(Access::Write),
+            _ => None,
+        }
+    }
+
+    pub fn to_proto(self) -> nmos_auth_proto::Access {
+        match self {
+            Access::None => nmos_auth_proto::Access::None,
+            Access::Read => nmos_auth_proto::Access::Read,
+            Access::Write => nmos_auth_proto::Access::Write,
+        }
+    }
+
     /// The IS-10 access-permissions object for this level, or `None` when it grants nothing
     /// (IS-10 forbids empty `x-nmos-*` objects). Write implies read, listed explicitly.
     pub fn permissions(self) -> Option<Value> {
@@ -244,13 +262,8 @@ impl AccessRights {
     pub fn from_proto(rights: &[nmos_auth_proto::ApiRight]) -> AccessRights {
         let mut out = AccessRights::default();
         for r in rights {
-            let access = match nmos_auth_proto::Access::try_from(r.access) {
-                Ok(nmos_auth_proto::Access::Read) => Access::Read,
-                Ok(nmos_auth_proto::Access::Write) => Access::Write,
-                _ => Access::None,
-            };
             if let Some(api) = NmosApi::parse(&r.api) {
-                out.set(api, access);
+                out.set(api, Access::from_proto(r.access).unwrap_or(Access::None));
             }
         }
         out
@@ -262,11 +275,7 @@ impl AccessRights {
             .into_iter()
             .map(|api| nmos_auth_proto::ApiRight {
                 api: api.as_str().to_owned(),
-                access: match self.get(api) {
-                    Access::None => nmos_auth_proto::Access::None,
-                    Access::Read => nmos_auth_proto::Access::Read,
-                    Access::Write => nmos_auth_proto::Access::Write,
-                } as i32,
+                access: self.get(api).to_proto() as i32,
             })
             .collect()
     }

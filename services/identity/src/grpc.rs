@@ -1,11 +1,12 @@
 //! gRPC transport of the identity service: proto <-> domain, nothing else.
 use nmos_auth_core::operator::operator;
+use nmos_auth_core::{Access, NmosApi};
 use nmos_auth_proto as pb;
 use nmos_auth_proto::identity_server::Identity;
 use tonic::{Request, Response, Status};
 
-use crate::IdentityService;
-use crate::users::{rights_from_proto, to_proto};
+use crate::store::UserRecord;
+use crate::{IdentityError, IdentityService};
 
 #[tonic::async_trait]
 impl Identity for IdentityService {
@@ -78,5 +79,28 @@ impl Identity for IdentityService {
         let r = request.into_inner();
         let user = self.verify_password(&r.username, &r.password, &r.client_address).await?;
         Ok(Response::new(to_proto(&user)))
+    }
+}
+
+fn rights_from_proto(rights: &[pb::ApiRight]) -> Result<Vec<(NmosApi, Access)>, IdentityError> {
+    rights
+        .iter()
+        .map(|r| {
+            let api = NmosApi::parse(&r.api)
+                .ok_or_else(|| IdentityError::Invalid(format!("unknown NMOS API {:?}", r.api)))?;
+            let access = Access::from_proto(r.access)
+                .ok_or_else(|| IdentityError::Invalid("access must be NONE, READ or WRITE".into()))?;
+            Ok((api, access))
+        })
+        .collect()
+}
+
+fn to_proto(user: &UserRecord) -> pb::User {
+    pb::User {
+        username: user.username.clone(),
+        admin: user.admin,
+        disabled: user.disabled,
+        rights: user.rights.to_proto(),
+        created_at: user.created_at,
     }
 }

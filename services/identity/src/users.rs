@@ -2,31 +2,30 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use nmos_auth_core::secret::random_bytes;
-use nmos_auth_core::{Access, NmosApi};
-use nmos_auth_proto as pb;
-use tonic::Status;
 
-use crate::store::UserRecord;
+use crate::IdentityError;
 
 /// A user name: 1 to 64 characters, no whitespace, control characters or colon (which HTTP
 /// Basic credentials cannot carry, RFC 7617 §2, and which marks a machine client acting as an
 /// administrator, `client:<client_id>`, so that no user can pose as one).
-pub fn validate_username(username: &str) -> Result<(), Status> {
+pub fn validate_username(username: &str) -> Result<(), IdentityError> {
     let ok = (1..=64).contains(&username.chars().count())
         && !username.chars().any(|c| c.is_whitespace() || c.is_control() || c == ':');
     if ok {
         Ok(())
     } else {
-        Err(Status::invalid_argument("a username is 1 to 64 characters with no spaces, colons or control characters"))
+        Err(IdentityError::Invalid(
+            "a username is 1 to 64 characters with no spaces, colons or control characters".into(),
+        ))
     }
 }
 
 /// Passwords of 8 to 1024 bytes (the upper bound keeps hashing cost bounded).
-pub fn validate_password(password: &str) -> Result<(), Status> {
+pub fn validate_password(password: &str) -> Result<(), IdentityError> {
     if (8..=1024).contains(&password.len()) {
         Ok(())
     } else {
-        Err(Status::invalid_argument("a password is 8 to 1024 bytes long"))
+        Err(IdentityError::Invalid("a password is 8 to 1024 bytes long".into()))
     }
 }
 
@@ -51,36 +50,6 @@ pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
         .map(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
         .unwrap_or(false);
     matched && stored.is_some()
-}
-
-pub fn access_from_proto(value: i32) -> Result<Access, Status> {
-    match pb::Access::try_from(value) {
-        Ok(pb::Access::None) => Ok(Access::None),
-        Ok(pb::Access::Read) => Ok(Access::Read),
-        Ok(pb::Access::Write) => Ok(Access::Write),
-        _ => Err(Status::invalid_argument("access must be NONE, READ or WRITE")),
-    }
-}
-
-pub fn rights_from_proto(rights: &[pb::ApiRight]) -> Result<Vec<(NmosApi, Access)>, Status> {
-    rights
-        .iter()
-        .map(|r| {
-            let api = NmosApi::parse(&r.api)
-                .ok_or_else(|| Status::invalid_argument(format!("unknown NMOS API {:?}", r.api)))?;
-            Ok((api, access_from_proto(r.access)?))
-        })
-        .collect()
-}
-
-pub fn to_proto(user: &UserRecord) -> pb::User {
-    pb::User {
-        username: user.username.clone(),
-        admin: user.admin,
-        disabled: user.disabled,
-        rights: user.rights.to_proto(),
-        created_at: user.created_at,
-    }
 }
 
 #[cfg(test)]

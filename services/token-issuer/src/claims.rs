@@ -3,6 +3,8 @@ use nmos_auth_core::Scope;
 use nmos_auth_core::api::ADMIN_SCOPE;
 use serde_json::{Map, Value, json};
 
+use crate::domain::User;
+
 /// What every token carries, whoever asked for it.
 pub struct TokenPolicy {
     /// Byte-identical to the metadata `issuer`.
@@ -63,13 +65,12 @@ impl TokenPolicy {
 
 /// A user's token: the requested scope narrowed to the APIs the user has rights to, with one
 /// `x-nmos-<api>` claim per API carrying exactly those rights.
-pub fn user_claims(user: &nmos_auth_proto::User, client_id: &str, requested: &Scope) -> Claims {
-    let rights = nmos_auth_core::AccessRights::from_proto(&user.rights);
-    let scope = rights.grantable(requested);
+pub fn user_claims(user: &User, client_id: &str, requested: &Scope) -> Claims {
+    let scope = user.rights.grantable(requested);
     Claims {
         subject: user.username.clone(),
         client_id: client_id.to_owned(),
-        permissions: rights.claims_for(&scope),
+        permissions: user.rights.claims_for(&scope),
         scope,
         audience: None,
         admin: false,

@@ -1,25 +1,63 @@
 //! gRPC transport of the token issuer: proto <-> domain, nothing else.
+use nmos_auth_core::{ErrorCode, OAuthError};
 use nmos_auth_proto as pb;
 use nmos_auth_proto::token_issuer_server::TokenIssuer;
 use tonic::{Request, Response, Status};
 
 use crate::TokenIssuerService;
+use crate::request::{Authorized, BasicCredentials, ClientRequest, Decision, Params};
 
 #[tonic::async_trait]
 impl TokenIssuer for TokenIssuerService {
     async fn token(&self, request: Request<pb::TokenRequest>) -> Result<Response<pb::TokenResponse>, Status> {
-        Ok(Response::new(self.token(request.into_inner()).await?))
+        let r = request.into_inner();
+        let tokens = self.token(client_request(r.params, r.client_authentication)?, &r.client_address).await?;
+        Ok(Response::new(pb::TokenResponse {
+            access_token: tokens.access_token,
+            token_type: "Bearer".into(),
+            expires_in: tokens.expires_in,
+            scope: tokens.scope,
+            refresh_token: tokens.refresh_token.unwrap_or_default(),
+        }))
     }
 
     async fn authorize(
         &self,
         request: Request<pb::AuthorizeRequest>,
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
-        Ok(Response::new(self.authorize(request.into_inner()).await?))
+        let r = request.into_inner();
+        let decision = match pb::AuthorizeDecision::try_from(r.decision) {
+            Ok(pb::AuthorizeDecision::Check) => Decision::Check,
+            Ok(pb::AuthorizeDecision::Approve) => Decision::Approve,
+            Ok(pb::AuthorizeDecision::Deny) => Decision::Deny,
+            Ok(pb::AuthorizeDecision::Unspecified) | Err(_) => {
+                return Err(OAuthError::new(ErrorCode::InvalidRequest, "no decision").into());
+            }
+        };
+        let outcome = match self.authorize(params(r.params)?, &r.username, decision).await? {
+            Authorized::Redirect(url) => pb::authorize_response::Outcome::Redirect(url),
+            Authorized::Consent(consent) => pb::authorize_response::Outcome::Consent(pb::ConsentPrompt {
+                client_id: consent.client_id,
+                client_name: consent.client_name,
+                redirect_uri: consent.redirect_uri,
+                scope: consent.scope.to_string(),
+                rights: consent
+                    .rights
+                    .into_iter()
+                    .map(|(api, access)| pb::ApiRight {
+                        api: api.as_str().to_owned(),
+                        access: access.to_proto() as i32,
+                    })
+                    .collect(),
+                withheld: consent.withheld.iter().map(|api| api.as_str().to_owned()).collect(),
+            }),
+        };
+        Ok(Response::new(pb::AuthorizeResponse { outcome: Some(outcome) }))
     }
 
     async fn revoke(&self, request: Request<pb::RevokeRequest>) -> Result<Response<pb::RevokeResponse>, Status> {
-        self.revoke(request.into_inner()).await?;
+        let r = request.into_inner();
+        self.revoke(client_request(r.params, r.client_authentication)?).await?;
         Ok(Response::new(pb::RevokeResponse {}))
     }
 
@@ -27,7 +65,25 @@ impl TokenIssuer for TokenIssuerService {
         &self,
         request: Request<pb::IntrospectRequest>,
     ) -> Result<Response<pb::IntrospectResponse>, Status> {
-        let answer = self.introspect(request.into_inner()).await?;
+        let r = request.into_inner();
+        let answer = self.introspect(client_request(r.params, r.client_authentication)?).await?;
         Ok(Response::new(pb::IntrospectResponse { json: answer.to_string().into_bytes() }))
     }
+}
+
+fn params(params: Vec<pb::TokenParam>) -> Result<Params, OAuthError> {
+    Params::new(params.into_iter().map(|p| (p.name, p.value)))
+}
+
+fn client_request(
+    form: Vec<pb::TokenParam>,
+    authentication: Option<pb::ClientAuthentication>,
+) -> Result<ClientRequest, OAuthError> {
+    let basic = match authentication.and_then(|a| a.method) {
+        Some(pb::client_authentication::Method::Basic(basic)) => {
+            Some(BasicCredentials { client_id: basic.client_id, client_secret: basic.client_secret })
+        }
+        Some(pb::client_authentication::Method::None(_)) | None => None,
+    };
+    Ok(ClientRequest { params: params(form)?, basic })
 }

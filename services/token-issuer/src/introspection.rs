@@ -4,20 +4,19 @@
 use nmos_auth_core::grpc::{self, GrpcChannel};
 use nmos_auth_core::{ErrorCode, OAuthError, secret};
 use nmos_auth_proto as pb;
-use nmos_auth_proto::client_registry_client::ClientRegistryClient;
 use nmos_auth_proto::keys_client::KeysClient;
 use serde_json::{Map, Value, json};
 
 use crate::TokenIssuerService;
-use crate::request::Params;
+use crate::request::ClientRequest;
 
 /// The members of an access token that an introspection answer repeats.
 const ACCESS_MEMBERS: [&str; 8] = ["scope", "client_id", "exp", "iat", "nbf", "sub", "aud", "iss"];
 
 impl TokenIssuerService {
-    pub async fn introspect(&self, request: pb::IntrospectRequest) -> Result<Value, OAuthError> {
-        let params = Params::parse(request.params)?;
-        let client = self.authenticate(request.client_authentication, &params).await?;
+    pub async fn introspect(&self, request: ClientRequest) -> Result<Value, OAuthError> {
+        let client = self.authenticate(&request).await?;
+        let params = &request.params;
         if client.public {
             // Public clients cannot prove who they are; introspection would become a token oracle.
             return Err(OAuthError::new(ErrorCode::InvalidClient, "only confidential clients may introspect tokens"));
@@ -76,14 +75,9 @@ impl TokenIssuerService {
     /// user's token, whether the user still exists and is enabled: a token outlives neither.
     async fn issued_to_someone_still_here(&self, claims: &Map<String, Value>) -> Result<bool, OAuthError> {
         let client_id = claims.get("client_id").and_then(Value::as_str).unwrap_or_default();
-        let get_client = |mut clients: ClientRegistryClient<GrpcChannel>| async move {
-            clients.get_client(pb::GetClientRequest { client_id: client_id.to_owned() }).await
-        };
-        match grpc::idempotent(&self.peers.clients, get_client).await {
-            Ok(client) if client.get_ref().status != pb::ClientStatus::Pending as i32 => {}
-            Ok(_) => return Ok(false),
-            Err(status) if status.code() == tonic::Code::NotFound => return Ok(false),
-            Err(status) => return Err(OAuthError::from_status(&status)),
+        match self.client(client_id).await? {
+            Some(client) if !client.pending => {}
+            _ => return Ok(false),
         }
         // A client's own token names the client as its subject; any other subject is a user.
         let subject = claims.get("sub").and_then(Value::as_str).unwrap_or_default();

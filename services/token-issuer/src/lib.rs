@@ -4,7 +4,7 @@
 
 mod audit;
 mod claims;
-mod client;
+mod domain;
 mod grants;
 mod grpc;
 mod introspection;
@@ -26,8 +26,8 @@ use nmos_auth_proto::token_issuer_server::TokenIssuerServer;
 
 use crate::audit::AuditLog;
 use crate::claims::TokenPolicy;
-use crate::client::Client;
-use crate::request::{ClientAuth, Params};
+use crate::domain::{Client, User};
+use crate::request::{ClientAuth, ClientRequest, Tokens};
 use crate::store::{AuditEntry, IssuedFrom, TokenStore};
 
 /// A signed access token.
@@ -111,12 +111,8 @@ impl TokenIssuerService {
     }
 
     /// Authenticates the client of a token or revocation request through the registry.
-    async fn authenticate(
-        &self,
-        authentication: Option<pb::ClientAuthentication>,
-        params: &Params,
-    ) -> Result<Client, OAuthError> {
-        let auth = ClientAuth::from_request(authentication, params)?;
+    async fn authenticate(&self, request: &ClientRequest) -> Result<Client, OAuthError> {
+        let auth = ClientAuth::from_request(request)?;
         let client = self.peers.clients.clone().authenticate_client(auth.into_proto()).await;
         let client = Client::from_proto(client.map_err(|s| OAuthError::from_status(&s))?.into_inner())?;
         if client.pending {
@@ -128,25 +124,57 @@ impl TokenIssuerService {
         Ok(client)
     }
 
+    /// A registered client, or `None` if the registry has no such client.
+    pub(crate) async fn client(&self, client_id: &str) -> Result<Option<Client>, OAuthError> {
+        let get = |mut clients: ClientRegistryClient<GrpcChannel>| async move {
+            clients.get_client(pb::GetClientRequest { client_id: client_id.to_owned() }).await
+        };
+        match nmos_auth_core::grpc::idempotent(&self.peers.clients, get).await {
+            Ok(client) => Ok(Some(Client::from_proto(client.into_inner())?)),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(OAuthError::from_status(&status)),
+        }
+    }
+
+    /// The signed-in user, if the account still exists and is enabled (`invalid_grant`
+    /// otherwise: what the user approved no longer holds).
+    pub(crate) async fn user(&self, username: &str) -> Result<User, OAuthError> {
+        let get = |mut identity: IdentityClient<GrpcChannel>| async move {
+            identity.get_user(pb::GetUserRequest { username: username.to_owned() }).await
+        };
+        let user = nmos_auth_core::grpc::idempotent(&self.peers.identity, get)
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::NotFound => OAuthError::new(ErrorCode::InvalidGrant, "the user no longer exists"),
+                _ => OAuthError::from_status(&s),
+            })?
+            .into_inner();
+        if user.disabled {
+            return Err(OAuthError::new(ErrorCode::InvalidGrant, "the user's account is disabled"));
+        }
+        Ok(User::from_proto(user))
+    }
+
     /// RFC 6749 §4 and §5: checks the request, authenticates the client, runs the grant.
-    pub async fn token(&self, request: pb::TokenRequest) -> Result<pb::TokenResponse, OAuthError> {
-        let params = Params::parse(request.params)?;
+    /// `client_address` is the requester's IP address, for throttling password guesses.
+    pub async fn token(&self, request: ClientRequest, client_address: &str) -> Result<Tokens, OAuthError> {
+        let params = &request.params;
         let named = params
             .get("grant_type")
             .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "grant_type is required"))?;
         let unsupported =
             || OAuthError::new(ErrorCode::UnsupportedGrantType, format!("the grant type {named:?} is not supported"));
         let grant_type = GrantType::parse(named).ok_or_else(unsupported)?;
-        let client = self.authenticate(request.client_authentication, &params).await?;
+        let client = self.authenticate(&request).await?;
 
         let grant = match grant_type {
             GrantType::ClientCredentials => {
-                grants::client_credentials::authorize(&client, &params, &self.client_credentials_scopes)?
+                grants::client_credentials::authorize(&client, params, &self.client_credentials_scopes)?
             }
-            GrantType::AuthorizationCode => grants::authorization_code::exchange(self, &client, &params).await?,
-            GrantType::RefreshToken => grants::refresh_token::refresh(self, &client, &params).await?,
+            GrantType::AuthorizationCode => grants::authorization_code::exchange(self, &client, params).await?,
+            GrantType::RefreshToken => grants::refresh_token::refresh(self, &client, params).await?,
             GrantType::Password if self.legacy.password => {
-                grants::password::authorize(self, &client, &params, &request.client_address).await?
+                grants::password::authorize(self, &client, params, client_address).await?
             }
             // The implicit grant has no token request; the password grant only when switched on.
             GrantType::Password | GrantType::Implicit => return Err(unsupported()),
@@ -177,13 +205,11 @@ impl TokenIssuerService {
                 return Err(e);
             }
         };
-        let refresh_token = grant.refresh.map(|(token, _)| token).unwrap_or_default();
-        Ok(pb::TokenResponse {
+        Ok(Tokens {
             access_token: issued.jws,
-            token_type: "Bearer".into(),
             expires_in: self.policy.lifetime_secs,
             scope: issued.scope,
-            refresh_token,
+            refresh_token: grant.refresh.map(|(token, _)| token),
         })
     }
 

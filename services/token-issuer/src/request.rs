@@ -1,23 +1,23 @@
-//! A token request as the token endpoint received it: form parameters and client authentication.
+//! The token issuer's requests and answers as its domain code sees them (grpc.rs converts
+//! them from and to protobuf): form parameters, the client's credentials, and what the
+//! authorization endpoint decides.
 use std::collections::HashMap;
 
-use nmos_auth_core::{ErrorCode, OAuthError};
+use nmos_auth_core::{Access, ErrorCode, NmosApi, OAuthError, Scope};
 use nmos_auth_proto as pb;
 
 /// The form parameters, each at most once (RFC 6749 §3.1, §3.2).
 pub struct Params(HashMap<String, String>);
 
 impl Params {
-    pub fn parse(params: Vec<pb::TokenParam>) -> Result<Params, OAuthError> {
-        let mut map = HashMap::with_capacity(params.len());
-        for p in params {
-            if map.contains_key(&p.name) {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidRequest,
-                    format!("the parameter {} is repeated", p.name),
-                ));
+    /// The parameters as sent, in order; a repeated one is refused.
+    pub fn new(params: impl IntoIterator<Item = (String, String)>) -> Result<Params, OAuthError> {
+        let mut map = HashMap::new();
+        for (name, value) in params {
+            if map.contains_key(&name) {
+                return Err(OAuthError::new(ErrorCode::InvalidRequest, format!("the parameter {name} is repeated")));
             }
-            map.insert(p.name, p.value);
+            map.insert(name, value);
         }
         Ok(Params(map))
     }
@@ -26,6 +26,59 @@ impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
+}
+
+/// HTTP Basic credentials, as the gateway decoded them (RFC 6749 §2.3.1).
+pub struct BasicCredentials {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// A request a client makes of the token, revocation or introspection endpoint: its form, and
+/// the HTTP Basic credentials it sent, if any.
+pub struct ClientRequest {
+    pub params: Params,
+    pub basic: Option<BasicCredentials>,
+}
+
+/// RFC 6749 §5.1: what a successful token request answers.
+#[derive(Debug)]
+pub struct Tokens {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub scope: String,
+    pub refresh_token: Option<String>,
+}
+
+/// What the signed-in user decided on the consent page, or a check before it is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Validate the request and say what the user would be asked to approve.
+    Check,
+    Approve,
+    Deny,
+}
+
+/// What the user is asked to approve.
+#[derive(Debug)]
+pub struct Consent {
+    pub client_id: String,
+    pub client_name: String,
+    pub redirect_uri: String,
+    /// The scope the token would carry: the request's, narrowed to the user's rights.
+    pub scope: Scope,
+    /// What each API in that scope would allow.
+    pub rights: Vec<(NmosApi, Access)>,
+    /// Requested APIs the user has no rights to, left out of the token.
+    pub withheld: Vec<NmosApi>,
+}
+
+/// The authorization endpoint's answer.
+#[derive(Debug)]
+pub enum Authorized {
+    Consent(Consent),
+    /// Where to send the browser: the client's redirect URI with a code, a token or an error.
+    Redirect(String),
 }
 
 /// RFC 7521 §4.2: the only client assertion type accepted.
@@ -54,16 +107,15 @@ pub enum ClientAuth {
 }
 
 impl ClientAuth {
-    pub fn from_request(auth: Option<pb::ClientAuthentication>, params: &Params) -> Result<ClientAuth, OAuthError> {
+    pub fn from_request(request: &ClientRequest) -> Result<ClientAuth, OAuthError> {
         let invalid_client = |why: &str| OAuthError::new(ErrorCode::InvalidClient, why);
-        let method = auth.and_then(|a| a.method);
+        let (params, basic) = (&request.params, request.basic.as_ref());
         // RFC 6749 §2.3: one authentication method per request.
         let two_methods =
             || OAuthError::new(ErrorCode::InvalidRequest, "use one client authentication method, not two");
         match (params.get("client_assertion"), params.get("client_assertion_type")) {
             (Some(assertion), Some(ASSERTION_TYPE)) => {
-                let basic = matches!(method, Some(pb::client_authentication::Method::Basic(_)));
-                if basic || params.get("client_secret").is_some() {
+                if basic.is_some() || params.get("client_secret").is_some() {
                     return Err(two_methods());
                 }
                 let client_id = params.get("client_id").unwrap_or_default().to_owned();
@@ -79,23 +131,23 @@ impl ClientAuth {
         }
         if let Some(secret) = params.get("client_secret") {
             // RFC 6749 §2.3: one authentication method per request.
-            if matches!(method, Some(pb::client_authentication::Method::Basic(_))) {
+            if basic.is_some() {
                 return Err(two_methods());
             }
             let client_id = params.get("client_id").ok_or_else(|| invalid_client("client_id is required"))?;
             return Ok(ClientAuth::Post { client_id: client_id.to_owned(), client_secret: secret.to_owned() });
         }
-        match method {
-            Some(pb::client_authentication::Method::Basic(basic)) => {
+        match basic {
+            Some(basic) => {
                 if params.get("client_id").is_some_and(|id| id != basic.client_id) {
                     return Err(OAuthError::new(
                         ErrorCode::InvalidRequest,
                         "client_id differs from the client authenticated with HTTP Basic",
                     ));
                 }
-                Ok(ClientAuth::Basic { client_id: basic.client_id, client_secret: basic.client_secret })
+                Ok(ClientAuth::Basic { client_id: basic.client_id.clone(), client_secret: basic.client_secret.clone() })
             }
-            Some(pb::client_authentication::Method::None(_)) | None => match params.get("client_id") {
+            None => match params.get("client_id") {
                 Some(id) => Ok(ClientAuth::Public { client_id: id.to_owned() }),
                 None => Err(invalid_client("client authentication is required")),
             },

@@ -7,7 +7,7 @@ use nmos_auth_proto as pb;
 use serde_json::Value;
 
 use crate::TokenIssuerService;
-use crate::request::Params;
+use crate::request::ClientRequest;
 
 impl TokenIssuerService {
     /// The `jti`, `exp` and `client_id` of an access token this server signed (checked by the
@@ -31,9 +31,9 @@ impl TokenIssuerService {
         })())
     }
 
-    pub async fn revoke(&self, request: pb::RevokeRequest) -> Result<(), OAuthError> {
-        let params = Params::parse(request.params)?;
-        let client = self.authenticate(request.client_authentication, &params).await?;
+    pub async fn revoke(&self, request: ClientRequest) -> Result<(), OAuthError> {
+        let client = self.authenticate(&request).await?;
+        let params = &request.params;
         // The IS-10 RAML calls the parameter access_token; RFC 7009 calls it token.
         let token = params
             .get("token")

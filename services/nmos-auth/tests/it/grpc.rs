@@ -3,6 +3,7 @@
 //! (`internal_transport = "loopback"`), which carries the HTTP flows in these tests too.
 use nmos_auth_core::config::InternalTransport;
 use nmos_auth_core::{ErrorCode, OAuthError};
+use nmos_auth_identity::IdentityError;
 use nmos_auth_proto as pb;
 use nmos_auth_proto::client_registry_client::ClientRegistryClient;
 use nmos_auth_proto::identity_client::IdentityClient;
@@ -35,7 +36,7 @@ async fn first_sign_up_is_atomic(backend: Backend) {
                 assert!(user.admin);
                 admins += 1;
             }
-            Err(status) => assert_eq!(status.code(), Code::FailedPrecondition, "sign-up is closed after the first"),
+            Err(e) => assert!(matches!(e, IdentityError::SignUpClosed), "sign-up is closed after the first: {e}"),
         }
     }
     assert_eq!(admins, 1);

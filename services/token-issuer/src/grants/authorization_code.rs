@@ -4,17 +4,14 @@ use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nmos_auth_core::capabilities::PKCE_METHODS;
-use nmos_auth_core::grpc::{self, GrpcChannel};
 use nmos_auth_core::secret::{self, random_token};
-use nmos_auth_core::{AccessRights, ErrorCode, GrantType, OAuthError, Scope};
-use nmos_auth_proto as pb;
-use nmos_auth_proto::identity_client::IdentityClient;
+use nmos_auth_core::{ErrorCode, GrantType, OAuthError, Scope};
 
 use crate::TokenIssuerService;
 use crate::claims::user_claims;
-use crate::client::Client;
+use crate::domain::Client;
 use crate::grants::{Grant, UsedUp, give_back, refresh_token, some_right_left};
-use crate::request::Params;
+use crate::request::{Authorized, Consent, Decision, Params};
 use crate::store::{CodeRow, CodeUse};
 
 /// Codes live this long (RFC 6749 §4.1.2 recommends at most ten minutes).
@@ -42,7 +39,7 @@ fn invalid_request(description: impl Into<String>) -> OAuthError {
 
 /// The client's redirect URI with the outcome added to its query (RFC 6749 §4.1.2), or to
 /// its fragment for the implicit grant (§4.2.2).
-fn redirect(checked: &Checked, outcome: &[(&str, &str)], fragment: bool) -> Result<pb::AuthorizeResponse, OAuthError> {
+fn redirect(checked: &Checked, outcome: &[(&str, &str)], fragment: bool) -> Result<Authorized, OAuthError> {
     let mut url = url::Url::parse(&checked.redirect_uri).map_err(OAuthError::internal)?;
     let mut pairs: Vec<(&str, &str)> = outcome.to_vec();
     if let Some(state) = &checked.state {
@@ -54,10 +51,10 @@ fn redirect(checked: &Checked, outcome: &[(&str, &str)], fragment: bool) -> Resu
     } else {
         url.query_pairs_mut().extend_pairs(pairs);
     }
-    Ok(pb::AuthorizeResponse { outcome: Some(pb::authorize_response::Outcome::Redirect(url.into())) })
+    Ok(Authorized::Redirect(url.into()))
 }
 
-fn error_redirect(checked: &Checked, error: &OAuthError, fragment: bool) -> Result<pb::AuthorizeResponse, OAuthError> {
+fn error_redirect(checked: &Checked, error: &OAuthError, fragment: bool) -> Result<Authorized, OAuthError> {
     let description = error.description.clone().unwrap_or_default();
     redirect(checked, &[("error", error.code.as_str()), ("error_description", &description)], fragment)
 }
@@ -72,18 +69,7 @@ impl TokenIssuerService {
     /// redirect (RFC 6749 §4.1.2.1).
     async fn check_client(&self, params: &Params) -> Result<Checked, OAuthError> {
         let client_id = params.get("client_id").ok_or_else(|| invalid_request("client_id is required"))?;
-        let client = self
-            .peers
-            .clients
-            .clone()
-            .get_client(pb::GetClientRequest { client_id: client_id.to_owned() })
-            .await
-            .map_err(|s| match s.code() {
-                tonic::Code::NotFound => invalid_request("unknown client_id"),
-                _ => OAuthError::from_status(&s),
-            })?
-            .into_inner();
-        let client = Client::from_proto(client)?;
+        let client = self.client(client_id).await?.ok_or_else(|| invalid_request("unknown client_id"))?;
         if client.pending {
             // Its redirect URIs have not been vetted: never redirect there.
             return Err(invalid_request("this application is waiting for an administrator's approval"));
@@ -148,9 +134,14 @@ impl TokenIssuerService {
         Ok(Valid { implicit, scope, challenge })
     }
 
-    /// RFC 6749 §4.1.1–4.1.2 for a signed-in user.
-    pub async fn authorize(&self, request: pb::AuthorizeRequest) -> Result<pb::AuthorizeResponse, OAuthError> {
-        let params = Params::parse(request.params)?;
+    /// RFC 6749 §4.1.1–4.1.2 for `username`, signed in: the request's `params`, and what the
+    /// user decided.
+    pub async fn authorize(
+        &self,
+        params: Params,
+        username: &str,
+        decision: Decision,
+    ) -> Result<Authorized, OAuthError> {
         let checked = self.check_client(&params).await?;
         let valid = match self.check_request(&checked, &params) {
             Ok(valid) => valid,
@@ -159,29 +150,18 @@ impl TokenIssuerService {
                 return error_redirect(&checked, &e, fragment);
             }
         };
-        let user = self.user(&request.username).await?;
-        let rights = AccessRights::from_proto(&user.rights);
-        let grantable = rights.grantable(&valid.scope);
-        let decision = pb::AuthorizeDecision::try_from(request.decision).unwrap_or(pb::AuthorizeDecision::Unspecified);
+        let user = self.user(username).await?;
+        let grantable = user.rights.grantable(&valid.scope);
         match decision {
-            pb::AuthorizeDecision::Check => {
-                let rights = grantable.apis().iter().map(|api| pb::ApiRight {
-                    api: api.as_str().to_owned(),
-                    access: rights.to_proto().iter().find(|r| r.api == api.as_str()).map(|r| r.access).unwrap_or(0),
-                });
-                let withheld = valid.scope.apis().iter().filter(|api| !grantable.contains(**api));
-                Ok(pb::AuthorizeResponse {
-                    outcome: Some(pb::authorize_response::Outcome::Consent(pb::ConsentPrompt {
-                        client_id: checked.client.id.clone(),
-                        client_name: checked.client.name.clone(),
-                        redirect_uri: checked.redirect_uri.clone(),
-                        scope: grantable.to_string(),
-                        rights: rights.collect(),
-                        withheld: withheld.map(|api| api.as_str().to_owned()).collect(),
-                    })),
-                })
-            }
-            pb::AuthorizeDecision::Deny => {
+            Decision::Check => Ok(Authorized::Consent(Consent {
+                rights: grantable.apis().iter().map(|api| (*api, user.rights.get(*api))).collect(),
+                withheld: valid.scope.apis().iter().copied().filter(|api| !grantable.contains(*api)).collect(),
+                client_id: checked.client.id,
+                client_name: checked.client.name,
+                redirect_uri: checked.redirect_uri,
+                scope: grantable,
+            })),
+            Decision::Deny => {
                 tracing::info!(target: "audit", event = "authorization_denied", client_id = %checked.client.id, username = %user.username, "the user denied access");
                 error_redirect(
                     &checked,
@@ -189,12 +169,12 @@ impl TokenIssuerService {
                     valid.implicit,
                 )
             }
-            pb::AuthorizeDecision::Approve if grantable.is_empty() => error_redirect(
+            Decision::Approve if grantable.is_empty() => error_redirect(
                 &checked,
                 &OAuthError::new(ErrorCode::AccessDenied, "the user has no rights to any of the requested APIs"),
                 valid.implicit,
             ),
-            pb::AuthorizeDecision::Approve if valid.implicit => {
+            Decision::Approve if valid.implicit => {
                 let claims = user_claims(&user, &checked.client.id, &valid.scope);
                 let issued = self.issue(GrantType::Implicit, &checked.client.id, claims).await?;
                 let expires_in = self.policy.lifetime_secs.to_string();
@@ -206,7 +186,7 @@ impl TokenIssuerService {
                 ];
                 redirect(&checked, &outcome, true)
             }
-            pb::AuthorizeDecision::Approve => {
+            Decision::Approve => {
                 let code = random_token::<32>();
                 let (code_challenge, code_challenge_method) = match &valid.challenge {
                     Some((challenge, method)) => (Some(challenge.clone()), Some((*method).to_owned())),
@@ -229,26 +209,7 @@ impl TokenIssuerService {
                 tracing::info!(target: "audit", event = "authorization_granted", client_id = %checked.client.id, username = %user.username, scope = %grantable, "the user approved access");
                 redirect(&checked, &[("code", &code)], false)
             }
-            pb::AuthorizeDecision::Unspecified => Err(invalid_request("no decision")),
         }
-    }
-
-    /// The signed-in user, if the account is still enabled.
-    pub(crate) async fn user(&self, username: &str) -> Result<pb::User, OAuthError> {
-        let get = |mut identity: IdentityClient<GrpcChannel>| async move {
-            identity.get_user(pb::GetUserRequest { username: username.to_owned() }).await
-        };
-        let user = grpc::idempotent(&self.peers.identity, get)
-            .await
-            .map_err(|s| match s.code() {
-                tonic::Code::NotFound => OAuthError::new(ErrorCode::InvalidGrant, "the user no longer exists"),
-                _ => OAuthError::from_status(&s),
-            })?
-            .into_inner();
-        if user.disabled {
-            return Err(OAuthError::new(ErrorCode::InvalidGrant, "the user's account is disabled"));
-        }
-        Ok(user)
     }
 }
 

@@ -7,7 +7,7 @@ use nmos_auth_core::{Access, AccessRights, ErrorCode, GrantType, OAuthError, Sco
 use serde_json::{Map, Value, json};
 
 use crate::claims::Claims;
-use crate::client::Client;
+use crate::domain::Client;
 use crate::grants::Grant;
 use crate::request::Params;
 

@@ -7,7 +7,7 @@ use nmos_auth_proto as pb;
 
 use crate::TokenIssuerService;
 use crate::claims::user_claims;
-use crate::client::Client;
+use crate::domain::{Client, User};
 use crate::grants::{Grant, refresh_token};
 use crate::request::Params;
 
@@ -32,7 +32,7 @@ pub async fn authorize(
         client_address: client_address.to_owned(),
     };
     let user = match service.peers.identity.clone().verify_password(request).await {
-        Ok(user) => user.into_inner(),
+        Ok(user) => User::from_proto(user.into_inner()),
         Err(status) => {
             return Err(match status.code() {
                 tonic::Code::Unauthenticated => OAuthError::new(ErrorCode::InvalidGrant, "wrong username or password"),

@@ -6,7 +6,7 @@ use nmos_auth_core::{ErrorCode, GrantType, OAuthError, Scope};
 
 use crate::TokenIssuerService;
 use crate::claims::user_claims;
-use crate::client::Client;
+use crate::domain::Client;
 use crate::grants::{Grant, some_right_left};
 use crate::request::Params;
 use crate::store::FamilyRow;

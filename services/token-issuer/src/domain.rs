@@ -1,6 +1,7 @@
-//! A client as the token issuer's grants see it: the registry's answer, parsed once where it
-//! arrives, so that the grants work on types rather than on strings and protobuf numbers.
-use nmos_auth_core::{GrantType, NmosApi, OAuthError, Scope};
+//! Clients and users as the token issuer's grants see them: the registry's and the identity
+//! service's answers, parsed once where they arrive, so that the grants work on types rather
+//! than on strings and protobuf numbers.
+use nmos_auth_core::{AccessRights, GrantType, NmosApi, OAuthError, Scope};
 use nmos_auth_proto as pb;
 
 /// An administrator's policy for a machine client's client_credentials tokens.
@@ -66,6 +67,20 @@ impl Client {
     /// Whether it registered for `grant`.
     pub fn may_use(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+}
+
+/// A user of the identity service, with their rights per API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub username: String,
+    pub rights: AccessRights,
+    pub disabled: bool,
+}
+
+impl User {
+    pub fn from_proto(user: pb::User) -> User {
+        User { rights: AccessRights::from_proto(&user.rights), username: user.username, disabled: user.disabled }
     }
 }
 
