@@ -154,7 +154,12 @@ impl KeysService {
             );
         }
         // Finding primes takes long enough to stall every request on this runtime thread.
+        let started = nmos_auth_core::now_unix();
         let pkcs8 = tokio::task::spawn_blocking(keyring::generate_pkcs8).await??;
+        // The lead counts from publication: a slow search for primes (a loaded machine) must
+        // not shorten the time other replicas and resource servers have to see the key.
+        let activate_at =
+            if activate_at > started { activate_at + (nmos_auth_core::now_unix() - started) } else { activate_at };
         let key = keyring::stored(&self.kek, &pkcs8, None, generation, activate_at)?;
         if self.store.insert(&key).await? {
             tracing::info!(kid = %key.kid, generation, activate_at, "new signing key (RSA-2048, RS512) published");

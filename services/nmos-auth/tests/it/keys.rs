@@ -50,12 +50,15 @@ async fn token(app: &TestApp, client: &(String, String)) -> String {
     r.expect_json(200).await["access_token"].as_str().unwrap().to_owned()
 }
 
-/// Rotation every 4 s, keys published 2 s ahead: a resource server refreshing its keys every
-/// second sees every token verify, through several rotations, while tokens are issued.
+/// Rotation every 5 s, keys published 4 s ahead: a resource server refreshing its keys every
+/// second sees every token verify, through several rotations, while tokens are issued. (The
+/// lead outlasts what a key takes to reach it: the schedule counts whole seconds, so up to one
+/// is lost, then up to a second until the replica that the gateway asks re-reads the keys, and
+/// up to a second until this resource server refreshes.)
 async fn rotation_rejects_no_valid_token(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| {
-        c.key_rotation_period = 4;
-        c.key_publish_lead = 2;
+        c.key_rotation_period = 5;
+        c.key_publish_lead = 4;
         c.key_retire_grace = 1;
         c.access_token_lifetime = 30;
     })
@@ -65,7 +68,7 @@ async fn rotation_rejects_no_valid_token(backend: Backend) {
     let started = Instant::now();
     let mut last_refresh = Instant::now();
     let (mut issued, mut rejected, mut kids) = (0, Vec::new(), BTreeSet::new());
-    while started.elapsed() < Duration::from_secs(14) {
+    while started.elapsed() < Duration::from_secs(15) {
         if last_refresh.elapsed() >= Duration::from_secs(1) {
             *cache.write().await = fetch_keys(&app).await;
             last_refresh = Instant::now();

@@ -97,9 +97,12 @@ async fn an_nmos_api_checks_real_tokens(backend: Backend) {
 }
 
 async fn rotation_is_followed_and_an_outage_ridden_out(backend: Backend) {
+    // The lead must outlast the second keys replica's re-read (every second) on the split
+    // deployment, whose gateway publishes that replica's set: a key is published some time
+    // between lead - 1 and lead seconds before it signs (the schedule counts whole seconds).
     let app = TestApp::spawn_with(backend, |c| {
-        c.key_rotation_period = 3;
-        c.key_publish_lead = 1;
+        c.key_rotation_period = 4;
+        c.key_publish_lead = 3;
         c.key_retire_grace = 1;
         c.access_token_lifetime = 30;
     })
@@ -109,7 +112,7 @@ async fn rotation_is_followed_and_an_outage_ridden_out(backend: Backend) {
     let form = [("grant_type", "client_credentials"), ("scope", "registration")];
     let started = Instant::now();
     let (mut kids, mut rejected, mut last) = (std::collections::BTreeSet::new(), Vec::new(), String::new());
-    while started.elapsed() < Duration::from_secs(8) {
+    while started.elapsed() < Duration::from_secs(9) {
         let r = app.token(&id, &secret, &form).await;
         let token = r.expect_json(200).await["access_token"].as_str().unwrap().to_owned();
         kids.insert(jsonwebtoken::decode_header(&token).unwrap().kid.unwrap());
