@@ -120,14 +120,25 @@ pub fn free_listener() -> TcpListener {
 /// listener is dropped. It is chosen below the kernel's ephemeral range: a port from that range
 /// (what binding port 0 gives) can be taken, once let go, by the local end of any outgoing
 /// connection on the machine, and the restarted process would find it in use.
+///
+/// No port is handed out twice in one test run: a port is let go before the process that is
+/// to bind it starts (and a restarted process binds its old ports again), and meanwhile a test
+/// running alongside must not be given it.
 pub fn stable_listener() -> TcpListener {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
     let ephemeral: u16 = range.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(32768);
     assert!(ephemeral > 2048, "the ephemeral port range starts at {ephemeral}: no room below it");
     let (low, high) = (1024.max(ephemeral.saturating_sub(15_000)), ephemeral);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    assert!(handed_out.len() < usize::from(high - low) / 2, "the test run has used up its ports");
     loop {
-        let random = u16::from_le_bytes(nmos_auth_core::secret::random_bytes::<2>());
-        if let Ok(listener) = TcpListener::bind(("127.0.0.1", low + random % (high - low))) {
+        let port = low + u16::from_le_bytes(nmos_auth_core::secret::random_bytes::<2>()) % (high - low);
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            handed_out.push(port);
             return listener;
         }
     }
