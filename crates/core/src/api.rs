@@ -53,6 +53,45 @@ impl fmt::Display for GrantType {
     }
 }
 
+/// A client's redirect URI (RFC 6749 §3.1.2): an absolute http or https URL with a host, no
+/// fragment and no wildcard. It is kept exactly as the client registered it, because it is
+/// compared byte for byte, never normalised (RFC 9700 §4.1.1: exact matching).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct RedirectUri(String);
+
+impl RedirectUri {
+    /// Checks a redirect URI; the error says what is wrong with it.
+    pub fn parse(value: &str) -> Result<RedirectUri, String> {
+        let url = url::Url::parse(value).map_err(|_| "is not an absolute URI".to_owned())?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err("must be an http or https URL".into());
+        }
+        if url.fragment().is_some() {
+            return Err("must not have a fragment".into());
+        }
+        if value.contains('*') {
+            return Err("must not contain wildcards; redirect URIs are matched exactly".into());
+        }
+        Ok(RedirectUri(value.to_owned()))
+    }
+
+    /// Whether `sent` (an authorization or token request's `redirect_uri`) is this URI.
+    pub fn is(&self, sent: &str) -> bool {
+        self.0 == sent
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RedirectUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// An NMOS API namespace, as in `/x-nmos/<api>/` and in the `x-nmos-<api>` claim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NmosApi {
@@ -294,6 +333,32 @@ impl AccessRights {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirect_uris_are_checked_then_matched_exactly() {
+        let uri = RedirectUri::parse("http://127.0.0.1:18086/x-authorization/callback").unwrap();
+        assert!(uri.is("http://127.0.0.1:18086/x-authorization/callback"));
+        for near in [
+            "http://127.0.0.1:18086/x-authorization/callback/",
+            "http://127.0.0.1:18086/x-authorization/Callback",
+            "http://127.0.0.1:18086/x-authorization/callback?x=1",
+            "HTTP://127.0.0.1:18086/x-authorization/callback",
+            "http://127.0.0.1:18086/x-authorization/%63allback",
+        ] {
+            assert!(!uri.is(near), "{near}");
+        }
+        for (bad, why) in [
+            ("/relative/cb", "absolute"),
+            ("urn:example:cb", "http or https"),
+            ("https://c.example/cb#frag", "fragment"),
+            ("https://*.example/cb", "wildcards"),
+        ] {
+            let said = RedirectUri::parse(bad).unwrap_err();
+            assert!(said.contains(why), "{bad}: {said}");
+        }
+        let stored = serde_json::to_value(&uri).unwrap();
+        assert_eq!(stored, Value::from(uri.as_str()), "stored as the plain string");
+    }
 
     #[test]
     fn grant_types_read_back_as_written_and_nothing_else() {

@@ -16,7 +16,7 @@ fn client_to_proto(client: &Client) -> pb::Client {
         client_id_issued_at: client.issued_at,
         client_secret_expires_at: 0,
         client_name: m.client_name.clone(),
-        redirect_uris: m.redirect_uris.clone(),
+        redirect_uris: m.redirect_uris.iter().map(|u| u.as_str().to_owned()).collect(),
         grant_types: m.grant_types.iter().map(|g| g.as_str().to_owned()).collect(),
         response_types: m.response_types.clone(),
         scope: m.scope.clone(),

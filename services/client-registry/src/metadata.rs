@@ -1,7 +1,7 @@
 //! RFC 7591 client metadata: parsed once, so that registered metadata is always valid.
 pub use nmos_auth_core::GrantType;
 use nmos_auth_core::config::LegacyGrants;
-use nmos_auth_core::{ErrorCode, OAuthError, Scope};
+use nmos_auth_core::{ErrorCode, OAuthError, RedirectUri, Scope};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
@@ -52,7 +52,7 @@ impl AuthMethod {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientMetadata {
     pub client_name: String,
-    pub redirect_uris: Vec<String>,
+    pub redirect_uris: Vec<RedirectUri>,
     pub grant_types: Vec<GrantType>,
     pub response_types: Vec<String>,
     pub scope: String,
@@ -138,20 +138,9 @@ fn web_url(value: &str, name: &str) -> Result<Url, OAuthError> {
     Ok(url)
 }
 
-fn redirect_uri(value: &str) -> Result<String, OAuthError> {
-    let invalid = |why: &str| OAuthError::new(ErrorCode::InvalidRedirectUri, format!("redirect URI {value:?} {why}"));
-    let url = Url::parse(value).map_err(|_| invalid("is not an absolute URI"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(invalid("must be an http or https URL"));
-    }
-    if url.fragment().is_some() {
-        return Err(invalid("must not have a fragment"));
-    }
-    if value.contains('*') {
-        return Err(invalid("must not contain wildcards; redirect URIs are matched exactly"));
-    }
-    // Stored exactly as sent: redirect URIs are compared byte for byte later.
-    Ok(value.to_owned())
+fn redirect_uri(value: &str) -> Result<RedirectUri, OAuthError> {
+    RedirectUri::parse(value)
+        .map_err(|why| OAuthError::new(ErrorCode::InvalidRedirectUri, format!("redirect URI {value:?} {why}")))
 }
 
 /// Parses and checks registration metadata. Metadata this server does not understand is

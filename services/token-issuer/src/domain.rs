@@ -1,7 +1,7 @@
 //! Clients and users as the token issuer's grants see them: the registry's and the identity
 //! service's answers, parsed once where they arrive, so that the grants work on types rather
 //! than on strings and protobuf numbers.
-use nmos_auth_core::{AccessRights, GrantType, NmosApi, OAuthError, Scope};
+use nmos_auth_core::{AccessRights, GrantType, NmosApi, OAuthError, RedirectUri, Scope};
 use nmos_auth_proto as pb;
 
 /// An administrator's policy for a machine client's client_credentials tokens.
@@ -26,7 +26,7 @@ pub struct Client {
     pub public: bool,
     /// Registered in approval mode and not approved yet: no tokens.
     pub pending: bool,
-    pub redirect_uris: Vec<String>,
+    pub redirect_uris: Vec<RedirectUri>,
     /// The scope it registered for.
     pub scope: Scope,
     pub policy: Option<Policy>,
@@ -59,7 +59,12 @@ impl Client {
             scope: Scope::parse(&client.scope).map_err(OAuthError::internal)?,
             id: client.client_id,
             name: client.client_name,
-            redirect_uris: client.redirect_uris,
+            redirect_uris: client
+                .redirect_uris
+                .iter()
+                .map(|u| RedirectUri::parse(u))
+                .collect::<Result<_, _>>()
+                .map_err(OAuthError::internal)?,
             policy,
         })
     }

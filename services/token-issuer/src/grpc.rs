@@ -39,7 +39,7 @@ impl TokenIssuer for TokenIssuerService {
             Authorized::Consent(consent) => pb::authorize_response::Outcome::Consent(pb::ConsentPrompt {
                 client_id: consent.client_id,
                 client_name: consent.client_name,
-                redirect_uri: consent.redirect_uri,
+                redirect_uri: consent.redirect_uri.to_string(),
                 scope: consent.scope.to_string(),
                 rights: consent
                     .rights

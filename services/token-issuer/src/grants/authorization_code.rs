@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nmos_auth_core::capabilities::PKCE_METHODS;
 use nmos_auth_core::secret::{self, random_token};
-use nmos_auth_core::{ErrorCode, GrantType, OAuthError, Scope};
+use nmos_auth_core::{ErrorCode, GrantType, OAuthError, RedirectUri, Scope};
 
 use crate::TokenIssuerService;
 use crate::claims::user_claims;
@@ -20,7 +20,7 @@ const CODE_LIFETIME_SECS: i64 = 60;
 /// An authorization request whose client and redirect URI are trusted.
 struct Checked {
     client: Client,
-    redirect_uri: String,
+    redirect_uri: RedirectUri,
     redirect_uri_sent: bool,
     state: Option<String>,
 }
@@ -40,7 +40,7 @@ fn invalid_request(description: impl Into<String>) -> OAuthError {
 /// The client's redirect URI with the outcome added to its query (RFC 6749 §4.1.2), or to
 /// its fragment for the implicit grant (§4.2.2).
 fn redirect(checked: &Checked, outcome: &[(&str, &str)], fragment: bool) -> Result<Authorized, OAuthError> {
-    let mut url = url::Url::parse(&checked.redirect_uri).map_err(OAuthError::internal)?;
+    let mut url = url::Url::parse(checked.redirect_uri.as_str()).map_err(OAuthError::internal)?;
     let mut pairs: Vec<(&str, &str)> = outcome.to_vec();
     if let Some(state) = &checked.state {
         pairs.push(("state", state));
@@ -75,8 +75,10 @@ impl TokenIssuerService {
             return Err(invalid_request("this application is waiting for an administrator's approval"));
         }
         let (redirect_uri, sent) = match params.get("redirect_uri") {
-            Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => (uri.to_owned(), true),
-            Some(_) => return Err(invalid_request("redirect_uri is not one this client registered")),
+            Some(uri) => match client.redirect_uris.iter().find(|r| r.is(uri)) {
+                Some(registered) => (registered.clone(), true),
+                None => return Err(invalid_request("redirect_uri is not one this client registered")),
+            },
             None if client.redirect_uris.len() == 1 => (client.redirect_uris[0].clone(), false),
             None => return Err(invalid_request("redirect_uri is required")),
         };
@@ -197,7 +199,7 @@ impl TokenIssuerService {
                         digest: secret::digest(&code),
                         client_id: checked.client.id.clone(),
                         username: user.username.clone(),
-                        redirect_uri: checked.redirect_uri.clone(),
+                        redirect_uri: checked.redirect_uri.to_string(),
                         redirect_uri_sent: checked.redirect_uri_sent,
                         // What the user saw and approved: the request narrowed to their rights.
                         scope: grantable.to_string(),
