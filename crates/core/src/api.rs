@@ -53,6 +53,29 @@ impl fmt::Display for GrantType {
     }
 }
 
+/// A client's identifier (RFC 6749 §2.2): issued by the client registry, opaque to everyone
+/// else, and compared only with another `ClientId`. Request parameters and stored rows become one
+/// where they are read.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn new(id: impl Into<String>) -> ClientId {
+        ClientId(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A client's redirect URI (RFC 6749 §3.1.2): an absolute http or https URL with a host, no
 /// fragment and no wildcard. It is kept exactly as the client registered it, because it is
 /// compared byte for byte, never normalised (RFC 9700 §4.1.1: exact matching).

@@ -15,7 +15,7 @@ pub mod sealing;
 pub mod secret;
 pub mod telemetry;
 
-pub use api::{Access, AccessRights, GrantType, NmosApi, RedirectUri, Scope};
+pub use api::{Access, AccessRights, ClientId, GrantType, NmosApi, RedirectUri, Scope};
 pub use config::Config;
 pub use error::{ErrorCode, OAuthError};
 

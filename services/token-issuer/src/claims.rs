@@ -1,6 +1,6 @@
 //! The IS-10 access token claims set (IS-10 §4.4, is-10.md §1.12).
-use nmos_auth_core::Scope;
 use nmos_auth_core::api::ADMIN_SCOPE;
+use nmos_auth_core::{ClientId, Scope};
 use serde_json::{Map, Value, json};
 
 use crate::domain::User;
@@ -19,7 +19,7 @@ pub struct TokenPolicy {
 
 pub struct Claims {
     pub subject: String,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub scope: Scope,
     /// The `x-nmos-<api>` objects; never empty ones.
     pub permissions: Map<String, Value>,
@@ -65,11 +65,11 @@ impl TokenPolicy {
 
 /// A user's token: the requested scope narrowed to the APIs the user has rights to, with one
 /// `x-nmos-<api>` claim per API carrying exactly those rights.
-pub fn user_claims(user: &User, client_id: &str, requested: &Scope) -> Claims {
+pub fn user_claims(user: &User, client_id: &ClientId, requested: &Scope) -> Claims {
     let scope = user.rights.grantable(requested);
     Claims {
         subject: user.username.clone(),
-        client_id: client_id.to_owned(),
+        client_id: client_id.clone(),
         permissions: user.rights.claims_for(&scope),
         scope,
         audience: None,

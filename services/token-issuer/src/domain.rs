@@ -1,7 +1,7 @@
 //! Clients and users as the token issuer's grants see them: the registry's and the identity
 //! service's answers, parsed once where they arrive, so that the grants work on types rather
 //! than on strings and protobuf numbers.
-use nmos_auth_core::{AccessRights, GrantType, NmosApi, OAuthError, RedirectUri, Scope};
+use nmos_auth_core::{AccessRights, ClientId, GrantType, NmosApi, OAuthError, RedirectUri, Scope};
 use nmos_auth_proto as pb;
 
 /// An administrator's policy for a machine client's client_credentials tokens.
@@ -19,7 +19,7 @@ pub struct Policy {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Client {
-    pub id: String,
+    pub id: ClientId,
     pub name: String,
     pub grant_types: Vec<GrantType>,
     /// A public client (`token_endpoint_auth_method` none): it cannot keep a secret.
@@ -57,7 +57,7 @@ impl Client {
             pending: client.status == pb::ClientStatus::Pending as i32,
             grant_types: client.grant_types.iter().filter_map(|g| GrantType::parse(g)).collect(),
             scope: Scope::parse(&client.scope).map_err(OAuthError::internal)?,
-            id: client.client_id,
+            id: ClientId::new(client.client_id),
             name: client.client_name,
             redirect_uris: client
                 .redirect_uris

@@ -37,7 +37,7 @@ impl TokenIssuer for TokenIssuerService {
         let outcome = match self.authorize(params(r.params)?, &r.username, decision).await? {
             Authorized::Redirect(url) => pb::authorize_response::Outcome::Redirect(url),
             Authorized::Consent(consent) => pb::authorize_response::Outcome::Consent(pb::ConsentPrompt {
-                client_id: consent.client_id,
+                client_id: consent.client_id.to_string(),
                 client_name: consent.client_name,
                 redirect_uri: consent.redirect_uri.to_string(),
                 scope: consent.scope.to_string(),

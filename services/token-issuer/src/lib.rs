@@ -17,7 +17,7 @@ use std::sync::Arc;
 use nmos_auth_core::db::Db;
 use nmos_auth_core::grpc::GrpcChannel;
 use nmos_auth_core::housekeeping::Purge;
-use nmos_auth_core::{Config, ErrorCode, GrantType, OAuthError, Scope};
+use nmos_auth_core::{ClientId, Config, ErrorCode, GrantType, OAuthError, Scope};
 use nmos_auth_proto as pb;
 use nmos_auth_proto::client_registry_client::ClientRegistryClient;
 use nmos_auth_proto::identity_client::IdentityClient;
@@ -217,7 +217,7 @@ impl TokenIssuerService {
     pub(crate) async fn issue(
         &self,
         grant_type: GrantType,
-        client_id: &str,
+        client_id: &ClientId,
         claims: claims::Claims,
     ) -> Result<Issued, OAuthError> {
         let grant_type = grant_type.as_str();
@@ -239,14 +239,14 @@ impl TokenIssuerService {
                 at: now,
                 event: "token_issued".into(),
                 grant_type: grant_type.to_owned(),
-                client_id: client_id.to_owned(),
+                client_id: client_id.to_string(),
                 subject: subject.clone(),
                 scope: scope.clone(),
                 jti: jti.clone(),
             })
             .await
             .map_err(OAuthError::internal)?;
-        tracing::info!(target: "audit", event = "token_issued", grant_type, client_id, subject, scope, "token issued");
+        tracing::info!(target: "audit", event = "token_issued", grant_type, client_id = %client_id, subject, scope, "token issued");
         nmos_auth_core::telemetry::token_issued(grant_type);
         Ok(Issued { jws: signed.jws, scope, jti, expires_at: now + self.policy.lifetime_secs })
     }

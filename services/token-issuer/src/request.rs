@@ -3,7 +3,7 @@
 //! authorization endpoint decides.
 use std::collections::HashMap;
 
-use nmos_auth_core::{Access, ErrorCode, NmosApi, OAuthError, RedirectUri, Scope};
+use nmos_auth_core::{Access, ClientId, ErrorCode, NmosApi, OAuthError, RedirectUri, Scope};
 use nmos_auth_proto as pb;
 
 /// The form parameters, each at most once (RFC 6749 §3.1, §3.2).
@@ -62,7 +62,7 @@ pub enum Decision {
 /// What the user is asked to approve.
 #[derive(Debug)]
 pub struct Consent {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub client_name: String,
     pub redirect_uri: RedirectUri,
     /// The scope the token would carry: the request's, narrowed to the user's rights.

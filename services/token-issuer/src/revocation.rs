@@ -2,7 +2,7 @@
 //! token (a JWT this server signed, checked by the keys service) records its `jti` until it
 //! expires. Unknown tokens, and tokens of other
 //! clients, are answered like revoked ones (200) and left alone.
-use nmos_auth_core::{ErrorCode, OAuthError, secret};
+use nmos_auth_core::{ClientId, ErrorCode, OAuthError, secret};
 use nmos_auth_proto as pb;
 use serde_json::Value;
 
@@ -12,7 +12,7 @@ use crate::request::ClientRequest;
 impl TokenIssuerService {
     /// The `jti`, `exp` and `client_id` of an access token this server signed (checked by the
     /// keys service), or `None` for anything else.
-    async fn verified_access_token(&self, token: &str) -> Result<Option<(String, i64, String)>, OAuthError> {
+    async fn verified_access_token(&self, token: &str) -> Result<Option<(String, i64, ClientId)>, OAuthError> {
         let verify = |mut keys: nmos_auth_proto::keys_client::KeysClient<nmos_auth_core::grpc::GrpcChannel>| async move {
             keys.verify(pb::VerifyRequest { jws: token.to_owned() }).await
         };
@@ -26,7 +26,7 @@ impl TokenIssuerService {
             Some((
                 claims["jti"].as_str()?.to_owned(),
                 claims["exp"].as_i64()?,
-                claims["client_id"].as_str()?.to_owned(),
+                ClientId::new(claims["client_id"].as_str()?),
             ))
         })())
     }

@@ -325,7 +325,7 @@ mod store {
         let now = nmos_auth_core::now_unix();
         let code = |n: u32| CodeRow {
             digest: nmos_auth_core::secret::digest(&format!("code-{n}")),
-            client_id: "client".into(),
+            client_id: nmos_auth_core::ClientId::new("client"),
             username: "alice".into(),
             redirect_uri: REDIRECT.into(),
             redirect_uri_sent: true,
@@ -336,7 +336,7 @@ mod store {
         };
         let family = |n: u32, digest: &[u8]| FamilyRow {
             id: format!("family-{n}"),
-            client_id: "client".into(),
+            client_id: nmos_auth_core::ClientId::new("client"),
             username: "alice".into(),
             scope: "registration".into(),
             code_digest: Some(digest.to_vec()),

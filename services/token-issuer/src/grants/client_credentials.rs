@@ -73,8 +73,14 @@ pub fn authorize(client: &Client, params: &Params, default_allowed: &Scope) -> R
         }
     }
     let audience = policy.map(|p| p.audience.clone()).filter(|a| !a.is_empty());
-    let claims =
-        Claims { subject: client.id.clone(), client_id: client.id.clone(), scope, permissions, audience, admin: false };
+    let claims = Claims {
+        subject: client.id.to_string(),
+        client_id: client.id.clone(),
+        scope,
+        permissions,
+        audience,
+        admin: false,
+    };
     Ok(Grant { claims, refresh: None, code_digest: None, rotation: None })
 }
 
@@ -94,7 +100,7 @@ fn administrator(client: &Client, requested: &str) -> Result<Grant, OAuthError> 
         ));
     }
     let claims = Claims {
-        subject: client.id.clone(),
+        subject: client.id.to_string(),
         client_id: client.id.clone(),
         scope: Scope::default(),
         permissions: Map::new(),

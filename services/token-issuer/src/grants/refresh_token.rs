@@ -2,7 +2,7 @@
 //! new refresh token; presenting a rotated one revokes the whole family. Rotation never extends
 //! the family's lifetime.
 use nmos_auth_core::secret::{self, random_token};
-use nmos_auth_core::{ErrorCode, GrantType, OAuthError, Scope};
+use nmos_auth_core::{ClientId, ErrorCode, GrantType, OAuthError, Scope};
 
 use crate::TokenIssuerService;
 use crate::claims::user_claims;
@@ -28,7 +28,7 @@ pub async fn start_family_for(
 
 async fn start_family(
     service: &TokenIssuerService,
-    client_id: &str,
+    client_id: &ClientId,
     username: &str,
     scope: &Scope,
     code_digest: Option<&[u8]>,
@@ -37,7 +37,7 @@ async fn start_family(
     let now = nmos_auth_core::now_unix();
     let family = FamilyRow {
         id: random_token::<16>(),
-        client_id: client_id.to_owned(),
+        client_id: client_id.clone(),
         username: username.to_owned(),
         scope: scope.to_string(),
         code_digest: code_digest.map(<[u8]>::to_vec),

@@ -5,6 +5,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use nmos_auth_core::ClientId;
 use nmos_auth_core::db::{Db, Migration, Migrations};
 
 pub use postgres::PostgresTokenStore;
@@ -41,7 +42,7 @@ pub struct AuditEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CodeRow {
     pub digest: Vec<u8>,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub username: String,
     pub redirect_uri: String,
     pub redirect_uri_sent: bool,
@@ -76,7 +77,7 @@ pub struct IssuedFrom<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FamilyRow {
     pub id: String,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub username: String,
     pub scope: String,
     pub code_digest: Option<Vec<u8>>,
@@ -192,7 +193,7 @@ macro_rules! token_store_impl {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&c.digest)
-                .bind(&c.client_id)
+                .bind(c.client_id.as_str())
                 .bind(&c.username)
                 .bind(&c.redirect_uri)
                 .bind(c.redirect_uri_sent)
@@ -212,7 +213,7 @@ macro_rules! token_store_impl {
                 let code = |(client_id, username, redirect_uri, redirect_uri_sent, scope, code_challenge, code_challenge_method, expires_at): Row| {
                     super::CodeRow {
                         digest: digest.to_vec(),
-                        client_id,
+                        client_id: nmos_auth_core::ClientId::new(client_id),
                         username,
                         redirect_uri,
                         redirect_uri_sent,
@@ -275,7 +276,7 @@ macro_rules! token_store_impl {
                      expires_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&f.id)
-                .bind(&f.client_id)
+                .bind(f.client_id.as_str())
                 .bind(&f.username)
                 .bind(&f.scope)
                 .bind(&f.code_digest)
@@ -305,7 +306,7 @@ macro_rules! token_store_impl {
                 .await?;
                 Ok(row.map(|(used, id, client_id, username, scope, code_digest, created_at, expires_at, revoked)| {
                     super::RefreshLookup {
-                        family: super::FamilyRow { id, client_id, username, scope, code_digest, created_at, expires_at, revoked },
+                        family: super::FamilyRow { id, client_id: nmos_auth_core::ClientId::new(client_id), username, scope, code_digest, created_at, expires_at, revoked },
                         used,
                     }
                 }))
