@@ -61,12 +61,7 @@ pub fn init(format: LogFormat, service: &str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal: a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-    let fmt = match format {
-        LogFormat::Text => fmt.boxed(),
-        LogFormat::Json => fmt.json().boxed(),
-    }
-    .with_filter(filter);
+    let fmt = log_layer(format, std::io::stderr, ansi).with_filter(filter);
     let (otel, telemetry) = match otlp(service) {
         Ok(Some((tracer, meter))) => {
             let layer = tracing_opentelemetry::layer()
@@ -88,6 +83,99 @@ pub fn init(format: LogFormat, service: &str) -> Telemetry {
     // A second initialisation (tests, embedding) keeps the first subscriber.
     let _ = Registry::default().with(fmt).with(otel).try_init();
     telemetry
+}
+
+/// The log lines, written to `writer`.
+///
+/// Values from outside (client names, usernames, redirect URIs, scopes, user agents, error
+/// descriptions) reach the log as fields, so that no value can forge a line or a field. In the
+/// text format a value holding a space, `=`, a quote, or a control or format character (newline,
+/// carriage return, ANSI escape, NUL, Unicode line separators and direction overrides) is written
+/// quoted, with those characters escaped, and such characters in a message are escaped (OWASP's
+/// logging guidance, CWE-117). The JSON format writes every value as a JSON string.
+pub fn log_layer<S, W>(format: LogFormat, writer: W, ansi: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi);
+    match format {
+        LogFormat::Text => fmt.fmt_fields(EscapedFields).boxed(),
+        LogFormat::Json => fmt.json().boxed(),
+    }
+}
+
+/// The text format's fields: `name=value`, quoted and escaped where a value could be mistaken
+/// for more than one value or more than one line.
+struct EscapedFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for EscapedFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = EscapingVisitor { writer, first: true, result: Ok(()) };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct EscapingVisitor<'w> {
+    writer: tracing_subscriber::fmt::format::Writer<'w>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+/// A character that could end a line, rewrite the terminal, or hide text from a reader.
+fn unsafe_in_log(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+impl EscapingVisitor<'_> {
+    fn write(&mut self, field: &tracing::field::Field, text: &str) {
+        if self.result.is_err() {
+            return;
+        }
+        let separator = if std::mem::take(&mut self.first) { "" } else { " " };
+        self.result = if field.name() == "message" {
+            // Our own words, with values formatted in: only what could break the line is escaped.
+            let mut out = String::with_capacity(text.len() + separator.len());
+            out.push_str(separator);
+            for c in text.chars() {
+                if unsafe_in_log(c) {
+                    out.extend(c.escape_default());
+                } else {
+                    out.push(c);
+                }
+            }
+            self.writer.write_str(&out)
+        } else if !text.is_empty() && !text.chars().any(|c| c == ' ' || c == '=' || c == '"' || unsafe_in_log(c)) {
+            write!(self.writer, "{separator}{}={text}", field.name())
+        } else {
+            // Quoted, with quotes, backslashes, control and format characters escaped.
+            let escaped: String = text
+                .chars()
+                .flat_map(|c| {
+                    let plain = !(c == '"' || c == '\\' || unsafe_in_log(c));
+                    let (one, many) = if plain { (Some(c), None) } else { (None, Some(c.escape_default())) };
+                    one.into_iter().chain(many.into_iter().flatten())
+                })
+                .collect();
+            write!(self.writer, "{separator}{}=\"{escaped}\"", field.name())
+        };
+    }
+}
+
+impl tracing::field::Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.write(field, value);
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.write(field, &format!("{value:?}"));
+    }
 }
 
 fn otlp(service: &str) -> anyhow::Result<Option<(SdkTracerProvider, SdkMeterProvider)>> {
@@ -236,5 +324,110 @@ pub fn token_issued(grant_type: &str) {
 pub fn oauth_error(code: &'static str) {
     if enabled() {
         metrics().oauth_errors.add(1, &[KeyValue::new("error", code)]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::Value;
+
+    use super::*;
+
+    /// What a log layer wrote.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The lines `format` writes for one audit event whose values came from outside.
+    fn logged(format: LogFormat, name: &str, username: &str) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = Registry::default().with(log_layer(format, move || writer.clone(), false));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", user_agent = %name);
+            let _entered = span.enter();
+            tracing::info!(target: "audit", event = "client_registered", client_name = %name, username, "client registered");
+        });
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// The line with its quoted values left out (a backslash escapes the character after it).
+    fn outside_quotes(line: &str) -> String {
+        let (mut out, mut quoted, mut escaped) = (String::new(), false, false);
+        for c in line.chars() {
+            match (quoted, escaped, c) {
+                (true, true, _) => escaped = false,
+                (true, false, '\\') => escaped = true,
+                (_, _, '"') => quoted = !quoted,
+                (true, false, _) => {}
+                (false, _, c) => out.push(c),
+            }
+        }
+        out
+    }
+
+    const FORGED: &str = "x\n2026-11-30T00:00:00.000000Z  INFO audit: user signed in username=forged-admin";
+
+    #[test]
+    fn outside_values_cannot_forge_a_line_or_a_field_in_text() {
+        for evil in [
+            FORGED,
+            "x\r2026-11-30T00:00:00Z  INFO audit: user signed in",
+            "\u{1b}[2J\u{1b}[1;31mcleared",
+            "nul\0byte",
+            "x username=forged-admin",
+            "line\u{2028}separator \u{202e}reversed",
+        ] {
+            let text = logged(LogFormat::Text, evil, "alice");
+            assert_eq!(text.matches('\n').count(), 1, "one line, ending in a newline: {text:?}");
+            assert!(!text.trim_end().chars().any(unsafe_in_log), "a raw control or format character: {text:?}");
+            assert!(!outside_quotes(&text).contains(" username=forged-admin"), "a forged field: {text:?}");
+            assert!(text.contains(" username=alice"), "{text:?}");
+        }
+        let text = logged(LogFormat::Text, FORGED, "alice");
+        assert!(
+            text.contains(
+                r#"client_name="x\n2026-11-30T00:00:00.000000Z  INFO audit: user signed in username=forged-admin""#
+            ),
+            "quoted, the newline escaped: {text}"
+        );
+        let plain = logged(LogFormat::Text, "Node-1", "alice");
+        assert!(plain.contains(" client_name=Node-1 "), "{plain}");
+    }
+
+    /// Messages are this server's own words (outside values go in fields, never in the message),
+    /// but should one carry a line break or an escape, it still stays one line.
+    #[test]
+    fn a_message_stays_one_line() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = Registry::default().with(log_layer(LogFormat::Text, move || writer.clone(), false));
+        tracing::subscriber::with_default(subscriber, || tracing::warn!("first\nsecond\r\u{1b}[2J"));
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(text.ends_with("first\\nsecond\\r\\u{1b}[2J\n"), "{text:?}");
+    }
+
+    #[test]
+    fn outside_values_are_json_strings_in_json() {
+        for evil in [FORGED, "x\ry", "\u{1b}[2Jcleared", "nul\0byte", "quote\" and \\ backslash"] {
+            let json = logged(LogFormat::Json, evil, "alice");
+            assert_eq!(json.matches('\n').count(), 1, "one line: {json:?}");
+            let line: Value = serde_json::from_str(json.trim_end()).unwrap();
+            assert_eq!(line["fields"]["client_name"], evil, "the value as it came: {json}");
+            assert_eq!(line["fields"]["username"], "alice", "{json}");
+            assert_eq!(line["span"]["user_agent"], evil, "{json}");
+        }
     }
 }

@@ -18,6 +18,7 @@ mod private_key_jwt;
 mod registration;
 mod resource_server;
 mod restart;
+mod security;
 mod split;
 mod tls;
 mod token_errors;
