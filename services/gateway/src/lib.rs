@@ -170,6 +170,9 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS, Method::HEAD])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
         .max_age(std::time::Duration::from_secs(21600));
+    // HSTS (RFC 6797) only where browsers reach this server over https: sent over http it
+    // would be ignored at best, and would lock a plain-http plant out at worst.
+    let hsts = gateway.secure_cookies.then(|| HeaderValue::from_static("max-age=31536000"));
     Router::new()
         .route("/", get(metadata::root))
         .route("/healthz", get(healthz))
@@ -200,6 +203,7 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
         .route(&format!("{V}/signup"), get(web::signup_page).post(web::signup))
         .route(&format!("{V}/signout"), post(web::signout))
         .route(&format!("{V}/home"), get(web::home))
+        .route(&format!("{V}/style.css"), get(pages::stylesheet))
         .route(&format!("{V}/register-client"), get(web::register_client_page).post(web::register_client))
         .route(&format!("{V}/delete-client"), post(web::delete_client))
         .route(&format!("{V}/users"), get(web::users_page))
@@ -217,6 +221,14 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // No response is to be sniffed into another type, nor leak its URL (a code, a state)
+        // to the next site in a Referer header.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::STRICT_TRANSPORT_SECURITY, hsts))
         .layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static("access-control-allow-origin"),
             HeaderValue::from_static("*"),

@@ -62,6 +62,8 @@ pub fn authorization_server_metadata(issuer: &str, scopes: &str, legacy: LegacyG
         "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,
         "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "code_challenge_methods_supported": PKCE_METHODS,
+        // RFC 9207: every authorization response carries `iss`.
+        "authorization_response_iss_parameter_supported": true,
     })
 }
 

@@ -81,7 +81,7 @@ pub fn page(status: StatusCode, title: &str, nav: &str, body: &str) -> Response 
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · nmos-auth</title>
-<style>{STYLE}</style>
+<link rel="stylesheet" href="{base}/style.css">
 </head>
 <body>
 <header><a class="brand" href="{base}/home">nmos<span>-auth</span></a><nav>{nav}</nav></header>
@@ -96,13 +96,31 @@ pub fn page(status: StatusCode, title: &str, nav: &str, body: &str) -> Response 
         title = escape(title),
         base = nmos_auth_core::AUTH_API_BASE,
     );
-    // Pages can show a CSRF token and who is signed in: never cached. Never framed either, so
-    // that another site cannot trick a click on Approve (RFC 6819 §4.4.1.9).
+    // Pages can show a CSRF token, a client secret and who is signed in: never cached. Never
+    // framed either, so that another site cannot trick a click on Approve (RFC 6819 §4.4.1.9).
     let framing = [
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'")),
+        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_POLICY)),
     ];
     (status, no_store(), framing, Html(html)).into_response()
+}
+
+/// The pages' Content Security Policy (CSP Level 3): styles and scripts from this origin
+/// only, nothing inline, nothing else loaded, and no framing. `form-action` is left out on
+/// purpose: the consent form's answer redirects to the client, which browsers would check
+/// against it.
+pub const PAGE_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+                               base-uri 'none'; frame-ancestors 'none'";
+
+/// `GET /x-nmos/auth/v1.0/style.css`: the pages' one stylesheet (a file, so that the policy
+/// needs no inline styles).
+pub async fn stylesheet() -> Response {
+    let cache = HeaderValue::from_static("public, max-age=3600");
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")), (header::CACHE_CONTROL, cache)],
+        STYLE,
+    )
+        .into_response()
 }
 
 /// The navigation for a session: who is signed in and a sign-out button, or a sign-in link.

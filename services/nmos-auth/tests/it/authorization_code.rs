@@ -201,6 +201,7 @@ async fn code_flow_with_pkce_and_refresh(backend: Backend) {
     let back = decide(&app, &mut browser, &consent, "approve").await;
     assert_eq!(format!("{}://{}{}", back.scheme(), back.host_str().unwrap(), back.path()), REDIRECT);
     assert_eq!(query(&back, "state").as_deref(), Some("opaque-state-1"));
+    assert_eq!(query(&back, "iss"), Some(app.issuer()), "RFC 9207: the answer names its issuer");
     let code = query(&back, "code").unwrap();
 
     let response = exchange(&app, &controller, &code, &[]).await;
@@ -357,6 +358,7 @@ async fn consent_refusals_and_untrusted_requests(backend: Backend) {
     let back = decide(&app, &mut browser, &consent, "deny").await;
     assert_eq!(query(&back, "error").as_deref(), Some("access_denied"));
     assert_eq!(query(&back, "state").as_deref(), Some("opaque-state-1"));
+    assert_eq!(query(&back, "iss"), Some(app.issuer()), "RFC 9207: errors name the issuer too");
     assert!(query(&back, "code").is_none());
 
     // A "decision" smuggled into the authorization request cannot outvote the user's click.
@@ -373,7 +375,7 @@ async fn consent_refusals_and_untrusted_requests(backend: Backend) {
     let framed = browser.get(&authorize_url(&app, &controller.id, &[])).await;
     assert_eq!(framed.status, 200);
     assert_eq!(framed.headers["x-frame-options"], "DENY");
-    assert_eq!(framed.headers["content-security-policy"], "frame-ancestors 'none'");
+    assert!(framed.headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
 
     // A consent form without its CSRF token is refused.
     let mut forged = consent.hidden_fields();
@@ -409,6 +411,7 @@ async fn consent_refusals_and_untrusted_requests(backend: Backend) {
         let back = Url::parse(page.location.as_deref().unwrap()).unwrap();
         assert_eq!(query(&back, "error").as_deref(), Some(error), "{extra:?}");
         assert_eq!(query(&back, "state").as_deref(), Some("opaque-state-1"));
+        assert_eq!(query(&back, "iss"), Some(app.issuer()), "RFC 9207, errors too: {extra:?}");
     }
 
     // A public client must use PKCE.

@@ -2,7 +2,7 @@
 //! sessions, the sign-in, the redirects, the pages and the introspection endpoint.
 use serde_json::{Value, json};
 
-use crate::harness::TestApp;
+use crate::harness::{Backend, ExpectJson, TestApp};
 
 /// A client name, registered without an account in `open` mode, that tries to write a line of
 /// its own into the log, to move the cursor of whoever reads it, and to cut the line short.
@@ -57,4 +57,62 @@ async fn outside_values_cannot_forge_log_lines() {
             }
         }
     }
+}
+
+/// Pages load styles and scripts from this origin only, nothing inline (CSP); no answer is
+/// sniffed or leaks its URL in a Referer; pages and answers that show a secret are not cached;
+/// HSTS only over https (tls.rs checks it there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_and_answers_carry_the_security_headers() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let page = app.http.get(app.auth_url("signin")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let headers = page.headers().clone();
+    let body = page.text().await.unwrap();
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    for directive in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"] {
+        assert!(policy.split("; ").any(|d| d == directive), "{directive} in {policy}");
+    }
+    assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"), "{policy}");
+    for inline in ["<style", "<script", " style=", " onclick=", " onsubmit="] {
+        assert!(!body.contains(inline), "inline {inline} on the page, which the policy would block:\n{body}");
+    }
+    assert!(body.contains(r#"<link rel="stylesheet" href="/x-nmos/auth/v1.0/style.css">"#), "{body}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["cache-control"], "no-store", "a page may show a CSRF token or a secret");
+    assert!(!headers.contains_key("strict-transport-security"), "no HSTS over plain http");
+
+    let css = app.http.get(app.auth_url("style.css")).send().await.unwrap();
+    assert_eq!(css.status(), 200);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    assert_eq!(css.headers()["x-content-type-options"], "nosniff");
+    assert!(css.text().await.unwrap().contains(":root"));
+
+    let metadata = app.http.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap();
+    assert_eq!(metadata.status(), 200);
+    assert_eq!(metadata.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(metadata.headers()["referrer-policy"], "no-referrer");
+
+    let token = app.initial_access_token().await;
+    let registered = app
+        .http
+        .post(app.auth_url("register"))
+        .bearer_auth(token)
+        .json(&json!({"client_name": "Node", "grant_types": ["client_credentials"], "scope": "registration"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    assert_eq!(registered.headers()["cache-control"], "no-store", "the answer holds the client secret");
+}
+
+/// RFC 9207: the metadata says so (every authorization response carrying `iss`, success and
+/// error, is checked in authorization_code.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metadata_says_authorization_responses_name_the_issuer() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let metadata = app.http.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap();
+    let metadata = metadata.expect_json(200).await;
+    assert_eq!(metadata["authorization_response_iss_parameter_supported"], true, "{metadata}");
 }

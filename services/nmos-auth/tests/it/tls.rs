@@ -26,6 +26,9 @@ async fn serves_https_with_a_certificate(backend: Backend) {
         https.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap().expect_json(200).await;
     let issuer = metadata["issuer"].as_str().unwrap();
     assert!(issuer.starts_with("https://127.0.0.1:"), "{issuer}");
+    let page = https.get(app.auth_url("signin")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["strict-transport-security"], "max-age=31536000", "HSTS over https (RFC 6797)");
     for endpoint in ["token_endpoint", "jwks_uri", "registration_endpoint", "authorization_endpoint"] {
         assert!(metadata[endpoint].as_str().unwrap().starts_with("https://"), "{endpoint}");
     }

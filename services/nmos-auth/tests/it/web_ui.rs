@@ -56,6 +56,8 @@ async fn people_use_the_pages_in_a_browser(backend: Backend) {
     // Sign up on a new server: the first account is the administrator.
     chrome.goto(&app.auth_url("signup")).await;
     chrome.wait_for_title("Sign up · nmos-auth").await;
+    let background = chrome.script("return getComputedStyle(document.body).backgroundColor;").await;
+    assert_eq!(background, "rgb(245, 247, 250)", "the stylesheet loads under the pages' CSP");
     chrome.screenshot("signup").await;
     sign_in(&chrome, "operator", "operator's password").await;
     chrome.wait_for_title("Clients · nmos-auth").await;

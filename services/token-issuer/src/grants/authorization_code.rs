@@ -23,6 +23,8 @@ struct Checked {
     redirect_uri: RedirectUri,
     redirect_uri_sent: bool,
     state: Option<String>,
+    /// This server's issuer identifier, sent back with every answer (RFC 9207).
+    issuer: String,
 }
 
 /// What the rest of a valid authorization request asks for.
@@ -38,13 +40,15 @@ fn invalid_request(description: impl Into<String>) -> OAuthError {
 }
 
 /// The client's redirect URI with the outcome added to its query (RFC 6749 §4.1.2), or to
-/// its fragment for the implicit grant (§4.2.2).
+/// its fragment for the implicit grant (§4.2.2). Success or error, it carries `iss` (RFC 9207
+/// §2), so that a client talking to several servers can tell which one answered (mix-up attacks).
 fn redirect(checked: &Checked, outcome: &[(&str, &str)], fragment: bool) -> Result<Authorized, OAuthError> {
     let mut url = url::Url::parse(checked.redirect_uri.as_str()).map_err(OAuthError::internal)?;
     let mut pairs: Vec<(&str, &str)> = outcome.to_vec();
     if let Some(state) = &checked.state {
         pairs.push(("state", state));
     }
+    pairs.push(("iss", &checked.issuer));
     if fragment {
         let encoded = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
         url.set_fragment(Some(&encoded));
@@ -82,7 +86,13 @@ impl TokenIssuerService {
             None if client.redirect_uris.len() == 1 => (client.redirect_uris[0].clone(), false),
             None => return Err(invalid_request("redirect_uri is required")),
         };
-        Ok(Checked { client, redirect_uri, redirect_uri_sent: sent, state: params.get("state").map(str::to_owned) })
+        Ok(Checked {
+            client,
+            redirect_uri,
+            redirect_uri_sent: sent,
+            state: params.get("state").map(str::to_owned),
+            issuer: self.policy.issuer.clone(),
+        })
     }
 
     /// The rest of RFC 6749 §4.1.1 and RFC 7636 §4.3: failures are redirected to the client.
