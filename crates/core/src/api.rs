@@ -77,8 +77,8 @@ impl fmt::Display for ClientId {
 }
 
 /// A client's redirect URI (RFC 6749 §3.1.2): an absolute http or https URL with a host, no
-/// fragment and no wildcard. It is kept exactly as the client registered it, because it is
-/// compared byte for byte, never normalised (RFC 9700 §4.1.1: exact matching).
+/// user information, no fragment and no wildcard. It is kept exactly as the client registered
+/// it, because it is compared byte for byte, never normalised (RFC 9700 §4.1.1: exact matching).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct RedirectUri(String);
@@ -90,13 +90,49 @@ impl RedirectUri {
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err("must be an http or https URL".into());
         }
+        // `http://127.0.0.1:80@evil.example/cb` goes to evil.example (RFC 9700 §4.1.3).
+        if !url.username().is_empty() || url.password().is_some() || value.contains('@') {
+            return Err("must not hold user information (an @)".into());
+        }
         if url.fragment().is_some() {
             return Err("must not have a fragment".into());
         }
         if value.contains('*') {
             return Err("must not contain wildcards; redirect URIs are matched exactly".into());
         }
+        // Read as a slash by browsers, as part of a name by some other parsers.
+        if value.contains('\\') || value.chars().any(char::is_whitespace) {
+            return Err("must not contain a backslash or white space".into());
+        }
         Ok(RedirectUri(value.to_owned()))
+    }
+
+    /// Whether a client may register it with a server that serves plain http (`plain_http`) or
+    /// https. Over https only https, except a loopback address for a native app (RFC 8252
+    /// §7.3, §8.3): a plain-http callback would carry the code in clear. A server that itself
+    /// runs without TLS (a plant's unsecured NMOS network, where nmos-cpp registers
+    /// `http://<its address>:<port>/x-authorization/callback`) accepts plain http.
+    pub fn allowed(&self, plain_http: bool) -> Result<(), String> {
+        if self.0.starts_with("https://") || plain_http || self.is_loopback() {
+            Ok(())
+        } else {
+            Err("must be https on a server that uses TLS (plain http only for a loopback address)".into())
+        }
+    }
+
+    /// Whether it names this machine by a loopback address (127.0.0.0/8, ::1, localhost).
+    fn is_loopback(&self) -> bool {
+        match url::Url::parse(&self.0).ok().as_ref().and_then(url::Url::host) {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            None => false,
+        }
+    }
+
+    /// The host a person is sent to, for the consent page.
+    pub fn host(&self) -> String {
+        url::Url::parse(&self.0).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default()
     }
 
     /// Whether `sent` (an authorization or token request's `redirect_uri`) is this URI.
@@ -375,10 +411,28 @@ mod tests {
             ("urn:example:cb", "http or https"),
             ("https://c.example/cb#frag", "fragment"),
             ("https://*.example/cb", "wildcards"),
+            ("http://127.0.0.1:24980@evil.example/cb", "user information"),
+            ("https://user:pw@c.example/cb", "user information"),
+            ("https://c.example\\@evil.example/cb", "user information"),
+            ("https://c.example\\cb", "backslash"),
         ] {
             let said = RedirectUri::parse(bad).unwrap_err();
             assert!(said.contains(why), "{bad}: {said}");
         }
+        for (uri, over_https) in [
+            ("https://c.example/cb", true),
+            ("http://127.0.0.1:9/cb", true),
+            ("http://127.1.2.3/cb", true),
+            ("http://[::1]:9/cb", true),
+            ("http://localhost:9/cb", true),
+            ("http://192.168.1.20:18086/x-authorization/callback", false),
+            ("http://evil.example/cb", false),
+        ] {
+            let uri = RedirectUri::parse(uri).unwrap();
+            assert_eq!(uri.allowed(false).is_ok(), over_https, "{uri} on an https server");
+            assert!(uri.allowed(true).is_ok(), "{uri} on a plain-http server");
+        }
+        assert_eq!(RedirectUri::parse("http://evil.example:8/cb?x=1").unwrap().host(), "evil.example");
         let stored = serde_json::to_value(&uri).unwrap();
         assert_eq!(stored, Value::from(uri.as_str()), "stored as the plain string");
     }

@@ -129,7 +129,7 @@ pub struct ClientRegistryService {
     cache: ClientCache,
     scopes: Scope,
     mode: RegistrationMode,
-    allow_http_jwks_uri: bool,
+    plain_http: bool,
     assertions: assertion::AssertionVerifier,
     legacy: nmos_auth_core::config::LegacyGrants,
 }
@@ -144,7 +144,7 @@ impl ClientRegistryService {
             cache: ClientCache::default(),
             scopes: config.scopes()?,
             mode: config.registration,
-            allow_http_jwks_uri: !config.public_base()?.starts_with("https://"),
+            plain_http: !config.public_base()?.starts_with("https://"),
             assertions: assertion::AssertionVerifier::new(&config.issuer()?, config.jwks_ca_bundle.as_deref())?,
             legacy: config.legacy_grants(),
         })
@@ -164,11 +164,7 @@ impl ClientRegistryService {
         if let Some(token) = initial_access_token {
             self.check_initial_access_token(token).await?;
         }
-        let rules = metadata::Rules {
-            scopes: &self.scopes,
-            legacy: self.legacy,
-            allow_http_jwks_uri: self.allow_http_jwks_uri,
-        };
+        let rules = metadata::Rules { scopes: &self.scopes, legacy: self.legacy, plain_http: self.plain_http };
         let mut metadata = metadata::parse(body, &rules)?;
         // An application registered on the web pages for people's sign-in (the code grant) keeps
         // them signed in with refresh tokens: it gets that grant too.
@@ -327,11 +323,7 @@ impl ClientRegistryService {
         ] {
             requested.remove(issued);
         }
-        let rules = metadata::Rules {
-            scopes: &self.scopes,
-            legacy: self.legacy,
-            allow_http_jwks_uri: self.allow_http_jwks_uri,
-        };
+        let rules = metadata::Rules { scopes: &self.scopes, legacy: self.legacy, plain_http: self.plain_http };
         let metadata = metadata::parse(&Value::Object(requested), &rules)?;
         let client = Client::from_row(row)?;
         let old = &client.metadata;

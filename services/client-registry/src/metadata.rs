@@ -76,9 +76,10 @@ pub struct Rules<'a> {
     /// The scopes this server issues.
     pub scopes: &'a Scope,
     pub legacy: LegacyGrants,
-    /// Plain-http jwks_uri values, for deployments that run without TLS (as nmos-cpp does when
-    /// unsecured); otherwise they must be https.
-    pub allow_http_jwks_uri: bool,
+    /// This server runs without TLS (as an unsecured nmos-cpp plant does): clients' plain-http
+    /// jwks_uri and redirect URIs are accepted; otherwise they must be https (redirect URIs:
+    /// or loopback, RFC 8252).
+    pub plain_http: bool,
 }
 
 const MAX_REDIRECT_URIS: usize = 32;
@@ -138,8 +139,9 @@ fn web_url(value: &str, name: &str) -> Result<Url, OAuthError> {
     Ok(url)
 }
 
-fn redirect_uri(value: &str) -> Result<RedirectUri, OAuthError> {
+fn redirect_uri(value: &str, rules: &Rules) -> Result<RedirectUri, OAuthError> {
     RedirectUri::parse(value)
+        .and_then(|uri| uri.allowed(rules.plain_http).map(|()| uri))
         .map_err(|why| OAuthError::new(ErrorCode::InvalidRedirectUri, format!("redirect URI {value:?} {why}")))
 }
 
@@ -215,7 +217,7 @@ pub fn parse(body: &Value, rules: &Rules) -> Result<ClientMetadata, OAuthError> 
     if redirect_uris.len() > MAX_REDIRECT_URIS {
         return Err(metadata_error(format!("at most {MAX_REDIRECT_URIS} redirect_uris")));
     }
-    let redirect_uris = redirect_uris.iter().map(|u| redirect_uri(u)).collect::<Result<Vec<_>, _>>()?;
+    let redirect_uris = redirect_uris.iter().map(|u| redirect_uri(u, rules)).collect::<Result<Vec<_>, _>>()?;
     if (uses_code || uses_implicit) && redirect_uris.is_empty() {
         return Err(OAuthError::new(
             ErrorCode::InvalidRedirectUri,
@@ -237,7 +239,7 @@ pub fn parse(body: &Value, rules: &Rules) -> Result<ClientMetadata, OAuthError> 
     let jwks_uri = string_field(object, "jwks_uri")?;
     if let Some(uri) = &jwks_uri {
         let url = web_url(uri, "jwks_uri")?;
-        if url.scheme() != "https" && !rules.allow_http_jwks_uri {
+        if url.scheme() != "https" && !rules.plain_http {
             return Err(metadata_error("jwks_uri must be https on a server that uses TLS"));
         }
     }
@@ -299,7 +301,7 @@ mod tests {
     }
 
     fn rules(scopes: &Scope, legacy: LegacyGrants) -> Rules<'_> {
-        Rules { scopes, legacy, allow_http_jwks_uri: false }
+        Rules { scopes, legacy, plain_http: false }
     }
 
     fn code(e: Result<ClientMetadata, OAuthError>) -> &'static str {
@@ -410,7 +412,7 @@ mod tests {
         assert_eq!(code(with(both)), "invalid_client_metadata");
         let m = with(json!({"jwks_uri": "https://node.example/jwks"})).unwrap();
         assert_eq!(m.token_endpoint_auth_method, AuthMethod::PrivateKeyJwt);
-        let http = Rules { scopes: &s, legacy: LegacyGrants::default(), allow_http_jwks_uri: true };
+        let http = Rules { scopes: &s, legacy: LegacyGrants::default(), plain_http: true };
         let body = json!({"token_endpoint_auth_method": "private_key_jwt", "grant_types": ["client_credentials"],
                           "jwks_uri": "http://192.0.2.7:8080/jwks"});
         assert!(parse(&body, &http).is_ok(), "plain http where the deployment runs without TLS");

@@ -20,6 +20,9 @@ pub struct ClientPolicy {
     /// May get an administrator's token ([`nmos_auth_core::api::ADMIN_SCOPE`]).
     #[serde(default)]
     pub admin: bool,
+    /// May introspect other clients' tokens (a resource server using RFC 7662).
+    #[serde(default)]
+    pub introspect: bool,
 }
 
 const MAX_PATHS: usize = 64;
@@ -44,7 +47,7 @@ impl ClientPolicy {
     /// Checks a policy from the gRPC form against the scopes this server issues.
     pub fn from_proto(policy: pb::ClientPolicy, scopes: &Scope) -> Result<ClientPolicy, String> {
         let scope = Scope::parse(&policy.scope).map_err(|e| e.to_string())?;
-        if (scope.is_empty() && !policy.admin) || !scope.is_subset_of(scopes) {
+        if (scope.is_empty() && !policy.admin && !policy.introspect) || !scope.is_subset_of(scopes) {
             return Err(format!("the policy's scope must name some of \"{scopes}\""));
         }
         let mut permissions = BTreeMap::new();
@@ -66,7 +69,13 @@ impl ClientPolicy {
         if let Some(bad) = policy.audience.iter().find(|a| !valid_audience(a)) {
             return Err(format!("audience {bad:?} must be a host name or wildcard domain without port or path"));
         }
-        Ok(ClientPolicy { scope: scope.to_string(), permissions, audience: policy.audience, admin: policy.admin })
+        Ok(ClientPolicy {
+            scope: scope.to_string(),
+            permissions,
+            audience: policy.audience,
+            admin: policy.admin,
+            introspect: policy.introspect,
+        })
     }
 
     pub fn to_proto(&self) -> pb::ClientPolicy {
@@ -79,6 +88,7 @@ impl ClientPolicy {
                 .collect(),
             audience: self.audience.clone(),
             admin: self.admin,
+            introspect: self.introspect,
         }
     }
 }
@@ -93,6 +103,7 @@ mod tests {
             permissions,
             audience: audience.iter().map(|a| a.to_string()).collect(),
             admin: false,
+            introspect: false,
         }
     }
 

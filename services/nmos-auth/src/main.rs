@@ -212,7 +212,7 @@ enum StoreCommand {
     SetClientPolicy {
         client_id: String,
         /// The scopes it may get, e.g. "registration events".
-        #[arg(long, required_unless_present_any = ["clear", "admin"])]
+        #[arg(long, required_unless_present_any = ["clear", "admin", "introspect"])]
         scope: Option<String>,
         /// A read path for an API, as API=PATH (repeatable), e.g. --read 'connection=*'.
         #[arg(long)]
@@ -227,8 +227,12 @@ enum StoreCommand {
         /// own), which the services' gRPC APIs accept from callers without a certificate.
         #[arg(long)]
         admin: bool,
+        /// It may introspect tokens issued to other clients (RFC 7662), as a resource server
+        /// that checks tokens at the introspection endpoint does; otherwise only its own.
+        #[arg(long)]
+        introspect: bool,
         /// Go back to the server's defaults.
-        #[arg(long, conflicts_with_all = ["scope", "read", "write", "audience", "admin"])]
+        #[arg(long, conflicts_with_all = ["scope", "read", "write", "audience", "admin", "introspect"])]
         clear: bool,
     },
 }
@@ -357,6 +361,7 @@ fn policy_from_args(
     write: &[String],
     audience: Vec<String>,
     admin: bool,
+    introspect: bool,
 ) -> anyhow::Result<nmos_auth_proto::ClientPolicy> {
     let mut permissions: Vec<nmos_auth_proto::ApiPermission> = Vec::new();
     for (list, is_write) in [(read, false), (write, true)] {
@@ -376,7 +381,7 @@ fn policy_from_args(
             if is_write { entry.write.push(path.to_owned()) } else { entry.read.push(path.to_owned()) }
         }
     }
-    Ok(nmos_auth_proto::ClientPolicy { scope, permissions, audience, admin })
+    Ok(nmos_auth_proto::ClientPolicy { scope, permissions, audience, admin, introspect })
 }
 
 /// The rights named in `text` (`registration=write,query=none`): only those are changed; an
@@ -463,20 +468,23 @@ async fn store_command(config: Config, command: StoreCommand) -> anyhow::Result<
             clients.approve_client(request).await.map_err(refused)?;
             println!("approved {client_id}");
         }
-        StoreCommand::SetClientPolicy { client_id, scope, read, write, audience, admin, clear } => {
+        StoreCommand::SetClientPolicy { client_id, scope, read, write, audience, admin, introspect, clear } => {
             let policy = match (clear, scope) {
-                (true, _) | (false, None) if !admin => None,
-                (_, scope) => Some(policy_from_args(scope.unwrap_or_default(), &read, &write, audience, admin)?),
+                (true, _) | (false, None) if !admin && !introspect => None,
+                (_, scope) => {
+                    Some(policy_from_args(scope.unwrap_or_default(), &read, &write, audience, admin, introspect)?)
+                }
             };
             let request = pb::SetClientPolicyRequest { client_id: client_id.clone(), policy, requested_by: None };
             let client = clients.set_client_policy(request).await.map_err(refused)?.into_inner();
             match client.policy {
                 Some(p) => println!(
-                    "{client_id}: scope {:?}, audience {:?}, paths for {} APIs{}",
+                    "{client_id}: scope {:?}, audience {:?}, paths for {} APIs{}{}",
                     p.scope,
                     p.audience,
                     p.permissions.len(),
-                    if p.admin { ", and administrators' tokens" } else { "" }
+                    if p.admin { ", and administrators' tokens" } else { "" },
+                    if p.introspect { ", and may introspect others' tokens" } else { "" }
                 ),
                 None => println!("{client_id}: the server's defaults"),
             }

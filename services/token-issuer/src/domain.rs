@@ -15,6 +15,8 @@ pub struct Policy {
     pub audience: Vec<String>,
     /// It may get an administrator's token.
     pub admin: bool,
+    /// It may introspect tokens issued to other clients (a resource server, RFC 7662).
+    pub introspect: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,9 +51,21 @@ impl Client {
                     paths,
                     audience: p.audience,
                     admin: p.admin,
+                    introspect: p.introspect,
                 })
             })
             .transpose()?;
+        // One registered before today's rules refused it (user information, say) is not
+        // honoured; the client's other URIs still are.
+        let redirect_uris = client
+            .redirect_uris
+            .iter()
+            .filter_map(|u| {
+                RedirectUri::parse(u)
+                    .inspect_err(|why| tracing::warn!(client_id = %client.client_id, redirect_uri = %u, why, "a registered redirect URI is no longer accepted"))
+                    .ok()
+            })
+            .collect();
         Ok(Client {
             public: client.token_endpoint_auth_method == pb::TokenEndpointAuthMethod::None as i32,
             pending: client.status == pb::ClientStatus::Pending as i32,
@@ -59,12 +73,7 @@ impl Client {
             scope: Scope::parse(&client.scope).map_err(OAuthError::internal)?,
             id: ClientId::new(client.client_id),
             name: client.client_name,
-            redirect_uris: client
-                .redirect_uris
-                .iter()
-                .map(|u| RedirectUri::parse(u))
-                .collect::<Result<_, _>>()
-                .map_err(OAuthError::internal)?,
+            redirect_uris,
             policy,
         })
     }
@@ -106,6 +115,15 @@ mod tests {
     }
 
     #[test]
+    fn a_redirect_uri_todays_rules_refuse_is_not_honoured() {
+        let mut pb = stored();
+        pb.redirect_uris = vec!["http://127.0.0.1:1@evil.example/cb".into(), "https://c.example/cb".into()];
+        let client = Client::from_proto(pb).unwrap();
+        let kept: Vec<&str> = client.redirect_uris.iter().map(RedirectUri::as_str).collect();
+        assert_eq!(kept, ["https://c.example/cb"]);
+    }
+
+    #[test]
     fn a_stored_client_becomes_types_once() {
         let mut pb = stored();
         pb.policy = Some(pb::ClientPolicy {
@@ -116,6 +134,7 @@ mod tests {
             ],
             audience: vec!["*.example.com".into()],
             admin: false,
+            introspect: true,
         });
         let client = Client::from_proto(pb).unwrap();
         assert_eq!(client.grant_types, vec![GrantType::ClientCredentials], "unknown grants are dropped");
@@ -126,6 +145,7 @@ mod tests {
         let policy = client.policy.unwrap();
         assert_eq!(policy.paths, vec![(NmosApi::Registration, vec!["*".to_string()], vec![])]);
         assert_eq!(policy.audience, vec!["*.example.com".to_string()]);
+        assert!(policy.introspect && !policy.admin);
     }
 
     #[test]

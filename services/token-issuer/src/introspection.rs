@@ -1,6 +1,9 @@
-//! RFC 7662 token introspection for authenticated, confidential clients. Access tokens are verified by the
-//! keys service and checked for expiry and revocation; refresh tokens are looked up, and only
-//! their own client learns anything about them. Anything else is `{"active": false}`.
+//! RFC 7662 token introspection for authenticated, confidential clients. Access tokens are
+//! verified by the keys service and checked for expiry and revocation; refresh tokens are looked
+//! up. A client learns about its own tokens only, unless an administrator's policy lets it
+//! introspect others' (a resource server: RFC 7662 §4 asks the server to decide who may ask
+//! about which tokens, so that introspection is no oracle for a person's username and scopes).
+//! Anything else is `{"active": false}`.
 use nmos_auth_core::grpc::{self, GrpcChannel};
 use nmos_auth_core::{ErrorCode, OAuthError, secret};
 use nmos_auth_proto as pb;
@@ -49,6 +52,10 @@ impl TokenIssuerService {
         let current = claims.get("exp").and_then(Value::as_i64).is_some_and(|exp| exp > now)
             && claims.get("nbf").and_then(Value::as_i64).is_none_or(|nbf| nbf <= now)
             && claims.get("iss").and_then(Value::as_str) == Some(self.policy.issuer.as_str());
+        let issued_to_caller = claims.get("client_id").and_then(Value::as_str) == Some(client.id.as_str());
+        if !issued_to_caller && !client.policy.as_ref().is_some_and(|p| p.introspect) {
+            return Ok(inactive);
+        }
         let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
         if !current || self.store.is_access_token_revoked(jti).await? {
             return Ok(inactive);

@@ -50,12 +50,14 @@ fn consent_page(
         .filter(|(n, _)| n != "csrf" && n != "decision")
         .map(|(n, v)| format!(r#"<input type="hidden" name="{}" value="{}">"#, escape(n), escape(v)))
         .collect();
+    // Where the person is sent, its host in bold: the place to notice a stranger.
     let destination = prompt.redirect_uri.split('?').next().unwrap_or_default();
+    let host = nmos_auth_core::RedirectUri::parse(&prompt.redirect_uri).map(|u| u.host()).unwrap_or_default();
     let body = format!(
         r#"<p><strong>{name}</strong> wants to use these NMOS APIs on your behalf:</p>
 <ul class="rights">{rights}</ul>
 {withheld}
-<p class="muted">Client <code>{client_id}</code>. After you decide, you go back to <code>{destination}</code>.</p>
+<p class="muted">Client <code>{client_id}</code>. After you decide, you are sent to <strong>{host}</strong>: <code>{destination}</code>.</p>
 <form method="post" action="{BASE}/authorize">
 <input type="hidden" name="csrf" value="{csrf}">
 {hidden}
@@ -64,6 +66,7 @@ fn consent_page(
         name = escape(name),
         client_id = escape(&prompt.client_id),
         destination = escape(destination),
+        host = escape(&host),
         csrf = escape(&session.csrf),
     );
     pages::page(StatusCode::OK, "Approve access", &nav_for(user, session), &body)

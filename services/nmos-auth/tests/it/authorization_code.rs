@@ -196,6 +196,13 @@ async fn code_flow_with_pkce_and_refresh(backend: Backend) {
     assert!(consent.body.contains("Studio Controller"));
     assert!(consent.body.contains("read and write"), "registration: the user's write right");
     assert!(consent.body.contains("no rights to: node"), "node is withheld");
+    assert!(
+        consent
+            .body
+            .contains("you are sent to <strong>ctl.example.com</strong>: <code>https://ctl.example.com/cb</code>"),
+        "where the person goes: {}",
+        consent.body
+    );
     assert!(!consent.field("csrf").is_empty());
 
     let back = decide(&app, &mut browser, &consent, "approve").await;
@@ -545,9 +552,16 @@ async fn revocation(backend: Backend) {
     let node = app.machine_client("registration").await;
     let answer = introspect(rt, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
     assert_eq!(answer, json!({"active": false}));
-    // ... and a machine client may introspect a user's access token (as a resource server would).
+    // Another client learns nothing of a person's access token (username, scopes) ...
     let answer = introspect(at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
-    assert_eq!(answer["active"], true);
+    assert_eq!(answer, json!({"active": false}), "introspection is no oracle for others' tokens");
+    // ... unless an administrator lets it introspect, as a resource server does.
+    let node = app.introspector().await;
+    let answer = introspect(at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["username"], "alice", "{answer}");
+    let answer = introspect(rt, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
+    assert_eq!(answer, json!({"active": false}), "refresh tokens stay their own client's");
 
     // A deleted client's access tokens are no longer active (whoever asks).
     let gone = app.machine_client("registration").await;

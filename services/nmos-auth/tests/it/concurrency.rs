@@ -124,7 +124,7 @@ async fn codes_and_refresh_tokens_at_once(backend: Backend) {
                           "token_endpoint_auth_method": "none", "scope": "registration query node"}))
         .await;
     let public_id = public["client_id"].as_str().unwrap().to_owned();
-    let introspector = app.machine_client("registration").await;
+    let introspector = app.introspector().await;
     let mut browser = Browser::new();
     let consent = sign_in_and_open(&app, &mut browser, &authorize_url(&app, &public_id, &[])).await;
     assert_eq!(consent.status, 200, "{}", consent.body);

@@ -383,8 +383,13 @@ async fn client_registry_service(backend: Backend) {
     assert_eq!(clients.approve_client(approve(web("root", true))).await.unwrap_err().code(), Code::NotFound);
 
     // Client policies: administrators only, and only sensible ones.
-    let policy =
-        |scope: &str| pb::ClientPolicy { scope: scope.into(), permissions: vec![], audience: vec![], admin: false };
+    let policy = |scope: &str| pb::ClientPolicy {
+        scope: scope.into(),
+        permissions: vec![],
+        audience: vec![],
+        admin: false,
+        introspect: false,
+    };
     let set = |by, p| pb::SetClientPolicyRequest { client_id: client.client_id.clone(), policy: p, requested_by: by };
     let refused = clients.set_client_policy(set(web("bob", false), Some(policy("events")))).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);

@@ -494,6 +494,14 @@ impl TestApp {
         (id, secret)
     }
 
+    /// A confidential client that may introspect any client's tokens (a resource server, RFC
+    /// 7662), and its credentials.
+    pub async fn introspector(&self) -> (String, String) {
+        let (id, secret) = self.machine_client("registration").await;
+        self.admin_command(&["set-client-policy", &id, "--introspect"]);
+        (id, secret)
+    }
+
     pub async fn token(&self, client_id: &str, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
         self.http.post(self.auth_url("token")).basic_auth(client_id, Some(secret)).form(form).send().await.unwrap()
     }

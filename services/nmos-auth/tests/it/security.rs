@@ -2,7 +2,7 @@
 //! sessions, the sign-in, the redirects, the pages and the introspection endpoint.
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, ExpectJson, TestApp};
+use crate::harness::{Backend, ExpectJson, TempDir, TestApp, server_certificate};
 
 /// A client name, registered without an account in `open` mode, that tries to write a line of
 /// its own into the log, to move the cursor of whoever reads it, and to cut the line short.
@@ -115,4 +115,52 @@ async fn the_metadata_says_authorization_responses_name_the_issuer() {
     let metadata = app.http.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap();
     let metadata = metadata.expect_json(200).await;
     assert_eq!(metadata["authorization_response_iss_parameter_supported"], true, "{metadata}");
+}
+
+/// RFC 9700 and RFC 8252: redirect URIs without user information; on a server that uses TLS,
+/// https only, except a loopback address for a native app; plain-http device callbacks (what
+/// nmos-cpp registers when unsecured) only on a server that runs without TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_uris_follow_the_security_bcp() {
+    let certs = TempDir::new("tls");
+    let (cert, key) = server_certificate(certs.path(), "localhost", "DNS:localhost,IP:127.0.0.1");
+    let tls = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.tls_cert = Some(cert.clone());
+        c.tls_key = Some(key.clone());
+    })
+    .await;
+    let https = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let plain = TestApp::spawn(Backend::Sqlite).await;
+    let device_callback = "http://192.168.1.20:18086/x-authorization/callback";
+    for (uri, over_https, over_http) in [
+        ("https://ctl.example.com/cb", true, true),
+        ("http://127.0.0.1:24980/cb", true, true),
+        ("http://[::1]:24980/cb", true, true),
+        (device_callback, false, true),
+        ("http://evil.example/cb", false, true),
+        ("http://127.0.0.1:24980@evil.example/cb", false, false),
+        ("https://user:secret@ctl.example.com/cb", false, false),
+        ("https://ctl.example.com/cb#fragment", false, false),
+    ] {
+        for (app, client, allowed) in [(&tls, &https, over_https), (&plain, &plain.http, over_http)] {
+            let answer = client
+                .post(app.auth_url("register"))
+                .bearer_auth(app.initial_access_token().await)
+                .json(&json!({"client_name": "App", "redirect_uris": [uri], "token_endpoint_auth_method": "none"}))
+                .send()
+                .await
+                .unwrap();
+            if allowed {
+                let body = answer.expect_json(201).await;
+                assert_eq!(body["redirect_uris"], json!([uri]));
+            } else {
+                let body = answer.expect_json(400).await;
+                assert_eq!(body["error"], "invalid_redirect_uri", "{uri} on {}: {body}", app.base);
+            }
+        }
+    }
 }
