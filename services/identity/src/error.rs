@@ -22,6 +22,12 @@ pub enum IdentityError {
     NotYourself(&'static str),
     #[error("sign-up is closed: ask an administrator for an account")]
     SignUpClosed,
+    /// A sign-up on a server with no users, without a valid setup code.
+    #[error(
+        "This server has no administrator yet. Enter the setup code that the server printed when it \
+         started, or create the first administrator with: nmos-auth admin add-user NAME --admin"
+    )]
+    SetupCodeNeeded,
     /// Too many failed passwords for the username or from the address.
     #[error("Too many failed sign-ins. Try again in {minutes} minute(s).")]
     LockedOut { minutes: u64 },
@@ -50,7 +56,9 @@ impl From<IdentityError> for Status {
             IdentityError::UsernameTaken(_) => Status::already_exists(message),
             IdentityError::NoSuchUser(_) => Status::not_found(message),
             IdentityError::NotAdministrator(_) => Status::permission_denied(message),
-            IdentityError::NotYourself(_) | IdentityError::SignUpClosed => Status::failed_precondition(message),
+            IdentityError::NotYourself(_) | IdentityError::SignUpClosed | IdentityError::SetupCodeNeeded => {
+                Status::failed_precondition(message)
+            }
             IdentityError::LockedOut { .. } => Status::resource_exhausted(message),
             IdentityError::WrongPassword => Status::unauthenticated(message),
             // Mapped as every service maps a store failure: an outage is

@@ -71,7 +71,7 @@ impl Identity for IdentityService {
 
     async fn sign_up(&self, request: Request<pb::SignUpRequest>) -> Result<Response<pb::User>, Status> {
         let r = request.into_inner();
-        let user = self.sign_up(&r.username, &r.password).await?;
+        let user = self.sign_up(&r.username, &r.password, &r.setup_code).await?;
         Ok(Response::new(to_proto(&user)))
     }
 

@@ -3,6 +3,7 @@
 
 mod error;
 mod grpc;
+mod setup;
 pub mod store;
 mod throttle;
 mod users;
@@ -177,15 +178,33 @@ impl IdentityService {
         Ok(())
     }
 
-    /// Self-service sign-up: the first account is an administrator with write access to
-    /// every API; later accounts (only with open sign-up) start with no rights.
-    pub async fn sign_up(&self, username: &str, password: &str) -> Result<UserRecord, IdentityError> {
+    /// On a server with no users yet, a new one-time setup code, which lets the first account
+    /// signed up with it become the administrator (as Jenkins and Grafana ask whoever installed
+    /// them, not whoever reaches the page first). Every code made so far stays good until then,
+    /// so that each replica may print its own. `None` once there are users.
+    pub async fn first_administrator_setup(&self) -> Result<Option<String>, IdentityError> {
+        if self.store.count().await? > 0 {
+            return Ok(None);
+        }
+        let code = setup::new_code();
+        self.store.add_setup_code(&setup::digest(&code), nmos_auth_core::now_unix()).await?;
+        Ok(Some(code))
+    }
+
+    /// Self-service sign-up. On a new server the first account, signed up with a setup code
+    /// ([`Self::first_administrator_setup`]), is an administrator with write access to every
+    /// API; later accounts (only with open sign-up) start with no rights.
+    pub async fn sign_up(&self, username: &str, password: &str, setup_code: &str) -> Result<UserRecord, IdentityError> {
         // The first account, atomically: two sign-ups on a new server cannot both get it.
         let all_write: Vec<(NmosApi, Access)> = NmosApi::ALL.into_iter().map(|api| (api, Access::Write)).collect();
         let first = self.new_user(username, password, true, &all_write).await?;
-        if self.store.create_first(&first).await? {
-            tracing::info!(target: "audit", event = "user_created", username, admin = true, "first user (administrator) created");
+        if self.store.create_first(&first, &setup::digest(setup_code)).await? {
+            tracing::info!(target: "audit", event = "user_created", username, admin = true, "first user (administrator) created with the setup code");
             return Ok(first);
+        }
+        if self.store.count().await? == 0 {
+            tracing::warn!(target: "audit", event = "setup_code_refused", username, "a sign-up on a server without users had no valid setup code");
+            return Err(IdentityError::SetupCodeNeeded);
         }
         if !self.open_signup {
             return Err(IdentityError::SignUpClosed);

@@ -18,9 +18,19 @@ pub async fn keys(config: &Config) -> anyhow::Result<Arc<KeysService>> {
     Ok(keys)
 }
 
-/// The identity service.
+/// The identity service. On a server without users it prints a one-time setup code for the
+/// first administrator's sign-up, to whoever started it (standard error, not the log).
 pub async fn identity(config: &Config) -> anyhow::Result<Arc<IdentityService>> {
-    Ok(Arc::new(open_with_retry("identity store", || IdentityService::open(config)).await?))
+    let identity = open_with_retry("identity store", || IdentityService::open(config)).await?;
+    if let Some(code) = identity.first_administrator_setup().await.map_err(|e| anyhow::anyhow!("{e}"))? {
+        eprintln!(
+            "\nnmos-auth: this server has no administrator yet. Create the first account at\n\
+             \n    {}/signup\n\nwith this one-time setup code:\n\n    {code}\n\n\
+             or run `nmos-auth admin add-user NAME --admin`. The code is good until an administrator exists.\n",
+            config.issuer()?
+        );
+    }
+    Ok(Arc::new(identity))
 }
 
 /// The client registry, its housekeeping running.

@@ -45,18 +45,26 @@ fn credentials_form(
 <input type="hidden" name="next" value="{next}">
 <label>Username <input type="text" name="username" autocomplete="username" required autofocus></label>
 <label>Password <input type="password" name="password" autocomplete="{autocomplete}" minlength="8" required></label>
-<div class="actions"><button type="submit">{button}</button></div>
+{setup}<div class="actions"><button type="submit">{button}</button></div>
 </form>
 {other}"#,
         csrf = escape(&session.csrf),
         next = escape(next),
         intro = escape(intro),
+        setup = if action == "signup" {
+            r#"<label>Setup code <span class="muted">(the first account on a new server only)</span> <input type="text" name="setup_code" autocomplete="off" spellcheck="false" placeholder="XXXX-XXXX-XXXX-XXXX"></label>
+"#
+        } else {
+            ""
+        },
     );
     pages::page(status, title, &pages::nav(None, &session.csrf), &body)
 }
 
 const SIGNIN_INTRO: &str = "Sign in to approve access for NMOS controllers and to manage your clients.";
-const SIGNUP_INTRO: &str = "Create an account. The first account on a new server becomes its administrator.";
+const SIGNUP_INTRO: &str = "Create an account. The first account on a new server becomes its administrator: \
+                            it needs the setup code that the server printed when it started (or create it with \
+                            nmos-auth admin add-user NAME --admin).";
 
 /// The browser's session, or a new anonymous one (it carries the CSRF token for the form).
 fn session_of(gateway: &Gateway, headers: &HeaderMap) -> Session {
@@ -157,6 +165,7 @@ pub async fn signup(
     let request = pb::SignUpRequest {
         username: form_value(&form, "username").unwrap_or("").to_owned(),
         password: form_value(&form, "password").unwrap_or("").to_owned(),
+        setup_code: form_value(&form, "setup_code").unwrap_or("").to_owned(),
     };
     match gateway.identity.clone().sign_up(request).await {
         Ok(user) => with_session(found(&next), &gateway, &Session::new(Some(user.into_inner().username))),

@@ -12,8 +12,14 @@ pub use postgres::PostgresUserStore;
 pub use sqlite::SqliteUserStore;
 
 pub static MIGRATIONS: Migrations = Migrations {
-    sqlite: &[Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_users.sql") }],
-    postgres: &[Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_users.sql") }],
+    sqlite: &[
+        Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_users.sql") },
+        Migration { version: 2, sql: include_str!("../../migrations/sqlite/0002_setup_codes.sql") },
+    ],
+    postgres: &[
+        Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_users.sql") },
+        Migration { version: 2, sql: include_str!("../../migrations/postgres/0002_setup_codes.sql") },
+    ],
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,9 +36,12 @@ pub struct UserRecord {
 pub trait UserStore: Send + Sync {
     /// Inserts a user with its rights; false when the username is taken.
     async fn create(&self, user: &UserRecord) -> nmos_auth_core::db::StoreResult<bool>;
-    /// Inserts a user only if there are no users at all, atomically (the first administrator);
-    /// false otherwise.
-    async fn create_first(&self, user: &UserRecord) -> nmos_auth_core::db::StoreResult<bool>;
+    /// Inserts a user only if there are no users at all and `setup_code` (a digest) is one of
+    /// the stored setup codes, atomically (the first administrator); then deletes every setup
+    /// code. False otherwise.
+    async fn create_first(&self, user: &UserRecord, setup_code: &str) -> nmos_auth_core::db::StoreResult<bool>;
+    /// Stores a setup code's digest.
+    async fn add_setup_code(&self, digest: &str, at: i64) -> nmos_auth_core::db::StoreResult<()>;
     async fn get(&self, username: &str) -> nmos_auth_core::db::StoreResult<Option<UserRecord>>;
     async fn list(&self) -> nmos_auth_core::db::StoreResult<Vec<UserRecord>>;
     /// False when there is no such user.
@@ -104,22 +113,28 @@ macro_rules! user_store_impl {
                 user: &super::UserRecord,
                 sql: &str,
                 lock: Option<&str>,
+                setup_code: Option<&str>,
             ) -> nmos_auth_core::db::StoreResult<bool> {
                 let mut tx = self.0.begin_write().await?;
                 if let Some(lock) = lock {
                     sqlx::query(lock).execute(&mut *tx).await?;
                 }
-                let inserted = sqlx::query(sql)
+                let mut insert = sqlx::query(sql)
                     .bind(&user.username)
                     .bind(&user.password_hash)
                     .bind(user.admin)
                     .bind(user.disabled)
-                    .bind(user.created_at)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                    .bind(user.created_at);
+                if let Some(code) = setup_code {
+                    insert = insert.bind(code);
+                }
+                let inserted = insert.execute(&mut *tx).await?.rows_affected();
                 if inserted == 0 {
                     return Ok(false);
+                }
+                if setup_code.is_some() {
+                    // The first administrator exists: no code may make another.
+                    sqlx::query("DELETE FROM identity_setup_codes").execute(&mut *tx).await?;
                 }
                 for api in nmos_auth_core::NmosApi::ALL {
                     let access = user.rights.get(api);
@@ -142,13 +157,29 @@ macro_rules! user_store_impl {
             async fn create(&self, user: &super::UserRecord) -> nmos_auth_core::db::StoreResult<bool> {
                 let sql = "INSERT INTO identity_users (username, password_hash, admin, disabled, created_at) \
                            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING";
-                self.insert_user(user, sql, None).await
+                self.insert_user(user, sql, None, None).await
             }
 
-            async fn create_first(&self, user: &super::UserRecord) -> nmos_auth_core::db::StoreResult<bool> {
+            async fn create_first(
+                &self,
+                user: &super::UserRecord,
+                setup_code: &str,
+            ) -> nmos_auth_core::db::StoreResult<bool> {
                 let sql = "INSERT INTO identity_users (username, password_hash, admin, disabled, created_at) \
-                           SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM identity_users)";
-                self.insert_user(user, sql, $first_lock).await
+                           SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM identity_users) \
+                           AND EXISTS (SELECT 1 FROM identity_setup_codes WHERE digest = $6)";
+                self.insert_user(user, sql, $first_lock, Some(setup_code)).await
+            }
+
+            async fn add_setup_code(&self, digest: &str, at: i64) -> nmos_auth_core::db::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO identity_setup_codes (digest, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                )
+                .bind(digest)
+                .bind(at)
+                .execute(&self.0)
+                .await?;
+                Ok(())
             }
 
             async fn get(&self, username: &str) -> nmos_auth_core::db::StoreResult<Option<super::UserRecord>> {

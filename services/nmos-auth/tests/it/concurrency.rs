@@ -235,8 +235,9 @@ async fn registrations_assertions_users_and_keys_at_once(backend: Backend) {
     let answers = send_at_once((0..8).map(|_| ask(once.clone())).collect()).await;
     one_winner(&answers, 200, 401, "invalid_client");
 
-    // Eight people sign up at once on this new server: one becomes its administrator, and
-    // sign-up is closed to the other seven.
+    // Eight people with the setup code sign up at once on this new server: one becomes its
+    // administrator, and sign-up is closed to the other seven.
+    let code = app.setup_code().await;
     let mut forms = Vec::new();
     for i in 0..8 {
         let mut browser = Browser::new();
@@ -246,6 +247,7 @@ async fn registrations_assertions_users_and_keys_at_once(backend: Backend) {
             ("csrf".to_owned(), page.field("csrf")),
             ("username".to_owned(), format!("person{i}")),
             ("password".to_owned(), "a long enough password".to_owned()),
+            ("setup_code".to_owned(), code.clone()),
         ];
         forms.push((browser, fields));
     }

@@ -22,12 +22,23 @@ store_backend_tests!(
     first_sign_up_is_atomic
 );
 
-/// Sign-ups racing on a new server: exactly one becomes the administrator.
+/// Sign-ups racing on a new server: exactly one becomes the administrator, and only with the
+/// setup code.
 async fn first_sign_up_is_atomic(backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    let identity = &app.server.identity;
+    for code in ["", "0000-0000-0000-0000"] {
+        let refused = identity.sign_up("stranger", "a long enough password", code).await.unwrap_err();
+        assert!(
+            matches!(refused, IdentityError::SetupCodeNeeded),
+            "whoever comes first is not the operator: {refused}"
+        );
+    }
+    let code = app.setup_code().await;
     let attempts = (0..6).map(|i| {
         let identity = app.server.identity.clone();
-        tokio::spawn(async move { identity.sign_up(&format!("racer{i}"), "a long enough password").await })
+        let code = code.clone();
+        tokio::spawn(async move { identity.sign_up(&format!("racer{i}"), "a long enough password", &code).await })
     });
     let mut admins = 0;
     for attempt in attempts {
@@ -40,6 +51,7 @@ async fn first_sign_up_is_atomic(backend: Backend) {
         }
     }
     assert_eq!(admins, 1);
+    assert!(identity.first_administrator_setup().await.unwrap().is_none(), "no more codes once there are users");
 }
 
 fn right(api: &str, access: pb::Access) -> pb::ApiRight {
@@ -197,7 +209,11 @@ async fn identity_service(backend: Backend) {
 
     // Sign-up is closed once there are users (open_signup is off by default).
     let closed = identity
-        .sign_up(pb::SignUpRequest { username: "carol".into(), password: "carol's password".into() })
+        .sign_up(pb::SignUpRequest {
+            username: "carol".into(),
+            password: "carol's password".into(),
+            setup_code: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(closed.code(), Code::FailedPrecondition);

@@ -494,6 +494,19 @@ impl TestApp {
         (id, secret)
     }
 
+    /// A valid one-time setup code for the first administrator's sign-up (a new one, made as
+    /// the server makes the one it prints at start).
+    pub async fn setup_code(&self) -> String {
+        self.server.identity.first_administrator_setup().await.unwrap().expect("a server without users")
+    }
+
+    /// The setup code the split deployment's identity service printed when it started.
+    pub fn printed_setup_code(&self) -> String {
+        let logs = self.deployment_logs();
+        let at = logs.find("with this one-time setup code:").expect("the identity service printed a setup code");
+        logs[at..].lines().nth(2).expect("the code's line").trim().to_owned()
+    }
+
     /// A confidential client that may introspect any client's tokens (a resource server, RFC
     /// 7662), and its credentials.
     pub async fn introspector(&self) -> (String, String) {

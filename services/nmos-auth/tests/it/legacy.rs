@@ -78,6 +78,7 @@ async fn seed_readme_works_with_legacy_grants_switched_on(backend: Backend) {
         ("csrf".to_owned(), form.field("csrf")),
         ("username".to_owned(), "alice".to_owned()),
         ("password".to_owned(), "alice's long password".to_owned()),
+        ("setup_code".to_owned(), app.setup_code().await),
     ];
     assert_eq!(browser.post(&app.auth_url("signup"), &fields).await.status, 302);
     let form = browser.get(&app.url("/create_client")).await;

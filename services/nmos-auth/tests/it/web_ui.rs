@@ -53,12 +53,18 @@ async fn people_use_the_pages_in_a_browser(backend: Backend) {
     let chrome = Chrome::start(shots).await;
     let callback = callback_server().await;
 
-    // Sign up on a new server: the first account is the administrator.
+    // Sign up on a new server: the first account is the administrator, with the setup code
+    // the server printed (whoever reaches the page first without it is refused).
     chrome.goto(&app.auth_url("signup")).await;
     chrome.wait_for_title("Sign up · nmos-auth").await;
     let background = chrome.script("return getComputedStyle(document.body).backgroundColor;").await;
     assert_eq!(background, "rgb(245, 247, 250)", "the stylesheet loads under the pages' CSP");
     chrome.screenshot("signup").await;
+    sign_in(&chrome, "operator", "operator's password").await;
+    chrome.wait_for_text("This server has no administrator yet").await;
+    chrome.screenshot("signup-without-setup-code").await;
+    let code = if backend == Backend::Split { app.printed_setup_code() } else { app.setup_code().await };
+    chrome.type_into("input[name=setup_code]", &code).await;
     sign_in(&chrome, "operator", "operator's password").await;
     chrome.wait_for_title("Clients · nmos-auth").await;
     assert!(chrome.url().await.ends_with("/x-nmos/auth/v1.0/home"));
