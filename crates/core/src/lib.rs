@@ -24,6 +24,10 @@ pub const API_VERSION: &str = "v1.0";
 /// The path of the Auth API; also the path of the issuer identifier.
 pub const AUTH_API_BASE: &str = "/x-nmos/auth/v1.0";
 
+/// How long a person's sign-in on the web pages lasts (the identity service's session and
+/// the gateway's cookie alike); signing in again starts a new one.
+pub const SESSION_LIFETIME_SECS: i64 = 8 * 3600;
+
 /// The grpc.health.v1 service name of a process's liveness: serving for as long as the process
 /// runs, whatever its database or peers do (Kubernetes liveness probes, container health
 /// checks). Readiness is the server's own status (`""`) and its service's name.

@@ -28,6 +28,11 @@ pub fn digest(secret: &str) -> Vec<u8> {
     digest::digest(&digest::SHA256, secret.as_bytes()).as_ref().to_vec()
 }
 
+/// The digest as lowercase hex, for a TEXT column that is looked up by it.
+pub fn digest_hex(secret: &str) -> String {
+    digest(secret).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Compares a presented secret with a stored digest in constant time.
 pub fn verify_digest(secret: &str, stored: &[u8]) -> bool {
     constant_time_eq(&digest(secret), stored)

@@ -249,6 +249,10 @@ pub struct Metrics {
     pub housekeeping_removed: Counter<u64>,
     /// Whether each dependency of a process (its database, the peers it calls) answers: 1 or 0.
     pub dependency_up: Gauge<u64>,
+    /// Sign-in lock-outs started, by the limit met.
+    pub sign_in_locks: Counter<u64>,
+    /// Sign-ins refused during a lock-out, by the limit.
+    pub sign_in_refusals: Counter<u64>,
 }
 
 /// The instruments, created on first use (after [`init`] installed the meter provider).
@@ -283,6 +287,14 @@ pub fn metrics() -> &'static Metrics {
                 .u64_gauge("nmos_auth.dependency.up")
                 .with_description("Whether a dependency (the database, a peer service) answers: 1 or 0")
                 .build(),
+            sign_in_locks: meter
+                .u64_counter("nmos_auth.signin.lockouts")
+                .with_description("Sign-in lock-outs started, by the limit met")
+                .build(),
+            sign_in_refusals: meter
+                .u64_counter("nmos_auth.signin.refused")
+                .with_description("Sign-ins refused during a lock-out, by the limit")
+                .build(),
         }
     })
 }
@@ -310,6 +322,20 @@ pub fn housekeeping_removed(table: &'static str, rows: u64) {
 pub fn dependency_up(dependency: &'static str, up: bool) {
     if enabled() {
         metrics().dependency_up.record(u64::from(up), &[KeyValue::new("dependency", dependency)]);
+    }
+}
+
+/// Counts a sign-in lock-out that started, by the limit met.
+pub fn sign_in_locked(limit: &'static str) {
+    if enabled() {
+        metrics().sign_in_locks.add(1, &[KeyValue::new("limit", limit)]);
+    }
+}
+
+/// Counts a sign-in refused during a lock-out.
+pub fn sign_in_refused(limit: &'static str) {
+    if enabled() {
+        metrics().sign_in_refusals.add(1, &[KeyValue::new("limit", limit)]);
     }
 }
 

@@ -1,6 +1,8 @@
-//! Browser sessions in sealed cookies (AES-256-GCM under the cookie key), so that gateway
-//! replicas share nothing. A session carries a CSRF token from the first page on, and the
-//! signed-in user once there is one.
+//! Browser sessions in sealed cookies (AES-256-GCM under the cookie key). A session carries a
+//! CSRF token from the first page on, and once someone signs in, their name and the id of
+//! their session in the identity service, which every page checks there: signing out, a
+//! password change or disabling the user ends it on the server for every gateway replica,
+//! whatever copy of the cookie is left.
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -10,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 const COOKIE: &str = "nmos_auth_session";
 /// A session lasts this long from its creation; signing in starts a new one.
-const LIFETIME_SECS: i64 = 8 * 3600;
+const LIFETIME_SECS: i64 = nmos_auth_core::SESSION_LIFETIME_SECS;
 /// Additional data binding the ciphertext to its purpose.
 const AAD: &[u8] = b"nmos-auth session v1";
 
@@ -24,11 +26,25 @@ pub struct Session {
     pub csrf: String,
     #[serde(rename = "e")]
     expires_at: i64,
+    /// The signed-in user's session in the identity service.
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 impl Session {
-    pub fn new(username: Option<String>) -> Session {
-        Session { username, csrf: random_token::<24>(), expires_at: nmos_auth_core::now_unix() + LIFETIME_SECS }
+    /// A session nobody is signed in to (it carries the CSRF token of the sign-in form).
+    pub fn anonymous() -> Session {
+        Session::with(None, None)
+    }
+
+    /// The session of someone who just signed in or up: `id` is the identity service's.
+    pub fn signed_in(username: String, id: String) -> Session {
+        Session::with(Some(username), Some(id))
+    }
+
+    fn with(username: Option<String>, id: Option<String>) -> Session {
+        let expires_at = nmos_auth_core::now_unix() + LIFETIME_SECS;
+        Session { username, csrf: random_token::<24>(), expires_at, id }
     }
 
     /// The session of this request, if its cookie is intact and current.
@@ -73,7 +89,7 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_tampering() {
         let k = key(1);
-        let s = Session::new(Some("alice".into()));
+        let s = Session::signed_in("alice".into(), "session-id".into());
         let cookie = s.cookie(&k, true).unwrap();
         let text = cookie.to_str().unwrap();
         assert!(text.contains("HttpOnly") && text.contains("SameSite=Lax") && text.contains("Secure"));
@@ -82,6 +98,7 @@ mod tests {
         headers.insert(header::COOKIE, HeaderValue::from_str(&format!("other=1; {value}")).unwrap());
         let back = Session::from_headers(&headers, &k).unwrap();
         assert_eq!(back.username.as_deref(), Some("alice"));
+        assert_eq!(back.id.as_deref(), Some("session-id"));
         assert!(back.csrf_matches(Some(&s.csrf)));
         assert!(!back.csrf_matches(Some("forged")));
         assert!(!back.csrf_matches(None));

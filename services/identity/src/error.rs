@@ -24,7 +24,7 @@ pub enum IdentityError {
     SignUpClosed,
     /// A sign-up on a server with no users, without a valid setup code.
     #[error(
-        "This server has no administrator yet. Enter the setup code that the server printed when it \
+        "This server has no administrator yet. Enter the setup code that the server logged when it \
          started, or create the first administrator with: nmos-auth admin add-user NAME --admin"
     )]
     SetupCodeNeeded,
@@ -35,6 +35,9 @@ pub enum IdentityError {
     /// learn which names exist.
     #[error("wrong username or password")]
     WrongPassword,
+    /// A web session that was signed out, ended with all the user's sessions, or expired.
+    #[error("the session has ended; sign in again")]
+    SessionEnded,
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The password hashing task failed (it panicked, or argon2 refused its parameters).
@@ -60,7 +63,7 @@ impl From<IdentityError> for Status {
                 Status::failed_precondition(message)
             }
             IdentityError::LockedOut { .. } => Status::resource_exhausted(message),
-            IdentityError::WrongPassword => Status::unauthenticated(message),
+            IdentityError::WrongPassword | IdentityError::SessionEnded => Status::unauthenticated(message),
             // Mapped as every service maps a store failure: an outage is
             // `temporarily_unavailable` (callers answer 503 and clients retry), anything else a
             // logged internal error.

@@ -80,6 +80,54 @@ impl Identity for IdentityService {
         let user = self.verify_password(&r.username, &r.password, &r.client_address).await?;
         Ok(Response::new(to_proto(&user)))
     }
+
+    async fn start_session(
+        &self,
+        request: Request<pb::StartSessionRequest>,
+    ) -> Result<Response<pb::StartSessionResponse>, Status> {
+        let session_id = self.start_session(&request.into_inner().username).await?;
+        Ok(Response::new(pb::StartSessionResponse { session_id }))
+    }
+
+    async fn check_session(&self, request: Request<pb::CheckSessionRequest>) -> Result<Response<pb::User>, Status> {
+        let user = self.check_session(&request.into_inner().session_id).await?;
+        Ok(Response::new(to_proto(&user)))
+    }
+
+    async fn end_session(
+        &self,
+        request: Request<pb::EndSessionRequest>,
+    ) -> Result<Response<pb::EndSessionResponse>, Status> {
+        self.end_session(&request.into_inner().session_id).await?;
+        Ok(Response::new(pb::EndSessionResponse {}))
+    }
+
+    async fn end_user_sessions(
+        &self,
+        request: Request<pb::EndUserSessionsRequest>,
+    ) -> Result<Response<pb::EndUserSessionsResponse>, Status> {
+        let operator = operator(&request);
+        let r = request.into_inner();
+        let by = self.administrator(operator.as_ref(), &r.requested_by).await?;
+        let ended = self.end_sessions(&r.username, &by).await?;
+        Ok(Response::new(pb::EndUserSessionsResponse { ended }))
+    }
+
+    async fn set_password(
+        &self,
+        request: Request<pb::SetPasswordRequest>,
+    ) -> Result<Response<pb::SetPasswordResponse>, Status> {
+        let operator = operator(&request);
+        let r = request.into_inner();
+        // Your own, with your current password; anyone's, as an administrator.
+        let (current, by) = if !r.current_password.is_empty() && operator.is_none() && r.requested_by == r.username {
+            (Some(r.current_password.as_str()), r.username.clone())
+        } else {
+            (None, self.administrator(operator.as_ref(), &r.requested_by).await?)
+        };
+        self.set_password(&r.username, &r.new_password, current, &by).await?;
+        Ok(Response::new(pb::SetPasswordResponse {}))
+    }
 }
 
 fn rights_from_proto(rights: &[pb::ApiRight]) -> Result<Vec<(NmosApi, Access)>, IdentityError> {

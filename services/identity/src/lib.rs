@@ -3,6 +3,7 @@
 
 mod error;
 mod grpc;
+mod lockout;
 mod setup;
 pub mod store;
 mod throttle;
@@ -22,9 +23,8 @@ use crate::store::{UserRecord, UserStore};
 pub struct IdentityService {
     store: Arc<dyn UserStore>,
     open_signup: bool,
-    /// Failed passwords per username, and per client address (which many people may share).
-    user_throttle: throttle::Throttle,
-    address_throttle: throttle::Throttle,
+    /// Failed passwords, per username at an address, per username and per address.
+    sign_in_guard: lockout::SignInGuard,
 }
 
 /// An administrator cannot lock themselves out. (Operators' names contain a colon, which no
@@ -34,6 +34,11 @@ fn not_yourself(username: &str, by: &str, what: &'static str) -> Result<(), Iden
         return Err(IdentityError::NotYourself(what));
     }
     Ok(())
+}
+
+/// How a session id is stored: its SHA-256 digest, hex.
+fn session_digest(id: &str) -> String {
+    nmos_auth_core::secret::digest_hex(id)
 }
 
 fn not_found(username: &str) -> IdentityError {
@@ -47,8 +52,7 @@ impl IdentityService {
         Ok(IdentityService {
             store: store::open(db),
             open_signup: config.open_signup,
-            user_throttle: throttle::Throttle::new(5),
-            address_throttle: throttle::Throttle::new(20),
+            sign_in_guard: lockout::SignInGuard::default(),
         })
     }
 
@@ -164,8 +168,73 @@ impl IdentityService {
         if !self.store.set_disabled(username, disabled).await? {
             return Err(not_found(username));
         }
+        if disabled {
+            self.store.end_sessions(username).await?;
+        }
         tracing::info!(target: "audit", event = "user_disabled_set", username, disabled, by, "account enabled or disabled");
         self.get_user(username).await
+    }
+
+    /// A new session for a user who just proved who they are (signed in or up): its id, which
+    /// only the browser keeps (here, its digest).
+    pub async fn start_session(&self, username: &str) -> Result<String, IdentityError> {
+        let id = nmos_auth_core::secret::random_token::<32>();
+        let now = nmos_auth_core::now_unix();
+        let expires_at = now + nmos_auth_core::SESSION_LIFETIME_SECS;
+        self.store.start_session(&session_digest(&id), username, now, expires_at).await?;
+        Ok(id)
+    }
+
+    /// The user of a current session: ended (signed out, the password changed, the user
+    /// disabled, deleted or signed out everywhere) or expired, it is `SessionEnded`.
+    pub async fn check_session(&self, id: &str) -> Result<UserRecord, IdentityError> {
+        let now = nmos_auth_core::now_unix();
+        let Some(username) = self.store.session_user(&session_digest(id), now).await? else {
+            return Err(IdentityError::SessionEnded);
+        };
+        match self.store.get(&username).await? {
+            Some(user) if !user.disabled => Ok(user),
+            _ => Err(IdentityError::SessionEnded),
+        }
+    }
+
+    /// Signing out: the session ends here, whatever copy of the cookie is left.
+    pub async fn end_session(&self, id: &str) -> Result<(), IdentityError> {
+        self.store.end_session(&session_digest(id)).await?;
+        Ok(())
+    }
+
+    /// `by` signs a user out everywhere: every session of theirs ends.
+    pub async fn end_sessions(&self, username: &str, by: &str) -> Result<u64, IdentityError> {
+        let ended = self.store.end_sessions(username).await?;
+        tracing::info!(target: "audit", event = "user_signed_out_everywhere", username, sessions = ended, by, "all of a user's sessions ended");
+        Ok(ended)
+    }
+
+    /// Sets a user's password: `by` is the user themselves (who must give the current one)
+    /// or an administrator or operator resetting it. Every session of the user ends.
+    pub async fn set_password(
+        &self,
+        username: &str,
+        new_password: &str,
+        current_password: Option<&str>,
+        by: &str,
+    ) -> Result<(), IdentityError> {
+        users::validate_password(new_password)?;
+        if let Some(current) = current_password {
+            // Checked (and throttled) as a sign-in is.
+            self.verify_password(username, current, "").await?;
+        }
+        let new_password = new_password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || users::hash_password(&new_password))
+            .await
+            .map_err(IdentityError::internal)?
+            .map_err(IdentityError::internal)?;
+        if !self.store.set_password(username, &hash).await? {
+            return Err(not_found(username));
+        }
+        tracing::info!(target: "audit", event = "user_password_set", username, by, "password changed; the user's sessions ended");
+        Ok(())
     }
 
     /// `by` deletes a user (never themselves).
@@ -227,9 +296,8 @@ impl IdentityService {
         password: &str,
         client_address: &str,
     ) -> Result<UserRecord, IdentityError> {
-        let throttles = [(&self.user_throttle, username), (&self.address_throttle, client_address)];
-        let throttles: Vec<_> = throttles.into_iter().filter(|(_, key)| !key.is_empty()).collect();
-        if let Some(wait) = throttles.iter().filter_map(|(t, key)| t.locked(key)).max() {
+        if let Err((limit, wait)) = self.sign_in_guard.check(username, client_address) {
+            nmos_auth_core::telemetry::sign_in_refused(limit.as_str());
             return Err(IdentityError::LockedOut { minutes: wait.as_secs().div_ceil(60).max(1) });
         }
         let user = self.store.get(username).await?;
@@ -240,13 +308,14 @@ impl IdentityService {
             .map_err(IdentityError::internal)?;
         match user {
             Some(user) if ok && !user.disabled => {
-                // Only the username's count: a success must not reset its address's count
-                // (an attacker with one account would otherwise never hit the address limit).
-                self.user_throttle.success(username);
+                self.sign_in_guard.success(username, client_address);
                 Ok(user)
             }
             _ => {
-                throttles.iter().for_each(|(t, key)| t.failure(key));
+                for limit in self.sign_in_guard.failure(username, client_address) {
+                    nmos_auth_core::telemetry::sign_in_locked(limit.as_str());
+                    tracing::warn!(target: "audit", event = "sign_in_locked", limit = limit.as_str(), username, client_address, "too many wrong passwords: sign-ins are refused for a while");
+                }
                 tracing::info!(target: "audit", event = "password_rejected", username, client_address, "wrong username or password");
                 Err(IdentityError::WrongPassword)
             }

@@ -24,7 +24,7 @@ pub fn digest(code: &str) -> String {
             other => other,
         })
         .collect();
-    secret::digest(&normal).iter().map(|b| format!("{b:02x}")).collect()
+    secret::digest_hex(&normal)
 }
 
 #[cfg(test)]

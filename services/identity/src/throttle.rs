@@ -1,7 +1,6 @@
-//! Sign-in throttling: failures are counted per username and per client address; past a
-//! threshold, further attempts are refused for a while, growing with each failure. Unknown
-//! usernames are counted like known ones, so the limit reveals nothing. The counts live in
-//! this identity service's memory (per replica).
+//! Failure counting for sign-in throttling (see `lockout.rs` for what is counted): past a
+//! threshold, further attempts for a key are refused for a while, growing with each failure.
+//! The counts live in this identity service's memory (per replica).
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -36,7 +35,8 @@ impl Throttle {
         until.checked_duration_since(Instant::now())
     }
 
-    pub fn failure(&self, key: &str) {
+    /// Counts a failure; whether the key is locked out now.
+    pub fn failure(&self, key: &str) -> bool {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if entries.len() >= MAX_ENTRIES {
@@ -52,7 +52,9 @@ impl Throttle {
         if entry.failures >= self.allowed {
             let doublings = (entry.failures - self.allowed).min(5);
             entry.locked_until = Some(now + (FIRST_LOCK * 2u32.pow(doublings)).min(LONGEST_LOCK));
+            return true;
         }
+        false
     }
 
     pub fn success(&self, key: &str) {

@@ -18,16 +18,18 @@ pub async fn keys(config: &Config) -> anyhow::Result<Arc<KeysService>> {
     Ok(keys)
 }
 
-/// The identity service. On a server without users it prints a one-time setup code for the
-/// first administrator's sign-up, to whoever started it (standard error, not the log).
+/// The identity service. On a server without users it logs a one-time setup code for the
+/// first administrator's sign-up, for whoever started it (as Jenkins does): in the log, in its
+/// format, because that is what an operator of a container can read. The code is worthless
+/// once an administrator exists.
 pub async fn identity(config: &Config) -> anyhow::Result<Arc<IdentityService>> {
     let identity = open_with_retry("identity store", || IdentityService::open(config)).await?;
     if let Some(code) = identity.first_administrator_setup().await.map_err(|e| anyhow::anyhow!("{e}"))? {
-        eprintln!(
-            "\nnmos-auth: this server has no administrator yet. Create the first account at\n\
-             \n    {}/signup\n\nwith this one-time setup code:\n\n    {code}\n\n\
-             or run `nmos-auth admin add-user NAME --admin`. The code is good until an administrator exists.\n",
-            config.issuer()?
+        tracing::warn!(
+            setup_code = %code,
+            signup = %format!("{}/signup", config.issuer()?),
+            "this server has no administrator yet: sign up with this one-time setup code, \
+             or run `nmos-auth admin add-user NAME --admin`"
         );
     }
     Ok(Arc::new(identity))

@@ -185,6 +185,17 @@ enum StoreCommand {
         #[arg(long, default_value = "")]
         rights: String,
     },
+    /// Set a user's password, read from the first line of standard input; every session of
+    /// theirs on the pages ends.
+    SetPassword {
+        #[arg(allow_hyphen_values = true)]
+        username: String,
+    },
+    /// Sign a user out of the pages everywhere: every session of theirs ends.
+    SignOut {
+        #[arg(allow_hyphen_values = true)]
+        username: String,
+    },
     /// Give a user administrator rights (or take them away with --revoke).
     MakeAdmin {
         #[arg(allow_hyphen_values = true)]
@@ -355,6 +366,14 @@ fn refused(status: tonic::Status) -> anyhow::Error {
     }
 }
 
+/// A password from the first line of standard input (never from the command line, where other
+/// users of the machine could read it).
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password).context("reading the password from standard input")?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_owned())
+}
+
 fn policy_from_args(
     scope: String,
     read: &[String],
@@ -435,12 +454,21 @@ async fn store_command(config: Config, command: StoreCommand) -> anyhow::Result<
             println!("{}", created.token);
         }
         StoreCommand::AddUser { username, admin, rights } => {
-            let mut password = String::new();
-            std::io::stdin().lock().read_line(&mut password).context("reading the password from standard input")?;
-            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            let password = password_from_stdin()?;
             let rights = rights_list(&rights)?;
             let request = pb::CreateUserRequest { username, password, admin, rights, requested_by: String::new() };
             print_user(&identity.create_user(request).await.map_err(refused)?.into_inner());
+        }
+        StoreCommand::SetPassword { username } => {
+            let new_password = password_from_stdin()?;
+            let request = pb::SetPasswordRequest { username: username.clone(), new_password, ..Default::default() };
+            identity.set_password(request).await.map_err(refused)?;
+            println!("password set for {username}; their sessions have ended");
+        }
+        StoreCommand::SignOut { username } => {
+            let request = pb::EndUserSessionsRequest { username: username.clone(), requested_by: String::new() };
+            let ended = identity.end_user_sessions(request).await.map_err(refused)?.into_inner().ended;
+            println!("{username}: {ended} session(s) ended");
         }
         StoreCommand::MakeAdmin { username, revoke } => {
             let request = pb::SetAdminRequest { username, admin: !revoke, requested_by: String::new() };

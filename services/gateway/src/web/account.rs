@@ -63,12 +63,12 @@ fn credentials_form(
 
 const SIGNIN_INTRO: &str = "Sign in to approve access for NMOS controllers and to manage your clients.";
 const SIGNUP_INTRO: &str = "Create an account. The first account on a new server becomes its administrator: \
-                            it needs the setup code that the server printed when it started (or create it with \
+                            it needs the setup code that the server logged when it started (or create it with \
                             nmos-auth admin add-user NAME --admin).";
 
 /// The browser's session, or a new anonymous one (it carries the CSRF token for the form).
 fn session_of(gateway: &Gateway, headers: &HeaderMap) -> Session {
-    Session::from_headers(headers, &gateway.cookie_key).unwrap_or_else(|| Session::new(None))
+    Session::from_headers(headers, &gateway.cookie_key).unwrap_or_else(Session::anonymous)
 }
 
 /// A posted sign-in or sign-up form whose CSRF token checked out.
@@ -128,7 +128,7 @@ pub async fn signin(
             let user = user.into_inner();
             tracing::info!(target: "audit", event = "signed_in", username = %user.username, client_address = %peer.ip(), "user signed in");
             // A new session, with a new CSRF token, on every sign-in.
-            with_session(found(&next), &gateway, &Session::new(Some(user.username)))
+            start_session(&gateway, user.username, &next, &session).await
         }
         Err(status) if status.code() == tonic::Code::Unauthenticated => {
             let problem = Some("Wrong username or password.");
@@ -168,7 +168,7 @@ pub async fn signup(
         setup_code: form_value(&form, "setup_code").unwrap_or("").to_owned(),
     };
     match gateway.identity.clone().sign_up(request).await {
-        Ok(user) => with_session(found(&next), &gateway, &Session::new(Some(user.into_inner().username))),
+        Ok(user) => start_session(&gateway, user.into_inner().username, &next, &session).await,
         Err(status)
             if matches!(
                 status.code(),
@@ -200,8 +200,27 @@ pub async fn signout(
     if !session.csrf_matches(form_value(&form, "csrf")) {
         return forbidden_form(&session);
     }
+    // Ended in the identity service, so that no copy of the cookie opens a page again.
+    if let Some(session_id) = session.id.clone()
+        && let Err(status) = gateway.identity.clone().end_session(pb::EndSessionRequest { session_id }).await
+    {
+        return status_page(&status, &session);
+    }
     if let Some(username) = &session.username {
         tracing::info!(target: "audit", event = "signed_out", username = %username, "user signed out");
     }
-    with_session(found(&format!("{BASE}/signin")), &gateway, &Session::new(None))
+    with_session(found(&format!("{BASE}/signin")), &gateway, &Session::anonymous())
+}
+
+/// Starts the identity service's session for someone who just signed in or up, and sends
+/// them on to `next` with its cookie.
+async fn start_session(gateway: &Gateway, username: String, next: &str, before: &Session) -> Response {
+    let request = pb::StartSessionRequest { username: username.clone() };
+    match gateway.identity.clone().start_session(request).await {
+        Ok(started) => {
+            let session = Session::signed_in(username, started.into_inner().session_id);
+            with_session(found(next), gateway, &session)
+        }
+        Err(status) => status_page(&status, before),
+    }
 }

@@ -163,22 +163,25 @@ fn to_signin(here: &str) -> Response {
     found(&format!("{BASE}/signin?next={}", utf8_percent_encode(here, NON_ALPHANUMERIC)))
 }
 
-/// The signed-in user of a page request, or the response that sends them to sign in. A user
-/// deleted or disabled since signing in is signed out.
+/// The signed-in user of a page request, or the response that sends them to sign in. The
+/// session is checked in the identity service on every request: one signed out, ended by a
+/// password change or by an administrator, or whose user was disabled or deleted, is over.
 async fn signed_in(gateway: &Gateway, headers: &HeaderMap, here: &str) -> Result<(Session, pb::User), Response> {
     let session = Session::from_headers(headers, &gateway.cookie_key);
-    let Some((session, username)) = session.and_then(|s| s.username.clone().map(|u| (s, u))) else {
+    let Some((session, session_id)) = session.and_then(|s| s.id.clone().map(|id| (s, id))) else {
         return Err(to_signin(here));
     };
-    let get = |mut identity: IdentityClient<GrpcChannel>| {
-        let username = username.clone();
-        async move { identity.get_user(pb::GetUserRequest { username }).await }
+    let check = |mut identity: IdentityClient<GrpcChannel>| {
+        let session_id = session_id.clone();
+        async move { identity.check_session(pb::CheckSessionRequest { session_id }).await }
     };
-    match grpc::idempotent(&gateway.identity, get).await {
-        Ok(user) if !user.get_ref().disabled => Ok((session, user.into_inner())),
-        Ok(_) => Err(with_session(to_signin(here), gateway, &Session::new(None))),
-        Err(status) if status.code() == tonic::Code::NotFound => {
-            Err(with_session(to_signin(here), gateway, &Session::new(None)))
+    match grpc::idempotent(&gateway.identity, check).await {
+        Ok(user) if session.username.as_deref() == Some(user.get_ref().username.as_str()) => {
+            Ok((session, user.into_inner()))
+        }
+        Ok(_) => Err(with_session(to_signin(here), gateway, &Session::anonymous())),
+        Err(status) if status.code() == tonic::Code::Unauthenticated => {
+            Err(with_session(to_signin(here), gateway, &Session::anonymous()))
         }
         Err(status) => Err(status_page(&status, &session)),
     }

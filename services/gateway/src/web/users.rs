@@ -1,5 +1,5 @@
 //! The users page, for administrators: add users, set each user's access per NMOS API,
-//! disable, enable or delete them. Password hashes are never shown.
+//! sign them out everywhere, disable, enable or delete them. Password hashes are never shown.
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -45,12 +45,15 @@ fn user_row(index: usize, user: &pb::User, me: &str, session: &Session) -> Strin
     let name = escape(&user.username);
     let form_attr = format!(r#"form="{form_id}""#);
     // Administrators cannot lock themselves out.
+    let sign_out = format!(
+        r#"<button {form_attr} class="secondary" name="action" value="signout" type="submit">Sign out everywhere</button>"#
+    );
     let account_buttons = if user.username == me {
-        r#"<span class="muted">you</span>"#.to_owned()
+        format!(r#"{sign_out} <span class="muted">you</span>"#)
     } else {
         let (action, label) = if user.disabled { ("enable", "Enable") } else { ("disable", "Disable") };
         format!(
-            r#"<button {form_attr} class="secondary" name="action" value="{action}" type="submit">{label}</button> <button {form_attr} class="danger" name="action" value="delete" type="submit">Delete</button>"#
+            r#"{sign_out} <button {form_attr} class="secondary" name="action" value="{action}" type="submit">{label}</button> <button {form_attr} class="danger" name="action" value="delete" type="submit">Delete</button>"#
         )
     };
     format!(
@@ -142,7 +145,7 @@ pub async fn add_user(
     }
 }
 
-/// POST users/change: save rights, disable, enable or delete.
+/// POST users/change: save rights, sign out everywhere, disable, enable or delete.
 pub async fn change_user(
     State(gateway): State<Gateway>,
     headers: HeaderMap,
@@ -164,6 +167,10 @@ pub async fn change_user(
             identity.set_disabled(request).await.map(|_| ())
         }
         Some("delete") => identity.delete_user(pb::DeleteUserRequest { username, requested_by }).await.map(|_| ()),
+        Some("signout") => {
+            let request = pb::EndUserSessionsRequest { username, requested_by };
+            identity.end_user_sessions(request).await.map(|_| ())
+        }
         _ => Err(tonic::Status::invalid_argument("Unknown action.")),
     };
     match result {

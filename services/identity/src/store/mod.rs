@@ -15,10 +15,12 @@ pub static MIGRATIONS: Migrations = Migrations {
     sqlite: &[
         Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_users.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/sqlite/0002_setup_codes.sql") },
+        Migration { version: 3, sql: include_str!("../../migrations/sqlite/0003_sessions.sql") },
     ],
     postgres: &[
         Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_users.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/postgres/0002_setup_codes.sql") },
+        Migration { version: 3, sql: include_str!("../../migrations/postgres/0003_sessions.sql") },
     ],
 };
 
@@ -53,6 +55,24 @@ pub trait UserStore: Send + Sync {
     /// Removes a user and their rights; false when there is no such user.
     async fn delete(&self, username: &str) -> nmos_auth_core::db::StoreResult<bool>;
     async fn count(&self) -> nmos_auth_core::db::StoreResult<i64>;
+    /// Replaces a user's password hash and ends all their sessions; false when there is no
+    /// such user.
+    async fn set_password(&self, username: &str, password_hash: &str) -> nmos_auth_core::db::StoreResult<bool>;
+    /// Records a session (its id's digest), first removing every session that has expired, so
+    /// that the table holds at most the sessions of one lifetime.
+    async fn start_session(
+        &self,
+        id_digest: &str,
+        username: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> nmos_auth_core::db::StoreResult<()>;
+    /// The user of a session that has not expired at `now`.
+    async fn session_user(&self, id_digest: &str, now: i64) -> nmos_auth_core::db::StoreResult<Option<String>>;
+    /// Ends one session; false when there was none.
+    async fn end_session(&self, id_digest: &str) -> nmos_auth_core::db::StoreResult<bool>;
+    /// Ends all of a user's sessions; how many there were.
+    async fn end_sessions(&self, username: &str) -> nmos_auth_core::db::StoreResult<u64>;
 }
 
 pub fn open(db: Db) -> Arc<dyn UserStore> {
@@ -240,6 +260,7 @@ macro_rules! user_store_impl {
             async fn delete(&self, username: &str) -> nmos_auth_core::db::StoreResult<bool> {
                 let mut tx = self.0.begin_write().await?;
                 sqlx::query("DELETE FROM identity_rights WHERE username = $1").bind(username).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM identity_sessions WHERE username = $1").bind(username).execute(&mut *tx).await?;
                 let n = sqlx::query("DELETE FROM identity_users WHERE username = $1")
                     .bind(username)
                     .execute(&mut *tx)
@@ -251,6 +272,66 @@ macro_rules! user_store_impl {
 
             async fn count(&self) -> nmos_auth_core::db::StoreResult<i64> {
                 Ok(sqlx::query_scalar("SELECT COUNT(*) FROM identity_users").fetch_one(&self.0).await?)
+            }
+
+            async fn set_password(&self, username: &str, password_hash: &str) -> nmos_auth_core::db::StoreResult<bool> {
+                let mut tx = self.0.begin_write().await?;
+                let n = sqlx::query("UPDATE identity_users SET password_hash = $1 WHERE username = $2")
+                    .bind(password_hash)
+                    .bind(username)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query("DELETE FROM identity_sessions WHERE username = $1").bind(username).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(n == 1)
+            }
+
+            async fn start_session(
+                &self,
+                id_digest: &str,
+                username: &str,
+                now: i64,
+                expires_at: i64,
+            ) -> nmos_auth_core::db::StoreResult<()> {
+                let mut tx = self.0.begin_write().await?;
+                sqlx::query("DELETE FROM identity_sessions WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
+                sqlx::query(
+                    "INSERT INTO identity_sessions (id_digest, username, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id_digest)
+                .bind(username)
+                .bind(now)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn session_user(&self, id_digest: &str, now: i64) -> nmos_auth_core::db::StoreResult<Option<String>> {
+                Ok(sqlx::query_scalar("SELECT username FROM identity_sessions WHERE id_digest = $1 AND expires_at > $2")
+                    .bind(id_digest)
+                    .bind(now)
+                    .fetch_optional(&self.0)
+                    .await?)
+            }
+
+            async fn end_session(&self, id_digest: &str) -> nmos_auth_core::db::StoreResult<bool> {
+                let n = sqlx::query("DELETE FROM identity_sessions WHERE id_digest = $1")
+                    .bind(id_digest)
+                    .execute(&self.0)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn end_sessions(&self, username: &str) -> nmos_auth_core::db::StoreResult<u64> {
+                Ok(sqlx::query("DELETE FROM identity_sessions WHERE username = $1")
+                    .bind(username)
+                    .execute(&self.0)
+                    .await?
+                    .rows_affected())
             }
 
             async fn set_rights(

@@ -2,6 +2,7 @@
 //! and reads the hidden fields of forms.
 use reqwest::StatusCode;
 
+#[derive(Clone)]
 pub struct Browser {
     http: reqwest::Client,
     cookie: Option<String>,
@@ -41,7 +42,18 @@ fn unescape(s: &str) -> String {
 
 impl Browser {
     pub fn new() -> Browser {
-        let http = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Browser::from_address(std::net::Ipv4Addr::LOCALHOST)
+    }
+
+    /// A browser whose connections come from `address` (any of 127.0.0.0/8 on loopback): a
+    /// person at another machine, as the server sees it.
+    pub fn from_address(address: std::net::Ipv4Addr) -> Browser {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(std::net::IpAddr::V4(address))
+            .build()
+            .unwrap();
         Browser { http, cookie: None }
     }
 

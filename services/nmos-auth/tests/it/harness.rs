@@ -500,11 +500,11 @@ impl TestApp {
         self.server.identity.first_administrator_setup().await.unwrap().expect("a server without users")
     }
 
-    /// The setup code the split deployment's identity service printed when it started.
+    /// The setup code the split deployment's identity service logged when it started.
     pub fn printed_setup_code(&self) -> String {
         let logs = self.deployment_logs();
-        let at = logs.find("with this one-time setup code:").expect("the identity service printed a setup code");
-        logs[at..].lines().nth(2).expect("the code's line").trim().to_owned()
+        let at = logs.find(" setup_code=").expect("the identity service logged a setup code") + " setup_code=".len();
+        logs[at..].split_whitespace().next().expect("the code").to_owned()
     }
 
     /// A confidential client that may introspect any client's tokens (a resource server, RFC

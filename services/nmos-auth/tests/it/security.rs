@@ -2,7 +2,8 @@
 //! sessions, the sign-in, the redirects, the pages and the introspection endpoint.
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, ExpectJson, TempDir, TestApp, server_certificate};
+use crate::browser::Browser;
+use crate::harness::{Backend, ExpectJson, TempDir, TestApp, backend_tests, server_certificate};
 
 /// A client name, registered without an account in `open` mode, that tries to write a line of
 /// its own into the log, to move the cursor of whoever reads it, and to cut the line short.
@@ -163,4 +164,109 @@ async fn redirect_uris_follow_the_security_bcp() {
             }
         }
     }
+}
+
+/// A new browser, signed in as `username`.
+async fn signed_in(app: &TestApp, username: &str, password: &str) -> Browser {
+    let mut browser = Browser::new();
+    let signed_in = sign_in(app, &mut browser, username, password).await;
+    assert_eq!(signed_in.status, 302, "{}", signed_in.body);
+    browser
+}
+
+/// Fills in and posts the sign-in form.
+async fn sign_in(app: &TestApp, browser: &mut Browser, username: &str, password: &str) -> crate::browser::Page {
+    let form = browser.get(&app.auth_url("signin")).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let fields = [("csrf", form.field("csrf").as_str()), ("username", username), ("password", password)]
+        .map(|(n, v)| (n.to_owned(), v.to_owned()));
+    browser.post(&app.auth_url("signin"), &fields).await
+}
+
+/// Whether the browser's session still opens `home` (or is sent to sign in).
+async fn opens_home(app: &TestApp, browser: &mut Browser) -> bool {
+    let page = browser.get(&app.auth_url("home")).await;
+    match page.status.as_u16() {
+        200 => true,
+        302 if page.location.as_deref().is_some_and(|l| l.contains("/signin?next=")) => false,
+        _ => panic!("home answered {} {:?}: {}", page.status, page.location, page.body),
+    }
+}
+
+backend_tests!(sessions_end_on_the_server);
+
+/// Signing out ends the session on the server (a copied cookie opens nothing afterwards); a
+/// password change, disabling the user and "sign out everywhere" (page and CLI) end all of the
+/// user's sessions. The split deployment shows it across processes: the sessions live in the
+/// identity service, not in one gateway.
+async fn sessions_end_on_the_server(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let identity = &app.server.identity;
+    identity.create_user("alice", "alice's long password", false, &[], "operator:test").await.unwrap();
+    identity.create_user("root", "root's long password", true, &[], "operator:test").await.unwrap();
+
+    // Sign-out: a copy of the cookie taken before it opens nothing afterwards.
+    let mut alice = signed_in(&app, "alice", "alice's long password").await;
+    let mut copied = alice.clone();
+    assert!(opens_home(&app, &mut copied).await);
+    let home = alice.get(&app.auth_url("home")).await;
+    let signout = alice.post(&app.auth_url("signout"), &[("csrf".to_owned(), home.field("csrf"))]).await;
+    assert_eq!(signout.status, 302, "{}", signout.body);
+    assert!(!opens_home(&app, &mut copied).await, "the session ended on the server, not only in one browser");
+
+    // A password change ends every session of the user.
+    let (mut first, mut second) = (
+        signed_in(&app, "alice", "alice's long password").await,
+        signed_in(&app, "alice", "alice's long password").await,
+    );
+    let mut root = signed_in(&app, "root", "root's long password").await;
+    identity.set_password("alice", "alice's new long password", None, "operator:test").await.unwrap();
+    assert!(!opens_home(&app, &mut first).await && !opens_home(&app, &mut second).await);
+    assert!(opens_home(&app, &mut root).await, "other users' sessions go on");
+
+    // Disabling the user ends them too, and enabling again does not bring them back.
+    let mut alice = signed_in(&app, "alice", "alice's new long password").await;
+    identity.set_disabled("alice", true, "operator:test").await.unwrap();
+    identity.set_disabled("alice", false, "operator:test").await.unwrap();
+    assert!(!opens_home(&app, &mut alice).await);
+
+    // An administrator signs a user out everywhere on the users page ...
+    let mut alice = signed_in(&app, "alice", "alice's new long password").await;
+    let users = root.get(&app.auth_url("users")).await;
+    assert_eq!(users.status, 200, "{}", users.body);
+    assert!(users.body.contains("Sign out everywhere"), "{}", users.body);
+    let fields = [("csrf", users.field("csrf")), ("username", "alice".into()), ("action", "signout".into())]
+        .map(|(n, v)| (n.to_owned(), v));
+    let done = root.post(&app.auth_url("users/change"), &fields).await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert!(!opens_home(&app, &mut alice).await);
+    assert!(opens_home(&app, &mut root).await);
+
+    // ... and an operator from the shell.
+    let _alice = signed_in(&app, "alice", "alice's new long password").await;
+    let out = app.admin_command(&["sign-out", "alice"]);
+    assert!(out.contains("alice: 1 session(s) ended"), "{out}");
+}
+
+/// A stranger at another address failing the administrator's password is slowed down, and
+/// cannot lock the administrator out at theirs (OWASP: lockout must not become a denial of
+/// service). The lock is logged for operators.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_lock_the_owner_out() {
+    let app = TestApp::spawn_split_with_env(&[]).await;
+    app.server.identity.create_user("root", "root's long password", true, &[], "operator:test").await.unwrap();
+    let mut stranger = Browser::from_address([127, 0, 0, 66].into());
+    for _ in 0..5 {
+        let page = sign_in(&app, &mut stranger, "root", "a guess at the password").await;
+        assert_eq!(page.status, 401, "{}", page.body);
+    }
+    let page = sign_in(&app, &mut stranger, "root", "root's long password").await;
+    assert_eq!(page.status, 429, "the guesser is locked out, even with the right password: {}", page.body);
+    assert!(page.body.contains("Too many failed sign-ins"), "{}", page.body);
+    let mut owner = Browser::from_address([127, 0, 0, 10].into());
+    let page = sign_in(&app, &mut owner, "root", "root's long password").await;
+    assert_eq!(page.status, 302, "the owner at their own address signs in: {}", page.body);
+    let logs = app.deployment_logs();
+    let locked = logs.lines().find(|l| l.contains("event=sign_in_locked")).expect("the lock is logged");
+    assert!(locked.contains("limit=username_at_address") && locked.contains("client_address=127.0.0.66"), "{locked}");
 }

@@ -54,7 +54,7 @@ async fn people_use_the_pages_in_a_browser(backend: Backend) {
     let callback = callback_server().await;
 
     // Sign up on a new server: the first account is the administrator, with the setup code
-    // the server printed (whoever reaches the page first without it is refused).
+    // the server logged (whoever reaches the page first without it is refused).
     chrome.goto(&app.auth_url("signup")).await;
     chrome.wait_for_title("Sign up · nmos-auth").await;
     let background = chrome.script("return getComputedStyle(document.body).backgroundColor;").await;
