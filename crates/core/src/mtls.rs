@@ -83,6 +83,8 @@ pub fn callers(path: &str) -> Option<&'static [Service]> {
         // Listing, rotating, removing and importing keys: operators.
         ("nmos.auth.v1.Keys", _) => &[Admin],
         ("nmos.auth.v1.Identity", "GetUser" | "VerifyPassword") => &[Gateway, TokenIssuer, Admin],
+        // People's web sessions are the gateway's alone: nobody else starts one for a user.
+        ("nmos.auth.v1.Identity", "StartSession" | "CheckSession" | "EndSession") => &[Gateway],
         ("nmos.auth.v1.Identity", _) => &[Gateway, Admin],
         ("nmos.auth.v1.ClientRegistry", "AuthenticateClient") => &[TokenIssuer],
         // The other services ask whether an administrator's token's client is still one.
@@ -270,6 +272,11 @@ mod tests {
         assert!(!callers("/nmos.auth.v1.TokenIssuer/Token").unwrap().contains(&Service::Admin));
         assert_eq!(callers("/grpc.health.v1.Health/Check"), None);
         assert_eq!(callers("/something.Else/Method"), Some(&[][..]));
+        for method in ["StartSession", "CheckSession", "EndSession"] {
+            let path = format!("/nmos.auth.v1.Identity/{method}");
+            assert_eq!(callers(&path), Some(&[Service::Gateway][..]), "people's sessions are the gateway's");
+        }
+        assert!(callers("/nmos.auth.v1.Identity/EndUserSessions").unwrap().contains(&Service::Admin));
         assert!(authorize("/grpc.health.v1.Health/Check", None).is_err(), "a certificate is always needed");
     }
 }
