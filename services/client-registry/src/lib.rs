@@ -8,6 +8,10 @@ pub mod metadata;
 pub mod policy;
 pub mod store;
 
+/// The client assertion's unverified `sub`/`iss` reading, for the fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub use assertion::claimed_client;
+
 use std::sync::Arc;
 
 use nmos_auth_core::config::RegistrationMode;

@@ -9,6 +9,10 @@ mod pages;
 mod session;
 mod web;
 
+/// The parsers of request bodies and headers, for the fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub use http::{Authorization, authorization, parse_form, parse_multipart};
+
 use std::future::Future;
 use std::sync::Arc;
 

@@ -12,6 +12,10 @@ mod request;
 mod revocation;
 pub mod store;
 
+/// The request parameters' reading, for the fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub use request::Params;
+
 use std::sync::Arc;
 
 use nmos_auth_core::db::Db;
