@@ -67,9 +67,7 @@ async fn outside_values_cannot_forge_log_lines() {
 async fn pages_and_answers_carry_the_security_headers() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let page = app.http.get(app.auth_url("signin")).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let headers = page.headers().clone();
-    let body = page.text().await.unwrap();
+    let (headers, body) = answered(page, 200).await;
     let policy = headers["content-security-policy"].to_str().unwrap();
     for directive in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"] {
         assert!(policy.split("; ").any(|d| d == directive), "{directive} in {policy}");
@@ -84,16 +82,15 @@ async fn pages_and_answers_carry_the_security_headers() {
     assert_eq!(headers["cache-control"], "no-store", "a page may show a CSRF token or a secret");
     assert!(!headers.contains_key("strict-transport-security"), "no HSTS over plain http");
 
-    let css = app.http.get(app.auth_url("style.css")).send().await.unwrap();
-    assert_eq!(css.status(), 200);
-    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
-    assert_eq!(css.headers()["x-content-type-options"], "nosniff");
-    assert!(css.text().await.unwrap().contains(":root"));
+    let (headers, css) = answered(app.http.get(app.auth_url("style.css")).send().await.unwrap(), 200).await;
+    assert_eq!(headers["content-type"], "text/css; charset=utf-8");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(css.contains(":root"));
 
     let metadata = app.http.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap();
-    assert_eq!(metadata.status(), 200);
-    assert_eq!(metadata.headers()["x-content-type-options"], "nosniff");
-    assert_eq!(metadata.headers()["referrer-policy"], "no-referrer");
+    let (headers, _) = answered(metadata, 200).await;
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
 
     let token = app.initial_access_token().await;
     let registered = app
@@ -104,8 +101,16 @@ async fn pages_and_answers_carry_the_security_headers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(registered.status(), 201);
-    assert_eq!(registered.headers()["cache-control"], "no-store", "the answer holds the client secret");
+    let (headers, _) = answered(registered, 201).await;
+    assert_eq!(headers["cache-control"], "no-store", "the answer holds the client secret");
+}
+
+/// A response's headers and body, once its status is the expected one (the body shown if not).
+async fn answered(response: reqwest::Response, status: u16) -> (reqwest::header::HeaderMap, String) {
+    let (got, headers) = (response.status(), response.headers().clone());
+    let body = response.text().await.unwrap();
+    assert_eq!(got.as_u16(), status, "{body}");
+    (headers, body)
 }
 
 /// RFC 9207: the metadata says so (every authorization response carrying `iss`, success and
