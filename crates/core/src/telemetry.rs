@@ -133,37 +133,40 @@ fn unsafe_in_log(c: char) -> bool {
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Writes `text`, each character that `escape` picks as its Rust escape (`\n`, `\u{1b}`). Text
+/// with nothing to escape (nearly every line) is written as it is, without a copy.
+fn write_escaped(
+    writer: &mut tracing_subscriber::fmt::format::Writer<'_>,
+    text: &str,
+    escape: impl Fn(char) -> bool,
+) -> std::fmt::Result {
+    let mut rest = text;
+    while let Some((at, c)) = rest.char_indices().find(|&(_, c)| escape(c)) {
+        writer.write_str(&rest[..at])?;
+        write!(writer, "{}", c.escape_default())?;
+        rest = &rest[at + c.len_utf8()..];
+    }
+    writer.write_str(rest)
+}
+
 impl EscapingVisitor<'_> {
     fn write(&mut self, field: &tracing::field::Field, text: &str) {
         if self.result.is_err() {
             return;
         }
         let separator = if std::mem::take(&mut self.first) { "" } else { " " };
-        self.result = if field.name() == "message" {
+        let name = field.name();
+        let writer = &mut self.writer;
+        self.result = if name == "message" {
             // Our own words, with values formatted in: only what could break the line is escaped.
-            let mut out = String::with_capacity(text.len() + separator.len());
-            out.push_str(separator);
-            for c in text.chars() {
-                if unsafe_in_log(c) {
-                    out.extend(c.escape_default());
-                } else {
-                    out.push(c);
-                }
-            }
-            self.writer.write_str(&out)
+            writer.write_str(separator).and_then(|()| write_escaped(writer, text, unsafe_in_log))
         } else if !text.is_empty() && !text.chars().any(|c| c == ' ' || c == '=' || c == '"' || unsafe_in_log(c)) {
-            write!(self.writer, "{separator}{}={text}", field.name())
+            write!(writer, "{separator}{name}={text}")
         } else {
             // Quoted, with quotes, backslashes, control and format characters escaped.
-            let escaped: String = text
-                .chars()
-                .flat_map(|c| {
-                    let plain = !(c == '"' || c == '\\' || unsafe_in_log(c));
-                    let (one, many) = if plain { (Some(c), None) } else { (None, Some(c.escape_default())) };
-                    one.into_iter().chain(many.into_iter().flatten())
-                })
-                .collect();
-            write!(self.writer, "{separator}{}=\"{escaped}\"", field.name())
+            write!(writer, "{separator}{name}=\"")
+                .and_then(|()| write_escaped(writer, text, |c| c == '"' || c == '\\' || unsafe_in_log(c)))
+                .and_then(|()| writer.write_str("\""))
         };
     }
 }

@@ -36,11 +36,6 @@ fn not_yourself(username: &str, by: &str, what: &'static str) -> Result<(), Iden
     Ok(())
 }
 
-/// How a session id is stored: its SHA-256 digest, hex.
-fn session_digest(id: &str) -> String {
-    nmos_auth_core::secret::digest_hex(id)
-}
-
 fn not_found(username: &str) -> IdentityError {
     IdentityError::NoSuchUser(username.to_owned())
 }
@@ -181,7 +176,7 @@ impl IdentityService {
         let id = nmos_auth_core::secret::random_token::<32>();
         let now = nmos_auth_core::now_unix();
         let expires_at = now + nmos_auth_core::SESSION_LIFETIME_SECS;
-        self.store.start_session(&session_digest(&id), username, now, expires_at).await?;
+        self.store.start_session(&nmos_auth_core::secret::digest_hex(&id), username, now, expires_at).await?;
         Ok(id)
     }
 
@@ -189,7 +184,7 @@ impl IdentityService {
     /// disabled, deleted or signed out everywhere) or expired, it is `SessionEnded`.
     pub async fn check_session(&self, id: &str) -> Result<UserRecord, IdentityError> {
         let now = nmos_auth_core::now_unix();
-        let Some(username) = self.store.session_user(&session_digest(id), now).await? else {
+        let Some(username) = self.store.session_user(&nmos_auth_core::secret::digest_hex(id), now).await? else {
             return Err(IdentityError::SessionEnded);
         };
         match self.store.get(&username).await? {
@@ -200,7 +195,7 @@ impl IdentityService {
 
     /// Signing out: the session ends here, whatever copy of the cookie is left.
     pub async fn end_session(&self, id: &str) -> Result<(), IdentityError> {
-        self.store.end_session(&session_digest(id)).await?;
+        self.store.end_session(&nmos_auth_core::secret::digest_hex(id)).await?;
         Ok(())
     }
 
