@@ -34,6 +34,9 @@ pub enum ChannelError {
     Body(tonic::Status),
     /// The call's deadline passed while it could not be sent.
     TimedOut(tonic::TimeoutExpired),
+    /// The peer could not be reached: a connection attempt made for another call timed out
+    /// while this one waited for the same connection.
+    Unreachable,
 }
 
 impl std::fmt::Display for ChannelError {
@@ -42,6 +45,7 @@ impl std::fmt::Display for ChannelError {
             ChannelError::Transport(e) => write!(f, "transport error: {e}"),
             ChannelError::Body(status) => write!(f, "request body: {status}"),
             ChannelError::TimedOut(e) => write!(f, "{e}"),
+            ChannelError::Unreachable => write!(f, "the peer could not be reached (a connection attempt timed out)"),
         }
     }
 }
@@ -52,6 +56,7 @@ impl std::error::Error for ChannelError {
             ChannelError::Transport(e) => Some(e),
             ChannelError::Body(status) => Some(status),
             ChannelError::TimedOut(e) => Some(e),
+            ChannelError::Unreachable => None,
         }
     }
 }
@@ -91,8 +96,19 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
         _ => return None,
     })
 }
-/// How long a caller waits for a connection to a peer (a peer that is down refuses at once).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a caller waits for a connection to a peer, looking up its name and the TLS handshake
+/// included (a peer that is down refuses at once; one cut off the network is silent, and on a
+/// Docker network with no way out, the lookup of a name that has gone takes 20 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// While calls are in flight on a connection and nothing has come from the peer for this long,
+/// the caller pings it (HTTP/2 PING), and gives the connection up when no answer comes within
+/// [`KEEP_ALIVE_TIMEOUT`]: a peer cut off the network (no reset, no answer, only silence) fails
+/// the calls in flight within a second, rather than at their deadline, and the next call makes
+/// a new connection. An idle connection is not pinged; a busy one is not either, its answers
+/// are proof enough.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(250);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_millis(600);
 
 /// A long-lived HTTP/2 channel to a service, with a deadline on every call.
 pub fn connect(addr: SocketAddr) -> anyhow::Result<GrpcChannel> {
@@ -101,7 +117,7 @@ pub fn connect(addr: SocketAddr) -> anyhow::Result<GrpcChannel> {
         .timeout(DEADLINE)
         .tcp_nodelay(true)
         .connect_lazy();
-    Ok(traced(ResendUnsent { inner: channel, resend_after: &RESEND_AFTER }))
+    Ok(traced(ResendUnsent::new(channel, &RESEND_AFTER)))
 }
 
 /// A long-lived HTTP/2 channel to a service at `url` (`https://keys:50051`, or `host:port`),
@@ -119,12 +135,18 @@ pub fn connect_url(url: &str, tls: Option<tonic::transport::ClientTlsConfig>) ->
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(DEADLINE)
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_timeout(Duration::from_secs(5));
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
     if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls).with_context(|| format!("TLS for {url}"))?;
     }
-    Ok(traced(ResendUnsent { inner: endpoint.connect_lazy(), resend_after: &RESEND_AFTER }))
+    // The connector of `connect_lazy`, given explicitly so that the connect timeout covers the
+    // name lookup too (tonic applies it around the whole of a custom connector, but only around
+    // the TCP connect of its own).
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    Ok(traced(ResendUnsent::new(endpoint.connect_with_connector_lazy(http), &RESEND_AFTER)))
 }
 
 /// When a call on `inner` (a network channel) resends a call that never reached its peer, and
@@ -138,11 +160,24 @@ const RESEND_AFTER: [Duration; 2] = [Duration::from_millis(50), Duration::from_m
 /// service started could fail on a peer that had been up for seconds. Nothing reached the
 /// peer, so resending is safe for any call, idempotent or not. The request body (one small
 /// protobuf message) is read whole first, so that it can be sent again.
+///
+/// A connection attempt that times out (the peer is cut off, or its name cannot be looked up)
+/// fails every call then waiting for that connection at once, rather than leaving each to
+/// start an attempt of its own in turn behind it, so that no call waits much more than
+/// [`CONNECT_TIMEOUT`] for a peer that cannot be reached.
 #[derive(Clone)]
 struct ResendUnsent<S> {
     inner: S,
     /// When to send again ([`RESEND_AFTER`]).
     resend_after: &'static [Duration],
+    /// Told when a connection attempt timed out.
+    unreachable: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl<S> ResendUnsent<S> {
+    fn new(inner: S, resend_after: &'static [Duration]) -> Self {
+        ResendUnsent { inner, resend_after, unreachable: Default::default() }
+    }
 }
 
 impl<S> tower::Service<Request<Body>> for ResendUnsent<S>
@@ -166,6 +201,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let resend_after = self.resend_after;
+        let unreachable = self.unreachable.clone();
+        let others_unreachable = self.unreachable.clone();
         // Connecting happens outside tonic's own timeout: the call's deadline bounds it all.
         let deadline = tokio::time::Instant::now() + remaining();
         let call = async move {
@@ -186,27 +223,48 @@ where
                     _ => break,
                 }
             }
+            if let Err(e) = &result
+                && connect_timed_out(e)
+            {
+                unreachable.notify_waiters();
+            }
             result.map_err(ChannelError::Transport)
         };
         Box::pin(async move {
-            match tokio::time::timeout_at(deadline, call).await {
-                Ok(result) => result,
-                Err(_) => Err(ChannelError::TimedOut(tonic::TimeoutExpired(()))),
+            let told = others_unreachable.notified();
+            tokio::pin!(told);
+            told.as_mut().enable();
+            tokio::select! {
+                biased;
+                result = tokio::time::timeout_at(deadline, call) => match result {
+                    Ok(result) => result,
+                    Err(_) => Err(ChannelError::TimedOut(tonic::TimeoutExpired(()))),
+                },
+                () = told => Err(ChannelError::Unreachable),
             }
         })
     }
 }
 
-/// Whether a channel's error means the call was never sent: no connection could be made.
+/// Whether a channel's error means the call was never sent because the connection was refused
+/// or failed at once (the peer is restarting): worth sending again. A connection attempt that
+/// timed out is not: the peer is unreachable, and another attempt would only make the caller
+/// wait a second time.
 fn never_sent(error: &tonic::transport::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = cause {
-        if e.is::<tonic::ConnectError>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
+    !connect_timed_out(error) && causes(error).any(|e| e.is::<tonic::ConnectError>())
+}
+
+/// Whether a connection attempt timed out ([`CONNECT_TIMEOUT`]).
+fn connect_timed_out(error: &tonic::transport::Error) -> bool {
+    causes(error)
+        .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut))
+}
+
+/// An error and its sources, outermost first.
+fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |e| e.source())
 }
 
 /// A channel over the Unix socket at `path` (`serve`'s admin socket), if a server answers
@@ -223,7 +281,7 @@ pub async fn connect_unix(path: &std::path::Path) -> Option<GrpcChannel> {
     // The URI is a placeholder: the connector decides where the connection goes.
     let endpoint = Endpoint::from_static("http://admin.socket").connect_timeout(CONNECT_TIMEOUT).timeout(DEADLINE);
     let channel = endpoint.connect_with_connector(connector).await.ok()?;
-    Some(traced(ResendUnsent { inner: channel, resend_after: &RESEND_AFTER }))
+    Some(traced(ResendUnsent::new(channel, &RESEND_AFTER)))
 }
 
 /// A channel that hands each call straight to a tonic server in this process.
@@ -236,8 +294,8 @@ where
 }
 
 /// Calls a read-only (idempotent) method of `client`, retrying at most twice, after 50 ms and
-/// then 150 ms, when its connection broke during the call (reset, closed: the peer was killed or
-/// the connection had gone stale), which may have reached the peer; a call that could not be
+/// then 150 ms, when its connection broke at once during the call (reset, closed: the peer was
+/// killed or the connection had gone stale), which may have reached the peer; a call that could not be
 /// sent at all is sent again by the channel itself, whatever it is. A status the peer sent is
 /// never retried, and neither is any call that changes state (registration, authentication with
 /// its replay cache, token issue).
@@ -250,8 +308,12 @@ where
     let mut delay = Duration::from_millis(50);
     let mut attempt = 0;
     loop {
+        let started = tokio::time::Instant::now();
         match call(client.clone()).await {
-            Err(status) if attempt < 2 && connection_failed(&status) => {
+            // A connection that failed only after the peer had been silent for a keep-alive
+            // round (cut off the network, not restarted) is not tried again: the caller gets its
+            // answer (unavailable) now rather than after another connection attempt.
+            Err(status) if attempt < 2 && connection_failed(&status) && started.elapsed() < KEEP_ALIVE_INTERVAL => {
                 tracing::debug!(%status, retry_in = ?delay, "retrying an idempotent call");
                 tokio::time::sleep(delay).await;
                 delay *= 3;
@@ -267,12 +329,8 @@ where
 /// call again already) nor the deadline.
 fn connection_failed(status: &tonic::Status) -> bool {
     let Some(source) = std::error::Error::source(status) else { return false };
-    let mut cause = Some(source);
-    while let Some(e) = cause {
-        if e.is::<tonic::ConnectError>() || e.is::<tonic::TimeoutExpired>() {
-            return false;
-        }
-        cause = e.source();
+    if causes(source).any(|e| e.is::<tonic::ConnectError>() || e.is::<tonic::TimeoutExpired>()) {
+        return false;
     }
     crate::OAuthError::from_status_detail(status).is_none()
 }
@@ -428,7 +486,7 @@ mod tests {
         });
         // Resent after a second, and again after two: time enough for the peer on a busy machine.
         static SLOWLY: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
-        let mut client = HealthClient::new(traced(ResendUnsent { inner: channel, resend_after: &SLOWLY }));
+        let mut client = HealthClient::new(traced(ResendUnsent::new(channel, &SLOWLY)));
         let call = tokio::spawn(async move { client.check(HealthCheckRequest::default()).await });
         refused.notified().await;
 
@@ -438,6 +496,69 @@ mod tests {
         tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(incoming));
         let reply = call.await.unwrap();
         assert!(reply.is_ok(), "sent again once the peer was up: {reply:?}");
+    }
+
+    /// A peer that accepts connections and reads them but never answers: what a peer cut off
+    /// the network looks like from here (no reset, only silence). Counts the connections.
+    async fn silent_peer() -> (SocketAddr, std::sync::Arc<AtomicU32>) {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(AtomicU32::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn hit_the_deadline(status: &tonic::Status) -> bool {
+        causes(status).any(|e| e.is::<tonic::TimeoutExpired>())
+    }
+
+    /// A call in flight on a connection to a peer that has gone silent fails when a keep-alive
+    /// ping goes unanswered, not at its deadline.
+    #[tokio::test]
+    async fn a_call_to_a_silent_peer_fails_before_its_deadline() {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_client::HealthClient;
+        let (addr, _) = silent_peer().await;
+        let mut client = HealthClient::new(connect_url(&format!("http://{addr}"), None).unwrap());
+        let status = client.check(HealthCheckRequest::default()).await.unwrap_err();
+        assert!(!hit_the_deadline(&status), "given up by the keep-alive, not the deadline: {status:?}");
+        assert!(causes(&status).any(|e| e.to_string().contains("keep-alive")), "{status:?}");
+    }
+
+    /// Calls waiting for a connection that cannot be made (the TLS handshake is never answered)
+    /// all fail when the attempt times out, rather than each making an attempt of its own in
+    /// turn: eight in turn would take 6.4 s, and the last would meet their 5 s deadline.
+    #[tokio::test]
+    async fn calls_waiting_for_an_unreachable_peer_fail_together() {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_client::HealthClient;
+        let (addr, accepted) = silent_peer().await;
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca.cert.pem()))
+            .domain_name("localhost");
+        let channel = connect_url(&format!("https://{addr}"), Some(tls)).unwrap();
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let mut client = HealthClient::new(channel.clone());
+                tokio::spawn(async move { client.check(HealthCheckRequest::default()).await })
+            })
+            .collect();
+        for call in calls {
+            let status = call.await.unwrap().unwrap_err();
+            assert!(!hit_the_deadline(&status), "failed with the attempt, not at the deadline: {status:?}");
+        }
+        assert!(accepted.load(Ordering::Relaxed) < 8, "not one attempt per call");
     }
 
     // Real sleeps: 50 ms + 150 ms per exhausted call.
