@@ -140,6 +140,78 @@ enum Command {
         #[arg(long)]
         health_url: Option<String>,
     },
+    /// Check any authorization server (this one or another) against IS-10 v1.0 and the RFCs it
+    /// builds on, from outside: one line per check, PASS, FAIL, WARN or SKIP, with the clause
+    /// it checks. Exit status 0 only when nothing FAILs.
+    Check {
+        /// The server's base URL, its issuer, or its metadata URL.
+        url: String,
+        /// An initial access token, so that a client can be registered (RFC 7591) and tokens checked.
+        #[arg(long, env = "NMOS_AUTH_CHECK_INITIAL_ACCESS_TOKEN", hide_env_values = true)]
+        initial_access_token: Option<String>,
+        /// An existing client_credentials client, ID:SECRET, for the token checks.
+        #[arg(long, env = "NMOS_AUTH_CHECK_CLIENT", hide_env_values = true)]
+        client: Option<String>,
+        /// A PEM file of CA certificates to trust besides the system's (the plant's CA).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// table for people; json or junit (JUnit XML) for CI systems.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Table)]
+        format: CheckFormat,
+        /// Write the report here rather than to standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CheckFormat {
+    Table,
+    Json,
+    Junit,
+}
+
+/// `nmos-auth check`: exit status 0 when nothing failed, 1 when a check failed, 2 when the
+/// command could not run.
+async fn check(
+    url: String,
+    initial_access_token: Option<String>,
+    client: Option<String>,
+    ca: Option<PathBuf>,
+    format: CheckFormat,
+    output: Option<PathBuf>,
+) -> std::process::ExitCode {
+    let client = match client.map(|c| c.split_once(':').map(|(id, secret)| (id.to_owned(), secret.to_owned()))) {
+        Some(None) => {
+            eprintln!("nmos-auth check: --client takes ID:SECRET");
+            return std::process::ExitCode::from(2);
+        }
+        Some(Some(pair)) => Some(pair),
+        None => None,
+    };
+    let ca_pem = match ca.map(std::fs::read).transpose() {
+        Ok(pem) => pem,
+        Err(e) => {
+            eprintln!("nmos-auth check: --ca: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let options = nmos_auth_check::Options { url, initial_access_token, client, ca_pem };
+    let report = nmos_auth_check::run(&options).await;
+    let text = match format {
+        CheckFormat::Table => report.table(),
+        CheckFormat::Json => format!("{:#}\n", report.json()),
+        CheckFormat::Junit => report.junit(),
+    };
+    let written = match &output {
+        Some(path) => std::fs::write(path, &text),
+        None => std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()),
+    };
+    if let Err(e) = written {
+        eprintln!("nmos-auth check: writing the report: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    if report.failed() { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS }
 }
 
 #[derive(Subcommand)]
@@ -663,6 +735,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn main() -> std::process::ExitCode {
     let matches = command_line().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // A client of any server: none of this server's configuration applies.
+    if let Command::Check { url, initial_access_token, client, ca, format, output } = cli.command {
+        return check(url, initial_access_token, client, ca, format, output).await;
+    }
     let loaded = match load_config(&cli, &matches) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -703,6 +779,7 @@ async fn main() -> std::process::ExitCode {
         Command::Config => Ok(()),
         Command::Admin(command) => admin(config, command).await,
         Command::Discovery { health_url } => discovery(config, health_url).await,
+        Command::Check { .. } => Ok(()),
         Command::DnsSd(DnsSd::Zone { domain }) => match domain.or(config.dns_sd_domain.clone()) {
             Some(domain) => nmos_auth_discovery::Advertisement::from_config(&config).map(|ad| {
                 print!("{}", ad.zone(&domain));

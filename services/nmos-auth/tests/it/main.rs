@@ -5,6 +5,7 @@ mod deployment;
 mod harness;
 
 mod authorization_code;
+mod check;
 mod cli;
 mod concurrency;
 mod discovery;
