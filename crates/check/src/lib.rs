@@ -267,8 +267,10 @@ const REQUIRED_METADATA: [&str; 7] = [
 
 /// Runs every check it can against the server at `options.url`.
 pub async fn run(options: &Options) -> Report {
-    let mut builder =
-        reqwest::Client::builder().timeout(Duration::from_secs(10)).redirect(reqwest::redirect::Policy::none());
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy();
     if let Some(pem) = &options.ca_pem {
         match reqwest::Certificate::from_pem_bundle(pem) {
             Ok(certificates) => {
@@ -379,12 +381,15 @@ async fn run_checks(c: &mut Checker, options: &Options) {
             Verdict::Warn,
             "plain HTTP: IS-10 requires TLS in a live plant (HTTP is for trials only)",
         );
+        c.skip("tls.versions", "BCP-003-01 (TLS 1.2 required, 1.3 recommended)", "plain HTTP");
     } else {
         c.check(
             "tls.https",
             "IS-10 §Security; BCP-003-01",
             Ok("the certificate chain and name were verified (rustls, the system's roots and any --ca)".into()),
         );
+        let result = tls_versions(&authority, options.ca_pem.as_deref()).await;
+        c.check("tls.versions", "BCP-003-01 (TLS 1.2 required, 1.3 recommended)", result);
     }
 
     let endpoint = |name: &str| metadata.get(name).and_then(Value::as_str).map(str::to_owned);
@@ -438,6 +443,48 @@ async fn run_checks(c: &mut Checker, options: &Options) {
         }
     }
     check_cors(c, &endpoints).await;
+}
+
+/// Which TLS versions the server completes a handshake with, its certificate chain and name
+/// verified each time. (TLS 1.1 and older cannot be offered by rustls, so they are not probed.)
+async fn tls_versions(authority: &str, ca_pem: Option<&[u8]>) -> Checked {
+    use rustls_pki_types::pem::PemObject;
+    let url = url::Url::parse(authority).map_err(|e| e.to_string())?;
+    let host = url.host_str().ok_or("no host")?.trim_matches(['[', ']']).to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    for certificate in ca_pem.map(rustls_pki_types::CertificateDer::pem_slice_iter).into_iter().flatten().flatten() {
+        let _ = roots.add(certificate);
+    }
+    let roots = std::sync::Arc::new(roots);
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("{host}: {e}"))?;
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for (label, version) in [("TLS 1.3", &rustls::version::TLS13), ("TLS 1.2", &rustls::version::TLS12)] {
+        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[version])
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let handshake = async {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            connector.connect(name.clone(), tcp).await
+        };
+        match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+            Ok(Ok(_)) => accepted.push(label),
+            Ok(Err(e)) => refused.push(format!("{label}: {e}")),
+            Err(_) => refused.push(format!("{label}: no handshake within 10 s")),
+        }
+    }
+    let also = if refused.is_empty() { String::new() } else { format!("; {}", refused.join("; ")) };
+    match (accepted.contains(&"TLS 1.2"), accepted.is_empty()) {
+        (true, _) => Ok(format!("handshakes with {} (chain and name verified){also}", accepted.join(" and "))),
+        (false, false) => Err(format!("TLS 1.2 refused, only {} accepted{also}", accepted.join(", "))),
+        (false, true) => Err(refused.join("; ")),
+    }
 }
 
 fn check_metadata(c: &mut Checker, metadata: &Value, authority: &str, selector: Option<&str>, url: &str) {

@@ -16,14 +16,15 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use nmos_auth_check::{Options, Report, Verdict};
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, TestApp, backend_tests};
+use crate::harness::{Backend, TempDir, TestApp, backend_tests, server_certificate};
 
 backend_tests!(this_server_passes);
 
 /// The checks that may not PASS against this server over plain HTTP, and why.
-const EXPLAINED: [(&str, Verdict); 4] = [
-    // The tests run plain HTTP on loopback; IS-10 wants TLS in a plant.
+const EXPLAINED: [(&str, Verdict); 5] = [
+    // The tests run plain HTTP on loopback; IS-10 wants TLS in a plant (HTTPS: its own test).
     ("tls.https", Verdict::Warn),
+    ("tls.versions", Verdict::Skip),
     // Not yet built into the checker (see README "Conformance check").
     ("token.refresh_rotation", Verdict::Skip),
     ("token.pkce_public", Verdict::Skip),
@@ -310,4 +311,35 @@ async fn each_broken_rule_is_caught_by_its_own_check() {
         let expected: BTreeSet<&str> = caught_by(broken).iter().copied().collect();
         assert_eq!(failed(&report), expected, "{broken:?}:\n{}", report.table());
     }
+}
+
+/// Over HTTPS, with the plant's CA given: the certificate chain and name verified, and the TLS
+/// versions the gateway accepts.
+#[tokio::test]
+async fn over_https_the_certificate_and_tls_versions_are_checked() {
+    let certs = TempDir::new("check-tls");
+    let (cert, key) = server_certificate(certs.path(), "localhost", "DNS:localhost,IP:127.0.0.1");
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.tls_cert = Some(cert.clone());
+        c.tls_key = Some(key.clone());
+    })
+    .await;
+    assert!(app.base.starts_with("https://"), "{}", app.base);
+    let options = Options {
+        url: app.url(""),
+        initial_access_token: Some(app.initial_access_token().await),
+        ca_pem: Some(std::fs::read(&cert).unwrap()),
+        ..Default::default()
+    };
+    let report = nmos_auth_check::run(&options).await;
+    assert!(!report.failed(), "{}", report.table());
+    for id in ["tls.https", "tls.versions", "token.rs512"] {
+        assert_eq!(report.verdict(id), Some(Verdict::Pass), "{id}\n{}", report.table());
+    }
+    let versions = report.outcomes.iter().find(|o| o.id == "tls.versions").unwrap();
+    assert!(versions.detail.contains("TLS 1.3 and TLS 1.2"), "{}", versions.detail);
+
+    // Without the CA the certificate is not trusted: the first fetch fails and says why.
+    let untrusted = nmos_auth_check::run(&Options { url: app.url(""), ..Default::default() }).await;
+    assert_eq!(untrusted.verdict("discovery.well_known"), Some(Verdict::Fail), "{}", untrusted.table());
 }
