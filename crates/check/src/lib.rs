@@ -21,6 +21,9 @@ pub struct Options {
     pub client: Option<(String, String)>,
     /// PEM certificates to trust besides the system's (a plant's own CA).
     pub ca_pem: Option<Vec<u8>>,
+    /// Browse mDNS for this long for the server's `_nmos-auth._tcp` advertisement (it goes out
+    /// on the networks of the machine the checker runs on, so it is asked for, never implied).
+    pub mdns: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -428,7 +431,11 @@ async fn run_checks(c: &mut Checker, options: &Options) {
         "needs the authorization code flow (a user's sign-in): not yet built",
     );
     c.skip("token.pkce_public", "RFC 7636; IS-10 §Authorization", "needs the authorization code flow: not yet built");
-    c.skip("discovery.dns_sd", "IS-10 §Discovery; RFC 6763", "DNS-SD browsing: not yet built");
+    match options.mdns {
+        Some(within) => check_mdns(c, within, &authority, selector.as_deref()).await,
+        None => c.skip("discovery.mdns", "IS-10 §Discovery; RFC 6762, RFC 6763", "not asked for (--mdns SECONDS)"),
+    }
+    c.skip("discovery.unicast_dns_sd", "IS-10 §Discovery; RFC 6763", "unicast DNS-SD lookups: not yet built");
 
     let mut endpoints: Vec<(&str, String, &str)> = vec![("metadata", metadata_url, "GET")];
     for (name, method) in [
@@ -484,6 +491,103 @@ async fn tls_versions(authority: &str, ca_pem: Option<&[u8]>) -> Checked {
         (true, _) => Ok(format!("handshakes with {} (chain and name verified){also}", accepted.join(" and "))),
         (false, false) => Err(format!("TLS 1.2 refused, only {} accepted{also}", accepted.join(", "))),
         (false, true) => Err(refused.join("; ")),
+    }
+}
+
+/// One `_nmos-auth._tcp` instance seen over mDNS.
+#[derive(Debug)]
+struct Seen {
+    name: String,
+    port: u16,
+    addresses: Vec<String>,
+    txt: std::collections::BTreeMap<String, String>,
+}
+
+fn browse(within: Duration) -> Result<Vec<Seen>, String> {
+    let daemon = mdns_sd::ServiceDaemon::new().map_err(|e| format!("mDNS: {e}"))?;
+    let events = daemon.browse("_nmos-auth._tcp.local.").map_err(|e| format!("mDNS browse: {e}"))?;
+    let deadline = std::time::Instant::now() + within;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match events.recv_timeout(left) {
+            Ok(mdns_sd::ServiceEvent::ServiceResolved(info)) => {
+                let txt = info.get_properties().iter().map(|p| (p.key().to_owned(), p.val_str().to_owned())).collect();
+                seen.push(Seen {
+                    name: info.get_fullname().to_owned(),
+                    port: info.get_port(),
+                    addresses: info.get_addresses().iter().map(|a| a.to_string()).collect(),
+                    txt,
+                });
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = daemon.shutdown();
+    Ok(seen)
+}
+
+/// The server's mDNS advertisement: an instance at its port (and address, when the URL names
+/// one), with the TXT records IS-10 defines.
+async fn check_mdns(c: &mut Checker, within: Duration, authority: &str, selector: Option<&str>) {
+    const CLAUSE: &str = "IS-10 §Discovery (TXT api_proto, api_ver, api_selector, pri); RFC 6763";
+    let Ok(url) = url::Url::parse(authority) else { return };
+    let port = url.port_or_known_default().unwrap_or(0);
+    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+    let by_address = host.parse::<std::net::IpAddr>().is_ok();
+    let seen = match tokio::task::spawn_blocking(move || browse(within)).await {
+        Ok(Ok(seen)) => seen,
+        Ok(Err(e)) => return c.check("discovery.mdns", CLAUSE, Err(e)),
+        Err(e) => return c.check("discovery.mdns", CLAUSE, Err(e.to_string())),
+    };
+    let mine: Vec<&Seen> =
+        seen.iter().filter(|s| s.port == port && (!by_address || s.addresses.contains(&host))).collect();
+    if mine.is_empty() {
+        let others: Vec<String> =
+            seen.iter().map(|s| format!("{} port {} at {:?}", s.name, s.port, s.addresses)).collect();
+        return c.check(
+            "discovery.mdns",
+            CLAUSE,
+            Err(format!("no _nmos-auth._tcp instance for {host}:{port} within {} s (mDNS reaches only this link); seen: {others:?}", within.as_secs())),
+        );
+    }
+    let mut wrong = Vec::new();
+    let mut development = Vec::new();
+    for s in &mine {
+        let txt = |key: &str| s.txt.get(key).map(String::as_str).unwrap_or_default();
+        if txt("api_proto") != url.scheme() {
+            wrong.push(format!("{}: api_proto {:?}, the server speaks {}", s.name, txt("api_proto"), url.scheme()));
+        }
+        if !txt("api_ver").split(',').any(|v| v == "v1.0") {
+            wrong.push(format!("{}: api_ver {:?} lacks v1.0", s.name, txt("api_ver")));
+        }
+        if txt("api_selector").trim_matches('/') != selector.unwrap_or_default() {
+            wrong.push(format!(
+                "{}: api_selector {:?}, the issuer's path is {:?}",
+                s.name,
+                txt("api_selector"),
+                selector.unwrap_or_default()
+            ));
+        }
+        match txt("pri").parse::<u32>() {
+            Ok(pri) if pri >= 100 => development.push(format!("{}: pri {pri}", s.name)),
+            Ok(_) => {}
+            Err(_) => wrong.push(format!("{}: pri {:?} is not a number", s.name, txt("pri"))),
+        }
+    }
+    let names: Vec<&str> = mine.iter().map(|s| s.name.as_str()).collect();
+    if !wrong.is_empty() {
+        c.check("discovery.mdns", CLAUSE, Err(wrong.join("; ")));
+    } else if !development.is_empty() {
+        c.record(
+            "discovery.mdns",
+            CLAUSE,
+            Verdict::Warn,
+            format!("{} (100 and above: development only, IS-10)", development.join("; ")),
+        );
+    } else {
+        let txt = &mine[0].txt;
+        c.check("discovery.mdns", CLAUSE, Ok(format!("{names:?} with TXT {txt:?}")));
     }
 }
 

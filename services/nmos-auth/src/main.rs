@@ -161,6 +161,10 @@ enum Command {
         /// Write the report here rather than to standard output.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Browse mDNS this many seconds for the server's _nmos-auth._tcp advertisement (the
+        /// checker's machine must share a link with the server).
+        #[arg(long, value_name = "SECONDS")]
+        mdns: Option<u64>,
     },
 }
 
@@ -174,8 +178,7 @@ enum CheckFormat {
 /// `nmos-auth check`: exit status 0 when nothing failed, 1 when a check failed, 2 when the
 /// command could not run.
 async fn check(
-    url: String,
-    initial_access_token: Option<String>,
+    mut options: nmos_auth_check::Options,
     client: Option<String>,
     ca: Option<PathBuf>,
     format: CheckFormat,
@@ -196,7 +199,8 @@ async fn check(
             return std::process::ExitCode::from(2);
         }
     };
-    let options = nmos_auth_check::Options { url, initial_access_token, client, ca_pem };
+    options.client = client;
+    options.ca_pem = ca_pem;
     let report = nmos_auth_check::run(&options).await;
     let text = match format {
         CheckFormat::Table => report.table(),
@@ -736,8 +740,16 @@ async fn main() -> std::process::ExitCode {
     let matches = command_line().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // A client of any server: none of this server's configuration applies.
-    if let Command::Check { url, initial_access_token, client, ca, format, output } = cli.command {
-        return check(url, initial_access_token, client, ca, format, output).await;
+    if let Command::Check { url, initial_access_token, client, ca, format, output, mdns } = cli.command {
+        let mdns = mdns.map(std::time::Duration::from_secs);
+        return check(
+            nmos_auth_check::Options { url, initial_access_token, client: None, ca_pem: None, mdns },
+            client,
+            ca,
+            format,
+            output,
+        )
+        .await;
     }
     let loaded = match load_config(&cli, &matches) {
         Ok(loaded) => loaded,

@@ -149,6 +149,40 @@ fn zeroconf_finds_the_advertisement_and_sees_it_withdrawn() {
     std::thread::sleep(Duration::from_millis(100));
 }
 
+/// `nmos-auth check --mdns`, from the other host: it finds the server's advertisement and holds
+/// its TXT records to IS-10 (a development priority, 100 and above, is a WARN; here 7).
+#[test]
+fn the_checker_finds_the_advertisement_over_mdns() {
+    let hosts = Hosts::new();
+    let dir = TempDir::new("check-mdns");
+    let instance = format!("nmos-auth-check-{}", std::process::id());
+    let mut serve = hosts.exec(&hosts.a, env!("CARGO_BIN_EXE_nmos-auth"));
+    serve
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", "10.213.0.1:4999", "--mdns", "true", "--dns-sd-instance", &instance])
+        .args(["--dns-sd-priority", "7", "serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _server = Running(serve.spawn().unwrap());
+    let metadata = "http://10.213.0.1:4999/.well-known/oauth-authorization-server";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !hosts.exec(&hosts.b, "curl").args(["-sf", "-o", "/dev/null", metadata]).status().unwrap().success() {
+        assert!(std::time::Instant::now() < deadline, "serve did not answer at {metadata}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut check = hosts.exec(&hosts.b, env!("CARGO_BIN_EXE_nmos-auth"));
+    check.args(["check", "http://10.213.0.1:4999", "--mdns", "6", "--format", "json"]);
+    let out = check.output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    let mdns = report["checks"].as_array().unwrap().iter().find(|c| c["id"] == "discovery.mdns").unwrap();
+    assert_eq!(mdns["verdict"], "PASS", "{report:#}");
+    assert!(mdns["detail"].as_str().unwrap().contains(&instance), "{mdns}");
+    assert_eq!(report["summary"]["fail"], 0, "{report:#}");
+}
+
 /// An NMOS Node as nmos-cpp behaves, in Python with PyJWT and python-zeroconf (none of it
 /// ours): it discovers the server by mDNS, reads the metadata at the URL the TXT records make,
 /// registers with JSON and an initial access token, serves its JWKS over https, gets a
