@@ -257,8 +257,8 @@ fn locate(url: &str) -> Result<(String, Option<String>), String> {
 
 const WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
 
-/// The fields `auth_metadata.json` requires.
-const REQUIRED_METADATA: [&str; 7] = [
+/// The fields IS-10's `auth_metadata.json` requires.
+pub const REQUIRED_METADATA: [&str; 7] = [
     "issuer",
     "authorization_endpoint",
     "token_endpoint",

@@ -23,15 +23,7 @@ async fn node_registers_and_gets_a_verifiable_token(backend: Backend) {
     let issuer = bare["issuer"].as_str().unwrap().to_owned();
     assert_eq!(issuer, app.url("/x-nmos/auth/v1.0"));
     // The seven fields the IS-10 auth_metadata.json schema requires.
-    for field in [
-        "issuer",
-        "authorization_endpoint",
-        "token_endpoint",
-        "jwks_uri",
-        "registration_endpoint",
-        "response_types_supported",
-        "code_challenge_methods_supported",
-    ] {
+    for field in nmos_auth_check::REQUIRED_METADATA {
         assert!(bare.get(field).is_some(), "metadata lacks {field}");
     }
     assert!(bare["response_types_supported"].as_array().unwrap().contains(&json!("code")));
