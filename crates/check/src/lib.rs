@@ -174,6 +174,11 @@ impl Exchange {
         serde_json::from_str(&self.body).ok()
     }
 
+    /// The OAuth `error` code of a JSON error body (RFC 6749 §5.2, RFC 7591 §3.2.2), or "".
+    fn error(&self) -> String {
+        self.json().and_then(|v| v["error"].as_str().map(str::to_owned)).unwrap_or_default()
+    }
+
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -842,7 +847,7 @@ async fn check_registration(c: &mut Checker, url: &str, iat: Option<&str>) -> Op
     let sent = format!("POST {url} {bad}");
     let result = match c.send(post(&bad), sent).await {
         Ok(e) => {
-            let error = e.json().and_then(|v| v["error"].as_str().map(str::to_owned)).unwrap_or_default();
+            let error = e.error();
             if e.status == 400
                 && e.is_json()
                 && matches!(error.as_str(), "invalid_redirect_uri" | "invalid_client_metadata")
@@ -928,7 +933,7 @@ async fn check_tokens(
     let request = c.http.post(token_url).basic_auth(form_encode(id), Some("not-the-secret")).form(&form);
     let result = match c.send(request, format!("POST {token_url} (Basic: the client with a wrong secret)")).await {
         Ok(e) => {
-            let error = e.json().and_then(|v| v["error"].as_str().map(str::to_owned)).unwrap_or_default();
+            let error = e.error();
             if e.status == 401 && error == "invalid_client" && e.header("www-authenticate").is_some() {
                 Ok(format!(
                     "401 invalid_client, WWW-Authenticate: {}",
@@ -949,7 +954,7 @@ async fn check_tokens(
         .form(&[("grant_type", "urn:example:unknown")]);
     let result = match c.send(request, format!("POST {token_url} grant_type=urn:example:unknown")).await {
         Ok(e) => {
-            let error = e.json().and_then(|v| v["error"].as_str().map(str::to_owned)).unwrap_or_default();
+            let error = e.error();
             if e.status == 400 && e.is_json() && error == "unsupported_grant_type" {
                 Ok("400 unsupported_grant_type".into())
             } else {
