@@ -125,7 +125,11 @@ impl OAuthError {
         let broken_connection = std::error::Error::source(status).is_some();
         match status.code() {
             _ if broken_connection => {
-                tracing::warn!(status = %status, "service connection lost");
+                let cause = std::iter::successors(std::error::Error::source(status), |e| e.source())
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                tracing::warn!(code = ?status.code(), %cause, "service connection lost");
                 OAuthError::new(ErrorCode::TemporarilyUnavailable, "a service is unavailable; try again")
             }
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {

@@ -89,18 +89,20 @@ fn status_page(status: &tonic::Status, session: &Session) -> Response {
     // A broken connection arrives as Unknown or Internal with the transport's error as its
     // source, whatever the call: the peer's own answers have none.
     let broken = std::error::Error::source(status).is_some() && OAuthError::from_status_detail(status).is_none();
+    // Classified (and logged) as the JSON endpoints do it.
+    let unexpected = || match OAuthError::from_status(status).code {
+        ErrorCode::TemporarilyUnavailable => unavailable_page(&nav),
+        _ => pages::error(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please try again.", &nav),
+    };
     match status.code() {
-        _ if broken => unavailable_page(&nav),
+        _ if broken => unexpected(),
         Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
             refused(StatusCode::BAD_REQUEST, "This request cannot be completed")
         }
         Code::AlreadyExists => refused(StatusCode::CONFLICT, "Already exists"),
         Code::NotFound => refused(StatusCode::NOT_FOUND, "Not found"),
         Code::PermissionDenied | Code::Unauthenticated => refused(StatusCode::FORBIDDEN, "Not allowed"),
-        _ => match OAuthError::from_status(status).code {
-            ErrorCode::TemporarilyUnavailable => unavailable_page(&nav),
-            _ => pages::error(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please try again.", &nav),
-        },
+        _ => unexpected(),
     }
 }
 
