@@ -27,6 +27,7 @@ impl TokenIssuer for TokenIssuerService {
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         let r = request.into_inner();
         let decision = match pb::AuthorizeDecision::try_from(r.decision) {
+            Ok(pb::AuthorizeDecision::Validate) => Decision::Validate,
             Ok(pb::AuthorizeDecision::Check) => Decision::Check,
             Ok(pb::AuthorizeDecision::Approve) => Decision::Approve,
             Ok(pb::AuthorizeDecision::Deny) => Decision::Deny,
@@ -35,6 +36,7 @@ impl TokenIssuer for TokenIssuerService {
             }
         };
         let outcome = match self.authorize(params(r.params)?, &r.username, decision).await? {
+            Authorized::Valid => pb::authorize_response::Outcome::Valid(true),
             Authorized::Redirect(url) => pb::authorize_response::Outcome::Redirect(url),
             Authorized::Consent(consent) => pb::authorize_response::Outcome::Consent(pb::ConsentPrompt {
                 client_id: consent.client_id.to_string(),

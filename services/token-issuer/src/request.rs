@@ -53,6 +53,8 @@ pub struct Tokens {
 /// What the signed-in user decided on the consent page, or a check before it is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
+    /// Validate the request before anyone has signed in.
+    Validate,
     /// Validate the request and say what the user would be asked to approve.
     Check,
     Approve,
@@ -76,6 +78,8 @@ pub struct Consent {
 /// The authorization endpoint's answer.
 #[derive(Debug)]
 pub enum Authorized {
+    /// The request is valid ([`Decision::Validate`]): the user signs in next.
+    Valid,
     Consent(Consent),
     /// Where to send the browser: the client's redirect URI with a code, a token or an error.
     Redirect(String),

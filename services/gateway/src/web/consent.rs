@@ -81,32 +81,56 @@ fn authorize_outcome(
     match response.outcome {
         Some(pb::authorize_response::Outcome::Consent(prompt)) => consent_page(session, user, &prompt, params),
         Some(pb::authorize_response::Outcome::Redirect(location)) => found(&location),
-        None => internal_error_page("no outcome from the token issuer"),
+        Some(pb::authorize_response::Outcome::Valid(_)) | None => {
+            internal_error_page("no decision from the token issuer")
+        }
     }
 }
 
-/// GET authorization_endpoint: sign in first, then the consent page (or a redirect back to
-/// the client with an error, or an error page when the client cannot be trusted).
-pub async fn authorize_page(State(gateway): State<Gateway>, headers: HeaderMap, uri: Uri) -> Response {
-    let here = format!("{}?{}", uri.path(), uri.query().unwrap_or(""));
-    let (session, user) = or_respond!(signed_in(&gateway, &headers, &here).await);
-    let Some(params) = parse_form(uri.query().unwrap_or("").as_bytes()) else {
-        let text = "The request is not valid UTF-8.";
-        return pages::error(
-            StatusCode::BAD_REQUEST,
-            "This request cannot be completed",
-            text,
-            &nav_for(&user, &session),
-        );
-    };
-    let request = pb::AuthorizeRequest {
+/// The request's parameters for the token issuer.
+fn authorize_request(
+    params: &[(String, String)],
+    username: &str,
+    decision: pb::AuthorizeDecision,
+) -> pb::AuthorizeRequest {
+    pb::AuthorizeRequest {
         params: params
             .iter()
             .map(|(name, value)| pb::TokenParam { name: name.clone(), value: value.clone() })
             .collect(),
-        username: user.username.clone(),
-        decision: pb::AuthorizeDecision::Check as i32,
+        username: username.to_owned(),
+        decision: decision as i32,
+    }
+}
+
+/// GET authorization_endpoint: sign in first, then the consent page (or a redirect back to
+/// the client with an error, or an error page when the client cannot be trusted). A request
+/// that cannot succeed is answered before anyone signs in (RFC 6749 §4.1.2.1): nobody signs in
+/// only to be told so, and a client (or a conformance checker) sees PKCE and the other rules
+/// enforced without a user.
+pub async fn authorize_page(State(gateway): State<Gateway>, headers: HeaderMap, uri: Uri) -> Response {
+    let here = format!("{}?{}", uri.path(), uri.query().unwrap_or(""));
+    let Some(params) = parse_form(uri.query().unwrap_or("").as_bytes()) else {
+        let text = "The request is not valid UTF-8.";
+        return pages::error(StatusCode::BAD_REQUEST, "This request cannot be completed", text, "");
     };
+    let (session, user) = match signed_in(&gateway, &headers, &here).await {
+        Ok(signed_in) => signed_in,
+        Err(to_signin) => {
+            let request = authorize_request(&params, "", pb::AuthorizeDecision::Validate);
+            return match gateway.token_issuer.clone().authorize(request).await {
+                Ok(response) => match response.into_inner().outcome {
+                    Some(pb::authorize_response::Outcome::Valid(_)) => to_signin,
+                    Some(pb::authorize_response::Outcome::Redirect(location)) => found(&location),
+                    Some(pb::authorize_response::Outcome::Consent(_)) | None => {
+                        internal_error_page("no validation from the token issuer")
+                    }
+                },
+                Err(status) => status_page(&status, &Session::anonymous()),
+            };
+        }
+    };
+    let request = authorize_request(&params, &user.username, pb::AuthorizeDecision::Check);
     match gateway.token_issuer.clone().authorize(request).await {
         Ok(response) => authorize_outcome(response.into_inner(), &session, &user, &params),
         Err(status) => status_page(&status, &session),

@@ -61,11 +61,14 @@ async fn indexes_cors_and_unknown_paths(backend: Backend) {
     let r = app.http.delete(app.auth_url("jwks")).send().await.unwrap();
     assert_eq!(r.expect_json(405).await["code"], 405);
 
-    // The authorization endpoint sends a signed-out browser to the sign-in page first.
+    // A request that cannot succeed (an unknown client) is refused before anyone signs in, with
+    // an error page and no redirect (RFC 6749 §4.1.2.1); a valid one goes to the sign-in page
+    // first (authorization_code.rs).
     let mut browser = crate::browser::Browser::new();
     let page = browser.get(&app.auth_url("authorize?response_type=code&client_id=x")).await;
-    assert_eq!(page.status, 302);
-    assert!(page.location.unwrap().starts_with("/x-nmos/auth/v1.0/signin?next="));
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.content_type.starts_with("text/html"), "{}", page.content_type);
+    assert!(page.location.is_none());
 
     // A form over max_body_bytes (the README promises 413) is a 413 page for people on every
     // page that takes a form, whatever else is wrong with it; never "Form expired".

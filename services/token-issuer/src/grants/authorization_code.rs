@@ -147,7 +147,7 @@ impl TokenIssuerService {
     }
 
     /// RFC 6749 §4.1.1–4.1.2 for `username`, signed in: the request's `params`, and what the
-    /// user decided.
+    /// user decided; or, with [`Decision::Validate`], the request alone, before anyone signs in.
     pub async fn authorize(
         &self,
         params: Params,
@@ -162,9 +162,13 @@ impl TokenIssuerService {
                 return error_redirect(&checked, &e, fragment);
             }
         };
+        if let Decision::Validate = decision {
+            return Ok(Authorized::Valid);
+        }
         let user = self.user(username).await?;
         let grantable = user.rights.grantable(&valid.scope);
         match decision {
+            Decision::Validate => Ok(Authorized::Valid),
             Decision::Check => Ok(Authorized::Consent(Consent {
                 rights: grantable.apis().iter().map(|api| (*api, user.rights.get(*api))).collect(),
                 withheld: valid.scope.apis().iter().copied().filter(|api| !grantable.contains(*api)).collect(),
