@@ -9,6 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+mod code_flow;
+mod dns;
+pub use code_flow::Person;
+
 /// What to check and with what.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -24,6 +28,13 @@ pub struct Options {
     /// Browse mDNS for this long for the server's `_nmos-auth._tcp` advertisement (it goes out
     /// on the networks of the machine the checker runs on, so it is asked for, never implied).
     pub mdns: Option<Duration>,
+    /// A person who signs in and approves, for the checks that need an authorization code
+    /// (its exchange, PKCE's verifier, single use, refresh-token rotation).
+    pub person: Option<Person>,
+    /// Look up the server's unicast DNS-SD advertisement in this domain (IS-10 prefers unicast
+    /// DNS-SD), asking `dns_server` (default: the system's resolver).
+    pub dns_sd_domain: Option<String>,
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -430,17 +441,24 @@ async fn run_checks(c: &mut Checker, options: &Options) {
             "no client: give --initial-access-token (or --client ID:SECRET) to check tokens",
         ),
     }
-    c.skip(
-        "token.refresh_rotation",
-        "RFC 6749 §6; RFC 9700 §4.14",
-        "needs the authorization code flow (a user's sign-in): not yet built",
-    );
-    c.skip("token.pkce_public", "RFC 7636; IS-10 §Authorization", "needs the authorization code flow: not yet built");
+    let endpoints = code_flow::Endpoints {
+        issuer: &issuer,
+        authorization: endpoint("authorization_endpoint"),
+        token: endpoint("token_endpoint"),
+        registration: endpoint("registration_endpoint"),
+        iss_parameter: metadata.get("authorization_response_iss_parameter_supported") == Some(&Value::Bool(true)),
+    };
+    code_flow::check_code_flow(c, &endpoints, options.initial_access_token.as_deref(), options.person.as_ref()).await;
     match options.mdns {
         Some(within) => check_mdns(c, within, &authority, selector.as_deref()).await,
-        None => c.skip("discovery.mdns", "IS-10 §Discovery; RFC 6762, RFC 6763", "not asked for (--mdns SECONDS)"),
+        None => c.skip("discovery.mdns", MDNS_CLAUSE, "not asked for (--mdns SECONDS)"),
     }
-    c.skip("discovery.unicast_dns_sd", "IS-10 §Discovery; RFC 6763", "unicast DNS-SD lookups: not yet built");
+    match &options.dns_sd_domain {
+        Some(domain) => {
+            check_unicast(c, domain, options.dns_server, &authority, &issuer, selector.as_deref()).await;
+        }
+        None => c.skip("discovery.unicast_dns_sd", UNICAST_CLAUSE, "no domain given (--domain DOMAIN)"),
+    }
 
     let mut endpoints: Vec<(&str, String, &str)> = vec![("metadata", metadata_url, "GET")];
     for (name, method) in [
@@ -532,36 +550,121 @@ fn browse(within: Duration) -> Result<Vec<Seen>, String> {
     Ok(seen)
 }
 
+const MDNS_CLAUSE: &str = "IS-10 §Discovery (TXT api_proto, api_ver, api_selector, pri); RFC 6762, RFC 6763";
+const UNICAST_CLAUSE: &str =
+    "IS-10 §Discovery (unicast DNS-SD preferred; TXT api_proto, api_ver, api_selector, pri); RFC 6763";
+
 /// The server's mDNS advertisement: an instance at its port (and address, when the URL names
 /// one), with the TXT records IS-10 defines.
 async fn check_mdns(c: &mut Checker, within: Duration, authority: &str, selector: Option<&str>) {
-    const CLAUSE: &str = "IS-10 §Discovery (TXT api_proto, api_ver, api_selector, pri); RFC 6763";
-    let Ok(url) = url::Url::parse(authority) else { return };
-    let port = url.port_or_known_default().unwrap_or(0);
-    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
-    let by_address = host.parse::<std::net::IpAddr>().is_ok();
     let seen = match tokio::task::spawn_blocking(move || browse(within)).await {
         Ok(Ok(seen)) => seen,
-        Ok(Err(e)) => return c.check("discovery.mdns", CLAUSE, Err(e)),
-        Err(e) => return c.check("discovery.mdns", CLAUSE, Err(e.to_string())),
+        Ok(Err(e)) => return c.check("discovery.mdns", MDNS_CLAUSE, Err(e)),
+        Err(e) => return c.check("discovery.mdns", MDNS_CLAUSE, Err(e.to_string())),
     };
-    let mine: Vec<&Seen> =
-        seen.iter().filter(|s| s.port == port && (!by_address || s.addresses.contains(&host))).collect();
+    let how = format!("within {} s (mDNS reaches only this link)", within.as_secs());
+    judge_advertisement(c, ("discovery.mdns", MDNS_CLAUSE), &seen, (&[authority], true), selector, &how);
+}
+
+/// The server's unicast DNS-SD advertisement in `domain`: the PTR records of `_nmos-auth._tcp`,
+/// each instance's SRV (and its target's addresses) and TXT, held to IS-10 as mDNS's are. An
+/// instance is the server's when its SRV names the host and port of the URL or of the issuer.
+async fn check_unicast(
+    c: &mut Checker,
+    domain: &str,
+    server: Option<std::net::SocketAddr>,
+    authority: &str,
+    issuer: &str,
+    selector: Option<&str>,
+) {
+    const ID: &str = "discovery.unicast_dns_sd";
+    let Some(server) = server.or_else(dns::system_server) else {
+        return c.check(ID, UNICAST_CLAUSE, Err("no DNS server: none in /etc/resolv.conf; give --dns-server".into()));
+    };
+    let service = format!("_nmos-auth._tcp.{}.", domain.trim_end_matches('.'));
+    let lookups = async {
+        let mut seen = Vec::new();
+        for ptr in dns::query(server, &service, dns::PTR).await? {
+            let dns::Data::Ptr(instance) = ptr else { continue };
+            for srv in dns::query(server, &instance, dns::SRV).await? {
+                let dns::Data::Srv { port, target } = srv else { continue };
+                let mut addresses = vec![target.trim_end_matches('.').to_ascii_lowercase()];
+                for rtype in [dns::A, dns::AAAA] {
+                    for address in dns::query(server, &target, rtype).await? {
+                        if let dns::Data::Address(ip) = address {
+                            addresses.push(ip.to_string());
+                        }
+                    }
+                }
+                let mut txt = std::collections::BTreeMap::new();
+                for record in dns::query(server, &instance, dns::TXT).await? {
+                    let dns::Data::Txt(strings) = record else { continue };
+                    for string in strings {
+                        let (key, value) = string.split_once('=').unwrap_or((&string, ""));
+                        txt.insert(key.to_ascii_lowercase(), value.to_owned());
+                    }
+                }
+                seen.push(Seen { name: instance.clone(), port, addresses, txt });
+            }
+        }
+        Ok::<_, String>(seen)
+    };
+    match lookups.await {
+        Ok(seen) => {
+            let how = format!("in {service} (asked {server})");
+            judge_advertisement(c, (ID, UNICAST_CLAUSE), &seen, (&[authority, issuer], false), selector, &how);
+        }
+        Err(e) => c.check(ID, UNICAST_CLAUSE, Err(e)),
+    }
+}
+
+/// Finds the server's instances among those `seen` (at the port, and the host or address, of one
+/// of `urls`; at the port alone for a host name when `names_by_port`, as mDNS knows hosts by
+/// their `.local` names only) and holds their TXT records to IS-10.
+fn judge_advertisement(
+    c: &mut Checker,
+    (id, clause): (&'static str, &'static str),
+    seen: &[Seen],
+    (urls, names_by_port): (&[&str], bool),
+    selector: Option<&str>,
+    how: &str,
+) {
+    let Some(scheme) = urls.first().and_then(|u| url::Url::parse(u).ok()).map(|u| u.scheme().to_owned()) else {
+        return;
+    };
+    let places: Vec<(String, u16)> = urls
+        .iter()
+        .filter_map(|u| url::Url::parse(u).ok())
+        .map(|u| {
+            let host = u.host_str().unwrap_or_default().trim_matches(['[', ']']).to_ascii_lowercase();
+            (host, u.port_or_known_default().unwrap_or(0))
+        })
+        .collect();
+    let mine: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| {
+            places.iter().any(|(host, port)| {
+                let by_port_only = names_by_port && host.parse::<std::net::IpAddr>().is_err();
+                s.port == *port && (by_port_only || s.addresses.contains(host))
+            })
+        })
+        .collect();
     if mine.is_empty() {
         let others: Vec<String> =
             seen.iter().map(|s| format!("{} port {} at {:?}", s.name, s.port, s.addresses)).collect();
+        let wanted: Vec<String> = places.iter().map(|(h, p)| format!("{h}:{p}")).collect();
         return c.check(
-            "discovery.mdns",
-            CLAUSE,
-            Err(format!("no _nmos-auth._tcp instance for {host}:{port} within {} s (mDNS reaches only this link); seen: {others:?}", within.as_secs())),
+            id,
+            clause,
+            Err(format!("no _nmos-auth._tcp instance for {} {how}; seen: {others:?}", wanted.join(" or "))),
         );
     }
     let mut wrong = Vec::new();
     let mut development = Vec::new();
     for s in &mine {
         let txt = |key: &str| s.txt.get(key).map(String::as_str).unwrap_or_default();
-        if txt("api_proto") != url.scheme() {
-            wrong.push(format!("{}: api_proto {:?}, the server speaks {}", s.name, txt("api_proto"), url.scheme()));
+        if txt("api_proto") != scheme {
+            wrong.push(format!("{}: api_proto {:?}, the server speaks {scheme}", s.name, txt("api_proto")));
         }
         if !txt("api_ver").split(',').any(|v| v == "v1.0") {
             wrong.push(format!("{}: api_ver {:?} lacks v1.0", s.name, txt("api_ver")));
@@ -582,17 +685,17 @@ async fn check_mdns(c: &mut Checker, within: Duration, authority: &str, selector
     }
     let names: Vec<&str> = mine.iter().map(|s| s.name.as_str()).collect();
     if !wrong.is_empty() {
-        c.check("discovery.mdns", CLAUSE, Err(wrong.join("; ")));
+        c.check(id, clause, Err(wrong.join("; ")));
     } else if !development.is_empty() {
         c.record(
-            "discovery.mdns",
-            CLAUSE,
+            id,
+            clause,
             Verdict::Warn,
             format!("{} (100 and above: development only, IS-10)", development.join("; ")),
         );
     } else {
         let txt = &mine[0].txt;
-        c.check("discovery.mdns", CLAUSE, Ok(format!("{names:?} with TXT {txt:?}")));
+        c.check(id, clause, Ok(format!("{names:?} with TXT {txt:?}")));
     }
 }
 

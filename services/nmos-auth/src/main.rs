@@ -165,6 +165,19 @@ enum Command {
         /// checker's machine must share a link with the server).
         #[arg(long, value_name = "SECONDS")]
         mdns: Option<u64>,
+        /// Check the authorization code flow with a person: the checker prints an address to
+        /// open in a browser on this machine, where they sign in and approve twice; the browser
+        /// comes back to the checker's loopback port. Waits this many seconds for each approval.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "300")]
+        sign_in: Option<u64>,
+        /// Look up the server's unicast DNS-SD advertisement (_nmos-auth._tcp.DOMAIN: PTR, SRV,
+        /// TXT), which IS-10 prefers to mDNS.
+        #[arg(long, value_name = "DOMAIN")]
+        domain: Option<String>,
+        /// The DNS server for --domain, ADDRESS or ADDRESS:PORT (default: the first nameserver
+        /// of /etc/resolv.conf).
+        #[arg(long, value_name = "ADDRESS")]
+        dns_server: Option<String>,
     },
 }
 
@@ -740,10 +753,41 @@ async fn main() -> std::process::ExitCode {
     let matches = command_line().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // A client of any server: none of this server's configuration applies.
-    if let Command::Check { url, initial_access_token, client, ca, format, output, mdns } = cli.command {
+    if let Command::Check { url, initial_access_token, client, ca, format, output, mdns, sign_in, domain, dns_server } =
+        cli.command
+    {
+        let dns_server = match dns_server.map(|a| {
+            a.parse::<std::net::SocketAddr>()
+                .or_else(|_| a.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+        }) {
+            Some(Err(_)) => {
+                eprintln!("nmos-auth check: --dns-server takes ADDRESS or ADDRESS:PORT");
+                return std::process::ExitCode::from(2);
+            }
+            Some(Ok(addr)) => Some(addr),
+            None => None,
+        };
         let mdns = mdns.map(std::time::Duration::from_secs);
+        let person = sign_in.map(|seconds| nmos_auth_check::Person {
+            open: std::sync::Arc::new(|url: &str| {
+                eprintln!(
+                    "nmos-auth check: open this address in a browser on this machine, sign in, and approve \
+                     (the checker asks twice):\n{url}"
+                )
+            }),
+            within: std::time::Duration::from_secs(seconds),
+        });
         return check(
-            nmos_auth_check::Options { url, initial_access_token, client: None, ca_pem: None, mdns },
+            nmos_auth_check::Options {
+                url,
+                initial_access_token,
+                client: None,
+                ca_pem: None,
+                mdns,
+                person,
+                dns_sd_domain: domain,
+                dns_server,
+            },
             client,
             ca,
             format,

@@ -13,31 +13,34 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use nmos_auth_check::{Options, Report, Verdict};
+use nmos_auth_check::{Options, Person, Report, Verdict};
+use nmos_auth_core::{Access, NmosApi};
 use serde_json::{Value, json};
 
+use crate::browser::Browser;
 use crate::harness::{Backend, TempDir, TestApp, backend_tests, server_certificate};
 
 backend_tests!(this_server_passes);
 
 /// The checks that may not PASS against this server over plain HTTP, and why.
-const EXPLAINED: [(&str, Verdict); 6] = [
+const EXPLAINED: [(&str, Verdict); 4] = [
     // The tests run plain HTTP on loopback; IS-10 wants TLS in a plant (HTTPS: its own test).
     ("tls.https", Verdict::Warn),
     ("tls.versions", Verdict::Skip),
     // mDNS is only browsed when asked for (its own test, in network namespaces: discovery.rs).
     ("discovery.mdns", Verdict::Skip),
-    // Not yet built into the checker (see README "Conformance check").
-    ("token.refresh_rotation", Verdict::Skip),
-    ("token.pkce_public", Verdict::Skip),
+    // Unicast DNS-SD is looked up only in a domain given (its own test, against Knot: discovery.rs).
     ("discovery.unicast_dns_sd", Verdict::Skip),
 ];
 
 async fn this_server_passes(backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    let rights = [(NmosApi::Registration, Access::Write), (NmosApi::Query, Access::Read)];
+    app.server.identity.create_user("alice", "alice's long password", false, &rights, "operator:test").await.unwrap();
     let options = Options {
         url: app.url(""),
         initial_access_token: Some(app.initial_access_token().await),
+        person: Some(person(&app)),
         ..Default::default()
     };
     let report = nmos_auth_check::run(&options).await;
@@ -46,10 +49,67 @@ async fn this_server_passes(backend: Backend) {
         assert!(outcome.verdict == Verdict::Pass || explained, "{}", report.table());
     }
     assert!(!report.failed(), "{}", report.table());
-    // Everything that can run here ran: registration, tokens, revocation, RFC 7592, CORS.
-    for id in ["registration.created", "registration.management", "token.rs512", "token.revocation", "cors.preflight"] {
+    // Everything that can run here ran: registration, tokens, revocation, RFC 7592, CORS, and
+    // the authorization code flow with a person.
+    for id in [
+        "registration.created",
+        "registration.management",
+        "token.rs512",
+        "token.revocation",
+        "cors.preflight",
+        "authorize.pkce_required",
+        "authorize.redirect_uri",
+        "authorize.code",
+        "token.pkce_verifier",
+        "token.code_replay",
+        "token.refresh_rotation",
+    ] {
         assert_eq!(report.verdict(id), Some(Verdict::Pass), "{id}\n{}", report.table());
     }
+}
+
+/// The person the checker asks to sign in and approve: alice at a browser on this machine. She
+/// signs in once, approves the first request, is sent by the checker's callback on to the
+/// second, and approves that too.
+fn person(app: &TestApp) -> Person {
+    let (base, signin, authorize) = (app.url(""), app.auth_url("signin"), app.auth_url("authorize"));
+    let open = move |url: &str| {
+        let (base, signin, authorize, url) = (base.clone(), signin.clone(), authorize.clone(), url.to_owned());
+        tokio::spawn(async move {
+            let absolute = |location: &str| {
+                if location.starts_with('/') { format!("{base}{location}") } else { location.to_owned() }
+            };
+            let mut browser = Browser::new();
+            let to_signin = browser.get(&url).await;
+            assert_eq!(to_signin.status, 302, "a valid request, signed out: to sign in\n{}", to_signin.body);
+            let form = browser.get(&absolute(to_signin.location.as_deref().unwrap())).await;
+            assert_eq!(form.status, 200, "{}", form.body);
+            let fields = vec![
+                ("csrf".to_owned(), form.field("csrf")),
+                ("next".to_owned(), form.field("next")),
+                ("username".to_owned(), "alice".to_owned()),
+                ("password".to_owned(), "alice's long password".to_owned()),
+            ];
+            let signed_in = browser.post(&signin, &fields).await;
+            assert_eq!(signed_in.status, 302, "{}", signed_in.body);
+            let mut consent = browser.get(&absolute(signed_in.location.as_deref().unwrap())).await;
+            for round in 0..2 {
+                assert_eq!(consent.status, 200, "the consent page\n{}", consent.body);
+                let mut fields = consent.hidden_fields();
+                fields.push(("decision".to_owned(), "approve".to_owned()));
+                let approved = browser.post(&authorize, &fields).await;
+                assert_eq!(approved.status, 302, "{}", approved.body);
+                let callback = browser.get(approved.location.as_deref().unwrap()).await;
+                if round == 0 {
+                    assert_eq!(callback.status, 302, "the checker sends the browser on\n{}", callback.body);
+                    consent = browser.get(callback.location.as_deref().unwrap()).await;
+                } else {
+                    assert_eq!(callback.status, 200, "the checker's last page\n{}", callback.body);
+                }
+            }
+        });
+    };
+    Person { open: Arc::new(open), within: std::time::Duration::from_secs(60) }
 }
 
 /// The command itself: its table, JSON and JUnit XML, and its exit status.
@@ -112,6 +172,16 @@ enum Break {
     MetadataDiffers,
     /// Tokens live a day.
     LongLived,
+    /// A public client that sends no code_challenge still gets a code.
+    PkceOptional,
+    /// The code_verifier is not checked against the challenge.
+    VerifierIgnored,
+    /// Redirect URIs matched by prefix, not exactly.
+    PrefixRedirect,
+    /// A refresh gives the same refresh token back.
+    NoRotation,
+    /// A code can be exchanged twice.
+    CodeReusable,
 }
 
 /// What each break must fail, and nothing else.
@@ -127,6 +197,11 @@ fn caught_by(b: Break) -> &'static [&'static str] {
         Break::AcceptsFragment => &["registration.errors"],
         Break::MetadataDiffers => &["discovery.selector"],
         Break::LongLived => &["token.lifetime"],
+        Break::PkceOptional => &["authorize.pkce_required"],
+        Break::VerifierIgnored => &["token.pkce_verifier"],
+        Break::PrefixRedirect => &["authorize.redirect_uri"],
+        Break::NoRotation => &["token.refresh_rotation"],
+        Break::CodeReusable => &["token.code_replay"],
     }
 }
 
@@ -136,6 +211,25 @@ struct Double {
     key: RsaKeyPair,
     n: String,
     e: String,
+    flow: std::sync::Mutex<Flow>,
+}
+
+/// The double's authorization code flow: it approves every valid request at once (no sign-in).
+#[derive(Default)]
+struct Flow {
+    /// The redirect URI of the client registered last.
+    redirect_uri: Option<String>,
+    /// Code -> (S256 challenge, exchanged already).
+    codes: std::collections::HashMap<String, (Option<String>, bool)>,
+    refresh_tokens: BTreeSet<String>,
+    issued: u64,
+}
+
+impl Flow {
+    fn next(&mut self, what: &str) -> String {
+        self.issued += 1;
+        format!("{what}-{}", self.issued)
+    }
 }
 
 const SECRET: &str = "the-one-secret-of-the-double";
@@ -212,6 +306,10 @@ fn oauth_error(status: StatusCode, error: &str) -> Response {
 
 async fn token(State(double): State<Arc<Double>>, headers: HeaderMap, body: String) -> Response {
     let form: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    if matches!(field("grant_type").as_str(), "authorization_code" | "refresh_token") {
+        return public_grant(&double, &field);
+    }
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let credentials = authorization
         .strip_prefix("Basic ")
@@ -231,11 +329,72 @@ async fn token(State(double): State<Arc<Double>>, headers: HeaderMap, body: Stri
     response
 }
 
+/// The code and refresh grants of the double's public client.
+fn public_grant(double: &Double, field: &dyn Fn(&str) -> String) -> Response {
+    let mut flow = double.flow.lock().unwrap();
+    let refresh_token = if field("grant_type") == "authorization_code" {
+        let Some((challenge, exchanged)) = flow.codes.get_mut(&field("code")) else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+        };
+        let derived = URL_SAFE_NO_PAD
+            .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, field("code_verifier").as_bytes()));
+        if (*exchanged && double.broken != Break::CodeReusable)
+            || (challenge.as_ref().is_some_and(|c| *c != derived) && double.broken != Break::VerifierIgnored)
+        {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+        }
+        *exchanged = true;
+        flow.next("refresh")
+    } else {
+        let presented = field("refresh_token");
+        if !flow.refresh_tokens.remove(&presented) {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+        }
+        if double.broken == Break::NoRotation { presented } else { flow.next("refresh") }
+    };
+    flow.refresh_tokens.insert(refresh_token.clone());
+    let mut answer = double.token();
+    answer["refresh_token"] = json!(refresh_token);
+    Json(answer).into_response()
+}
+
+/// The double's authorization endpoint: every valid request approved at once.
+async fn authorize(
+    State(double): State<Arc<Double>>,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let mut flow = double.flow.lock().unwrap();
+    let sent = params.get("redirect_uri").cloned().unwrap_or_default();
+    let known = flow.redirect_uri.as_ref().is_some_and(|registered| {
+        if double.broken == Break::PrefixRedirect { sent.starts_with(registered.as_str()) } else { sent == *registered }
+    });
+    if !known {
+        return (StatusCode::BAD_REQUEST, "unknown redirect_uri").into_response();
+    }
+    let mut back = reqwest::Url::parse(&sent).unwrap();
+    let challenge = params.get("code_challenge").cloned();
+    let method = params.get("code_challenge_method").map(String::as_str);
+    let refused = (challenge.is_none() && double.broken != Break::PkceOptional)
+        || (challenge.is_some() && method != Some("S256"));
+    if refused {
+        back.query_pairs_mut().append_pair("error", "invalid_request");
+    } else {
+        let code = flow.next("code");
+        flow.codes.insert(code.clone(), (challenge, false));
+        back.query_pairs_mut().append_pair("code", &code);
+    }
+    back.query_pairs_mut().append_pair("state", params.get("state").map(String::as_str).unwrap_or_default());
+    (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
+}
+
 async fn register(State(double): State<Arc<Double>>, Json(body): Json<Value>) -> Response {
     let fragment =
         body["redirect_uris"].as_array().into_iter().flatten().any(|u| u.as_str().is_some_and(|u| u.contains('#')));
     if fragment && double.broken != Break::AcceptsFragment {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_redirect_uri");
+    }
+    if let Some(uri) = body["redirect_uris"][0].as_str() {
+        double.flow.lock().unwrap().redirect_uri = Some(uri.to_owned());
     }
     let mut answer = body.clone();
     answer["client_id"] = json!(CLIENT_ID);
@@ -267,7 +426,7 @@ async fn spawn_double(broken: Break) -> String {
     let public = key.public_key();
     let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
     let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
-    let double = Arc::new(Double { broken, base: base.clone(), key, n, e });
+    let double = Arc::new(Double { broken, base: base.clone(), key, n, e, flow: Default::default() });
     let mut app = Router::new()
         .route(
             "/.well-known/oauth-authorization-server",
@@ -281,13 +440,26 @@ async fn spawn_double(broken: Break) -> String {
         .route("/x-nmos/auth/v1.0/token", post(token))
         .route("/x-nmos/auth/v1.0/register", post(register))
         .route("/x-nmos/auth/v1.0/revoke", post(|| async { StatusCode::OK }))
-        .route("/x-nmos/auth/v1.0/authorize", get(|| async { "sign in" }))
+        .route("/x-nmos/auth/v1.0/authorize", get(authorize))
         .with_state(double);
     if broken != Break::NoCors {
         app = app.layer(axum::middleware::from_fn(cors));
     }
     tokio::spawn(async move { axum::serve(listener, app).await });
     base
+}
+
+/// The double's person: a browser that follows every redirect (the double asks for no sign-in).
+fn browser() -> Person {
+    let open = |url: &str| {
+        let url = url.to_owned();
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder().no_proxy().build().unwrap();
+            let page = http.get(&url).send().await.unwrap();
+            assert_eq!(page.status(), 200, "the checker's last page: {:?}", page.text().await);
+        });
+    };
+    Person { open: Arc::new(open), within: std::time::Duration::from_secs(30) }
 }
 
 fn failed(report: &Report) -> BTreeSet<&'static str> {
@@ -307,9 +479,14 @@ async fn each_broken_rule_is_caught_by_its_own_check() {
         Break::AcceptsFragment,
         Break::MetadataDiffers,
         Break::LongLived,
+        Break::PkceOptional,
+        Break::VerifierIgnored,
+        Break::PrefixRedirect,
+        Break::NoRotation,
+        Break::CodeReusable,
     ] {
         let base = spawn_double(broken).await;
-        let report = nmos_auth_check::run(&Options { url: base, ..Default::default() }).await;
+        let report = nmos_auth_check::run(&Options { url: base, person: Some(browser()), ..Default::default() }).await;
         let expected: BTreeSet<&str> = caught_by(broken).iter().copied().collect();
         assert_eq!(failed(&report), expected, "{broken:?}:\n{}", report.table());
     }

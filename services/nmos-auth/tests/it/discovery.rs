@@ -477,6 +477,26 @@ fn dynamic_updates_keep_the_records_in_knot() {
     assert_eq!(knot.dig("TXT", instance), r#""api_proto=http" "api_ver=v1.0" "pri=3" "api_selector=x-nmos/auth/v1.0""#);
     assert_eq!(ptr(&knot), both);
     assert_eq!(knot.dig("A", "auth.plant.example."), "192.0.2.10");
+    // The checker finds them (its instance among two, by the issuer's host and port) and holds
+    // them to IS-10; in a domain with no advertisement it fails.
+    let unicast = |domain: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_nmos-auth"))
+            .args(["check", &format!("http://127.0.0.1:{port}"), "--format", "json", "--domain", domain])
+            .args(["--dns-server", &format!("127.0.0.1:{}", knot.port)])
+            .env_remove("NMOS_AUTH_CHECK_INITIAL_ACCESS_TOKEN")
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let checks = report["checks"].as_array().unwrap();
+        checks.iter().find(|c| c["id"] == "discovery.unicast_dns_sd").cloned().unwrap()
+    };
+    let found = unicast("plant.example");
+    assert_eq!(found["verdict"], "PASS", "{found}");
+    let detail = found["detail"].as_str().unwrap().to_lowercase();
+    assert!(detail.contains("auth b._nmos-auth._tcp.plant.example.") && !detail.contains("other"), "{found}");
+    let missing = unicast("elsewhere.example");
+    assert_eq!(missing["verdict"], "FAIL", "{missing}");
     stop(server);
     assert_eq!(knot.dig_until("SRV", instance, ""), "", "serve removes them at shutdown");
     assert_eq!(knot.dig("TXT", instance), "");
