@@ -337,7 +337,12 @@ settings! {
     /// A retired key stays published this long after the last token it signed has expired
     /// (Nodes keep keys 36-48 h).
     setting key_retire_grace: u64 = 48 * 3600;
-    /// How often expired codes, refresh families and remembered token ids are purged (seconds).
+    /// Days the audit trail (one row per token issued or refused) is kept before housekeeping
+    /// deletes it; 0 keeps it for ever. 90 days covers a quarter's incident reviews; at 1,000
+    /// Nodes refreshing every 30 s that is about 260 million rows.
+    setting audit_retention_days: u64 = 90;
+    /// How often expired codes, refresh families, remembered token ids and audit rows past their
+    /// retention are purged (seconds).
     setting housekeeping_interval: u64 = 300;
     /// Rows deleted per statement when purging.
     setting housekeeping_batch: u32 = 1000;

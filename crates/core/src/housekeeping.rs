@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::db::Db;
 
 /// One kind of expired row: `sql` deletes at most `$2` rows whose time is before `$1`.
+#[derive(Clone, Copy)]
 pub struct Purge {
     pub table: &'static str,
     pub sql: &'static str,
@@ -36,12 +37,12 @@ pub async fn purge(db: &Db, purge: &Purge, now: i64, batch: u32) -> anyhow::Resu
 }
 
 /// Runs `purges` every `interval` until the process ends; logs and counts what went.
-pub fn run(service: &'static str, db: Db, purges: &'static [Purge], interval: Duration, batch: u32) {
+pub fn run(service: &'static str, db: Db, purges: Vec<Purge>, interval: Duration, batch: u32) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;
             let now = crate::now_unix();
-            for p in purges {
+            for p in &purges {
                 match purge(&db, p, now, batch).await {
                     Ok(0) => {}
                     Ok(n) => {

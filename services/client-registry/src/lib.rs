@@ -543,7 +543,7 @@ impl ClientRegistryService {
 
     /// Purges expired assertion ids on a schedule until the process ends.
     pub fn run_housekeeping(&self, interval: std::time::Duration, batch: u32) {
-        nmos_auth_core::housekeeping::run("client-registry", self.db.clone(), PURGES, interval, batch);
+        nmos_auth_core::housekeeping::run("client-registry", self.db.clone(), PURGES.to_vec(), interval, batch);
     }
 
     pub fn into_server(self: Arc<Self>) -> ClientRegistryServer<ClientRegistryService> {

@@ -90,6 +90,8 @@ pub struct TokenIssuerService {
     client_credentials_scopes: Scope,
     refresh_token_lifetime_secs: i64,
     legacy: nmos_auth_core::config::LegacyGrants,
+    /// How long audit rows are kept (seconds); `None` keeps them for ever.
+    audit_retention_secs: Option<i64>,
 }
 
 impl TokenIssuerService {
@@ -111,6 +113,8 @@ impl TokenIssuerService {
             client_credentials_scopes: config.client_credentials_scopes()?,
             refresh_token_lifetime_secs: config.refresh_token_lifetime as i64,
             legacy: config.legacy_grants(),
+            audit_retention_secs: (config.audit_retention_days > 0)
+                .then(|| i64::try_from(config.audit_retention_days.saturating_mul(86_400)).unwrap_or(i64::MAX)),
         })
     }
 
@@ -255,19 +259,31 @@ impl TokenIssuerService {
         Ok(Issued { jws: signed.jws, scope, jti, expires_at: now + self.policy.lifetime_secs })
     }
 
+    /// What housekeeping deletes: the expired rows, and audit rows older than the retention.
+    fn purges(&self) -> Vec<Purge> {
+        let audit = self.audit_retention_secs.map(|keep_for| Purge {
+            table: "tokens_audit",
+            // Oldest first, through the index on `at`, so each batch finds its rows at once.
+            sql: "DELETE FROM tokens_audit WHERE id IN \
+                  (SELECT id FROM tokens_audit WHERE at < $1 ORDER BY at LIMIT $2)",
+            keep_for,
+        });
+        PURGES.iter().copied().chain(audit).collect()
+    }
+
     /// Purges what has expired, in batches; returns rows removed per table.
     pub async fn housekeeping(&self, batch: u32) -> anyhow::Result<Vec<(&'static str, u64)>> {
         let now = nmos_auth_core::now_unix();
         let mut removed = Vec::new();
-        for p in PURGES {
-            removed.push((p.table, nmos_auth_core::housekeeping::purge(&self.db, p, now, batch).await?));
+        for p in self.purges() {
+            removed.push((p.table, nmos_auth_core::housekeeping::purge(&self.db, &p, now, batch).await?));
         }
         Ok(removed)
     }
 
     /// Purges on a schedule until the process ends.
     pub fn run_housekeeping(&self, interval: std::time::Duration, batch: u32) {
-        nmos_auth_core::housekeeping::run("token-issuer", self.db.clone(), PURGES, interval, batch);
+        nmos_auth_core::housekeeping::run("token-issuer", self.db.clone(), self.purges(), interval, batch);
     }
 
     pub async fn recent_audit(&self, limit: i64) -> nmos_auth_core::db::StoreResult<Vec<AuditEntry>> {

@@ -235,8 +235,8 @@ async fn key_encryption_key_rotation(backend: Backend) {
     assert!(error.contains("cannot decrypt"), "{error}");
 }
 
-/// A burst of expired codes and refresh families shrinks to the live rows, purged in batches,
-/// while tokens keep being issued.
+/// A burst of expired codes and refresh families, and audit rows past their retention, shrinks
+/// to the live rows, purged in batches, while tokens keep being issued.
 async fn housekeeping_purges_expired_rows_in_batches(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let client = app.machine_client("registration").await;
@@ -274,6 +274,16 @@ async fn housekeeping_purges_expired_rows_in_batches(backend: Backend) {
             now - 20_000
         );
     }
+    // The audit trail: 250 rows past the default 90 days' retention, 10 within it.
+    for i in 0..260i64 {
+        let at = if i < 250 { now - 91 * 86_400 } else { now - 89 * 86_400 };
+        on_db!(
+            "INSERT INTO tokens_audit (at, event, grant_type, client_id, subject, scope, jti) \
+             VALUES ($1, 'issued', 'client_credentials', 'c', 'c', 'registration', $2)",
+            at,
+            format!("jti-{i}")
+        );
+    }
     let serving = {
         let (http, url, client) = (app.http.clone(), app.auth_url("token"), client.clone());
         tokio::spawn(async move {
@@ -296,6 +306,7 @@ async fn housekeeping_purges_expired_rows_in_batches(backend: Backend) {
     // 250 of each with 100 per statement: the purge went on past one batch.
     assert_eq!(removed["tokens_authorization_codes"], 250);
     assert_eq!(removed["tokens_refresh_families"], 250);
+    assert_eq!(removed["tokens_audit"], 250, "only the audit rows past their retention");
     assert!(serving.await.unwrap().iter().all(|s| *s == 200), "tokens were issued all along");
     let count = |table: &str| {
         let sql = format!("SELECT COUNT(*) FROM {table}");
@@ -314,4 +325,7 @@ async fn housekeeping_purges_expired_rows_in_batches(backend: Backend) {
     assert_eq!(count("tokens_authorization_codes").await, 10, "the live codes stay");
     assert_eq!(count("tokens_refresh_families").await, 10, "the live families stay");
     assert_eq!(count("tokens_refresh_tokens").await, 10, "and their refresh tokens; the others went with theirs");
+    // The 10 within the retention and one for each token issued meanwhile (written once the
+    // audit log's batch is committed, which the token's answer waits for).
+    assert_eq!(count("tokens_audit").await, 10 + 50, "the audit rows within their retention stay");
 }

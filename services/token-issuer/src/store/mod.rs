@@ -17,12 +17,14 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 2, sql: include_str!("../../migrations/sqlite/0002_codes_and_refresh_tokens.sql") },
         Migration { version: 3, sql: include_str!("../../migrations/sqlite/0003_family_access_tokens.sql") },
         Migration { version: 4, sql: include_str!("../../migrations/sqlite/0004_code_access_tokens.sql") },
+        Migration { version: 5, sql: include_str!("../../migrations/sqlite/0005_audit_retention.sql") },
     ],
     postgres: &[
         Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_audit.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/postgres/0002_codes_and_refresh_tokens.sql") },
         Migration { version: 3, sql: include_str!("../../migrations/postgres/0003_family_access_tokens.sql") },
         Migration { version: 4, sql: include_str!("../../migrations/postgres/0004_code_access_tokens.sql") },
+        Migration { version: 5, sql: include_str!("../../migrations/postgres/0005_audit_retention.sql") },
     ],
 };
 
