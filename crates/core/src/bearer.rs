@@ -18,7 +18,6 @@ use nmos_auth_proto::client_registry_client::ClientRegistryClient;
 use nmos_auth_proto::keys_client::KeysClient;
 use nmos_auth_proto::{GetClientRequest, GetJwksRequest};
 use nmos_auth_resource_server::{FetchError, JwksFuture, KeyCache, KeySource, ResourceServer, Settings};
-use serde_json::json;
 
 use crate::Config;
 use crate::api::ADMIN_SCOPE;
@@ -54,12 +53,13 @@ impl KeySource for KeysServiceJwks {
 
     fn jwks(&self) -> JwksFuture<'_> {
         Box::pin(async move {
-            let get = |mut keys: KeysClient<GrpcChannel>| async move { keys.get_jwks(GetJwksRequest {}).await };
+            let request = GetJwksRequest { document_only: true };
+            let get = |mut keys: KeysClient<GrpcChannel>| async move { keys.get_jwks(request).await };
             let reply = crate::grpc::idempotent(&self.keys, get)
                 .await
                 .map_err(|status| FetchError::Source(format!("the keys service: {}", status.message())))?;
-            let keys: Vec<_> = reply.into_inner().keys.iter().map(crate::jwk_json).collect();
-            Ok(json!({ "keys": keys }))
+            serde_json::from_slice(&reply.get_ref().document)
+                .map_err(|e| FetchError::Source(format!("the keys service's JWKS: {e}")))
         })
     }
 }

@@ -42,6 +42,18 @@ pub fn jwk_json(k: &nmos_auth_proto::Jwk) -> serde_json::Value {
     jwk
 }
 
+/// The JWKS document (RFC 7517 §5) of `keys`, as the JWKS route serves it.
+pub fn jwks_document(keys: &[nmos_auth_proto::Jwk]) -> Vec<u8> {
+    let keys: Vec<serde_json::Value> = keys.iter().map(jwk_json).collect();
+    serde_json::json!({ "keys": keys }).to_string().into_bytes()
+}
+
+/// A strong HTTP entity tag (quoted) for a document: 96 bits of its SHA-256.
+pub fn etag(document: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, document);
+    format!("\"{}\"", digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)

@@ -10,7 +10,7 @@ use nmos_auth_core::capabilities::{
 };
 use nmos_auth_core::config::LegacyGrants;
 use nmos_auth_core::grpc;
-use nmos_auth_proto::GetJwksRequest;
+use nmos_auth_proto::{GetJwksRequest, GetJwksResponse};
 use serde_json::{Value, json};
 
 use crate::Gateway;
@@ -71,22 +71,20 @@ pub async fn metadata(State(gateway): State<Gateway>) -> Json<Value> {
     Json(gateway.metadata.as_ref().clone())
 }
 
-async fn published_keys(gateway: &Gateway) -> Result<Vec<nmos_auth_proto::Jwk>, Response> {
-    match grpc::idempotent(&gateway.keys, |mut keys| async move { keys.get_jwks(GetJwksRequest {}).await }).await {
-        Ok(response) => Ok(response.into_inner().keys),
+async fn get_jwks(gateway: &Gateway, document_only: bool) -> Result<GetJwksResponse, Response> {
+    let request = GetJwksRequest { document_only };
+    match grpc::idempotent(&gateway.keys, |mut keys| async move { keys.get_jwks(request).await }).await {
+        Ok(response) => Ok(response.into_inner()),
         Err(status) => Err(OAuthErrorResponse::from(OAuthError::from_status(&status)).into_response()),
     }
 }
 
 /// A document that changes when the key set does: cached briefly (a removed key must
 /// disappear from resource servers' caches promptly), with an ETag for cheap re-validation.
-fn cacheable(headers: &HeaderMap, body: Value) -> Response {
-    let text = body.to_string();
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    let etag = format!("\"{}\"", digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect::<String>());
+fn cacheable(headers: &HeaderMap, document: Vec<u8>, etag: &str) -> Response {
     let cache = [
         (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60")),
-        (header::ETAG, HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""))),
+        (header::ETAG, HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"\""))),
     ];
     let matches = headers
         .get(header::IF_NONE_MATCH)
@@ -95,22 +93,22 @@ fn cacheable(headers: &HeaderMap, body: Value) -> Response {
     if matches {
         return (StatusCode::NOT_MODIFIED, cache).into_response();
     }
-    (cache, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], text).into_response()
+    (cache, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], document).into_response()
 }
 
+/// The JWKS as the keys service prepared it when the key set last changed: no JSON is built and
+/// nothing hashed per request.
 pub async fn jwks(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
-    let keys = match published_keys(&gateway).await {
-        Ok(keys) => keys,
-        Err(response) => return response,
-    };
-    let keys: Vec<Value> = keys.iter().map(nmos_auth_core::jwk_json).collect();
-    cacheable(&headers, json!({"keys": keys}))
+    match get_jwks(&gateway, true).await {
+        Ok(jwks) => cacheable(&headers, jwks.document, &jwks.etag),
+        Err(response) => response,
+    }
 }
 
 /// The published keys' certificates as a JSON array of PEM strings (the seed's `certs` route).
 pub async fn certs(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
-    let keys = match published_keys(&gateway).await {
-        Ok(keys) => keys,
+    let keys = match get_jwks(&gateway, false).await {
+        Ok(jwks) => jwks.keys,
         Err(response) => return response,
     };
     let pems: Vec<String> = keys
@@ -121,5 +119,7 @@ pub async fn certs(State(gateway): State<Gateway>, headers: HeaderMap) -> Respon
             format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
         })
         .collect();
-    cacheable(&headers, json!(pems))
+    let document = json!(pems).to_string().into_bytes();
+    let etag = nmos_auth_core::etag(&document);
+    cacheable(&headers, document, &etag)
 }

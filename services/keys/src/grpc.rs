@@ -46,8 +46,10 @@ impl Keys for KeysService {
         Ok(Response::new(pb::SignResponse { jws, kid }))
     }
 
-    async fn get_jwks(&self, _: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
-        Ok(Response::new(pb::GetJwksResponse { keys: self.jwks() }))
+    async fn get_jwks(&self, request: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
+        let crate::Jwks { document, etag } = self.jwks_document();
+        let keys = if request.get_ref().document_only { Vec::new() } else { self.jwks() };
+        Ok(Response::new(pb::GetJwksResponse { keys, document, etag }))
     }
 
     async fn verify(&self, request: Request<pb::VerifyRequest>) -> Result<Response<pb::VerifyResponse>, Status> {

@@ -31,8 +31,24 @@ use crate::store::{KeyStore, StoredKey};
 struct KeySet {
     signing: Option<Arc<SigningKey>>,
     jwks: Vec<Jwk>,
+    /// `jwks` as the JWKS route serves it, and its entity tag: made once per load, not per request.
+    document: Jwks,
     verifying: Vec<VerifyingKey>,
     loaded: std::time::Instant,
+}
+
+/// The JWKS document and its entity tag.
+#[derive(Clone)]
+pub struct Jwks {
+    pub document: Vec<u8>,
+    pub etag: String,
+}
+
+impl Jwks {
+    fn of(keys: &[Jwk]) -> Jwks {
+        let document = nmos_auth_core::jwks_document(keys);
+        Jwks { etag: nmos_auth_core::etag(&document), document }
+    }
 }
 
 /// A replica whose key set is older than this (its database unreachable, a key it cannot
@@ -80,6 +96,7 @@ impl KeysService {
             policy,
             set: RwLock::new(Arc::new(KeySet {
                 signing: None,
+                document: Jwks::of(&[]),
                 jwks: Vec::new(),
                 verifying: Vec::new(),
                 loaded: std::time::Instant::now(),
@@ -179,12 +196,8 @@ impl KeysService {
                     .ok()
             })
             .collect();
-        let set = KeySet {
-            signing,
-            jwks: published.iter().map(|k| keyring::jwk(k)).collect(),
-            verifying,
-            loaded: std::time::Instant::now(),
-        };
+        let jwks: Vec<Jwk> = published.iter().map(|k| keyring::jwk(k)).collect();
+        let set = KeySet { signing, document: Jwks::of(&jwks), jwks, verifying, loaded: std::time::Instant::now() };
         *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
         Ok(())
     }
@@ -228,6 +241,11 @@ impl KeysService {
     /// The published keys.
     pub fn jwks(&self) -> Vec<Jwk> {
         self.current().jwks.clone()
+    }
+
+    /// The published keys as the JWKS document, with its entity tag.
+    pub fn jwks_document(&self) -> Jwks {
+        self.current().document.clone()
     }
 
     /// Every key with its state now, oldest first.

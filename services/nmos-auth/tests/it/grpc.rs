@@ -223,7 +223,7 @@ async fn keys_service(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| c.internal_transport = InternalTransport::Loopback).await;
     let mut keys =
         KeysClient::connect(format!("http://{}", app.server.grpc.expect("loopback transport").keys)).await.unwrap();
-    let jwks = keys.get_jwks(pb::GetJwksRequest {}).await.unwrap().into_inner();
+    let jwks = keys.get_jwks(pb::GetJwksRequest::default()).await.unwrap().into_inner();
     assert_eq!(jwks.keys.len(), 1);
     let k = &jwks.keys[0];
     assert_eq!((k.kty.as_str(), k.r#use.as_str(), k.alg.as_str(), k.e.as_str()), ("RSA", "sig", "RS512", "AQAB"));

@@ -67,7 +67,7 @@ async fn internal_grpc_serves_only_the_callers_it_should() {
 
     // A peer with a valid certificate, calling what it is meant to call: served.
     let mut gateway = keys(tls(&certs, Some((&certs, "gateway")), Service::Keys));
-    assert!(!gateway.get_jwks(pb::GetJwksRequest {}).await.unwrap().get_ref().keys.is_empty());
+    assert!(!gateway.get_jwks(pb::GetJwksRequest::default()).await.unwrap().get_ref().keys.is_empty());
     let mut health =
         HealthClient::new(connect_url(&keys_url, Some(tls(&certs, Some((&certs, "gateway")), Service::Keys))).unwrap());
     let status = health.check(HealthCheckRequest { service: "nmos.auth.v1.Keys".into() }).await.unwrap();
@@ -78,7 +78,7 @@ async fn internal_grpc_serves_only_the_callers_it_should() {
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
     assert!(denied.message().contains("gateway may not call /nmos.auth.v1.Keys/Sign"), "{denied:?}");
     let mut admin = keys(tls(&certs, Some((&certs, "admin")), Service::Keys));
-    assert!(admin.get_jwks(pb::GetJwksRequest {}).await.is_ok(), "an operator's certificate may read keys");
+    assert!(admin.get_jwks(pb::GetJwksRequest::default()).await.is_ok(), "an operator's certificate may read keys");
     assert_eq!(admin.sign(sign.clone()).await.unwrap_err().code(), tonic::Code::PermissionDenied);
     // Managing the keys is an operator's: the admin certificate, not another service's.
     let listed = admin.list_keys(pb::ListKeysRequest {}).await.unwrap().into_inner();
@@ -104,12 +104,12 @@ async fn internal_grpc_serves_only_the_callers_it_should() {
     }
     // Without TLS at all.
     let plain = KeysClient::new(connect_url(&keys_url.replace("https://", "http://"), None).unwrap())
-        .get_jwks(pb::GetJwksRequest {})
+        .get_jwks(pb::GetJwksRequest::default())
         .await;
     assert!(plain.is_err(), "a plain-text caller is not served");
     // And a server certificate must be the service the caller asked for.
     let wrong_name =
-        keys(tls(&certs, Some((&certs, "gateway")), Service::Identity)).get_jwks(pb::GetJwksRequest {}).await;
+        keys(tls(&certs, Some((&certs, "gateway")), Service::Identity)).get_jwks(pb::GetJwksRequest::default()).await;
     assert!(wrong_name.is_err(), "the keys service cannot pose as the identity service");
 }
 
@@ -162,7 +162,7 @@ async fn an_administrators_token_stands_in_for_a_certificate() {
     let listed = clients.list_clients(with_authorization(&admin, pb::ListClientsRequest::default())).await.unwrap();
     assert!(listed.get_ref().clients.iter().any(|c| c.client_id == node_id));
     identity.list_users(with_authorization(&admin, pb::ListUsersRequest::default())).await.unwrap();
-    let jwks = keys.get_jwks(with_authorization(&admin, pb::GetJwksRequest {})).await.unwrap();
+    let jwks = keys.get_jwks(with_authorization(&admin, pb::GetJwksRequest::default())).await.unwrap();
     assert!(!jwks.get_ref().keys.is_empty());
     let introspect = pb::IntrospectRequest {
         params: vec![pb::TokenParam { name: "token".into(), value: admin.trim_start_matches("Bearer ").into() }],
@@ -261,7 +261,7 @@ async fn an_administrators_token_stands_in_for_a_certificate() {
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
     assert!(refused.message().contains("no longer"), "{refused:?}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let refused = keys.get_jwks(with_authorization(&admin, pb::GetJwksRequest {})).await.unwrap_err();
+    let refused = keys.get_jwks(with_authorization(&admin, pb::GetJwksRequest::default())).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
     let logs = app.deployment_logs();
     assert!(logs.contains("grpc_call_refused"), "refusals are audited");
