@@ -29,6 +29,27 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// The level of the one log line per token issued (the audit table has every token whatever
+/// this says).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenLog {
+    Info,
+    #[default]
+    Debug,
+}
+
+impl std::str::FromStr for TokenLog {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TokenLog, String> {
+        match s {
+            "info" => Ok(TokenLog::Info),
+            "debug" => Ok(TokenLog::Debug),
+            _ => Err(format!("unknown token log level {s:?} (info, debug)")),
+        }
+    }
+}
+
 /// How a client that brings no initial access token may register. With a token (or as a
 /// signed-in web user) registration always works.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -239,6 +260,7 @@ setting_from_str!(
     std::net::IpAddr,
     RegistrationMode,
     LogFormat,
+    TokenLog,
     InternalTransport
 );
 
@@ -350,6 +372,9 @@ settings! {
     setting max_body_bytes: usize = 16 * 1024;
     /// Log format: text or json.
     setting log_format: LogFormat = LogFormat::Text;
+    /// The level of the line logged for each token issued: debug (the default: shown only with
+    /// `RUST_LOG=debug`; the audit table records every token) or info.
+    setting token_log_level: TokenLog = TokenLog::Debug;
     /// Split deployment: where this service's gRPC server listens.
     setting grpc_listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 50051));
     /// Split deployment: a plain-text gRPC listener serving only grpc.health.v1, for probes

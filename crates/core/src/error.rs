@@ -98,7 +98,7 @@ impl OAuthError {
     /// outage, not a fault: `temporarily_unavailable`, which clients retry.
     pub fn internal<E: fmt::Display + 'static>(cause: E) -> OAuthError {
         if storage_unavailable(&cause) {
-            tracing::warn!(error = %cause, "the database is unavailable");
+            crate::warn_limited!(error = %cause, "the database is unavailable");
             return OAuthError::new(ErrorCode::TemporarilyUnavailable, "the database is unavailable; try again");
         }
         tracing::error!(error = %cause, "internal error");
@@ -129,11 +129,11 @@ impl OAuthError {
                     .map(|e| e.to_string())
                     .collect::<Vec<_>>()
                     .join(": ");
-                tracing::warn!(code = ?status.code(), %cause, "service connection lost");
+                crate::warn_limited!(code = ?status.code(), %cause, "service connection lost");
                 OAuthError::new(ErrorCode::TemporarilyUnavailable, "a service is unavailable; try again")
             }
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
-                tracing::warn!(status = %status, "service unavailable");
+                crate::warn_limited!(status = %status, "service unavailable");
                 OAuthError::new(ErrorCode::TemporarilyUnavailable, "a service is unavailable; try again")
             }
             _ => OAuthError::internal(status.to_string()),

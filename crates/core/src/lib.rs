@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod housekeeping;
 pub mod mtls;
 pub mod operator;
+pub mod ratelimit;
 pub mod sealing;
 pub mod secret;
 pub mod telemetry;

@@ -92,6 +92,7 @@ pub struct TokenIssuerService {
     legacy: nmos_auth_core::config::LegacyGrants,
     /// How long audit rows are kept (seconds); `None` keeps them for ever.
     audit_retention_secs: Option<i64>,
+    token_log: nmos_auth_core::config::TokenLog,
 }
 
 impl TokenIssuerService {
@@ -113,6 +114,7 @@ impl TokenIssuerService {
             client_credentials_scopes: config.client_credentials_scopes()?,
             refresh_token_lifetime_secs: config.refresh_token_lifetime as i64,
             legacy: config.legacy_grants(),
+            token_log: config.token_log_level,
             audit_retention_secs: (config.audit_retention_days > 0)
                 .then(|| i64::try_from(config.audit_retention_days.saturating_mul(86_400)).unwrap_or(i64::MAX)),
         })
@@ -254,7 +256,15 @@ impl TokenIssuerService {
             })
             .await
             .map_err(OAuthError::internal)?;
-        tracing::info!(target: "audit", event = "token_issued", grant_type, client_id = %client_id, subject, scope, "token issued");
+        macro_rules! issued {
+            ($level:ident) => {
+                tracing::$level!(target: "audit", event = "token_issued", grant_type, client_id = %client_id, subject, scope, "token issued")
+            };
+        }
+        match self.token_log {
+            nmos_auth_core::config::TokenLog::Info => issued!(info),
+            nmos_auth_core::config::TokenLog::Debug => issued!(debug),
+        }
         nmos_auth_core::telemetry::token_issued(grant_type);
         Ok(Issued { jws: signed.jws, scope, jti, expires_at: now + self.policy.lifetime_secs })
     }
