@@ -117,6 +117,7 @@ async fn a_killed_identity_service_is_the_503_page_and_takes_nothing_else_down()
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     app.deployment().kill("identity");
+    let killed = Instant::now();
     let issuer_health = app.deployment().health_ports[3];
     for _ in 0..6 {
         for service in ["", "nmos.auth.v1.TokenIssuer"] {
@@ -128,6 +129,18 @@ async fn a_killed_identity_service_is_the_503_page_and_takes_nothing_else_down()
         let (status, body) = readyz(&app).await;
         assert_eq!(status, 200, "the gateway answers each route itself: {body}");
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // A burst of sign-ins while it is down: every one the 503 page.
+    let mut browser = Browser::new();
+    let form = browser.get(&app.auth_url("signin")).await;
+    let fields = vec![
+        ("csrf".to_owned(), form.field("csrf")),
+        ("username".to_owned(), "alice".to_owned()),
+        ("password".to_owned(), "alice's long password".to_owned()),
+    ];
+    for _ in 0..30 {
+        let page = browser.post(&app.auth_url("signin"), &fields).await;
+        assert_eq!(page.status, 503, "{}", page.body);
     }
     // Its body says which service is down (as the gateway last looked: every second).
     wait_for_check(&app, "identity", "down").await;
@@ -163,6 +176,17 @@ async fn a_killed_identity_service_is_the_503_page_and_takes_nothing_else_down()
     );
     assert!(unavailable > 0, "the outage was seen");
     assert!(signed_in > 0);
+    // The gateway said so, but not once per failed request: at most a line a second from each
+    // of the two places that log it.
+    let logs = app.deployment_logs();
+    let gateway = logs.split("--- ").find(|section| section.starts_with("gateway")).unwrap_or_default();
+    let lines = gateway.lines().filter(|l| l.contains("WARN") && l.contains("service")).count();
+    let bound = 2 * (killed.elapsed().as_secs() as usize + 1);
+    assert!(
+        lines > 0 && lines <= bound,
+        "{lines} warnings for {} failed sign-ins (at most {bound}):\n{gateway}",
+        unavailable + 30
+    );
 }
 
 /// A code exchange or a refresh that fails on an outage (here the keys service that signs,
