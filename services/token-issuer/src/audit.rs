@@ -1,7 +1,9 @@
 //! The IS-10 audit log, written with group commit: concurrent token requests hand their
 //! entries to one writer, which stores everything waiting in one transaction and then lets
 //! each request answer. No token leaves before its entry is stored, and concurrent writers
-//! never contend for the database.
+//! never contend for the database. The writer does not wait for company: what arrives while a
+//! transaction commits makes the next one, so batches grow with the load by themselves and a
+//! lone request's entry is stored at once.
 use std::sync::Arc;
 
 use nmos_auth_core::error::Unavailable;
@@ -11,8 +13,6 @@ use crate::store::{AuditEntry, TokenStore};
 
 /// The most entries stored in one transaction.
 const MAX_BATCH: usize = 512;
-/// How long the first entry of a batch waits for others.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// An entry and where to say whether it was committed (on failure: the error, and whether it
 /// means the database is unavailable).
@@ -46,17 +46,6 @@ impl AuditLog {
 async fn write_batches(store: Arc<dyn TokenStore>, mut rx: mpsc::Receiver<Pending>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        // Under load, wait a moment for more entries so that one transaction carries many.
-        if batch.len() < MAX_BATCH {
-            let deadline = tokio::time::Instant::now() + LINGER;
-            while batch.len() < MAX_BATCH {
-                let room = MAX_BATCH - batch.len();
-                match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
-                    Ok(n) if n > 0 => {}
-                    _ => break,
-                }
-            }
-        }
         let entries: Vec<AuditEntry> = batch.iter().map(|(e, _)| e.clone()).collect();
         let result = store.audit(&entries).await.map_err(|e| (format!("{e:#}"), e.is_unavailable()));
         if let Err((e, _)) = &result {
