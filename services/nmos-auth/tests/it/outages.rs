@@ -63,6 +63,18 @@ fn sign_ins(app: &TestApp) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Vec<Answ
 /// deadline); how many were each. A sign-in is not held to a time: it hashes a password, which
 /// on a loaded machine takes what it takes (the first one, with its connection, took 1.6-2.6 s
 /// here with the other core busy, before and after the keep-alive changes alike).
+/// A browser at the sign-in page, and the form alice sends from it.
+async fn alice_at_the_signin_page(app: &TestApp) -> (Browser, Vec<(String, String)>) {
+    let mut browser = Browser::new();
+    let form = browser.get(&app.auth_url("signin")).await;
+    let fields = vec![
+        ("csrf".to_owned(), form.field("csrf")),
+        ("username".to_owned(), "alice".to_owned()),
+        ("password".to_owned(), "alice's long password".to_owned()),
+    ];
+    (browser, fields)
+}
+
 fn served_or_unavailable(answers: &[Answer], logs: &str) -> (usize, usize) {
     for a in answers {
         assert!(a.status == 302 || a.status == 503, "neither signed in nor the 503 page: {a:?}\n{logs}");
@@ -131,13 +143,7 @@ async fn a_killed_identity_service_is_the_503_page_and_takes_nothing_else_down()
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // A burst of sign-ins while it is down: every one the 503 page.
-    let mut browser = Browser::new();
-    let form = browser.get(&app.auth_url("signin")).await;
-    let fields = vec![
-        ("csrf".to_owned(), form.field("csrf")),
-        ("username".to_owned(), "alice".to_owned()),
-        ("password".to_owned(), "alice's long password".to_owned()),
-    ];
+    let (mut browser, fields) = alice_at_the_signin_page(&app).await;
     for _ in 0..30 {
         let page = browser.post(&app.auth_url("signin"), &fields).await;
         assert_eq!(page.status, 503, "{}", page.body);
@@ -150,13 +156,7 @@ async fn a_killed_identity_service_is_the_503_page_and_takes_nothing_else_down()
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let answers_so_far = {
-            let mut browser = Browser::new();
-            let form = browser.get(&app.auth_url("signin")).await;
-            let fields = vec![
-                ("csrf".to_owned(), form.field("csrf")),
-                ("username".to_owned(), "alice".to_owned()),
-                ("password".to_owned(), "alice's long password".to_owned()),
-            ];
+            let (mut browser, fields) = alice_at_the_signin_page(&app).await;
             browser.post(&app.auth_url("signin"), &fields).await.status
         };
         if answers_so_far == 302 {
