@@ -125,7 +125,9 @@ impl OAuthError {
         let broken_connection = std::error::Error::source(status).is_some();
         match status.code() {
             _ if broken_connection => {
-                let cause = std::iter::successors(std::error::Error::source(status), |e| e.source())
+                let cause = std::error::Error::source(status)
+                    .into_iter()
+                    .flat_map(crate::grpc::causes)
                     .map(|e| e.to_string())
                     .collect::<Vec<_>>()
                     .join(": ");

@@ -261,7 +261,7 @@ fn connect_timed_out(error: &tonic::transport::Error) -> bool {
 }
 
 /// An error and its sources, outermost first.
-fn causes<'a>(
+pub(crate) fn causes<'a>(
     error: &'a (dyn std::error::Error + 'static),
 ) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(error), |e| e.source())
