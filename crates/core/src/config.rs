@@ -380,6 +380,9 @@ settings! {
     /// Split deployment: a plain-text gRPC listener serving only grpc.health.v1, for probes
     /// that cannot present a client certificate (Kubernetes gRPC probes).
     setting health_listen: Option<SocketAddr> = None;
+    /// Where Prometheus scrapes this process's metrics (`GET /metrics`, plain HTTP, apart from
+    /// the OAuth routes); off when unset.
+    setting metrics_listen: Option<SocketAddr> = None;
     /// Split deployment: where the keys service is, e.g. `https://keys:50051`.
     setting keys_url: Option<String> = None;
     /// Split deployment: where the identity service is.

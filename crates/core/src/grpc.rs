@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use opentelemetry::KeyValue;
 use tracing::Instrument;
 
 use anyhow::Context;
@@ -412,12 +411,18 @@ where
     S::Error: Send + 'static,
 {
     fn served(&mut self, request: Request<Body>) -> ServedFuture<S::Error> {
-        if !crate::telemetry::enabled() {
-            return Box::pin(self.inner.call(request));
-        }
+        let started = std::time::Instant::now();
         let path = request.uri().path().trim_start_matches('/').to_owned();
+        if !crate::telemetry::enabled() {
+            let future = self.inner.call(request);
+            return Box::pin(async move {
+                let response = future.await;
+                let (service, method) = path.split_once('/').unwrap_or((path.as_str(), ""));
+                crate::telemetry::rpc_served(service, method, started.elapsed());
+                response
+            });
+        }
         let (service, method) = path.split_once('/').unwrap_or((path.as_str(), ""));
-        let (service, method) = (service.to_owned(), method.to_owned());
         let span = tracing::debug_span!(
             "grpc.server",
             otel.name = %path,
@@ -427,13 +432,12 @@ where
             rpc.method = %method,
         );
         crate::telemetry::continue_trace(&span, request.headers());
-        let started = std::time::Instant::now();
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(
             async move {
                 let response = future.await;
-                let attributes = [KeyValue::new("rpc.service", service), KeyValue::new("rpc.method", method)];
-                crate::telemetry::metrics().rpc_duration.record(started.elapsed().as_secs_f64(), &attributes);
+                let (service, method) = path.split_once('/').unwrap_or((path.as_str(), ""));
+                crate::telemetry::rpc_served(service, method, started.elapsed());
                 response
             }
             .instrument(span),

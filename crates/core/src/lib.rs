@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod grpc;
 pub mod housekeeping;
+pub mod metrics;
 pub mod mtls;
 pub mod operator;
 pub mod ratelimit;

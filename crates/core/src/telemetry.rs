@@ -246,6 +246,8 @@ pub struct Metrics {
     pub rpc_duration: Histogram<f64>,
     /// Access tokens issued, by grant type.
     pub tokens_issued: Counter<u64>,
+    /// Token requests refused, by grant type and error code.
+    pub tokens_refused: Counter<u64>,
     /// OAuth error responses, by error code.
     pub oauth_errors: Counter<u64>,
     /// Expired rows purged, by table.
@@ -278,6 +280,10 @@ pub fn metrics() -> &'static Metrics {
                 .u64_counter("nmos_auth.tokens.issued")
                 .with_description("Access tokens issued, by grant type")
                 .build(),
+            tokens_refused: meter
+                .u64_counter("nmos_auth.tokens.refused")
+                .with_description("Token requests refused, by grant type and error code")
+                .build(),
             oauth_errors: meter
                 .u64_counter("nmos_auth.oauth.errors")
                 .with_description("OAuth error responses, by error code")
@@ -303,19 +309,31 @@ pub fn metrics() -> &'static Metrics {
 }
 
 /// Records an HTTP request the gateway served.
-pub fn http_request_served(route: String, method: String, status: u16, seconds: f64) {
+pub fn http_request_served(route: &str, method: &str, status: u16, elapsed: std::time::Duration) {
+    crate::metrics::HTTP_DURATION.observe(&[route, method, &status.to_string()], elapsed);
     if enabled() {
         let attributes = [
-            KeyValue::new("http.route", route),
-            KeyValue::new("http.request.method", method),
+            KeyValue::new("http.route", route.to_owned()),
+            KeyValue::new("http.request.method", method.to_owned()),
             KeyValue::new("http.response.status_code", i64::from(status)),
         ];
-        metrics().http_duration.record(seconds, &attributes);
+        metrics().http_duration.record(elapsed.as_secs_f64(), &attributes);
+    }
+}
+
+/// Records a gRPC call served.
+pub fn rpc_served(service: &str, method: &str, elapsed: std::time::Duration) {
+    crate::metrics::RPC_DURATION.observe(&[service, method], elapsed);
+    if enabled() {
+        let attributes =
+            [KeyValue::new("rpc.service", service.to_owned()), KeyValue::new("rpc.method", method.to_owned())];
+        metrics().rpc_duration.record(elapsed.as_secs_f64(), &attributes);
     }
 }
 
 /// Counts expired rows purged from `table`.
 pub fn housekeeping_removed(table: &'static str, rows: u64) {
+    crate::metrics::HOUSEKEEPING_REMOVED.add(&[table], rows);
     if enabled() {
         metrics().housekeeping_removed.add(rows, &[KeyValue::new("table", table)]);
     }
@@ -323,6 +341,7 @@ pub fn housekeeping_removed(table: &'static str, rows: u64) {
 
 /// Records whether `dependency` (`database`, or a peer's gRPC service name) answers.
 pub fn dependency_up(dependency: &'static str, up: bool) {
+    crate::metrics::DEPENDENCY_UP.set(&[dependency], i64::from(up));
     if enabled() {
         metrics().dependency_up.record(u64::from(up), &[KeyValue::new("dependency", dependency)]);
     }
@@ -330,6 +349,7 @@ pub fn dependency_up(dependency: &'static str, up: bool) {
 
 /// Counts a sign-in lock-out that started, by the limit met.
 pub fn sign_in_locked(limit: &'static str) {
+    crate::metrics::SIGN_IN_LOCKOUTS.inc(&[limit]);
     if enabled() {
         metrics().sign_in_locks.add(1, &[KeyValue::new("limit", limit)]);
     }
@@ -337,20 +357,32 @@ pub fn sign_in_locked(limit: &'static str) {
 
 /// Counts a sign-in refused during a lock-out.
 pub fn sign_in_refused(limit: &'static str) {
+    crate::metrics::SIGN_INS_REFUSED.inc(&[limit]);
     if enabled() {
         metrics().sign_in_refusals.add(1, &[KeyValue::new("limit", limit)]);
     }
 }
 
-/// Counts a token issued with `grant_type`.
-pub fn token_issued(grant_type: &str) {
+/// Counts a token issued with `grant_type` (one of the grant types' own names).
+pub fn token_issued(grant_type: &'static str) {
+    crate::metrics::TOKENS_ISSUED.inc(&[grant_type]);
     if enabled() {
-        metrics().tokens_issued.add(1, &[KeyValue::new("grant_type", grant_type.to_owned())]);
+        metrics().tokens_issued.add(1, &[KeyValue::new("grant_type", grant_type)]);
+    }
+}
+
+/// Counts a token request refused: `grant_type` is a grant type's name, `unsupported` or `none`.
+pub fn token_refused(grant_type: &'static str, code: &'static str) {
+    crate::metrics::TOKENS_REFUSED.inc(&[grant_type, code]);
+    if enabled() {
+        let attributes = [KeyValue::new("grant_type", grant_type), KeyValue::new("error", code)];
+        metrics().tokens_refused.add(1, &attributes);
     }
 }
 
 /// Counts an OAuth error response.
 pub fn oauth_error(code: &'static str) {
+    crate::metrics::OAUTH_ERRORS.inc(&[code]);
     if enabled() {
         metrics().oauth_errors.add(1, &[KeyValue::new("error", code)]);
     }

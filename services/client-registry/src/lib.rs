@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use nmos_auth_core::config::RegistrationMode;
 use nmos_auth_core::db::Db;
+use nmos_auth_core::metrics::{Collect, Reading, Readings};
 use nmos_auth_core::secret::{digest, random_id, random_token, verify_digest};
 use nmos_auth_core::{Config, ErrorCode, OAuthError, Scope};
 use nmos_auth_proto::client_registry_server::ClientRegistryServer;
@@ -443,6 +444,25 @@ impl ClientRegistryService {
         rows.into_iter().map(Client::from_row).collect()
     }
 
+    /// Clients by status, every status named (0 when there are none), as metrics.
+    async fn readings(&self) -> Vec<Reading> {
+        let counts = match self.store.count_by_status().await {
+            Ok(counts) => counts,
+            Err(e) => {
+                nmos_auth_core::warn_limited!(error = %e, "metrics: the clients could not be counted");
+                return Vec::new();
+            }
+        };
+        ["approved", "pending"]
+            .into_iter()
+            .map(|status| {
+                let count = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+                Reading::gauge("nmos_auth_clients", "Registered clients, by status", count as f64)
+                    .label("status", status)
+            })
+            .collect()
+    }
+
     /// Approves a pending client; false when there is no such pending client.
     pub async fn approve(&self, client_id: &str, approved_by: &str) -> Result<bool, OAuthError> {
         let approved = self.store.approve(client_id).await?;
@@ -548,5 +568,11 @@ impl ClientRegistryService {
 
     pub fn into_server(self: Arc<Self>) -> ClientRegistryServer<ClientRegistryService> {
         ClientRegistryServer::from_arc(self)
+    }
+}
+
+impl Collect for ClientRegistryService {
+    fn collect(&self) -> Readings<'_> {
+        Box::pin(self.readings())
     }
 }

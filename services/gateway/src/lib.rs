@@ -138,16 +138,21 @@ async fn method_not_allowed() -> impl IntoResponse {
     nmos_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
 }
 
-/// A span per request (continuing the caller's W3C trace context, if any) and its duration,
-/// by route: only when telemetry is exported.
+/// Each request's duration, by route, for the Prometheus metrics; and, when telemetry is
+/// exported, a span per request (continuing the caller's W3C trace context, if any).
 async fn observe(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     use tracing::Instrument;
+    let started = std::time::Instant::now();
+    // A route the router matched (a pattern, never the path a caller wrote), or none.
+    let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
+    let method = request.method().clone();
     if !nmos_auth_core::telemetry::enabled() {
-        return next.run(request).await;
+        let response = next.run(request).await;
+        let status = response.status().as_u16();
+        nmos_auth_core::telemetry::http_request_served(route, known_method(&method), status, started.elapsed());
+        return response;
     }
-    let route =
-        request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
-    let method = request.method().to_string();
     let span = tracing::debug_span!(
         "http.request",
         otel.name = %format!("{method} {route}"),
@@ -157,12 +162,25 @@ async fn observe(request: axum::extract::Request, next: axum::middleware::Next) 
         http.response.status_code = tracing::field::Empty,
     );
     nmos_auth_core::telemetry::continue_trace(&span, request.headers());
-    let started = std::time::Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);
-    nmos_auth_core::telemetry::http_request_served(route, method, status, started.elapsed().as_secs_f64());
+    nmos_auth_core::telemetry::http_request_served(route, known_method(&method), status, started.elapsed());
     response
+}
+
+/// The method's name when it is one the routes answer, `other` for anything a caller made up.
+fn known_method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 /// Every route, with CORS, body limits and request telemetry.

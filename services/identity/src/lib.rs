@@ -321,3 +321,23 @@ impl IdentityService {
         IdentityServer::from_arc(self)
     }
 }
+
+/// The lock-outs in force in this replica (they are kept in its memory).
+impl nmos_auth_core::metrics::Collect for IdentityService {
+    fn collect(&self) -> nmos_auth_core::metrics::Readings<'_> {
+        let readings = self
+            .sign_in_guard
+            .locked_now()
+            .into_iter()
+            .map(|(limit, n)| {
+                nmos_auth_core::metrics::Reading::gauge(
+                    "nmos_auth_sign_in_lockouts_active",
+                    "Sign-in lock-outs in force now in this identity replica, by limit",
+                    n as f64,
+                )
+                .label("limit", limit.as_str())
+            })
+            .collect();
+        Box::pin(std::future::ready(readings))
+    }
+}

@@ -91,6 +91,15 @@ impl SignInGuard {
         }
     }
 
+    /// The lock-outs in force now, by limit.
+    pub fn locked_now(&self) -> [(Limit, usize); 3] {
+        [
+            (Limit::Pair, self.pair.locked_now()),
+            (Limit::User, self.user.locked_now()),
+            (Limit::Address, self.address.locked_now()),
+        ]
+    }
+
     /// Counts a wrong password; the limits it made lock.
     pub fn failure(&self, username: &str, address: &str) -> Vec<Limit> {
         let mut locked = Vec::new();

@@ -57,6 +57,13 @@ impl Throttle {
         false
     }
 
+    /// How many keys are locked out now.
+    pub fn locked_now(&self) -> usize {
+        let now = Instant::now();
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.values().filter(|e| e.locked_until.is_some_and(|until| until > now)).count()
+    }
+
     pub fn success(&self, key: &str) {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nmos_auth_core::db::Db;
+use nmos_auth_core::metrics::{Collect, Reading, Readings};
 use nmos_auth_core::sealing::SealingKey;
 use nmos_auth_core::{Config, ErrorCode, OAuthError};
 use nmos_auth_proto::Jwk;
@@ -255,6 +256,45 @@ impl KeysService {
         Ok(keys.iter().map(|k| (k.clone(), schedule::state(&keys, k, now))).collect())
     }
 
+    /// The key set as metrics: keys by state, the signing key's age, and when the next one signs.
+    async fn readings(&self) -> Vec<Reading> {
+        let keys = match self.list().await {
+            Ok(keys) => keys,
+            Err(e) => {
+                nmos_auth_core::warn_limited!(error = %format!("{e:#}"), "metrics: the keys could not be read");
+                return Vec::new();
+            }
+        };
+        let now = nmos_auth_core::now_unix();
+        let mut readings: Vec<Reading> = [State::Next, State::Active, State::Retired, State::Removed]
+            .into_iter()
+            .map(|state| {
+                let count = keys.iter().filter(|(_, s)| *s == state).count();
+                Reading::gauge("nmos_auth_signing_keys", "Signing keys in the store, by state", count as f64)
+                    .label("state", state.as_str())
+            })
+            .collect();
+        let active = keys.iter().find(|(_, s)| *s == State::Active).map(|(k, _)| k);
+        if let Some(active) = active {
+            readings.push(Reading::gauge(
+                "nmos_auth_signing_key_age_seconds",
+                "How long the key that signs now has been signing",
+                (now - active.activate_at) as f64,
+            ));
+        }
+        // The successor already planned, or the one the schedule will plan.
+        let next = keys.iter().filter(|(_, s)| *s == State::Next).map(|(k, _)| k.activate_at).min();
+        let next = next.or_else(|| Some(active?.activate_at + self.policy.period?));
+        if let Some(at) = next {
+            readings.push(Reading::gauge(
+                "nmos_auth_signing_key_next_rotation_timestamp_seconds",
+                "When the next signing key starts signing, in seconds since the Unix epoch",
+                at as f64,
+            ));
+        }
+        readings
+    }
+
     /// Plans the next key now: published at once, signing after the publish lead. Returns it,
     /// or the key already planned.
     pub async fn rotate(&self) -> anyhow::Result<StoredKey> {
@@ -342,5 +382,11 @@ impl KeysService {
 
     pub fn into_server(self: Arc<Self>) -> KeysServer<KeysService> {
         KeysServer::from_arc(self)
+    }
+}
+
+impl Collect for KeysService {
+    fn collect(&self) -> Readings<'_> {
+        Box::pin(self.readings())
     }
 }

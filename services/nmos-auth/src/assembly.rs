@@ -15,6 +15,7 @@ use nmos_auth_token_issuer::{Peers, TokenIssuerService};
 pub async fn keys(config: &Config) -> anyhow::Result<Arc<KeysService>> {
     let keys = Arc::new(open_with_retry("keys store", || KeysService::open(config)).await?);
     keys.run_schedule();
+    register_metrics(keys.clone());
     Ok(keys)
 }
 
@@ -32,14 +33,18 @@ pub async fn identity(config: &Config) -> anyhow::Result<Arc<IdentityService>> {
              or run `nmos-auth admin add-user NAME --admin`"
         );
     }
-    Ok(Arc::new(identity))
+    let identity = Arc::new(identity);
+    register_metrics(identity.clone());
+    Ok(identity)
 }
 
 /// The client registry, its housekeeping running.
 pub async fn client_registry(config: &Config) -> anyhow::Result<Arc<ClientRegistryService>> {
     let clients = open_with_retry("client registry store", || ClientRegistryService::open(config)).await?;
     clients.run_housekeeping(housekeeping_interval(config), config.housekeeping_batch);
-    Ok(Arc::new(clients))
+    let clients = Arc::new(clients);
+    register_metrics(clients.clone());
+    Ok(clients)
 }
 
 /// The token issuer, calling `peers`, its housekeeping running.
@@ -47,6 +52,11 @@ pub async fn token_issuer(config: &Config, peers: Peers) -> anyhow::Result<Arc<T
     let issuer = open_with_retry("token issuer store", || TokenIssuerService::open(config, peers.clone())).await?;
     issuer.run_housekeeping(housekeeping_interval(config), config.housekeeping_batch);
     Ok(Arc::new(issuer))
+}
+
+/// What `service` reads at each scrape of the Prometheus endpoint, for as long as it runs.
+fn register_metrics(service: Arc<dyn nmos_auth_core::metrics::Collect>) {
+    nmos_auth_core::metrics::register(&service);
 }
 
 fn housekeeping_interval(config: &Config) -> Duration {

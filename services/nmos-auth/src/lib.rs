@@ -54,6 +54,28 @@ pub struct Server {
     tasks: JoinSet<anyhow::Result<()>>,
 }
 
+/// The Prometheus endpoint (`GET /metrics`) when `metrics_listen` is set: bound now, so that a
+/// port in use stops the start, and served by the future returned until `shutdown`.
+pub fn metrics_endpoint(
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Option<impl Future<Output = anyhow::Result<()>> + Send + 'static>> {
+    use axum::http::header::CONTENT_TYPE;
+    let Some(addr) = config.metrics_listen else {
+        return Ok(None);
+    };
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr} (metrics_listen)"))?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    tracing::info!(addr = %listener.local_addr()?, "serving Prometheus metrics at /metrics");
+    let scrape =
+        || async { ([(CONTENT_TYPE, nmos_auth_core::metrics::CONTENT_TYPE)], nmos_auth_core::metrics::render().await) };
+    let router = axum::Router::new().route("/metrics", axum::routing::get(scrape));
+    Ok(Some(
+        async move { axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("serving metrics") },
+    ))
+}
+
 async fn stopped(mut rx: watch::Receiver<bool>) {
     // A dropped sender also means stop.
     let _ = rx.wait_for(|stop| *stop).await;
@@ -127,6 +149,27 @@ fn serve_admin_socket(
     Ok(())
 }
 
+/// Keeps `nmos_auth_dependency_up{dependency="database"}` up to date: 1 while every service's
+/// database answers (split processes do the same for their own database).
+fn watch_databases(databases: Arc<Vec<(&'static str, nmos_auth_core::db::Db)>>, stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let watching = async {
+            loop {
+                let mut up = true;
+                for (_, db) in databases.iter() {
+                    up &= db.ping().await.is_ok();
+                }
+                nmos_auth_core::telemetry::dependency_up("database", up);
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        };
+        tokio::select! {
+            () = watching => {}
+            () = stopped(stop) => {}
+        }
+    });
+}
+
 /// Opens every service's store (running migrations) in the order they depend on each other.
 pub async fn open_services(
     config: &Config,
@@ -179,6 +222,9 @@ impl Server {
         let clients = assembly::client_registry(&config).await?;
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        if let Some(metrics) = metrics_endpoint(&config, stopped(stop_rx.clone()))? {
+            tasks.spawn(metrics);
+        }
         serve_admin_socket(&config, &identity, &clients, &keys, &mut tasks, &stop_rx)?;
         let mut wiring = Wiring { transport: config.internal_transport, tasks: &mut tasks, stop: &stop_rx };
         let (keys_channel, keys_addr) = wiring.expose(keys.into_server())?;
@@ -200,6 +246,7 @@ impl Server {
             databases.push((name, nmos_auth_core::db::Db::connect(&config.database_url(db)).await?));
         }
         let databases = Arc::new(databases);
+        watch_databases(databases.clone(), stop_rx.clone());
         let gateway = nmos_auth_gateway::Gateway::new(
             &config,
             TokenIssuerClient::new(issuer_channel),

@@ -288,6 +288,14 @@ pub async fn run(
     let tls = tls.as_ref();
     let (reporter, health) = tonic_health::server::health_reporter();
     tracing::info!(service = role.service().name(), "starting");
+    // Served until the process ends.
+    if let Some(metrics) = crate::metrics_endpoint(&config, std::future::pending())? {
+        tokio::spawn(async move {
+            if let Err(e) = metrics.await {
+                tracing::error!(error = %format!("{e:#}"), "the metrics endpoint stopped");
+            }
+        });
+    }
     match role {
         Role::Keys => {
             let keys = assembly::keys(&config).await?;

@@ -168,6 +168,18 @@ impl TokenIssuerService {
     /// RFC 6749 §4 and §5: checks the request, authenticates the client, runs the grant.
     /// `client_address` is the requester's IP address, for throttling password guesses.
     pub async fn token(&self, request: ClientRequest, client_address: &str) -> Result<Tokens, OAuthError> {
+        let result = self.grant(&request, client_address).await;
+        if let Err(e) = &result {
+            let grant_type = match request.params.get("grant_type") {
+                Some(named) => GrantType::parse(named).map_or("unsupported", GrantType::as_str),
+                None => "none",
+            };
+            nmos_auth_core::telemetry::token_refused(grant_type, e.code.as_str());
+        }
+        result
+    }
+
+    async fn grant(&self, request: &ClientRequest, client_address: &str) -> Result<Tokens, OAuthError> {
         let params = &request.params;
         let named = params
             .get("grant_type")
@@ -175,7 +187,7 @@ impl TokenIssuerService {
         let unsupported =
             || OAuthError::new(ErrorCode::UnsupportedGrantType, format!("the grant type {named:?} is not supported"));
         let grant_type = GrantType::parse(named).ok_or_else(unsupported)?;
-        let client = self.authenticate(&request).await?;
+        let client = self.authenticate(request).await?;
 
         let grant = match grant_type {
             GrantType::ClientCredentials => {

@@ -53,6 +53,8 @@ pub trait ClientStore: Send + Sync {
     async fn list_clients(&self, owner: &str) -> nmos_auth_core::db::StoreResult<Vec<ClientRow>>;
     /// Clients waiting for approval, oldest first.
     async fn list_pending(&self) -> nmos_auth_core::db::StoreResult<Vec<ClientRow>>;
+    /// How many clients there are in each status.
+    async fn count_by_status(&self) -> nmos_auth_core::db::StoreResult<Vec<(String, i64)>>;
     /// Marks a pending client approved; false when there is no such pending client.
     async fn approve(&self, client_id: &str) -> nmos_auth_core::db::StoreResult<bool>;
     /// False when there is no such client.
@@ -175,6 +177,12 @@ macro_rules! client_store_impl {
                 .fetch_all(&self.0)
                 .await?;
                 Ok(rows.into_iter().map(client_row).collect())
+            }
+
+            async fn count_by_status(&self) -> nmos_auth_core::db::StoreResult<Vec<(String, i64)>> {
+                Ok(sqlx::query_as("SELECT status, COUNT(*) FROM clients_clients GROUP BY status ORDER BY status")
+                    .fetch_all(&self.0)
+                    .await?)
             }
 
             async fn approve(&self, client_id: &str) -> nmos_auth_core::db::StoreResult<bool> {

@@ -23,6 +23,8 @@ pub struct Deployment {
     grpc_ports: [u16; 4],
     /// Each gRPC service's plain-text health port.
     pub health_ports: [u16; 4],
+    /// Each process's Prometheus port, in the order of [`ROLES`].
+    pub metrics_ports: [u16; 5],
     /// The second keys replica's gRPC and health ports.
     second_keys: (u16, u16),
     /// Extra environment for every process (OpenTelemetry settings).
@@ -81,6 +83,7 @@ impl Deployment {
             database_url,
             grpc_ports,
             health_ports: [port(), port(), port(), port()],
+            metrics_ports: [port(), port(), port(), port(), port()],
             second_keys: (port(), port()),
             env: env.to_vec(),
             children: Vec::new(),
@@ -111,6 +114,9 @@ impl Deployment {
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log);
+        if let Some(i) = ROLES.iter().position(|r| *r == role) {
+            command.args(["--metrics-listen", &format!("127.0.0.1:{}", self.metrics_ports[i])]);
+        }
         if let Some(i) = ROLES.iter().position(|r| *r == role).filter(|&i| i < 4) {
             command.args(["--grpc-listen", &format!("127.0.0.1:{}", self.grpc_ports[i])]);
             command.args(["--health-listen", &format!("127.0.0.1:{}", self.health_ports[i])]);

@@ -14,6 +14,7 @@ mod http_surface;
 mod keys;
 mod legacy;
 mod m2m;
+mod metrics;
 mod outages;
 mod private_key_jwt;
 mod registration;
