@@ -353,8 +353,8 @@ where
     }))
 }
 
-/// A tower layer for gRPC servers: a span per call served, continuing the caller's trace, and
-/// the call's duration. Does nothing unless telemetry is exported.
+/// A tower layer for gRPC servers: each call's duration for the Prometheus metrics; and, when
+/// telemetry is exported, a span per call served, continuing the caller's trace.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ServerTelemetryLayer;
 

@@ -9,8 +9,10 @@
 //! read when scraped, by the [`Collect`]ors the services register.
 //!
 //! Every label value is one of a known few (grant types, error codes, routes, limits), never a
-//! client's or person's name; and each family holds at most [`MAX_SERIES`] series, past which
-//! new label sets are counted under `other`, so nothing a caller sends can grow the registry.
+//! client's or person's name (gRPC paths are recorded only after the caller was authenticated);
+//! and each family holds at most [`MAX_SERIES`] series ([`MAX_HTTP_SERIES`] for the HTTP
+//! histogram), past which new label sets are counted under `other`, so nothing a caller sends
+//! can grow the registry.
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
@@ -18,8 +20,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
-/// The most series one family keeps.
+/// The most series one family keeps (the HTTP histogram: [`MAX_HTTP_SERIES`]).
 pub const MAX_SERIES: usize = 256;
+/// Routes × methods × status classes, with room to spare.
+pub const MAX_HTTP_SERIES: usize = 1024;
 
 /// What `Content-Type` a scrape is answered with.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -36,11 +40,12 @@ type Entry<M> = (Box<[Box<str>]>, Arc<M>);
 struct Series<M> {
     label_names: &'static [&'static str],
     series: RwLock<Vec<Entry<M>>>,
+    max: usize,
 }
 
 impl<M: Default> Series<M> {
-    const fn new(label_names: &'static [&'static str]) -> Series<M> {
-        Series { label_names, series: RwLock::new(Vec::new()) }
+    const fn new(label_names: &'static [&'static str], max: usize) -> Series<M> {
+        Series { label_names, series: RwLock::new(Vec::new()), max }
     }
 
     fn get(&self, values: &[&str]) -> Arc<M> {
@@ -53,7 +58,7 @@ impl<M: Default> Series<M> {
         }
         let mut series = self.series.write().unwrap_or_else(|p| p.into_inner());
         let other: Vec<&str>;
-        let values = if series.len() >= MAX_SERIES {
+        let values = if series.len() >= self.max {
             other = vec!["other"; values.len()];
             &other[..]
         } else {
@@ -83,7 +88,7 @@ pub struct Counter {
 
 impl Counter {
     pub const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Counter {
-        Counter { name, help, series: Series::new(labels) }
+        Counter { name, help, series: Series::new(labels, MAX_SERIES) }
     }
 
     pub fn add(&self, values: &[&str], n: u64) {
@@ -111,7 +116,7 @@ pub struct Gauge {
 
 impl Gauge {
     pub const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Gauge {
-        Gauge { name, help, series: Series::new(labels) }
+        Gauge { name, help, series: Series::new(labels, MAX_SERIES) }
     }
 
     pub fn set(&self, values: &[&str], value: i64) {
@@ -148,7 +153,16 @@ pub struct Histogram {
 
 impl Histogram {
     pub const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Histogram {
-        Histogram { name, help, series: Series::new(labels) }
+        Histogram::with_max(name, help, labels, MAX_SERIES)
+    }
+
+    pub const fn with_max(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+        max: usize,
+    ) -> Histogram {
+        Histogram { name, help, series: Series::new(labels, max) }
     }
 
     pub fn observe(&self, values: &[&str], duration: Duration) {
@@ -258,10 +272,11 @@ pub static DEPENDENCY_UP: Gauge = Gauge::new(
     "Whether a dependency of this process (its database, a peer service) answers: 1 or 0",
     &["dependency"],
 );
-pub static HTTP_DURATION: Histogram = Histogram::new(
+pub static HTTP_DURATION: Histogram = Histogram::with_max(
     "nmos_auth_http_request_duration_seconds",
-    "Duration of HTTP requests the gateway served, by route, method and status",
+    "Duration of HTTP requests the gateway served, by route, method and status class",
     &["route", "method", "status"],
+    MAX_HTTP_SERIES,
 );
 pub static RPC_DURATION: Histogram = Histogram::new(
     "nmos_auth_grpc_server_duration_seconds",
@@ -269,8 +284,12 @@ pub static RPC_DURATION: Histogram = Histogram::new(
     &["service", "method"],
 );
 
-/// The whole exposition: the families, then what the collectors read, then the process.
+/// The whole exposition: the families, then what the collectors read, then the process. One
+/// scrape at a time: the collectors query databases and walk the sign-in throttle, and a burst
+/// of scrapes must not multiply that.
 pub async fn render() -> String {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut out = String::with_capacity(16 * 1024);
     TOKENS_ISSUED.render(&mut out);
     TOKENS_REFUSED.render(&mut out);
@@ -322,9 +341,8 @@ fn process_readings() -> Vec<Reading> {
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
-    // The kernel's clock ticks and page size: 100 and 4 KiB on every Linux this runs on.
+    // The kernel's clock ticks: 100 on every Linux this runs on (USER_HZ, fixed by the ABI).
     const TICKS: f64 = 100.0;
-    const PAGE: f64 = 4096.0;
     if let (Some(utime), Some(stime)) = (field(14), field(15)) {
         let mut cpu = Reading::gauge("process_cpu_seconds_total", "User and system CPU time spent, in seconds", 0.0);
         cpu.kind = Kind::Counter;
@@ -334,21 +352,28 @@ fn process_readings() -> Vec<Reading> {
     if let Some(threads) = field(20) {
         readings.push(Reading::gauge("process_threads", "Threads in this process", threads));
     }
-    if let Some(rss) = field(24) {
-        readings.push(Reading::gauge("process_resident_memory_bytes", "Resident memory, in bytes", rss * PAGE));
-    }
     if let Some(vsize) = field(23) {
         readings.push(Reading::gauge("process_virtual_memory_bytes", "Virtual memory, in bytes", vsize));
     }
-    if let (Some(start_ticks), Ok(uptime)) = (field(22), std::fs::read_to_string("/proc/uptime"))
-        && let Some(up) = uptime.split_whitespace().next().and_then(|u| u.parse::<f64>().ok())
-    {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let started = now.as_secs_f64() - up + start_ticks / TICKS;
+    // In kB from the kernel, whatever the page size.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().strip_suffix("kB"));
+    if let Some(kb) = rss_kb.and_then(|kb| kb.trim().parse::<f64>().ok()) {
+        readings.push(Reading::gauge("process_resident_memory_bytes", "Resident memory, in bytes", kb * 1024.0));
+    }
+    // Worked out once: the clock may be stepped later, and a start time that moves looks like a restart.
+    static STARTED: OnceLock<Option<f64>> = OnceLock::new();
+    let started = STARTED.get_or_init(|| {
+        let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+        let up = uptime.split_whitespace().next()?.parse::<f64>().ok()?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some((now.as_secs_f64() - up + field(22)? / TICKS).round())
+    });
+    if let Some(started) = *started {
         readings.push(Reading::gauge(
             "process_start_time_seconds",
             "When this process started, in seconds since the Unix epoch",
-            started.round(),
+            started,
         ));
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {

@@ -100,6 +100,11 @@ impl TokenIssuerService {
         let db = Db::connect(&config.database_url("tokens")).await?;
         db.migrate("tokens", &store::MIGRATIONS).await?;
         let store = store::open(db.clone());
+        // Every grant type's count from 0, so that a rate or ratio over it is 0 rather than no
+        // data before the first token (an alert on refusals must fire when nothing is issued).
+        for grant_type in GrantType::ALL {
+            nmos_auth_core::metrics::TOKENS_ISSUED.add(&[grant_type.as_str()], 0);
+        }
         Ok(TokenIssuerService {
             db,
             peers,
