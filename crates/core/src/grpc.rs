@@ -413,36 +413,38 @@ where
     fn served(&mut self, request: Request<Body>) -> ServedFuture<S::Error> {
         let started = std::time::Instant::now();
         let path = request.uri().path().trim_start_matches('/').to_owned();
-        if !crate::telemetry::enabled() {
-            let future = self.inner.call(request);
-            return Box::pin(async move {
-                let response = future.await;
-                let (service, method) = path.split_once('/').unwrap_or((path.as_str(), ""));
-                crate::telemetry::rpc_served(service, method, started.elapsed());
-                response
-            });
-        }
-        let (service, method) = path.split_once('/').unwrap_or((path.as_str(), ""));
-        let span = tracing::debug_span!(
-            "grpc.server",
-            otel.name = %path,
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-        );
-        crate::telemetry::continue_trace(&span, request.headers());
+        // A span only when telemetry is exported; the duration always.
+        let span = if crate::telemetry::enabled() {
+            let (service, method) = service_and_method(&path);
+            let span = tracing::debug_span!(
+                "grpc.server",
+                otel.name = %path,
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+            );
+            crate::telemetry::continue_trace(&span, request.headers());
+            span
+        } else {
+            tracing::Span::none()
+        };
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(
             async move {
                 let response = future.await;
-                let (service, method) = path.split_once('/').unwrap_or((path.as_str(), ""));
+                let (service, method) = service_and_method(&path);
                 crate::telemetry::rpc_served(service, method, started.elapsed());
                 response
             }
             .instrument(span),
         )
     }
+}
+
+/// `package.Service` and `Method` of a gRPC path (without its leading slash).
+fn service_and_method(path: &str) -> (&str, &str) {
+    path.split_once('/').unwrap_or((path, ""))
 }
 
 #[cfg(test)]

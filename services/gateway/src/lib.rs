@@ -143,29 +143,28 @@ async fn method_not_allowed() -> impl IntoResponse {
 async fn observe(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     use tracing::Instrument;
     let started = std::time::Instant::now();
-    // A route the router matched (a pattern, never the path a caller wrote), or none.
+    // A route the router matched (a pattern, never the path a caller wrote).
     let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
     let route = route.as_ref().map_or("unmatched", |p| p.as_str());
-    let method = request.method().clone();
-    if !nmos_auth_core::telemetry::enabled() {
-        let response = next.run(request).await;
-        let status = response.status().as_u16();
-        nmos_auth_core::telemetry::http_request_served(route, known_method(&method), status, started.elapsed());
-        return response;
-    }
-    let span = tracing::debug_span!(
-        "http.request",
-        otel.name = %format!("{method} {route}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = %route,
-        http.response.status_code = tracing::field::Empty,
-    );
-    nmos_auth_core::telemetry::continue_trace(&span, request.headers());
+    let method = known_method(request.method());
+    let span = if nmos_auth_core::telemetry::enabled() {
+        let span = tracing::debug_span!(
+            "http.request",
+            otel.name = %format!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = %method,
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+        );
+        nmos_auth_core::telemetry::continue_trace(&span, request.headers());
+        span
+    } else {
+        tracing::Span::none()
+    };
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);
-    nmos_auth_core::telemetry::http_request_served(route, known_method(&method), status, started.elapsed());
+    nmos_auth_core::telemetry::http_request_served(route, method, status, started.elapsed());
     response
 }
 

@@ -7,23 +7,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Backend, ExpectJson, TempDir, TestApp, free_listener, http_client, store_backend_tests, test_config,
+    Backend, ExpectJson, TempDir, TestApp, free_listener, http_client, nmos_auth, store_backend_tests, test_config,
 };
 
 store_backend_tests!(admin_commands, serve_command_and_config_precedence);
-
-fn nmos_auth(config: &nmos_auth_core::Config) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
-    c.arg("--data-dir")
-        .arg(&config.data_dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NMOS_AUTH_MDNS", "false");
-    if let Some(url) = &config.database_url {
-        c.env("NMOS_AUTH_DATABASE_URL", url.expose());
-    }
-    c
-}
 
 fn run(command: &mut Command, stdin: &str) -> Output {
     let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();

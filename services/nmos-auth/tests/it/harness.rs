@@ -313,6 +313,21 @@ async fn create_database(admin: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// The `nmos-auth` command on `config`'s data directory and database, with nothing else from
+/// this process's environment (and no mDNS).
+pub fn nmos_auth(config: &Config) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
+    c.arg("--data-dir")
+        .arg(&config.data_dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NMOS_AUTH_MDNS", "false");
+    if let Some(url) = &config.database_url {
+        c.env("NMOS_AUTH_DATABASE_URL", url.expose());
+    }
+    c
+}
+
 /// A config for a test server on `backend`, in `dir`.
 pub async fn test_config(backend: Backend, dir: &Path) -> Config {
     Config {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::deployment::ROLES;
-use crate::harness::{Backend, ExpectJson, TempDir, http_client, run_python, stable_listener, test_config};
+use crate::harness::{Backend, ExpectJson, TempDir, http_client, nmos_auth, run_python, stable_listener, test_config};
 
 /// The chart's rule file and dashboard.
 fn chart_file(name: &str) -> PathBuf {
@@ -245,20 +245,7 @@ async fn one_process(backend: Backend) {
     let (port, metrics_port) = (gateway.local_addr().unwrap().port(), metrics.local_addr().unwrap().port());
     drop((gateway, metrics));
     let log = dir.path().join("serve.log");
-    let nmos_auth = || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_nmos-auth"));
-        command
-            .arg("--data-dir")
-            .arg(&config.data_dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NMOS_AUTH_MDNS", "false");
-        if let Some(url) = &config.database_url {
-            command.env("NMOS_AUTH_DATABASE_URL", url.expose());
-        }
-        command
-    };
-    let child = nmos_auth()
+    let child = nmos_auth(&config)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .args(["--legacy-password-grant", "true", "serve"])
         .stdout(Stdio::null())
@@ -268,7 +255,7 @@ async fn one_process(backend: Backend) {
     let server = ServeProcess { child, log };
     let base = format!("http://127.0.0.1:{port}");
     wait_for(&format!("{base}/readyz"), "the server").await;
-    let created = nmos_auth().args(["admin", "create-initial-access-token"]).output().unwrap();
+    let created = nmos_auth(&config).args(["admin", "create-initial-access-token"]).output().unwrap();
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let printed = String::from_utf8(created.stdout).unwrap();
     let client = traffic(&base, printed.lines().last().unwrap().trim()).await;
