@@ -2,6 +2,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=../../proto");
     let files = [
         "nmos/auth/v1/errors.proto",
+        "nmos/auth/v1/common.proto",
+        "nmos/auth/v1/events.proto",
         "nmos/auth/v1/keys.proto",
         "nmos/auth/v1/identity.proto",
         "nmos/auth/v1/clients.proto",

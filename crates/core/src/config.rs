@@ -359,8 +359,9 @@ settings! {
     /// A retired key stays published this long after the last token it signed has expired
     /// (Nodes keep keys 36-48 h).
     setting key_retire_grace: u64 = 48 * 3600;
-    /// Days the audit trail (one row per token issued or refused) is kept before housekeeping
-    /// deletes it; 0 keeps it for ever. 90 days covers a quarter's incident reviews; at 1,000
+    /// Days the audit trail (one row per token issued, and every service's events: registrations,
+    /// approvals, administrators' changes, sign-ins) is kept before housekeeping deletes it; 0
+    /// keeps it for ever. 90 days covers a quarter's incident reviews; at 1,000
     /// Nodes refreshing every 30 s that is about 260 million rows.
     setting audit_retention_days: u64 = 90;
     /// How often expired codes, refresh families, remembered token ids and audit rows past their
@@ -522,6 +523,13 @@ impl Config {
 
     pub fn client_credentials_scopes(&self) -> anyhow::Result<Scope> {
         Scope::parse(&self.client_credentials_scopes).context("client_credentials_scopes")
+    }
+
+    /// How long the audit log and the audit events are kept, in seconds; `None` (a setting of
+    /// 0 days) keeps them for ever.
+    pub fn audit_retention_secs(&self) -> Option<i64> {
+        (self.audit_retention_days > 0)
+            .then(|| i64::try_from(self.audit_retention_days.saturating_mul(86_400)).unwrap_or(i64::MAX))
     }
 
     pub fn legacy_grants(&self) -> LegacyGrants {

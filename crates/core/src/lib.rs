@@ -4,9 +4,11 @@
 pub mod api;
 pub mod bearer;
 pub mod capabilities;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod grpc;
 pub mod housekeeping;
 pub mod metrics;

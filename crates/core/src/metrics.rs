@@ -99,6 +99,15 @@ impl Counter {
         self.add(values, 1);
     }
 
+    /// Every series' label values and count, in label order (for this process's own pages).
+    pub fn values(&self) -> Vec<(Vec<String>, u64)> {
+        let series = self.series.snapshot();
+        series
+            .into_iter()
+            .map(|(v, n)| (v.iter().map(|s| s.to_string()).collect(), n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     fn render(&self, out: &mut String) {
         header(out, self.name, self.help, "counter");
         for (values, count) in self.series.snapshot() {

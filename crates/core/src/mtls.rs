@@ -80,7 +80,9 @@ pub fn callers(path: &str) -> Option<&'static [Service]> {
         ("nmos.auth.v1.Keys", "Verify") => &[TokenIssuer, Admin],
         // The public keys; the other services check administrators' tokens with them.
         ("nmos.auth.v1.Keys", "GetJwks") => &[Gateway, TokenIssuer, Identity, ClientRegistry, Admin],
-        // Listing, rotating, removing and importing keys: operators.
+        // Listing, rotating and removing keys: operators, and administrators on the pages
+        // (the keys service checks the one the gateway names). Importing: operators only.
+        ("nmos.auth.v1.Keys", "ListKeys" | "RotateKey" | "RemoveKey" | "ListEvents") => &[Gateway, Admin],
         ("nmos.auth.v1.Keys", _) => &[Admin],
         ("nmos.auth.v1.Identity", "GetUser" | "VerifyPassword") => &[Gateway, TokenIssuer, Admin],
         // People's web sessions are the gateway's alone: nobody else starts one for a user.
@@ -278,5 +280,7 @@ mod tests {
         }
         assert!(callers("/nmos.auth.v1.Identity/EndUserSessions").unwrap().contains(&Service::Admin));
         assert!(authorize("/grpc.health.v1.Health/Check", None).is_err(), "a certificate is always needed");
+        assert_eq!(callers("/nmos.auth.v1.Keys/ImportKey"), Some(&[Service::Admin][..]), "imports are operators'");
+        assert!(callers("/nmos.auth.v1.Keys/RotateKey").unwrap().contains(&Service::Gateway));
     }
 }

@@ -39,6 +39,24 @@ pub fn operator<T>(request: &tonic::Request<T>) -> Option<Operator> {
     request.extensions().get::<Operator>().cloned()
 }
 
+/// The administrator who makes an administrative call: an operator (whatever the request says),
+/// or else the signed-in user the gateway names in the request, if an administrator; otherwise
+/// PERMISSION_DENIED, saying `what` only administrators do.
+pub fn administrator<T>(
+    request: &tonic::Request<T>,
+    requested_by: Option<&nmos_auth_proto::WebUser>,
+    what: &str,
+) -> Result<nmos_auth_proto::WebUser, tonic::Status> {
+    let operator = operator(request).map(|o| nmos_auth_proto::WebUser { username: o.name(), admin: true });
+    match operator.or_else(|| requested_by.cloned()) {
+        Some(user) if user.admin => Ok(user),
+        Some(_) => Err(tonic::Status::permission_denied(format!("only administrators {what}"))),
+        None => {
+            Err(tonic::Status::permission_denied("an administrative call must name who asks for it (requested_by)"))
+        }
+    }
+}
+
 /// Marks every call through it as a local operator's ([`Operator::Local`]): for `serve`'s admin
 /// socket, whose file permissions say who may connect, and for the stores `nmos-auth admin`
 /// opens in its own process.

@@ -1,12 +1,13 @@
 //! gRPC transport of the client registry: proto <-> domain, nothing else.
-use nmos_auth_core::operator::{Operator, operator};
+use nmos_auth_core::operator::{Operator, administrator, operator};
 use nmos_auth_core::{ErrorCode, OAuthError};
 use nmos_auth_proto as pb;
 use nmos_auth_proto::client_registry_server::ClientRegistry;
 use tonic::{Request, Response, Status};
 
-use crate::metadata::{AuthMethod, form_to_json};
+use crate::metadata::{AuthMethod, ClientKind, form_to_json};
 use crate::policy::ClientPolicy;
+use crate::store::ClientSearch;
 use crate::{Client, ClientRegistryService, Credential, Registration, WebUser};
 
 fn client_to_proto(client: &Client) -> pb::Client {
@@ -32,7 +33,16 @@ fn client_to_proto(client: &Client) -> pb::Client {
         software_id: m.software_id.clone().unwrap_or_default(),
         software_version: m.software_version.clone().unwrap_or_default(),
         owner: client.owner.clone(),
-        status: if client.pending { pb::ClientStatus::Pending } else { pb::ClientStatus::Approved } as i32,
+        status: match (client.pending, client.disabled) {
+            (true, _) => pb::ClientStatus::Pending,
+            (false, true) => pb::ClientStatus::Disabled,
+            (false, false) => pb::ClientStatus::Approved,
+        } as i32,
+        kind: match m.kind() {
+            ClientKind::Machine => pb::ClientKind::Machine,
+            ClientKind::Confidential => pb::ClientKind::Confidential,
+            ClientKind::Public => pb::ClientKind::Public,
+        } as i32,
         jwks_uri: m.jwks_uri.clone().unwrap_or_default(),
         jwks_json: m.jwks.as_ref().map(|j| j.to_string()).unwrap_or_default(),
         policy: client.policy.as_ref().map(ClientPolicy::to_proto),
@@ -46,18 +56,40 @@ fn operator_caller<T>(request: &Request<T>) -> Option<pb::WebUser> {
     Some(pb::WebUser { username: operator(request)?.name(), admin: true })
 }
 
-/// The administrator who makes an administrative call: an operator, or the signed-in user the
-/// gateway names, if an administrator; else PERMISSION_DENIED.
-fn administrator<T>(
-    request: &Request<T>,
-    requested_by: Option<pb::WebUser>,
-    what: &str,
-) -> Result<pb::WebUser, Status> {
-    match operator_caller(request).or(requested_by) {
-        Some(user) if user.admin => Ok(user),
-        Some(_) => Err(Status::permission_denied(format!("only administrators {what}"))),
-        None => Err(Status::permission_denied("an administrative call must name who asks for it (requested_by)")),
+/// The most clients one search returns, and how many when the request does not say.
+const MAX_PAGE: u32 = 500;
+const DEFAULT_PAGE: u32 = 50;
+
+/// An administrator's search, from its request.
+fn search_of(r: &pb::ListClientsRequest) -> Result<ClientSearch, Status> {
+    let kind = match pb::ClientKind::try_from(r.kind) {
+        Ok(pb::ClientKind::Unspecified) => "",
+        Ok(pb::ClientKind::Machine) => ClientKind::Machine.as_str(),
+        Ok(pb::ClientKind::Confidential) => ClientKind::Confidential.as_str(),
+        Ok(pb::ClientKind::Public) => ClientKind::Public.as_str(),
+        Err(_) => return Err(Status::invalid_argument(format!("unknown client kind {}", r.kind))),
+    };
+    let status = match pb::ClientStatus::try_from(r.status) {
+        Ok(pb::ClientStatus::Unspecified) => "",
+        Ok(pb::ClientStatus::Approved) => "approved",
+        Ok(pb::ClientStatus::Pending) => "pending",
+        Ok(pb::ClientStatus::Disabled) => "disabled",
+        Err(_) => return Err(Status::invalid_argument(format!("unknown client status {}", r.status))),
+    };
+    if r.name.chars().count() > 200 {
+        return Err(Status::invalid_argument("the name to search for is too long (at most 200 characters)"));
     }
+    let limit = match r.limit {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    };
+    Ok(ClientSearch {
+        kind: kind.to_owned(),
+        status: status.to_owned(),
+        name: r.name.clone(),
+        offset: i64::from(r.offset),
+        limit: i64::from(limit),
+    })
 }
 
 fn registration_to_proto(r: Registration) -> pb::RegisterClientResponse {
@@ -158,11 +190,11 @@ impl ClientRegistry for ClientRegistryService {
         &self,
         request: Request<pb::CreateInitialAccessTokenRequest>,
     ) -> Result<Response<pb::CreateInitialAccessTokenResponse>, Status> {
-        let by = administrator(&request, request.get_ref().requested_by.clone(), "create initial access tokens")?;
+        let by = administrator(&request, request.get_ref().requested_by.as_ref(), "create initial access tokens")?;
         let r = request.into_inner();
         let description = if r.description.is_empty() { format!("by {}", by.username) } else { r.description };
         let (token, expires_at) =
-            ClientRegistryService::create_initial_access_token(self, r.lifetime_secs, &description)
+            ClientRegistryService::create_initial_access_token(self, r.lifetime_secs, &description, &by.username)
                 .await
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(pb::CreateInitialAccessTokenResponse { token, expires_at: expires_at.unwrap_or(0) }))
@@ -172,6 +204,15 @@ impl ClientRegistry for ClientRegistryService {
         &self,
         request: Request<pb::ListClientsRequest>,
     ) -> Result<Response<pb::ListClientsResponse>, Status> {
+        if request.get_ref().all {
+            administrator(&request, request.get_ref().requested_by.as_ref(), "list every client")?;
+            let search = search_of(request.get_ref())?;
+            let (clients, total) = self.search(&search).await?;
+            return Ok(Response::new(pb::ListClientsResponse {
+                clients: clients.iter().map(client_to_proto).collect(),
+                total: total.max(0) as u64,
+            }));
+        }
         let by_operator = operator_caller(&request);
         let r = request.into_inner();
         let asking = by_operator.or(r.requested_by.clone());
@@ -184,7 +225,8 @@ impl ClientRegistry for ClientRegistryService {
             return Err(Status::permission_denied("one lists one's own clients; only administrators list others'"));
         }
         let clients = if r.pending { self.pending().await? } else { self.list(&r.owner).await? };
-        Ok(Response::new(pb::ListClientsResponse { clients: clients.iter().map(client_to_proto).collect() }))
+        let total = clients.len() as u64;
+        Ok(Response::new(pb::ListClientsResponse { clients: clients.iter().map(client_to_proto).collect(), total }))
     }
 
     async fn delete_client(
@@ -203,7 +245,7 @@ impl ClientRegistry for ClientRegistryService {
     }
 
     async fn approve_client(&self, request: Request<pb::ApproveClientRequest>) -> Result<Response<pb::Client>, Status> {
-        let user = administrator(&request, request.get_ref().requested_by.clone(), "approve clients")?;
+        let user = administrator(&request, request.get_ref().requested_by.as_ref(), "approve clients")?;
         let r = request.into_inner();
         if !self.approve(&r.client_id, &user.username).await? {
             return Err(Status::not_found("no such pending client"));
@@ -218,7 +260,7 @@ impl ClientRegistry for ClientRegistryService {
         &self,
         request: Request<pb::RejectClientRequest>,
     ) -> Result<Response<pb::DeleteClientResponse>, Status> {
-        let user = administrator(&request, request.get_ref().requested_by.clone(), "reject clients")?;
+        let user = administrator(&request, request.get_ref().requested_by.as_ref(), "reject clients")?;
         let r = request.into_inner();
         if !self.reject(&r.client_id, &user.username).await? {
             return Err(Status::not_found("no such pending client"));
@@ -226,12 +268,52 @@ impl ClientRegistry for ClientRegistryService {
         Ok(Response::new(pb::DeleteClientResponse {}))
     }
 
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        administrator(&request, request.get_ref().requested_by.as_ref(), "read the audit trail")?;
+        self.events.list_rpc(request.into_inner()).await
+    }
+
+    async fn set_client_disabled(
+        &self,
+        request: Request<pb::SetClientDisabledRequest>,
+    ) -> Result<Response<pb::Client>, Status> {
+        let user = administrator(&request, request.get_ref().requested_by.as_ref(), "disable or enable clients")?;
+        let r = request.into_inner();
+        match self.set_disabled(&r.client_id, r.disabled, &user.username).await {
+            Ok(Some(client)) => Ok(Response::new(client_to_proto(&client))),
+            Ok(None) => Err(Status::not_found("no such client")),
+            Err(e) if e.code == ErrorCode::InvalidRequest => {
+                Err(Status::failed_precondition(e.description.unwrap_or_default()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn rotate_client_secret(
+        &self,
+        request: Request<pb::RotateClientSecretRequest>,
+    ) -> Result<Response<pb::RegisterClientResponse>, Status> {
+        let user = administrator(&request, request.get_ref().requested_by.as_ref(), "rotate client secrets")?;
+        let r = request.into_inner();
+        match self.rotate_secret(&r.client_id, &user.username).await {
+            Ok(Some(registration)) => Ok(Response::new(registration_to_proto(registration))),
+            Ok(None) => Err(Status::not_found("no such client")),
+            Err(e) if e.code == ErrorCode::InvalidRequest => {
+                Err(Status::failed_precondition(e.description.unwrap_or_default()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn set_client_policy(
         &self,
         request: Request<pb::SetClientPolicyRequest>,
     ) -> Result<Response<pb::Client>, Status> {
         let by_token_caller = matches!(operator(&request), Some(Operator::Token { .. }));
-        let user = administrator(&request, request.get_ref().requested_by.clone(), "set client policies")?;
+        let user = administrator(&request, request.get_ref().requested_by.as_ref(), "set client policies")?;
         let r = request.into_inner();
         let policy = r
             .policy

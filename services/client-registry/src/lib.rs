@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use nmos_auth_core::config::RegistrationMode;
 use nmos_auth_core::db::Db;
+use nmos_auth_core::events::{Event, EventLog};
 use nmos_auth_core::metrics::{Collect, Reading, Readings};
 use nmos_auth_core::secret::{digest, random_id, random_token, verify_digest};
 use nmos_auth_core::{Config, ErrorCode, OAuthError, Scope};
@@ -24,7 +25,7 @@ use serde_json::Value;
 
 use crate::metadata::{AuthMethod, ClientMetadata, GrantType};
 use crate::policy::ClientPolicy;
-use crate::store::{ClientRow, ClientStore};
+use crate::store::{ClientRow, ClientSearch, ClientStore};
 
 /// A registered client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,12 +37,20 @@ pub struct Client {
     pub owner: String,
     /// Waiting for an administrator's approval: no tokens until then.
     pub pending: bool,
+    /// Disabled by an administrator: no tokens until enabled again.
+    pub disabled: bool,
     /// An administrator's policy for its client_credentials tokens.
     pub policy: Option<ClientPolicy>,
 }
 
 const APPROVED: &str = "approved";
 const PENDING: &str = "pending";
+const DISABLED: &str = "disabled";
+
+/// The answer to a disabled client that authenticated (RFC 6749 §5.2: it may not have tokens).
+fn disabled_client() -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidClient, "this client has been disabled by an administrator")
+}
 
 /// A signed-in user of the web pages, as the gateway vouches for them.
 pub struct WebUser {
@@ -58,6 +67,7 @@ impl Client {
             metadata,
             owner: row.owner,
             pending: row.status == PENDING,
+            disabled: row.status == DISABLED,
             policy: row.policy.as_deref().map(serde_json::from_str).transpose().map_err(OAuthError::internal)?,
         })
     }
@@ -137,6 +147,10 @@ pub struct ClientRegistryService {
     plain_http: bool,
     assertions: assertion::AssertionVerifier,
     legacy: nmos_auth_core::config::LegacyGrants,
+    /// Registrations, approvals and administrators' changes, with who made them.
+    events: EventLog,
+    /// How long events are kept (`None`: for ever).
+    retention_secs: Option<i64>,
 }
 
 impl ClientRegistryService {
@@ -144,6 +158,8 @@ impl ClientRegistryService {
         let db = Db::connect(&config.database_url("clients")).await?;
         db.migrate("clients", &store::MIGRATIONS).await?;
         Ok(ClientRegistryService {
+            events: nmos_auth_core::event_log!(db.clone(), "client-registry", "clients"),
+            retention_secs: config.audit_retention_secs(),
             db: db.clone(),
             store: store::open(db),
             cache: ClientCache::default(),
@@ -223,22 +239,36 @@ impl ClientRegistryService {
             status: if pending { PENDING } else { APPROVED }.to_owned(),
             policy: None,
             registration_token_digest: registration_access_token.as_deref().map(digest),
+            kind: metadata.kind().as_str().to_owned(),
+            name: metadata.search_name(),
         };
         self.store.insert_client(&row).await?;
-        tracing::info!(
-            target: "audit",
-            event = "client_registered",
-            client_id = %client_id,
-            client_name = %metadata.client_name,
-            grant_types = ?metadata.grant_types,
-            scope = %metadata.scope,
-            with_initial_access_token = initial_access_token.is_some(),
-            registered_by = %owner,
-            pending,
-            "client registered"
+        let how = match (initial_access_token.is_some(), pending) {
+            (true, _) => "with an initial access token",
+            (false, true) => "waiting for approval",
+            (false, false) if owner.is_empty() => "openly (authorization code only)",
+            (false, false) => "on the web pages",
+        };
+        let detail = format!(
+            "name \"{}\", {}, grants {}, scope \"{}\", registered {how}",
+            metadata.client_name,
+            metadata.kind().as_str(),
+            metadata.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(" "),
+            metadata.scope
         );
+        self.events
+            .record(Event::new("client_registered", owner.clone()).client(client_id.clone()).detail(detail))
+            .await;
         Ok(Registration {
-            client: Client { client_id, issued_at: row.issued_at, metadata, owner, pending, policy: None },
+            client: Client {
+                client_id,
+                issued_at: row.issued_at,
+                metadata,
+                owner,
+                pending,
+                disabled: false,
+                policy: None,
+            },
             client_secret: secret,
             registration_access_token,
         })
@@ -273,7 +303,8 @@ impl ClientRegistryService {
         let updated = match metadata {
             Some(metadata) => {
                 let json = serde_json::to_string(metadata).map_err(OAuthError::internal)?;
-                self.store.update_client(&client.client_id, &json, digest.as_deref()).await
+                let (kind, name) = (metadata.kind().as_str(), metadata.search_name());
+                self.store.update_client(&client.client_id, &json, kind, &name, digest.as_deref()).await
             }
             None => self.store.set_secret(&client.client_id, digest.as_deref()).await,
         }?;
@@ -290,7 +321,14 @@ impl ClientRegistryService {
     pub async fn read_configuration(&self, client_id: &str, token: &str) -> Result<Registration, OAuthError> {
         let client = Client::from_row(self.configured_client(client_id, token).await?)?;
         let client_secret = self.store_with_new_secret(&client, None).await?;
-        tracing::info!(target: "audit", event = "client_read", client_id, secret_reissued = client_secret.is_some(), "client read its registration");
+        let detail = if client_secret.is_some() {
+            "read its registration; a new secret was issued"
+        } else {
+            "read its registration"
+        };
+        self.events
+            .record(Event::new("client_read", format!("client:{client_id}")).client(client_id).detail(detail))
+            .await;
         Ok(Registration { client, client_secret, registration_access_token: None })
     }
 
@@ -363,7 +401,10 @@ impl ClientRegistryService {
             return Err(fixed("redirect_uris"));
         }
         let client_secret = self.store_with_new_secret(&client, Some(&metadata)).await?;
-        tracing::info!(target: "audit", event = "client_updated", client_id, client_name = %metadata.client_name, "client updated its registration");
+        let detail = format!("updated its registration (name {:?})", metadata.client_name);
+        self.events
+            .record(Event::new("client_updated", format!("client:{client_id}")).client(client_id).detail(detail))
+            .await;
         Ok(Registration { client: Client { metadata, ..client }, client_secret, registration_access_token: None })
     }
 
@@ -373,7 +414,13 @@ impl ClientRegistryService {
         self.store.delete_client(client_id).await?;
         self.cache.forget(client_id);
         self.assertions.forget(client_id);
-        tracing::info!(target: "audit", event = "client_deleted", client_id, by = "itself", "client deregistered");
+        self.events
+            .record(
+                Event::new("client_deleted", format!("client:{client_id}"))
+                    .client(client_id)
+                    .detail("deregistered itself"),
+            )
+            .await;
         Ok(())
     }
 
@@ -427,6 +474,8 @@ impl ClientRegistryService {
             (_, Credential::Assertion(_)) => false,
         };
         match known {
+            // Said only to a client that proved who it is.
+            Some(known) if ok && known.client.disabled => Err(disabled_client()),
             Some(known) if ok => Ok(known.client.clone()),
             _ => Err(OAuthError::new(ErrorCode::InvalidClient, "client authentication failed")),
         }
@@ -444,6 +493,54 @@ impl ClientRegistryService {
         rows.into_iter().map(Client::from_row).collect()
     }
 
+    /// An administrator's search of every client: a page of them, newest first, and how many
+    /// match in all.
+    pub async fn search(&self, search: &ClientSearch) -> Result<(Vec<Client>, i64), OAuthError> {
+        let (rows, total) = self.store.search(search).await?;
+        Ok((rows.into_iter().map(Client::from_row).collect::<Result<_, _>>()?, total))
+    }
+
+    /// An administrator (`by`) disables an approved client or enables a disabled one. The client
+    /// as it is now; `None` when there is no such client. A pending client is approved or
+    /// rejected instead.
+    pub async fn set_disabled(&self, client_id: &str, disabled: bool, by: &str) -> Result<Option<Client>, OAuthError> {
+        let Some(client) = self.get(client_id).await? else { return Ok(None) };
+        if client.pending {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "this client is waiting for approval: approve or reject it instead",
+            ));
+        }
+        let (from, to) = if disabled { (APPROVED, DISABLED) } else { (DISABLED, APPROVED) };
+        if self.store.set_status(client_id, from, to).await? {
+            self.cache.forget(client_id);
+            self.assertions.forget(client_id);
+            let event = if disabled { "client_disabled" } else { "client_enabled" };
+            self.events.record(Event::new(event, by).client(client_id)).await;
+        }
+        // Already so (twice the same click, or two administrators at once): the same outcome.
+        self.get(client_id).await
+    }
+
+    /// An administrator (`by`) gives a client a new secret, returned once; the old one stops
+    /// working at once. `None` when there is no such client.
+    pub async fn rotate_secret(&self, client_id: &str, by: &str) -> Result<Option<Registration>, OAuthError> {
+        let Some(client) = self.get(client_id).await? else { return Ok(None) };
+        if !matches!(
+            client.metadata.token_endpoint_auth_method,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        ) {
+            return Err(OAuthError::new(ErrorCode::InvalidRequest, "this client has no secret to rotate"));
+        }
+        let secret = random_token::<32>();
+        if !self.store.set_secret(client_id, Some(&digest(&secret))).await? {
+            return Ok(None);
+        }
+        self.cache.forget(client_id);
+        self.events.record(Event::new("client_secret_rotated", by).client(client_id)).await;
+        Ok(Some(Registration { client, client_secret: Some(secret), registration_access_token: None }))
+    }
+
     /// Clients by status, every status named (0 when there are none), as metrics.
     async fn readings(&self) -> Vec<Reading> {
         let counts = match self.store.count_by_status().await {
@@ -453,7 +550,7 @@ impl ClientRegistryService {
                 return Vec::new();
             }
         };
-        ["approved", "pending"]
+        [APPROVED, PENDING, DISABLED]
             .into_iter()
             .map(|status| {
                 let count = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
@@ -468,7 +565,7 @@ impl ClientRegistryService {
         let approved = self.store.approve(client_id).await?;
         if approved {
             self.cache.forget(client_id);
-            tracing::info!(target: "audit", event = "client_approved", client_id, by = approved_by, "client approved");
+            self.events.record(Event::new("client_approved", approved_by).client(client_id)).await;
         }
         Ok(approved)
     }
@@ -489,7 +586,11 @@ impl ClientRegistryService {
         let updated = self.store.set_policy(client_id, json.as_deref(), admin).await?;
         if updated {
             self.cache.forget(client_id);
-            tracing::info!(target: "audit", event = "client_policy_set", client_id, by, policy = ?policy, "client policy changed");
+            let detail = match &policy {
+                Some(p) => serde_json::to_string(p).map_err(OAuthError::internal)?,
+                None => "cleared: the server's defaults".to_owned(),
+            };
+            self.events.record(Event::new("client_policy_set", by).client(client_id).detail(detail)).await;
         }
         Ok(updated)
     }
@@ -508,7 +609,7 @@ impl ClientRegistryService {
         }
         self.cache.forget(client_id);
         self.assertions.forget(client_id);
-        tracing::info!(target: "audit", event = "client_rejected", client_id, by, "pending client rejected and deleted");
+        self.events.record(Event::new("client_rejected", by).client(client_id).detail("rejected and deleted")).await;
         Ok(true)
     }
 
@@ -522,7 +623,7 @@ impl ClientRegistryService {
         let deleted = self.store.delete_client(client_id).await?;
         self.cache.forget(client_id);
         self.assertions.forget(client_id);
-        tracing::info!(target: "audit", event = "client_deleted", client_id, by = %requested_by.username, "client deregistered");
+        self.events.record(Event::new("client_deleted", &requested_by.username).client(client_id)).await;
         Ok(deleted)
     }
 
@@ -533,6 +634,9 @@ impl ClientRegistryService {
         let client = self.get(client_id).await?.ok_or_else(failed)?;
         if client.metadata.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
             return Err(OAuthError::new(ErrorCode::InvalidClient, "this client does not use private_key_jwt"));
+        }
+        if client.disabled {
+            return Err(disabled_client());
         }
         if client.pending {
             // Nothing is fetched for a client nobody has approved yet.
@@ -551,19 +655,26 @@ impl ClientRegistryService {
         &self,
         lifetime_secs: i64,
         description: &str,
+        by: &str,
     ) -> anyhow::Result<(String, Option<i64>)> {
         anyhow::ensure!(lifetime_secs >= 0, "the lifetime must not be negative");
         let token = random_token::<32>();
         let now = nmos_auth_core::now_unix();
         let expires_at = (lifetime_secs > 0).then_some(now + lifetime_secs);
         self.store.insert_initial_access_token(&digest(&token), description, now, expires_at).await?;
-        tracing::info!(target: "audit", event = "initial_access_token_created", description, ?expires_at, "initial access token created");
+        let detail = match expires_at {
+            Some(at) => format!("{description}; expires {}", nmos_auth_core::clock::utc(at)),
+            None => format!("{description}; never expires"),
+        };
+        self.events.record(Event::new("initial_access_token_created", by).detail(detail)).await;
         Ok((token, expires_at))
     }
 
-    /// Purges expired assertion ids on a schedule until the process ends.
+    /// Purges expired assertion ids, and events past the audit retention, on a schedule until
+    /// the process ends.
     pub fn run_housekeeping(&self, interval: std::time::Duration, batch: u32) {
-        nmos_auth_core::housekeeping::run("client-registry", self.db.clone(), PURGES.to_vec(), interval, batch);
+        let purges = PURGES.iter().copied().chain(self.events.purge(self.retention_secs)).collect();
+        nmos_auth_core::housekeeping::run("client-registry", self.db.clone(), purges, interval, batch);
     }
 
     pub fn into_server(self: Arc<Self>) -> ClientRegistryServer<ClientRegistryService> {

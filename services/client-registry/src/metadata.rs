@@ -70,6 +70,46 @@ pub struct ClientMetadata {
     pub jwks: Option<Value>,
 }
 
+/// What a client is, for administrators: a device or service (the client_credentials grant),
+/// an application with a secret for people's sign-in, or a public (PKCE) application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientKind {
+    Machine,
+    Confidential,
+    Public,
+}
+
+impl ClientKind {
+    pub const ALL: [ClientKind; 3] = [ClientKind::Machine, ClientKind::Confidential, ClientKind::Public];
+
+    /// As stored and searched.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientKind::Machine => "machine",
+            ClientKind::Confidential => "confidential",
+            ClientKind::Public => "public",
+        }
+    }
+}
+
+impl ClientMetadata {
+    pub fn kind(&self) -> ClientKind {
+        if self.token_endpoint_auth_method == AuthMethod::None {
+            ClientKind::Public
+        } else if self.grant_types.contains(&GrantType::ClientCredentials) {
+            ClientKind::Machine
+        } else {
+            ClientKind::Confidential
+        }
+    }
+
+    /// The name as searched: lower-cased, without control characters (which nobody searches
+    /// for, and a Postgres text column cannot hold NUL).
+    pub fn search_name(&self) -> String {
+        self.client_name.chars().filter(|c| !c.is_control()).flat_map(char::to_lowercase).collect()
+    }
+}
+
 /// What registration accepts, from the server's configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct Rules<'a> {

@@ -231,6 +231,12 @@ pub fn router(gateway: Gateway, max_body_bytes: usize) -> Router {
         .route(&format!("{V}/pending"), get(web::pending_page).post(web::decide_pending))
         .route(&format!("{V}/users/add"), post(web::add_user))
         .route(&format!("{V}/users/change"), post(web::change_user))
+        .route(&format!("{V}/admin"), get(web::overview))
+        .route(&format!("{V}/admin/clients"), get(web::clients_page))
+        .route(&format!("{V}/admin/clients/{{client_id}}"), get(web::client_page).post(web::client_action))
+        .route(&format!("{V}/admin/keys"), get(web::keys_page).post(web::keys_action))
+        .route(&format!("{V}/admin/audit"), get(web::audit_page))
+        .route(&format!("{V}/admin/audit.csv"), get(web::audit_csv))
         // The seed's documented routes (nmos-auth-server README) for its existing users.
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/authorize", get(web::authorize_page).post(web::authorize_decision))

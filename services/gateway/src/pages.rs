@@ -69,6 +69,26 @@ td.buttons button { padding: 0.35rem 0.7rem; }
 code.secret { font-size: 1rem; padding: 0.3rem 0.5rem; }
 nav a { color: var(--ink); text-decoration: none; }
 nav a:hover { text-decoration: underline; }
+nav.tabs { gap: 0.5rem; margin: -0.5rem 0 1.5rem; border-bottom: 1px solid var(--line); padding-bottom: 0.5rem; }
+nav.tabs a { padding: 0.25rem 0.6rem; border-radius: 6px; }
+nav.tabs a[aria-current] { background: #e8effb; color: var(--accent); }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(16rem, 1fr)); gap: 1rem; }
+.grid .card { margin: 0; }
+main:has(.grid) { max-width: 72rem; }
+form.filters { display: flex; flex-wrap: wrap; align-items: center; gap: 0.5rem 1rem; margin-bottom: 1rem; }
+form.filters label.inline { margin: 0; }
+form.filters input { display: inline-block; width: auto; margin: 0 0 0 0.3rem; padding: 0.4rem 0.5rem; font: inherit; border: 1px solid var(--line); border-radius: 6px; }
+td.number, th.number { text-align: right; font-variant-numeric: tabular-nums; }
+td input[type=text] { margin: 0; padding: 0.35rem 0.5rem; }
+.pager { display: flex; gap: 1.5rem; }
+.notice { padding: 0.75rem 1rem; border-radius: 6px; background: #e6f4ea; color: #1e6b34; }
+tr.warn td { background: #fdf6e3; }
+td.time { white-space: nowrap; }
+td, li, dd { overflow-wrap: anywhere; }
+td code { white-space: nowrap; }
+main:has(#events) { max-width: 86rem; }
+details { margin: 0.5rem 0 1rem; }
+summary { cursor: pointer; color: var(--accent); margin-bottom: 0.75rem; }
 footer { text-align: center; color: var(--muted); font-size: 0.85rem; margin-bottom: 2rem; }
 "#;
 

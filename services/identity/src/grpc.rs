@@ -24,6 +24,18 @@ impl Identity for IdentityService {
         Ok(Response::new(to_proto(&user)))
     }
 
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let operator = operator(&request);
+        let r = request.into_inner();
+        // Whether the named user is an administrator is this service's to say.
+        let asking = r.requested_by.as_ref().map(|u| u.username.as_str()).unwrap_or_default();
+        self.administrator(operator.as_ref(), asking).await?;
+        self.events().list_rpc(r).await
+    }
+
     async fn list_users(
         &self,
         request: Request<pb::ListUsersRequest>,

@@ -14,6 +14,7 @@ pub use error::IdentityError;
 use std::sync::Arc;
 
 use nmos_auth_core::db::Db;
+use nmos_auth_core::events::{Event, EventLog};
 use nmos_auth_core::operator::Operator;
 use nmos_auth_core::{Access, AccessRights, Config, NmosApi};
 use nmos_auth_proto::identity_server::IdentityServer;
@@ -21,7 +22,12 @@ use nmos_auth_proto::identity_server::IdentityServer;
 use crate::store::{UserRecord, UserStore};
 
 pub struct IdentityService {
+    db: Db,
     store: Arc<dyn UserStore>,
+    /// Changes to users with who made them, sign-ins, their failures and lock-outs.
+    events: EventLog,
+    /// How long events are kept (`None`: for ever).
+    retention_secs: Option<i64>,
     open_signup: bool,
     /// Failed passwords, per username at an address, per username and per address.
     sign_in_guard: lockout::SignInGuard,
@@ -45,6 +51,9 @@ impl IdentityService {
         let db = Db::connect(&config.database_url("identity")).await?;
         db.migrate("identity", &store::MIGRATIONS).await?;
         Ok(IdentityService {
+            events: nmos_auth_core::event_log!(db.clone(), "identity", "identity"),
+            retention_secs: config.audit_retention_secs(),
+            db: db.clone(),
             store: store::open(db),
             open_signup: config.open_signup,
             sign_in_guard: lockout::SignInGuard::default(),
@@ -115,7 +124,8 @@ impl IdentityService {
         if !self.store.create(&user).await? {
             return Err(IdentityError::UsernameTaken(username.to_owned()));
         }
-        tracing::info!(target: "audit", event = "user_created", username, admin, by, "user created");
+        let detail = if admin { "an administrator" } else { "" };
+        self.events.record(Event::new("user_created", by).user(username).detail(detail)).await;
         Ok(user)
     }
 
@@ -136,7 +146,8 @@ impl IdentityService {
         if !self.store.set_admin(username, admin).await? {
             return Err(not_found(username));
         }
-        tracing::info!(target: "audit", event = "user_admin_set", username, admin, by, "admin flag changed");
+        let detail = if admin { "now an administrator" } else { "no longer an administrator" };
+        self.events.record(Event::new("user_admin_set", by).user(username).detail(detail)).await;
         self.get_user(username).await
     }
 
@@ -151,7 +162,12 @@ impl IdentityService {
             return Err(not_found(username));
         }
         let user = self.get_user(username).await?;
-        tracing::info!(target: "audit", event = "user_rights_set", username, rights = ?user.rights, by, "rights changed");
+        let detail = NmosApi::ALL
+            .iter()
+            .map(|api| format!("{api} {}", user.rights.get(*api).as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.events.record(Event::new("user_rights_set", by).user(username).detail(detail)).await;
         Ok(user)
     }
 
@@ -166,7 +182,8 @@ impl IdentityService {
         if disabled {
             self.store.end_sessions(username).await?;
         }
-        tracing::info!(target: "audit", event = "user_disabled_set", username, disabled, by, "account enabled or disabled");
+        let event = if disabled { "user_disabled" } else { "user_enabled" };
+        self.events.record(Event::new(event, by).user(username)).await;
         self.get_user(username).await
     }
 
@@ -202,7 +219,8 @@ impl IdentityService {
     /// `by` signs a user out everywhere: every session of theirs ends.
     pub async fn end_sessions(&self, username: &str, by: &str) -> Result<u64, IdentityError> {
         let ended = self.store.end_sessions(username).await?;
-        tracing::info!(target: "audit", event = "user_signed_out_everywhere", username, sessions = ended, by, "all of a user's sessions ended");
+        let detail = format!("{ended} sessions ended");
+        self.events.record(Event::new("user_signed_out_everywhere", by).user(username).detail(detail)).await;
         Ok(ended)
     }
 
@@ -228,7 +246,8 @@ impl IdentityService {
         if !self.store.set_password(username, &hash).await? {
             return Err(not_found(username));
         }
-        tracing::info!(target: "audit", event = "user_password_set", username, by, "password changed; the user's sessions ended");
+        let detail = "password changed; the user's sessions ended";
+        self.events.record(Event::new("user_password_set", by).user(username).detail(detail)).await;
         Ok(())
     }
 
@@ -238,7 +257,7 @@ impl IdentityService {
         if !self.store.delete(username).await? {
             return Err(not_found(username));
         }
-        tracing::info!(target: "audit", event = "user_deleted", username, by, "user deleted");
+        self.events.record(Event::new("user_deleted", by).user(username)).await;
         Ok(())
     }
 
@@ -263,11 +282,13 @@ impl IdentityService {
         let all_write: Vec<(NmosApi, Access)> = NmosApi::ALL.into_iter().map(|api| (api, Access::Write)).collect();
         let first = self.new_user(username, password, true, &all_write).await?;
         if self.store.create_first(&first, &setup::digest(setup_code)).await? {
-            tracing::info!(target: "audit", event = "user_created", username, admin = true, "first user (administrator) created with the setup code");
+            let detail = "the first user (an administrator), signed up with the setup code";
+            self.events.record(Event::new("user_created", username).user(username).detail(detail)).await;
             return Ok(first);
         }
         if self.store.count().await? == 0 {
-            tracing::warn!(target: "audit", event = "setup_code_refused", username, "a sign-up on a server without users had no valid setup code");
+            let detail = "a sign-up on a server without users had no valid setup code";
+            self.events.record(Event::new("setup_code_refused", "").user(username).detail(detail).warn()).await;
             return Err(IdentityError::SetupCodeNeeded);
         }
         if !self.open_signup {
@@ -278,7 +299,7 @@ impl IdentityService {
         if !self.store.create(&user).await? {
             return Err(IdentityError::UsernameTaken(username.to_owned()));
         }
-        tracing::info!(target: "audit", event = "user_created", username, admin = false, "user signed up");
+        self.events.record(Event::new("user_created", username).user(username).detail("signed up")).await;
         Ok(user)
     }
 
@@ -304,17 +325,35 @@ impl IdentityService {
         match user {
             Some(user) if ok && !user.disabled => {
                 self.sign_in_guard.success(username, client_address);
+                self.events
+                    .record(Event::new("password_accepted", username).user(username).address(client_address))
+                    .await;
                 Ok(user)
             }
             _ => {
                 for limit in self.sign_in_guard.failure(username, client_address) {
                     nmos_auth_core::telemetry::sign_in_locked(limit.as_str());
-                    tracing::warn!(target: "audit", event = "sign_in_locked", limit = limit.as_str(), username, client_address, "too many wrong passwords: sign-ins are refused for a while");
+                    let detail =
+                        format!("limit={}: too many wrong passwords, sign-ins are refused for a while", limit.as_str());
+                    let event = Event::new("sign_in_locked", "").user(username).address(client_address).detail(detail);
+                    self.events.record(event.warn()).await;
                 }
-                tracing::info!(target: "audit", event = "password_rejected", username, client_address, "wrong username or password");
+                let event = Event::new("password_rejected", "").user(username).address(client_address);
+                self.events.record(event.detail("wrong username or password")).await;
                 Err(IdentityError::WrongPassword)
             }
         }
+    }
+
+    /// Purges events past the audit retention on a schedule until the process ends.
+    pub fn run_housekeeping(&self, interval: std::time::Duration, batch: u32) {
+        let purges = self.events.purge(self.retention_secs).into_iter().collect();
+        nmos_auth_core::housekeeping::run("identity", self.db.clone(), purges, interval, batch);
+    }
+
+    /// This service's events, for an administrator's `ListEvents`.
+    pub fn events(&self) -> &EventLog {
+        &self.events
     }
 
     pub fn into_server(self: Arc<Self>) -> IdentityServer<IdentityService> {

@@ -1,6 +1,6 @@
 //! gRPC transport of the keys service: proto <-> domain, nothing else.
 
-use nmos_auth_core::operator::operator;
+use nmos_auth_core::operator::{administrator, operator};
 use nmos_auth_proto as pb;
 use nmos_auth_proto::keys_server::Keys;
 use tonic::{Request, Response, Status};
@@ -21,10 +21,10 @@ fn key_to_proto(key: &StoredKey, state: State) -> pb::SigningKey {
     }
 }
 
-/// The key operations are an operator's.
-fn operator_only<T>(request: &Request<T>) -> Result<(), Status> {
+/// Importing a key is an operator's alone: the operator's name.
+fn operator_only<T>(request: &Request<T>) -> Result<String, Status> {
     match operator(request) {
-        Some(_) => Ok(()),
+        Some(operator) => Ok(operator.name()),
         None => Err(Status::permission_denied("only an operator manages the signing keys")),
     }
 }
@@ -58,14 +58,17 @@ impl Keys for KeysService {
     }
 
     async fn list_keys(&self, request: Request<pb::ListKeysRequest>) -> Result<Response<pb::ListKeysResponse>, Status> {
-        operator_only(&request)?;
+        administrator(&request, request.get_ref().requested_by.as_ref(), "list the signing keys")?;
         let keys = self.list().await.map_err(failed)?;
-        Ok(Response::new(pb::ListKeysResponse { keys: keys.iter().map(|(k, s)| key_to_proto(k, *s)).collect() }))
+        Ok(Response::new(pb::ListKeysResponse {
+            keys: keys.iter().map(|(k, s)| key_to_proto(k, *s)).collect(),
+            next_rotation_at: self.next_rotation(&keys).unwrap_or(0),
+        }))
     }
 
     async fn rotate_key(&self, request: Request<pb::RotateKeyRequest>) -> Result<Response<pb::SigningKey>, Status> {
-        operator_only(&request)?;
-        let key = self.rotate().await.map_err(failed)?;
+        let by = administrator(&request, request.get_ref().requested_by.as_ref(), "rotate the signing keys")?;
+        let key = self.rotate(&by.username).await.map_err(failed)?;
         Ok(Response::new(key_to_proto(&key, State::Next)))
     }
 
@@ -73,21 +76,29 @@ impl Keys for KeysService {
         &self,
         request: Request<pb::RemoveKeyRequest>,
     ) -> Result<Response<pb::RemoveKeyResponse>, Status> {
-        operator_only(&request)?;
+        let by = administrator(&request, request.get_ref().requested_by.as_ref(), "remove signing keys")?;
         let kid = request.into_inner().kid;
-        if !self.remove(&kid).await.map_err(failed)? {
+        if !self.remove(&kid, &by.username).await.map_err(failed)? {
             return Err(Status::not_found(format!("no signing key {kid:?} to remove")));
         }
         Ok(Response::new(pb::RemoveKeyResponse {}))
     }
 
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        administrator(&request, request.get_ref().requested_by.as_ref(), "read the audit trail")?;
+        self.events.list_rpc(request.into_inner()).await
+    }
+
     async fn import_key(&self, request: Request<pb::ImportKeyRequest>) -> Result<Response<pb::SigningKey>, Status> {
-        operator_only(&request)?;
+        let by = operator_only(&request)?;
         let r = request.into_inner();
         if r.chain.is_empty() {
             return Err(Status::invalid_argument("the key's certificate chain is required"));
         }
-        let key = self.import(&r.pkcs8, r.chain).await.map_err(failed)?;
+        let key = self.import(&r.pkcs8, r.chain, &by).await.map_err(failed)?;
         Ok(Response::new(key_to_proto(&key, State::Next)))
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nmos_auth_core::db::Db;
+use nmos_auth_core::events::{Event, EventLog};
 use nmos_auth_core::metrics::{Collect, Reading, Readings};
 use nmos_auth_core::sealing::SealingKey;
 use nmos_auth_core::{Config, ErrorCode, OAuthError};
@@ -57,7 +58,12 @@ impl Jwks {
 const STALE: Duration = Duration::from_secs(5);
 
 pub struct KeysService {
+    db: Db,
     store: Arc<dyn KeyStore>,
+    /// Rotations, removals and imports, with who made them.
+    events: EventLog,
+    /// How long events are kept (`None`: for ever).
+    retention_secs: Option<i64>,
     kek: SealingKey,
     policy: Policy,
     set: RwLock<Arc<KeySet>>,
@@ -92,6 +98,9 @@ impl KeysService {
             tracing::warn!(lead = policy.lead, "key_publish_lead is under IS-10's 2 h: for testing only");
         }
         let service = KeysService {
+            events: nmos_auth_core::event_log!(db.clone(), "keys", "keys"),
+            retention_secs: config.audit_retention_secs(),
+            db: db.clone(),
             store: store::open(db),
             kek,
             policy,
@@ -282,10 +291,7 @@ impl KeysService {
                 (now - active.activate_at) as f64,
             ));
         }
-        // The successor already planned, or the one the schedule will plan.
-        let next = keys.iter().filter(|(_, s)| *s == State::Next).map(|(k, _)| k.activate_at).min();
-        let next = next.or_else(|| Some(active?.activate_at + self.policy.period?));
-        if let Some(at) = next {
+        if let Some(at) = self.next_rotation(&keys) {
             readings.push(Reading::gauge(
                 "nmos_auth_signing_key_next_rotation_timestamp_seconds",
                 "When the next signing key starts signing, in seconds since the Unix epoch",
@@ -295,9 +301,18 @@ impl KeysService {
         readings
     }
 
+    /// When the next key starts signing: the successor already planned, or the one the
+    /// schedule will plan; `None` when nothing signs and nothing is planned, or keys are never
+    /// rotated.
+    pub fn next_rotation(&self, keys: &[(StoredKey, State)]) -> Option<i64> {
+        let next = keys.iter().filter(|(_, s)| *s == State::Next).map(|(k, _)| k.activate_at).min();
+        let active = keys.iter().find(|(_, s)| *s == State::Active).map(|(k, _)| k);
+        next.or_else(|| Some(active?.activate_at + self.policy.period?))
+    }
+
     /// Plans the next key now: published at once, signing after the publish lead. Returns it,
     /// or the key already planned.
-    pub async fn rotate(&self) -> anyhow::Result<StoredKey> {
+    pub async fn rotate(&self, by: &str) -> anyhow::Result<StoredKey> {
         let now = nmos_auth_core::now_unix();
         let keys = self.store.all().await?;
         if let Some(planned) = keys.iter().find(|k| schedule::state(&keys, k, now) == State::Next) {
@@ -307,15 +322,18 @@ impl KeysService {
         self.create(&keys, generation, now + self.policy.lead).await?;
         self.tick().await?;
         let keys = self.store.all().await?;
-        keys.into_iter().find(|k| k.generation == generation).context("the planned key was not stored")
+        let key = keys.into_iter().find(|k| k.generation == generation).context("the planned key was not stored")?;
+        let detail = format!("key {} planned: signs from {}", key.kid, nmos_auth_core::clock::utc(key.activate_at));
+        self.events.record(Event::new("signing_key_rotated", by).detail(detail)).await;
+        Ok(key)
     }
 
     /// Takes a (compromised) key out of the JWKS at once; if it was signing, a new key signs
     /// from now on. False when there is no such key or it was already removed.
-    pub async fn remove(&self, kid: &str) -> anyhow::Result<bool> {
+    pub async fn remove(&self, kid: &str, by: &str) -> anyhow::Result<bool> {
         let removed = self.store.remove_by(kid, nmos_auth_core::now_unix(), true).await?;
         if removed {
-            tracing::warn!(target: "audit", event = "signing_key_removed", kid, "signing key removed by an operator");
+            self.events.record(Event::new("signing_key_removed", by).detail(format!("key {kid} removed")).warn()).await;
             {
                 // Out of this replica's set at once: while its successor is made, nothing signs
                 // (503) rather than the removed key.
@@ -329,14 +347,15 @@ impl KeysService {
 
     /// Imports an operator's RSA key (PKCS#8 DER) with its certificate chain (base64 DER,
     /// leaf first): published at once, signing after the publish lead.
-    pub async fn import(&self, pkcs8: &[u8], chain: Vec<String>) -> anyhow::Result<StoredKey> {
+    pub async fn import(&self, pkcs8: &[u8], chain: Vec<String>, by: &str) -> anyhow::Result<StoredKey> {
         let now = nmos_auth_core::now_unix();
         let keys = self.store.all().await?;
         let generation = keys.iter().map(|k| k.generation).max().map_or(0, |g| g + 1);
         let key = keyring::stored(&self.kek, pkcs8, Some(chain), generation, now + self.policy.lead)?;
         anyhow::ensure!(!keys.iter().any(|k| k.kid == key.kid), "key {} is already here", key.kid);
         anyhow::ensure!(self.store.insert(&key).await?, "another key was planned at the same moment; try again");
-        tracing::info!(target: "audit", event = "signing_key_imported", kid = %key.kid, "signing key imported");
+        let detail = format!("key {} imported: signs from {}", key.kid, nmos_auth_core::clock::utc(key.activate_at));
+        self.events.record(Event::new("signing_key_imported", by).detail(detail)).await;
         self.tick().await?;
         Ok(key)
     }
@@ -371,13 +390,21 @@ impl KeysService {
                 sealed.push((key.kid.clone(), new.seal(key.kid.as_bytes(), &plain)?));
             }
             if sealed.is_empty() {
-                tracing::warn!(target: "audit", event = "key_encryption_key_rotated", keys = total, kek_id = new.id(), "key-encryption key rotated");
+                let detail = format!("{total} keys sealed again under key-encryption key {}", new.id());
+                let by = nmos_auth_core::operator::Operator::Local.name();
+                self.events.record(Event::new("key_encryption_key_rotated", by).detail(detail).warn()).await;
                 return Ok(total);
             }
             self.store.reseal(&sealed, new.id()).await?;
             total += sealed.len();
         }
         anyhow::bail!("keys kept appearing under the old key-encryption key; stop the keys replicas and run this again")
+    }
+
+    /// Purges events past the audit retention on a schedule until the process ends.
+    pub fn run_housekeeping(&self, interval: Duration, batch: u32) {
+        let purges = self.events.purge(self.retention_secs).into_iter().collect();
+        nmos_auth_core::housekeeping::run("keys", self.db.clone(), purges, interval, batch);
     }
 
     pub fn into_server(self: Arc<Self>) -> KeysServer<KeysService> {

@@ -11,15 +11,16 @@ use nmos_auth_identity::IdentityService;
 use nmos_auth_keys::KeysService;
 use nmos_auth_token_issuer::{Peers, TokenIssuerService};
 
-/// The keys service, its schedule running.
+/// The keys service, its schedule and housekeeping running.
 pub async fn keys(config: &Config) -> anyhow::Result<Arc<KeysService>> {
     let keys = Arc::new(open_with_retry("keys store", || KeysService::open(config)).await?);
     keys.run_schedule();
+    keys.run_housekeeping(housekeeping_interval(config), config.housekeeping_batch);
     register_metrics(keys.clone());
     Ok(keys)
 }
 
-/// The identity service. On a server without users it logs a one-time setup code for the
+/// The identity service, its housekeeping running. On a server without users it logs a one-time setup code for the
 /// first administrator's sign-up, for whoever started it (as Jenkins does): in the log, in its
 /// format, because that is what an operator of a container can read. The code is worthless
 /// once an administrator exists.
@@ -33,6 +34,7 @@ pub async fn identity(config: &Config) -> anyhow::Result<Arc<IdentityService>> {
              or run `nmos-auth admin add-user NAME --admin`"
         );
     }
+    identity.run_housekeeping(housekeeping_interval(config), config.housekeeping_batch);
     let identity = Arc::new(identity);
     register_metrics(identity.clone());
     Ok(identity)

@@ -124,6 +124,7 @@ fn serve_admin_socket(
     identity: &Arc<IdentityService>,
     clients: &Arc<ClientRegistryService>,
     keys: &Arc<KeysService>,
+    token_issuer: &Arc<TokenIssuerService>,
     tasks: &mut JoinSet<anyhow::Result<()>>,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -138,7 +139,8 @@ fn serve_admin_socket(
         .layer(grpc::ServerTelemetryLayer)
         .add_service(identity.clone().into_server())
         .add_service(clients.clone().into_server())
-        .add_service(keys.clone().into_server());
+        .add_service(keys.clone().into_server())
+        .add_service(token_issuer.clone().into_server());
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let stop = stopped(stop.clone());
     tasks.spawn(async move {
@@ -225,9 +227,8 @@ impl Server {
         if let Some(metrics) = metrics_endpoint(&config, stopped(stop_rx.clone()))? {
             tasks.spawn(metrics);
         }
-        serve_admin_socket(&config, &identity, &clients, &keys, &mut tasks, &stop_rx)?;
         let mut wiring = Wiring { transport: config.internal_transport, tasks: &mut tasks, stop: &stop_rx };
-        let (keys_channel, keys_addr) = wiring.expose(keys.into_server())?;
+        let (keys_channel, keys_addr) = wiring.expose(keys.clone().into_server())?;
         let (identity_channel, identity_addr) = wiring.expose(identity.clone().into_server())?;
         let (clients_channel, clients_addr) = wiring.expose(clients.clone().into_server())?;
         let peers = Peers {
@@ -237,6 +238,7 @@ impl Server {
         };
         let token_issuer = assembly::token_issuer(&config, peers.clone()).await?;
         let (issuer_channel, issuer_addr) = wiring.expose(token_issuer.clone().into_server())?;
+        serve_admin_socket(&config, &identity, &clients, &keys, &token_issuer, &mut tasks, &stop_rx)?;
 
         // Ready while every service's database answers (the services themselves are in here).
         let mut databases = Vec::new();

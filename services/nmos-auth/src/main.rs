@@ -308,6 +308,26 @@ enum StoreCommand {
     ApproveClient { client_id: String },
     /// Reject a pending client: it is deleted.
     RejectClient { client_id: String },
+    /// List every client, newest first, a page of 50 at a time.
+    ListClients {
+        /// machine, confidential or public.
+        #[arg(long, value_parser = ["machine", "confidential", "public"])]
+        kind: Option<String>,
+        /// approved, pending or disabled.
+        #[arg(long, value_parser = ["approved", "pending", "disabled"])]
+        status: Option<String>,
+        /// Part of the name, any case.
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        page: u32,
+    },
+    /// Disable a client: it gets no tokens, and its refresh tokens are revoked.
+    DisableClient { client_id: String },
+    /// Enable a disabled client: it gets tokens again.
+    EnableClient { client_id: String },
+    /// Give a confidential client a new secret, printed once; the old one stops working.
+    RotateClientSecret { client_id: String },
     /// Set a machine client's policy for its next client_credentials tokens (or --clear it).
     SetClientPolicy {
         client_id: String,
@@ -392,13 +412,15 @@ async fn keys_command(config: Config, command: KeysCommand) -> anyhow::Result<()
     let mut keys = nmos_auth::operators::connect(&config, true).await?.keys.context("no keys service")?;
     match command {
         KeysCommand::List => {
-            for key in keys.list_keys(pb::ListKeysRequest {}).await.map_err(refused)?.into_inner().keys {
+            for key in keys.list_keys(pb::ListKeysRequest::default()).await.map_err(refused)?.into_inner().keys {
                 show(&key);
             }
         }
-        KeysCommand::Rotate => show(&keys.rotate_key(pb::RotateKeyRequest {}).await.map_err(refused)?.into_inner()),
+        KeysCommand::Rotate => {
+            show(&keys.rotate_key(pb::RotateKeyRequest::default()).await.map_err(refused)?.into_inner())
+        }
         KeysCommand::Remove { kid } => {
-            keys.remove_key(pb::RemoveKeyRequest { kid: kid.clone() }).await.map_err(refused)?;
+            keys.remove_key(pb::RemoveKeyRequest { kid: kid.clone(), requested_by: None }).await.map_err(refused)?;
             println!("removed {kid}: it is out of the JWKS now; resource servers drop it at their next fetch");
         }
         KeysCommand::Import { key, chain } => {
@@ -525,8 +547,11 @@ async fn admin(config: Config, command: Admin) -> anyhow::Result<()> {
 /// Users, clients and initial access tokens: RPCs of the identity service and the client
 /// registry, as an operator (`nmos_auth::operators`).
 async fn store_command(config: Config, command: StoreCommand) -> anyhow::Result<()> {
-    let nmos_auth::operators::Operators { mut identity, mut clients, .. } =
-        nmos_auth::operators::connect(&config, false).await?;
+    // Disabling a client ends its refresh tokens, which are the token issuer's (a peer of the
+    // keys service, when it is opened in this process).
+    let with_token_issuer = matches!(command, StoreCommand::DisableClient { .. });
+    let nmos_auth::operators::Operators { mut identity, mut clients, token_issuer, .. } =
+        nmos_auth::operators::connect(&config, with_token_issuer).await?;
     match command {
         StoreCommand::CreateInitialAccessToken { lifetime, description } => {
             let request =
@@ -605,6 +630,65 @@ async fn store_command(config: Config, command: StoreCommand) -> anyhow::Result<
                 ),
                 None => println!("{client_id}: the server's defaults"),
             }
+        }
+        StoreCommand::ListClients { kind, status, name, page } => {
+            const PAGE: u32 = 50;
+            let kind = match kind.as_deref() {
+                Some("machine") => pb::ClientKind::Machine,
+                Some("confidential") => pb::ClientKind::Confidential,
+                Some("public") => pb::ClientKind::Public,
+                _ => pb::ClientKind::Unspecified,
+            };
+            let status = match status.as_deref() {
+                Some("approved") => pb::ClientStatus::Approved,
+                Some("pending") => pb::ClientStatus::Pending,
+                Some("disabled") => pb::ClientStatus::Disabled,
+                _ => pb::ClientStatus::Unspecified,
+            };
+            let request = pb::ListClientsRequest {
+                all: true,
+                kind: kind as i32,
+                status: status as i32,
+                name,
+                offset: (page - 1).saturating_mul(PAGE),
+                limit: PAGE,
+                ..Default::default()
+            };
+            let found = clients.list_clients(request).await.map_err(refused)?.into_inner();
+            for c in &found.clients {
+                let status = pb::ClientStatus::try_from(c.status).map_or("?", |s| s.as_str_name());
+                let kind = pb::ClientKind::try_from(c.kind).map_or("?", |k| k.as_str_name());
+                let status = status.trim_start_matches("CLIENT_STATUS_").to_lowercase();
+                let kind = kind.trim_start_matches("CLIENT_KIND_").to_lowercase();
+                println!("{} {:?} {kind} {status} owner={:?}", c.client_id, c.client_name, c.owner);
+            }
+            let first = u64::from((page - 1) * PAGE);
+            eprintln!("{} of {} matching clients (page {page})", found.clients.len(), found.total);
+            if first + (found.clients.len() as u64) < found.total {
+                eprintln!("more: --page {}", page + 1);
+            }
+        }
+        StoreCommand::DisableClient { client_id } => {
+            let mut token_issuer = token_issuer.context("the token issuer is not reachable from here")?;
+            // Disabled first, so that no refresh slips in between; then its refresh tokens end.
+            let request =
+                pb::SetClientDisabledRequest { client_id: client_id.clone(), disabled: true, requested_by: None };
+            clients.set_client_disabled(request).await.map_err(refused)?;
+            let revoke = pb::RevokeClientTokensRequest { client_id: client_id.clone(), requested_by: None };
+            let families = token_issuer.revoke_client_tokens(revoke).await.map_err(refused)?.into_inner().families;
+            println!("disabled {client_id}; {families} refresh-token families revoked");
+        }
+        StoreCommand::EnableClient { client_id } => {
+            let request =
+                pb::SetClientDisabledRequest { client_id: client_id.clone(), disabled: false, requested_by: None };
+            clients.set_client_disabled(request).await.map_err(refused)?;
+            println!("enabled {client_id}");
+        }
+        StoreCommand::RotateClientSecret { client_id } => {
+            let request = pb::RotateClientSecretRequest { client_id, requested_by: None };
+            let rotated = clients.rotate_client_secret(request).await.map_err(refused)?.into_inner();
+            eprintln!("New client secret (shown only now; the old one no longer works):");
+            println!("{}", rotated.client_secret);
         }
         StoreCommand::RejectClient { client_id } => {
             let request = pb::RejectClientRequest { client_id: client_id.clone(), requested_by: None };

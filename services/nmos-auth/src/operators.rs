@@ -27,6 +27,8 @@ use nmos_auth_keys::KeysService;
 use nmos_auth_proto::client_registry_client::ClientRegistryClient;
 use nmos_auth_proto::identity_client::IdentityClient;
 use nmos_auth_proto::keys_client::KeysClient;
+use nmos_auth_proto::token_issuer_client::TokenIssuerClient;
+use nmos_auth_token_issuer::{Peers, TokenIssuerService};
 use tower::Layer;
 
 /// The services' administrative clients.
@@ -35,6 +37,8 @@ pub struct Operators {
     pub clients: ClientRegistryClient<GrpcChannel>,
     /// Only when asked for: opening the keys store in-process needs the key-encryption key.
     pub keys: Option<KeysClient<GrpcChannel>>,
+    /// With the keys: its refresh tokens (opened in-process, it needs them as a peer).
+    pub token_issuer: Option<TokenIssuerClient<GrpcChannel>>,
 }
 
 /// A channel to `server` in this process, whose calls are a local operator's.
@@ -74,6 +78,9 @@ pub async fn connect(config: &Config, with_keys: bool) -> anyhow::Result<Operato
             grpc::connect_url(url, tls.as_ref().map(|t| t.client(service)))
         };
         let keys = with_keys.then(|| channel(&config.keys_url, "keys_url", Service::Keys)).transpose()?;
+        let token_issuer = with_keys
+            .then(|| channel(&config.token_issuer_url, "token_issuer_url", Service::TokenIssuer))
+            .transpose()?;
         return Ok(Operators {
             identity: IdentityClient::new(channel(&config.identity_url, "identity_url", Service::Identity)?),
             clients: ClientRegistryClient::new(channel(
@@ -82,13 +89,15 @@ pub async fn connect(config: &Config, with_keys: bool) -> anyhow::Result<Operato
                 Service::ClientRegistry,
             )?),
             keys: keys.map(KeysClient::new),
+            token_issuer: token_issuer.map(TokenIssuerClient::new),
         });
     }
     if let Some(channel) = grpc::connect_unix(&admin_socket(config)).await {
         return Ok(Operators {
             identity: IdentityClient::new(channel.clone()),
             clients: ClientRegistryClient::new(channel.clone()),
-            keys: Some(KeysClient::new(channel)),
+            keys: Some(KeysClient::new(channel.clone())),
+            token_issuer: Some(TokenIssuerClient::new(channel)),
         });
     }
     if split(config) {
@@ -101,13 +110,19 @@ pub async fn connect(config: &Config, with_keys: bool) -> anyhow::Result<Operato
     crate::prepare_data_dir(config)?;
     let identity = Arc::new(IdentityService::open(config).await.context("identity store")?);
     let clients = Arc::new(ClientRegistryService::open(config).await.context("client registry")?);
-    let keys = match with_keys {
-        true => Some(Arc::new(KeysService::open(config).await.context("keys store")?)),
-        false => None,
-    };
+    let identity = IdentityClient::new(local(identity.into_server()));
+    let clients = ClientRegistryClient::new(local(clients.into_server()));
+    if !with_keys {
+        return Ok(Operators { identity, clients, keys: None, token_issuer: None });
+    }
+    let keys = Arc::new(KeysService::open(config).await.context("keys store")?);
+    let keys = KeysClient::new(local(keys.into_server()));
+    let peers = Peers { clients: clients.clone(), keys: keys.clone(), identity: identity.clone() };
+    let token_issuer = Arc::new(TokenIssuerService::open(config, peers).await.context("token store")?);
     Ok(Operators {
-        identity: IdentityClient::new(local(identity.into_server())),
-        clients: ClientRegistryClient::new(local(clients.into_server())),
-        keys: keys.map(|keys| KeysClient::new(local(keys.into_server()))),
+        identity,
+        clients,
+        keys: Some(keys),
+        token_issuer: Some(TokenIssuerClient::new(local(token_issuer.into_server()))),
     })
 }

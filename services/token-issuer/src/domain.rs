@@ -28,6 +28,8 @@ pub struct Client {
     pub public: bool,
     /// Registered in approval mode and not approved yet: no tokens.
     pub pending: bool,
+    /// Disabled by an administrator: no tokens.
+    pub disabled: bool,
     pub redirect_uris: Vec<RedirectUri>,
     /// The scope it registered for.
     pub scope: Scope,
@@ -69,6 +71,7 @@ impl Client {
         Ok(Client {
             public: client.token_endpoint_auth_method == pb::TokenEndpointAuthMethod::None as i32,
             pending: client.status == pb::ClientStatus::Pending as i32,
+            disabled: client.status == pb::ClientStatus::Disabled as i32,
             grant_types: client.grant_types.iter().filter_map(|g| GrantType::parse(g)).collect(),
             scope: Scope::parse(&client.scope).map_err(OAuthError::internal)?,
             id: ClientId::new(client.client_id),

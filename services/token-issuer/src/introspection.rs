@@ -78,12 +78,12 @@ impl TokenIssuerService {
         Ok(Value::Object(answer))
     }
 
-    /// Whether the token's client still exists (and is not held for approval), and, for a
+    /// Whether the token's client still exists (and is neither held for approval nor disabled), and, for a
     /// user's token, whether the user still exists and is enabled: a token outlives neither.
     async fn issued_to_someone_still_here(&self, claims: &Map<String, Value>) -> Result<bool, OAuthError> {
         let client_id = claims.get("client_id").and_then(Value::as_str).unwrap_or_default();
         match self.client(client_id).await? {
-            Some(client) if !client.pending => {}
+            Some(client) if !client.pending && !client.disabled => {}
             _ => return Ok(false),
         }
         // A client's own token names the client as its subject; any other subject is a user.

@@ -19,6 +19,7 @@ pub use request::Params;
 use std::sync::Arc;
 
 use nmos_auth_core::db::Db;
+use nmos_auth_core::events::{Event, EventLog};
 use nmos_auth_core::grpc::GrpcChannel;
 use nmos_auth_core::housekeeping::Purge;
 use nmos_auth_core::{ClientId, Config, ErrorCode, GrantType, OAuthError, Scope};
@@ -32,7 +33,7 @@ use crate::audit::AuditLog;
 use crate::claims::TokenPolicy;
 use crate::domain::{Client, User};
 use crate::request::{ClientAuth, ClientRequest, Tokens};
-use crate::store::{AuditEntry, IssuedFrom, TokenStore};
+use crate::store::{AuditEntry, IssuedFrom, SummaryFilter, SummaryRow, TokenStore};
 
 /// A signed access token.
 pub(crate) struct Issued {
@@ -86,6 +87,8 @@ pub struct TokenIssuerService {
     peers: Peers,
     store: Arc<dyn TokenStore>,
     audit: AuditLog,
+    /// Administrators' actions on clients' tokens, with who made them.
+    events: EventLog,
     policy: TokenPolicy,
     client_credentials_scopes: Scope,
     refresh_token_lifetime_secs: i64,
@@ -106,6 +109,7 @@ impl TokenIssuerService {
             nmos_auth_core::metrics::TOKENS_ISSUED.add(&[grant_type.as_str()], 0);
         }
         Ok(TokenIssuerService {
+            events: nmos_auth_core::event_log!(db.clone(), "token-issuer", "tokens"),
             db,
             peers,
             audit: AuditLog::start(store.clone()),
@@ -120,8 +124,7 @@ impl TokenIssuerService {
             refresh_token_lifetime_secs: config.refresh_token_lifetime as i64,
             legacy: config.legacy_grants(),
             token_log: config.token_log_level,
-            audit_retention_secs: (config.audit_retention_days > 0)
-                .then(|| i64::try_from(config.audit_retention_days.saturating_mul(86_400)).unwrap_or(i64::MAX)),
+            audit_retention_secs: config.audit_retention_secs(),
         })
     }
 
@@ -295,7 +298,8 @@ impl TokenIssuerService {
                   (SELECT id FROM tokens_audit WHERE at < $1 ORDER BY at LIMIT $2)",
             keep_for,
         });
-        PURGES.iter().copied().chain(audit).collect()
+        let events = self.events.purge(self.audit_retention_secs);
+        PURGES.iter().copied().chain(audit).chain(events).collect()
     }
 
     /// Purges what has expired, in batches; returns rows removed per table.
@@ -311,6 +315,38 @@ impl TokenIssuerService {
     /// Purges on a schedule until the process ends.
     pub fn run_housekeeping(&self, interval: std::time::Duration, batch: u32) {
         nmos_auth_core::housekeeping::run("token-issuer", self.db.clone(), self.purges(), interval, batch);
+    }
+
+    /// When each client last got a token, and how many since `since`.
+    pub async fn client_activity(
+        &self,
+        client_ids: &[String],
+        since: i64,
+    ) -> Result<Vec<(Option<i64>, i64)>, OAuthError> {
+        let mut activity = Vec::with_capacity(client_ids.len());
+        for client_id in client_ids {
+            activity.push(self.store.client_activity(client_id, since).await?);
+        }
+        Ok(activity)
+    }
+
+    /// The tokens issued in a window, summarised per client, subject and grant; and how many.
+    pub async fn token_summary(&self, filter: &SummaryFilter) -> Result<(Vec<SummaryRow>, i64), OAuthError> {
+        Ok(self.store.token_summary(filter).await?)
+    }
+
+    /// An administrator (`by`) ends every live refresh-token family of a client, with the
+    /// access tokens issued within them (for introspection); how many families.
+    pub async fn revoke_client(&self, client_id: &str, by: &str) -> Result<u64, OAuthError> {
+        let families = self.store.revoke_client_families(client_id, nmos_auth_core::now_unix()).await?;
+        let detail = format!("{families} refresh-token families revoked");
+        self.events.record(Event::new("client_tokens_revoked", by).client(client_id).detail(detail)).await;
+        Ok(families)
+    }
+
+    /// This service's events, for an administrator's `ListEvents`.
+    pub fn events(&self) -> &EventLog {
+        &self.events
     }
 
     pub async fn recent_audit(&self, limit: i64) -> nmos_auth_core::db::StoreResult<Vec<AuditEntry>> {

@@ -18,6 +18,8 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 4, sql: include_str!("../../migrations/sqlite/0004_assertions.sql") },
         Migration { version: 5, sql: include_str!("../../migrations/sqlite/0005_policy.sql") },
         Migration { version: 6, sql: include_str!("../../migrations/sqlite/0006_registration_token.sql") },
+        Migration { version: 7, sql: include_str!("../../migrations/sqlite/0007_kind_and_name.sql") },
+        Migration { version: 8, sql: nmos_auth_core::events_table!(sqlite, "clients") },
     ],
     postgres: &[
         Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_clients.sql") },
@@ -26,6 +28,8 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 4, sql: include_str!("../../migrations/postgres/0004_assertions.sql") },
         Migration { version: 5, sql: include_str!("../../migrations/postgres/0005_policy.sql") },
         Migration { version: 6, sql: include_str!("../../migrations/postgres/0006_registration_token.sql") },
+        Migration { version: 7, sql: include_str!("../../migrations/postgres/0007_kind_and_name.sql") },
+        Migration { version: 8, sql: nmos_auth_core::events_table!(postgres, "clients") },
     ],
 };
 
@@ -37,12 +41,43 @@ pub struct ClientRow {
     pub issued_at: i64,
     /// The web user who registered it; empty for dynamic registrations.
     pub owner: String,
-    /// "approved" or "pending".
+    /// "approved", "pending" or "disabled".
     pub status: String,
+    /// "machine", "confidential" or "public", from the metadata (for searching).
+    pub kind: String,
+    /// The client_name, lower-cased (for searching).
+    pub name: String,
     /// An administrator's policy, as JSON.
     pub policy: Option<String>,
     /// RFC 7592: the digest of the registration access token, for dynamic registrations.
     pub registration_token_digest: Option<Vec<u8>>,
+}
+
+/// An administrator's search of every client; empty strings match anything.
+#[derive(Clone, Debug, Default)]
+pub struct ClientSearch {
+    pub kind: String,
+    pub status: String,
+    /// Part of the lower-cased name.
+    pub name: String,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+impl ClientSearch {
+    /// The name as a LIKE pattern: its `%`, `_` and `\` match themselves; control characters
+    /// go, as they went from the stored names.
+    fn name_pattern(&self) -> String {
+        let mut pattern = String::from("%");
+        for c in self.name.chars().filter(|c| !c.is_control()).flat_map(char::to_lowercase) {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        pattern
+    }
 }
 
 #[async_trait]
@@ -53,6 +88,10 @@ pub trait ClientStore: Send + Sync {
     async fn list_clients(&self, owner: &str) -> nmos_auth_core::db::StoreResult<Vec<ClientRow>>;
     /// Clients waiting for approval, oldest first.
     async fn list_pending(&self) -> nmos_auth_core::db::StoreResult<Vec<ClientRow>>;
+    /// The clients a search matches, newest first, a page at a time, and how many match in all.
+    async fn search(&self, search: &ClientSearch) -> nmos_auth_core::db::StoreResult<(Vec<ClientRow>, i64)>;
+    /// Moves a client from status `from` to `to`; false when there is no such client in `from`.
+    async fn set_status(&self, client_id: &str, from: &str, to: &str) -> nmos_auth_core::db::StoreResult<bool>;
     /// How many clients there are in each status.
     async fn count_by_status(&self) -> nmos_auth_core::db::StoreResult<Vec<(String, i64)>>;
     /// Marks a pending client approved; false when there is no such pending client.
@@ -65,6 +104,8 @@ pub trait ClientStore: Send + Sync {
         &self,
         client_id: &str,
         metadata: &str,
+        kind: &str,
+        name: &str,
         secret_digest: Option<&[u8]>,
     ) -> nmos_auth_core::db::StoreResult<bool>;
     /// Replaces a client's secret digest only; false when there is no such client.
@@ -112,12 +153,15 @@ macro_rules! client_store_impl {
         pub struct $store(pub $pool);
 
         const CLIENT_COLUMNS: &str =
-            "client_id, secret_digest, metadata, issued_at, owner, status, policy, registration_token_digest";
+            "client_id, secret_digest, metadata, issued_at, owner, status, policy, registration_token_digest, kind, name";
         type ClientTuple =
-            (String, Option<Vec<u8>>, String, i64, String, String, Option<String>, Option<Vec<u8>>);
+            (String, Option<Vec<u8>>, String, i64, String, String, Option<String>, Option<Vec<u8>>, String, String);
+
+        /// A search's conditions ($1 kind, $2 status, $3 name pattern; an empty string matches anything).
+        const SEARCH_WHERE: &str = "($1 = '' OR kind = $1) AND ($2 = '' OR status = $2) AND name LIKE $3 ESCAPE '\\'";
 
         fn client_row(
-            (client_id, secret_digest, metadata, issued_at, owner, status, policy, registration_token_digest): ClientTuple,
+            (client_id, secret_digest, metadata, issued_at, owner, status, policy, registration_token_digest, kind, name): ClientTuple,
         ) -> super::ClientRow {
             super::ClientRow {
                 client_id,
@@ -128,6 +172,8 @@ macro_rules! client_store_impl {
                 status,
                 policy,
                 registration_token_digest,
+                kind,
+                name,
             }
         }
 
@@ -136,7 +182,7 @@ macro_rules! client_store_impl {
             async fn insert_client(&self, client: &super::ClientRow) -> nmos_auth_core::db::StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO clients_clients (client_id, secret_digest, metadata, issued_at, owner, status, policy, \
-                     registration_token_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     registration_token_digest, kind, name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(&client.client_id)
                 .bind(&client.secret_digest)
@@ -146,6 +192,8 @@ macro_rules! client_store_impl {
                 .bind(&client.status)
                 .bind(&client.policy)
                 .bind(&client.registration_token_digest)
+                .bind(&client.kind)
+                .bind(&client.name)
                 .execute(&self.0)
                 .await?;
                 Ok(())
@@ -179,6 +227,39 @@ macro_rules! client_store_impl {
                 Ok(rows.into_iter().map(client_row).collect())
             }
 
+            async fn search(&self, search: &super::ClientSearch) -> nmos_auth_core::db::StoreResult<(Vec<super::ClientRow>, i64)> {
+                let pattern = search.name_pattern();
+                let rows: Vec<ClientTuple> = sqlx::query_as(&format!(
+                    "SELECT {CLIENT_COLUMNS} FROM clients_clients WHERE {SEARCH_WHERE} \
+                     ORDER BY issued_at DESC, client_id LIMIT $4 OFFSET $5"
+                ))
+                .bind(&search.kind)
+                .bind(&search.status)
+                .bind(&pattern)
+                .bind(search.limit)
+                .bind(search.offset)
+                .fetch_all(&self.0)
+                .await?;
+                let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM clients_clients WHERE {SEARCH_WHERE}"))
+                    .bind(&search.kind)
+                    .bind(&search.status)
+                    .bind(&pattern)
+                    .fetch_one(&self.0)
+                    .await?;
+                Ok((rows.into_iter().map(client_row).collect(), total))
+            }
+
+            async fn set_status(&self, client_id: &str, from: &str, to: &str) -> nmos_auth_core::db::StoreResult<bool> {
+                let n = sqlx::query("UPDATE clients_clients SET status = $1 WHERE client_id = $2 AND status = $3")
+                    .bind(to)
+                    .bind(client_id)
+                    .bind(from)
+                    .execute(&self.0)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+
             async fn count_by_status(&self) -> nmos_auth_core::db::StoreResult<Vec<(String, i64)>> {
                 Ok(sqlx::query_as("SELECT status, COUNT(*) FROM clients_clients GROUP BY status ORDER BY status")
                     .fetch_all(&self.0)
@@ -198,12 +279,18 @@ macro_rules! client_store_impl {
                 &self,
                 client_id: &str,
                 metadata: &str,
+                kind: &str,
+                name: &str,
                 secret_digest: Option<&[u8]>,
             ) -> nmos_auth_core::db::StoreResult<bool> {
-                let n = sqlx::query("UPDATE clients_clients SET metadata = $1, secret_digest = $2 WHERE client_id = $3")
+                let n = sqlx::query(
+                    "UPDATE clients_clients SET metadata = $1, secret_digest = $2, kind = $4, name = $5 WHERE client_id = $3",
+                )
                     .bind(metadata)
                     .bind(secret_digest)
                     .bind(client_id)
+                    .bind(kind)
+                    .bind(name)
                     .execute(&self.0)
                     .await?
                     .rows_affected();

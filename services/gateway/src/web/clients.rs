@@ -22,7 +22,7 @@ fn auth_method(client: &pb::Client) -> &'static str {
 }
 
 /// A client's registered metadata, as a definition list.
-fn client_details(client: &pb::Client) -> String {
+pub(super) fn client_details(client: &pb::Client) -> String {
     let redirects = if client.redirect_uris.is_empty() {
         String::from("—")
     } else {
@@ -43,7 +43,7 @@ fn client_details(client: &pb::Client) -> String {
     )
 }
 
-fn client_name(client: &pb::Client) -> &str {
+pub(super) fn client_name(client: &pb::Client) -> &str {
     if client.client_name.is_empty() { "(no name)" } else { client.client_name.as_str() }
 }
 
@@ -76,6 +76,7 @@ pub async fn home(State(gateway): State<Gateway>, headers: HeaderMap) -> Respons
             owner: user.username.clone(),
             pending: false,
             requested_by: Some(web_user(&user)),
+            ..Default::default()
         })
         .await
     {
@@ -254,7 +255,7 @@ fn pending_card(client: &pb::Client, session: &Session) -> String {
 pub async fn pending_page(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
     let (session, user) = or_respond!(signed_in(&gateway, &headers, &format!("{BASE}/pending")).await);
     // The registry decides who may see them (administrators).
-    let request = pb::ListClientsRequest { owner: String::new(), pending: true, requested_by: Some(web_user(&user)) };
+    let request = pb::ListClientsRequest { pending: true, requested_by: Some(web_user(&user)), ..Default::default() };
     let list = |mut clients: ClientRegistryClient<GrpcChannel>| {
         let request = request.clone();
         async move { clients.list_clients(request).await }

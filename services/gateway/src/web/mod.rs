@@ -13,6 +13,7 @@ macro_rules! or_respond {
 mod account;
 mod clients;
 mod consent;
+mod console;
 mod users;
 
 use axum::body::Bytes;
@@ -28,6 +29,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 pub use account::{signin, signin_page, signout, signup, signup_page};
 pub use clients::{decide_pending, delete_client, home, pending_page, register_client, register_client_page};
 pub use consent::{authorize_decision, authorize_page};
+pub use console::{audit_csv, audit_page, client_action, client_page, clients_page, keys_action, keys_page, overview};
 pub use users::{add_user, change_user, users_page};
 
 use crate::Gateway;
@@ -216,7 +218,9 @@ fn web_user(user: &pb::User) -> pb::WebUser {
 /// The navigation bar for a signed-in user.
 fn nav_for(user: &pb::User, session: &Session) -> String {
     let admin = if user.admin {
-        format!(r#"<a href="{BASE}/users">Users</a><a href="{BASE}/pending">Pending</a>"#)
+        format!(
+            r#"<a href="{BASE}/admin">Console</a><a href="{BASE}/users">Users</a><a href="{BASE}/pending">Pending</a>"#
+        )
     } else {
         String::new()
     };

@@ -16,11 +16,13 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_users.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/sqlite/0002_setup_codes.sql") },
         Migration { version: 3, sql: include_str!("../../migrations/sqlite/0003_sessions.sql") },
+        Migration { version: 4, sql: nmos_auth_core::events_table!(sqlite, "identity") },
     ],
     postgres: &[
         Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_users.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/postgres/0002_setup_codes.sql") },
         Migration { version: 3, sql: include_str!("../../migrations/postgres/0003_sessions.sql") },
+        Migration { version: 4, sql: nmos_auth_core::events_table!(postgres, "identity") },
     ],
 };
 

@@ -14,10 +14,12 @@ pub static MIGRATIONS: Migrations = Migrations {
     sqlite: &[
         Migration { version: 1, sql: include_str!("../../migrations/sqlite/0001_signing_keys.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/sqlite/0002_lifecycle.sql") },
+        Migration { version: 3, sql: nmos_auth_core::events_table!(sqlite, "keys") },
     ],
     postgres: &[
         Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_signing_keys.sql") },
         Migration { version: 2, sql: include_str!("../../migrations/postgres/0002_lifecycle.sql") },
+        Migration { version: 3, sql: nmos_auth_core::events_table!(postgres, "keys") },
     ],
 };
 

@@ -17,9 +17,9 @@ backend_tests!(
     revocation
 );
 
-const REDIRECT: &str = "https://ctl.example.com/cb";
+pub(crate) const REDIRECT: &str = "https://ctl.example.com/cb";
 // RFC 7636 Appendix B.
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 struct Controller {
@@ -77,7 +77,13 @@ pub(crate) async fn sign_in_and_open(app: &TestApp, browser: &mut Browser, url: 
 }
 
 /// Opens `url` as a signed-out browser: sign-in page, sign in as `username`, back to `url`.
-async fn sign_in_as_and_open(app: &TestApp, browser: &mut Browser, url: &str, username: &str, password: &str) -> Page {
+pub(crate) async fn sign_in_as_and_open(
+    app: &TestApp,
+    browser: &mut Browser,
+    url: &str,
+    username: &str,
+    password: &str,
+) -> Page {
     let first = browser.get(url).await;
     assert_eq!(first.status, 302, "signed out: sent to sign in");
     let signin_url = app.url(first.location.as_deref().unwrap());

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Backend, ExpectJson, TempDir, TestApp, free_listener, http_client, nmos_auth, store_backend_tests, test_config,
+    Backend, ExpectJson, TempDir, TestApp, assert_oauth_error, free_listener, http_client, nmos_auth,
+    store_backend_tests, test_config,
 };
 
 store_backend_tests!(admin_commands, serve_command_and_config_precedence);
@@ -42,7 +43,24 @@ async fn admin_commands(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
+    let registered = r.expect_json(201).await;
+    let (node, secret) = (registered["client_id"].as_str().unwrap(), registered["client_secret"].as_str().unwrap());
+
+    // Clients: searched, disabled (no tokens) and enabled again, and a new secret printed once.
+    let cc = [("grant_type", "client_credentials")];
+    let out = admin(&["list-clients", "--kind", "machine", "--name", "cli"], "");
+    assert!(stdout(&out).contains(&format!("{node} \"CLI Node\" machine approved")), "{}", stdout(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 1 matching clients"));
+    let out = admin(&["disable-client", node], "");
+    assert!(stdout(&out).contains(&format!("disabled {node}; 0 refresh-token families revoked")), "{}", stdout(&out));
+    assert_oauth_error(app.token(node, secret, &cc).await, 401, "invalid_client").await;
+    assert!(stdout(&admin(&["list-clients", "--status", "disabled"], "")).contains(node));
+    assert!(stdout(&admin(&["enable-client", node], "")).contains("enabled"));
+    app.token(node, secret, &cc).await.expect_json(200).await;
+    let out = admin(&["rotate-client-secret", node], "");
+    let new_secret = stdout(&out).lines().last().unwrap().to_owned();
+    assert_oauth_error(app.token(node, secret, &cc).await, 401, "invalid_client").await;
+    app.token(node, &new_secret, &cc).await.expect_json(200).await;
 
     // Users: add (password on stdin, never in argv), make admin, set rights, list.
     let out = admin(&["add-user", "operator", "--rights", "registration=write,query=read"], "a long password\n");
@@ -69,6 +87,8 @@ async fn admin_commands(backend: Backend) {
         (&["set-rights", "operator", "--rights", "query=admin"][..], "", "unknown access level"),
         (&["set-rights", "nobody", "--rights", "query=read"][..], "", "no user"),
         (&["create-initial-access-token", "--lifetime=-5"][..], "", "negative"),
+        (&["disable-client", "no-such-client-0000000000"][..], "", "no such client"),
+        (&["list-clients", "--kind", "robot"][..], "", "invalid value"),
     ] {
         let out = admin(args, stdin);
         assert!(!out.status.success(), "{args:?} should fail");
@@ -80,7 +100,17 @@ async fn admin_commands(backend: Backend) {
     let help = stdout(&run(nmos_auth(&app.config).arg("--help"), ""));
     assert!(help.contains("serve") && help.contains("admin"));
     let help = stdout(&run(nmos_auth(&app.config).args(["admin", "--help"]), ""));
-    for command in ["create-initial-access-token", "add-user", "make-admin", "set-rights", "list-users"] {
+    for command in [
+        "create-initial-access-token",
+        "add-user",
+        "make-admin",
+        "set-rights",
+        "list-users",
+        "list-clients",
+        "disable-client",
+        "enable-client",
+        "rotate-client-secret",
+    ] {
         assert!(help.contains(command), "{command} missing from help");
     }
 

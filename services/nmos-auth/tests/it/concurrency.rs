@@ -297,7 +297,7 @@ async fn registrations_assertions_users_and_keys_at_once(backend: Backend) {
     }
     let rotations = (0..6).map(|i| {
         let replica = replicas[i % 3].clone();
-        async move { replica.rotate().await.map(|key| key.kid).map_err(|e| format!("{e:#}")) }
+        async move { replica.rotate("test").await.map(|key| key.kid).map_err(|e| format!("{e:#}")) }
     });
     let kids = at_once(rotations.collect()).await;
     assert!(kids.iter().all(|k| k.is_ok() && *k == kids[0]), "{kids:?}");

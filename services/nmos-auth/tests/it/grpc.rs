@@ -363,6 +363,7 @@ async fn client_registry_service(backend: Backend) {
         owner: owner.into(),
         pending,
         requested_by,
+        ..Default::default()
     };
     let listed = clients.list_clients(list("bob", false, web("bob", false))).await.unwrap().into_inner();
     assert_eq!(listed.clients.len(), 1);

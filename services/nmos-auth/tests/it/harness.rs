@@ -453,7 +453,7 @@ impl TestApp {
     }
 
     pub async fn initial_access_token(&self) -> String {
-        self.server.clients.create_initial_access_token(3600, "test").await.unwrap().0
+        self.server.clients.create_initial_access_token(3600, "test", "operator:test").await.unwrap().0
     }
 
     /// Registers a client with a fresh initial access token; returns the 201 body.

@@ -8,6 +8,8 @@ mod authorization_code;
 mod check;
 mod cli;
 mod concurrency;
+mod console;
+mod console_store;
 mod discovery;
 mod grpc;
 mod http_surface;

@@ -33,7 +33,7 @@ async fn registration_needs_a_valid_initial_access_token(backend: Backend) {
     assert!(headers["www-authenticate"].to_str().unwrap().contains("error=\"invalid_token\""));
     let r = app.http.post(&url).basic_auth("a", Some("b")).json(&machine()).send().await.unwrap();
     assert_oauth_error(r, 401, "invalid_token").await;
-    let (expired, _) = app.server.clients.create_initial_access_token(1, "short").await.unwrap();
+    let (expired, _) = app.server.clients.create_initial_access_token(1, "short", "operator:test").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let r = app.http.post(&url).bearer_auth(&expired).json(&machine()).send().await.unwrap();
     assert_oauth_error(r, 401, "invalid_token").await;

@@ -80,11 +80,19 @@ async fn internal_grpc_serves_only_the_callers_it_should() {
     let mut admin = keys(tls(&certs, Some((&certs, "admin")), Service::Keys));
     assert!(admin.get_jwks(pb::GetJwksRequest::default()).await.is_ok(), "an operator's certificate may read keys");
     assert_eq!(admin.sign(sign.clone()).await.unwrap_err().code(), tonic::Code::PermissionDenied);
-    // Managing the keys is an operator's: the admin certificate, not another service's.
-    let listed = admin.list_keys(pb::ListKeysRequest {}).await.unwrap().into_inner();
+    // Managing the keys is an operator's (the admin certificate), or an administrator's the
+    // gateway names; importing one, an operator's alone.
+    let listed = admin.list_keys(pb::ListKeysRequest::default()).await.unwrap().into_inner();
     assert_eq!(listed.keys.len(), 1);
     assert_eq!(listed.keys[0].state, "active");
-    let denied = gateway.list_keys(pb::ListKeysRequest {}).await.unwrap_err();
+    let denied = gateway.list_keys(pb::ListKeysRequest::default()).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "nobody named: {denied:?}");
+    let person = |admin| Some(pb::WebUser { username: "someone".into(), admin });
+    let denied = gateway.list_keys(pb::ListKeysRequest { requested_by: person(false) }).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "not an administrator: {denied:?}");
+    let listed = gateway.list_keys(pb::ListKeysRequest { requested_by: person(true) }).await.unwrap().into_inner();
+    assert_eq!(listed.keys.len(), 1, "an administrator on the pages");
+    let denied = gateway.import_key(pb::ImportKeyRequest::default()).await.unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
     let issuer_url = app.config.token_issuer_url.clone().unwrap();
     let mut issuer_as_itself = TokenIssuerClient::new(

@@ -78,6 +78,9 @@ impl TokenIssuerService {
             // Its redirect URIs have not been vetted: never redirect there.
             return Err(invalid_request("this application is waiting for an administrator's approval"));
         }
+        if client.disabled {
+            return Err(invalid_request("this application has been disabled by an administrator"));
+        }
         let (redirect_uri, sent) = match params.get("redirect_uri") {
             Some(uri) => match client.redirect_uris.iter().find(|r| r.is(uri)) {
                 Some(registered) => (registered.clone(), true),

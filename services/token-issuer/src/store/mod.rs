@@ -18,6 +18,8 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 3, sql: include_str!("../../migrations/sqlite/0003_family_access_tokens.sql") },
         Migration { version: 4, sql: include_str!("../../migrations/sqlite/0004_code_access_tokens.sql") },
         Migration { version: 5, sql: include_str!("../../migrations/sqlite/0005_audit_retention.sql") },
+        Migration { version: 6, sql: include_str!("../../migrations/sqlite/0006_console.sql") },
+        Migration { version: 7, sql: nmos_auth_core::events_table!(sqlite, "tokens") },
     ],
     postgres: &[
         Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_audit.sql") },
@@ -25,6 +27,8 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 3, sql: include_str!("../../migrations/postgres/0003_family_access_tokens.sql") },
         Migration { version: 4, sql: include_str!("../../migrations/postgres/0004_code_access_tokens.sql") },
         Migration { version: 5, sql: include_str!("../../migrations/postgres/0005_audit_retention.sql") },
+        Migration { version: 6, sql: include_str!("../../migrations/postgres/0006_console.sql") },
+        Migration { version: 7, sql: nmos_auth_core::events_table!(postgres, "tokens") },
     ],
 };
 
@@ -133,6 +137,36 @@ pub trait TokenStore: Send + Sync {
     async fn audit(&self, entries: &[AuditEntry]) -> nmos_auth_core::db::StoreResult<()>;
     /// The newest entries first.
     async fn recent_audit(&self, limit: i64) -> nmos_auth_core::db::StoreResult<Vec<AuditEntry>>;
+    /// When a client last got a token (`None`: none in the audit log), and how many since `since`.
+    async fn client_activity(&self, client_id: &str, since: i64)
+    -> nmos_auth_core::db::StoreResult<(Option<i64>, i64)>;
+    /// The tokens issued in a window, counted per client, subject and grant, the busiest first;
+    /// and how many in all.
+    async fn token_summary(&self, filter: &SummaryFilter) -> nmos_auth_core::db::StoreResult<(Vec<SummaryRow>, i64)>;
+    /// Revokes every live refresh-token family of a client, as [`Self::revoke_family`] does
+    /// one; how many were live.
+    async fn revoke_client_families(&self, client_id: &str, now: i64) -> nmos_auth_core::db::StoreResult<u64>;
+}
+
+/// Which audit rows a token summary counts; empty strings match anything.
+#[derive(Clone, Debug, Default)]
+pub struct SummaryFilter {
+    pub since: i64,
+    pub until: i64,
+    pub client_id: String,
+    pub subject: String,
+    pub limit: i64,
+}
+
+/// The tokens of one client, subject and grant in a window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SummaryRow {
+    pub client_id: String,
+    pub subject: String,
+    pub grant_type: String,
+    pub issued: i64,
+    pub first_at: i64,
+    pub last_at: i64,
 }
 
 pub fn open(db: Db) -> Arc<dyn TokenStore> {
@@ -451,6 +485,72 @@ macro_rules! token_store_impl {
                     .fetch_optional(&self.0)
                     .await?;
                 Ok(found.is_some())
+            }
+
+            async fn client_activity(&self, client_id: &str, since: i64) -> nmos_auth_core::db::StoreResult<(Option<i64>, i64)> {
+                // Two lookups in the (client_id, at) index: the newest row, and the rows since.
+                Ok(sqlx::query_as(
+                    "SELECT (SELECT MAX(at) FROM tokens_audit WHERE client_id = $1), \
+                     (SELECT COUNT(*) FROM tokens_audit WHERE client_id = $1 AND at >= $2)",
+                )
+                .bind(client_id)
+                .bind(since)
+                .fetch_one(&self.0)
+                .await?)
+            }
+
+            async fn token_summary(&self, f: &super::SummaryFilter) -> nmos_auth_core::db::StoreResult<(Vec<super::SummaryRow>, i64)> {
+                const WHERE: &str = "at >= $1 AND at < $2 AND ($3 = '' OR client_id = $3) AND ($4 = '' OR subject = $4)";
+                let rows: Vec<(String, String, String, i64, i64, i64)> = sqlx::query_as(&format!(
+                    "SELECT client_id, subject, grant_type, COUNT(*), MIN(at), MAX(at) FROM tokens_audit WHERE {WHERE} \
+                     GROUP BY client_id, subject, grant_type ORDER BY COUNT(*) DESC, client_id, subject, grant_type LIMIT $5"
+                ))
+                .bind(f.since)
+                .bind(f.until)
+                .bind(&f.client_id)
+                .bind(&f.subject)
+                .bind(f.limit)
+                .fetch_all(&self.0)
+                .await?;
+                let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tokens_audit WHERE {WHERE}"))
+                    .bind(f.since)
+                    .bind(f.until)
+                    .bind(&f.client_id)
+                    .bind(&f.subject)
+                    .fetch_one(&self.0)
+                    .await?;
+                let rows = rows
+                    .into_iter()
+                    .map(|(client_id, subject, grant_type, issued, first_at, last_at)| super::SummaryRow {
+                        client_id,
+                        subject,
+                        grant_type,
+                        issued,
+                        first_at,
+                        last_at,
+                    })
+                    .collect();
+                Ok((rows, total))
+            }
+
+            async fn revoke_client_families(&self, client_id: &str, now: i64) -> nmos_auth_core::db::StoreResult<u64> {
+                let mut tx = self.0.begin_write().await?;
+                let live: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM tokens_refresh_families WHERE client_id = $1 AND NOT revoked AND expires_at > $2",
+                )
+                .bind(client_id)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                for family_id in &live {
+                    sqlx::query("UPDATE tokens_refresh_families SET revoked = TRUE WHERE id = $1")
+                        .bind(family_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    revoke_family_access_tokens(&mut tx, family_id).await?;
+                }
+                tx.commit().await?;
+                Ok(live.len() as u64)
             }
 
             async fn recent_audit(&self, limit: i64) -> nmos_auth_core::db::StoreResult<Vec<super::AuditEntry>> {
