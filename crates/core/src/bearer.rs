@@ -150,7 +150,9 @@ impl AdminTokens {
         let admin = match crate::grpc::idempotent(&self.clients, get).await {
             Ok(client) => {
                 let client = client.into_inner();
-                client.status != nmos_auth_proto::ClientStatus::Pending as i32 && client.policy.is_some_and(|p| p.admin)
+                // Neither held for approval nor disabled: a disabled client's token stops at once.
+                client.status == nmos_auth_proto::ClientStatus::Approved as i32
+                    && client.policy.is_some_and(|p| p.admin)
             }
             Err(status) if status.code() == tonic::Code::NotFound => false,
             Err(status) => {

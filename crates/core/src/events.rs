@@ -252,7 +252,7 @@ impl EventLog {
         }
         let limit = match r.limit {
             0 => 200,
-            n => n.min(1000),
+            n => n.min(10_000),
         };
         let filter =
             Filter { since: r.since, until, client_id: r.client_id, username: r.username, limit: i64::from(limit) + 1 };

@@ -47,6 +47,22 @@ const APPROVED: &str = "approved";
 const PENDING: &str = "pending";
 const DISABLED: &str = "disabled";
 
+/// Fills in the kind and name of clients registered before they were kept beside their metadata
+/// (the console searches them). Replicas opening together write the same values.
+async fn list_existing_clients(store: &dyn ClientStore) -> anyhow::Result<()> {
+    for (client_id, metadata) in store.unlisted().await? {
+        let (kind, name) = match serde_json::from_str::<ClientMetadata>(&metadata) {
+            Ok(metadata) => (metadata.kind(), metadata.search_name()),
+            Err(e) => {
+                tracing::warn!(client_id, error = %e, "a stored client's metadata does not parse: listed as confidential");
+                (metadata::ClientKind::Confidential, String::new())
+            }
+        };
+        store.set_listing(&client_id, kind.as_str(), &name).await?;
+    }
+    Ok(())
+}
+
 /// The answer to a disabled client that authenticated (RFC 6749 §5.2: it may not have tokens).
 fn disabled_client() -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClient, "this client has been disabled by an administrator")
@@ -157,6 +173,7 @@ impl ClientRegistryService {
     pub async fn open(config: &Config) -> anyhow::Result<ClientRegistryService> {
         let db = Db::connect(&config.database_url("clients")).await?;
         db.migrate("clients", &store::MIGRATIONS).await?;
+        list_existing_clients(store::open(db.clone()).as_ref()).await?;
         Ok(ClientRegistryService {
             events: nmos_auth_core::event_log!(db.clone(), "client-registry", "clients"),
             retention_secs: config.audit_retention_secs(),

@@ -330,16 +330,21 @@ impl IdentityService {
                     .await;
                 Ok(user)
             }
-            _ => {
+            known => {
+                // A name that is no user's is not kept: people type passwords into it.
+                let (named, why) = match known {
+                    Some(_) => (username, "wrong password, or the account is disabled"),
+                    None => ("", "no such user"),
+                };
                 for limit in self.sign_in_guard.failure(username, client_address) {
                     nmos_auth_core::telemetry::sign_in_locked(limit.as_str());
                     let detail =
                         format!("limit={}: too many wrong passwords, sign-ins are refused for a while", limit.as_str());
-                    let event = Event::new("sign_in_locked", "").user(username).address(client_address).detail(detail);
+                    let event = Event::new("sign_in_locked", "").user(named).address(client_address).detail(detail);
                     self.events.record(event.warn()).await;
                 }
-                let event = Event::new("password_rejected", "").user(username).address(client_address);
-                self.events.record(event.detail("wrong username or password")).await;
+                let event = Event::new("password_rejected", "").user(named).address(client_address);
+                self.events.record(event.detail(why)).await;
                 Err(IdentityError::WrongPassword)
             }
         }

@@ -409,7 +409,11 @@ async fn keys_command(config: Config, command: KeysCommand) -> anyhow::Result<()
     if let KeysCommand::RotateKek { new_key_file } = command {
         return rotate_kek(&config, &new_key_file).await;
     }
-    let mut keys = nmos_auth::operators::connect(&config, true).await?.keys.context("no keys service")?;
+    let mut keys =
+        nmos_auth::operators::connect(&config, nmos_auth::operators::Needs { keys: true, token_issuer: false })
+            .await?
+            .keys
+            .context("no keys service")?;
     match command {
         KeysCommand::List => {
             for key in keys.list_keys(pb::ListKeysRequest::default()).await.map_err(refused)?.into_inner().keys {
@@ -551,7 +555,11 @@ async fn store_command(config: Config, command: StoreCommand) -> anyhow::Result<
     // keys service, when it is opened in this process).
     let with_token_issuer = matches!(command, StoreCommand::DisableClient { .. });
     let nmos_auth::operators::Operators { mut identity, mut clients, token_issuer, .. } =
-        nmos_auth::operators::connect(&config, with_token_issuer).await?;
+        nmos_auth::operators::connect(
+            &config,
+            nmos_auth::operators::Needs { keys: false, token_issuer: with_token_issuer },
+        )
+        .await?;
     match command {
         StoreCommand::CreateInitialAccessToken { lifetime, description } => {
             let request =
@@ -662,7 +670,7 @@ async fn store_command(config: Config, command: StoreCommand) -> anyhow::Result<
                 let kind = kind.trim_start_matches("CLIENT_KIND_").to_lowercase();
                 println!("{} {:?} {kind} {status} owner={:?}", c.client_id, c.client_name, c.owner);
             }
-            let first = u64::from((page - 1) * PAGE);
+            let first = u64::from(page - 1) * u64::from(PAGE);
             eprintln!("{} of {} matching clients (page {page})", found.clients.len(), found.total);
             if first + (found.clients.len() as u64) < found.total {
                 eprintln!("more: --page {}", page + 1);

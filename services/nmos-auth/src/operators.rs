@@ -37,7 +37,8 @@ pub struct Operators {
     pub clients: ClientRegistryClient<GrpcChannel>,
     /// Only when asked for: opening the keys store in-process needs the key-encryption key.
     pub keys: Option<KeysClient<GrpcChannel>>,
-    /// With the keys: its refresh tokens (opened in-process, it needs them as a peer).
+    /// Only when asked for (a client's refresh tokens); opened in-process, it needs the keys
+    /// as a peer.
     pub token_issuer: Option<TokenIssuerClient<GrpcChannel>>,
 }
 
@@ -64,11 +65,23 @@ pub fn admin_socket(config: &Config) -> PathBuf {
 
 /// Whether the config describes the split deployment (where the services are).
 fn split(config: &Config) -> bool {
-    config.keys_url.is_some() || config.identity_url.is_some() || config.client_registry_url.is_some()
+    config.keys_url.is_some()
+        || config.identity_url.is_some()
+        || config.client_registry_url.is_some()
+        || config.token_issuer_url.is_some()
+}
+
+/// Which services a command needs beyond identity and the client registry (opening them
+/// in-process needs more: the key-encryption key for the keys; the keys, as a peer, for the
+/// token issuer).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Needs {
+    pub keys: bool,
+    pub token_issuer: bool,
 }
 
 /// The operator's clients, by the first path that applies (see the module's documentation).
-pub async fn connect(config: &Config, with_keys: bool) -> anyhow::Result<Operators> {
+pub async fn connect(config: &Config, needs: Needs) -> anyhow::Result<Operators> {
     if split(config) && (config.grpc_cert.is_some() || config.grpc_plaintext) {
         let tls = InternalTls::from_config(config)?;
         let channel = |url: &Option<String>, key: &str, service: Service| {
@@ -77,8 +90,9 @@ pub async fn connect(config: &Config, with_keys: bool) -> anyhow::Result<Operato
                 .with_context(|| format!("{key} is not set: where is the {} service?", service.name()))?;
             grpc::connect_url(url, tls.as_ref().map(|t| t.client(service)))
         };
-        let keys = with_keys.then(|| channel(&config.keys_url, "keys_url", Service::Keys)).transpose()?;
-        let token_issuer = with_keys
+        let keys = needs.keys.then(|| channel(&config.keys_url, "keys_url", Service::Keys)).transpose()?;
+        let token_issuer = needs
+            .token_issuer
             .then(|| channel(&config.token_issuer_url, "token_issuer_url", Service::TokenIssuer))
             .transpose()?;
         return Ok(Operators {
@@ -112,17 +126,18 @@ pub async fn connect(config: &Config, with_keys: bool) -> anyhow::Result<Operato
     let clients = Arc::new(ClientRegistryService::open(config).await.context("client registry")?);
     let identity = IdentityClient::new(local(identity.into_server()));
     let clients = ClientRegistryClient::new(local(clients.into_server()));
-    if !with_keys {
+    if !needs.keys && !needs.token_issuer {
         return Ok(Operators { identity, clients, keys: None, token_issuer: None });
     }
     let keys = Arc::new(KeysService::open(config).await.context("keys store")?);
     let keys = KeysClient::new(local(keys.into_server()));
-    let peers = Peers { clients: clients.clone(), keys: keys.clone(), identity: identity.clone() };
-    let token_issuer = Arc::new(TokenIssuerService::open(config, peers).await.context("token store")?);
-    Ok(Operators {
-        identity,
-        clients,
-        keys: Some(keys),
-        token_issuer: Some(TokenIssuerClient::new(local(token_issuer.into_server()))),
-    })
+    let token_issuer = match needs.token_issuer {
+        true => {
+            let peers = Peers { clients: clients.clone(), keys: keys.clone(), identity: identity.clone() };
+            let issuer = Arc::new(TokenIssuerService::open(config, peers).await.context("token store")?);
+            Some(TokenIssuerClient::new(local(issuer.into_server())))
+        }
+        false => None,
+    };
+    Ok(Operators { identity, clients, keys: Some(keys), token_issuer })
 }

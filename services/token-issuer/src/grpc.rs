@@ -115,7 +115,7 @@ impl TokenIssuer for TokenIssuerService {
             subject: r.subject,
             limit: i64::from(match r.limit {
                 0 => 200,
-                n => n.min(1000),
+                n => n.min(10_000),
             }),
         };
         let (rows, issued) = self.token_summary(&filter).await?;

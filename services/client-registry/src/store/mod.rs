@@ -90,6 +90,11 @@ pub trait ClientStore: Send + Sync {
     async fn list_pending(&self) -> nmos_auth_core::db::StoreResult<Vec<ClientRow>>;
     /// The clients a search matches, newest first, a page at a time, and how many match in all.
     async fn search(&self, search: &ClientSearch) -> nmos_auth_core::db::StoreResult<(Vec<ClientRow>, i64)>;
+    /// Clients whose kind and name are not filled in yet (registered before they were kept):
+    /// their ids and metadata.
+    async fn unlisted(&self) -> nmos_auth_core::db::StoreResult<Vec<(String, String)>>;
+    /// Fills in a client's kind and name.
+    async fn set_listing(&self, client_id: &str, kind: &str, name: &str) -> nmos_auth_core::db::StoreResult<()>;
     /// Moves a client from status `from` to `to`; false when there is no such client in `from`.
     async fn set_status(&self, client_id: &str, from: &str, to: &str) -> nmos_auth_core::db::StoreResult<bool>;
     /// How many clients there are in each status.
@@ -247,6 +252,22 @@ macro_rules! client_store_impl {
                     .fetch_one(&self.0)
                     .await?;
                 Ok((rows.into_iter().map(client_row).collect(), total))
+            }
+
+            async fn unlisted(&self) -> nmos_auth_core::db::StoreResult<Vec<(String, String)>> {
+                Ok(sqlx::query_as("SELECT client_id, metadata FROM clients_clients WHERE kind = ''")
+                    .fetch_all(&self.0)
+                    .await?)
+            }
+
+            async fn set_listing(&self, client_id: &str, kind: &str, name: &str) -> nmos_auth_core::db::StoreResult<()> {
+                sqlx::query("UPDATE clients_clients SET kind = $1, name = $2 WHERE client_id = $3")
+                    .bind(kind)
+                    .bind(name)
+                    .bind(client_id)
+                    .execute(&self.0)
+                    .await?;
+                Ok(())
             }
 
             async fn set_status(&self, client_id: &str, from: &str, to: &str) -> nmos_auth_core::db::StoreResult<bool> {

@@ -48,10 +48,10 @@ pub(super) fn client_name(client: &pb::Client) -> &str {
 }
 
 fn client_card(client: &pb::Client, session: &Session) -> String {
-    let status = if client.status == pb::ClientStatus::Pending as i32 {
-        r#" <span class="tag off">waiting for approval</span>"#
-    } else {
-        ""
+    let status = match pb::ClientStatus::try_from(client.status) {
+        Ok(pb::ClientStatus::Pending) => r#" <span class="tag off">waiting for approval</span>"#,
+        Ok(pb::ClientStatus::Disabled) => r#" <span class="tag off">disabled by an administrator</span>"#,
+        _ => "",
     };
     format!(
         r#"<div class="card">

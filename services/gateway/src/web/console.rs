@@ -26,6 +26,8 @@ use crate::session::Session;
 const PAGE_SIZE: u32 = 50;
 /// Events on the audit page (the CSV has more).
 const EVENTS_SHOWN: u32 = 200;
+/// The most rows of a CSV export (of events from each service; of token summary rows).
+const EXPORT_MAX: u32 = 10_000;
 /// The window the console counts recent tokens in.
 const HOUR: i64 = 3600;
 
@@ -70,14 +72,34 @@ fn csrf_field(session: &Session) -> String {
     format!(r#"<input type="hidden" name="csrf" value="{}">"#, escape(&session.csrf))
 }
 
-/// A page of the console, its sections linked at the top.
-fn console_page(status: StatusCode, title: &str, user: &pb::User, session: &Session, body: &str) -> Response {
-    let links =
-        [("admin", "Overview"), ("admin/clients", "Clients"), ("admin/keys", "Signing keys"), ("admin/audit", "Audit")];
+/// The console's sections, linked at the top of each of its pages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Overview,
+    Clients,
+    Keys,
+    Audit,
+}
+
+/// A page of the console in `section`, its sections linked at the top.
+fn console_page(
+    status: StatusCode,
+    section: Section,
+    title: &str,
+    user: &pb::User,
+    session: &Session,
+    body: &str,
+) -> Response {
+    let links = [
+        (Section::Overview, "admin", "Overview"),
+        (Section::Clients, "admin/clients", "Clients"),
+        (Section::Keys, "admin/keys", "Signing keys"),
+        (Section::Audit, "admin/audit", "Audit"),
+    ];
     let tabs: String = links
         .iter()
-        .map(|(path, label)| {
-            let current = if title == *label { r#" aria-current="page""# } else { "" };
+        .map(|(tab, path, label)| {
+            let current = if *tab == section { r#" aria-current="page""# } else { "" };
             format!(r#"<a href="{BASE}/{path}"{current}>{label}</a>"#)
         })
         .collect();
@@ -307,7 +329,7 @@ pub async fn overview(State(gateway): State<Gateway>, headers: HeaderMap) -> Res
 <div class="card"><h2>Errors</h2><p class="muted">OAuth errors this gateway answered since it started, by error:</p>{failures}</div>
 </div>"#
     );
-    console_page(StatusCode::OK, "Overview", &user, &session, &body)
+    console_page(StatusCode::OK, Section::Overview, "Overview", &user, &session, &body)
 }
 
 /// The client list's filters, from its query string.
@@ -488,7 +510,7 @@ pub async fn clients_page(State(gateway): State<Gateway>, headers: HeaderMap, Ra
 <p class="pager">{prev} {next}</p>"#,
         form = filters.form(),
     );
-    console_page(StatusCode::OK, "Clients", &user, &session, &body)
+    console_page(StatusCode::OK, Section::Clients, "Clients", &user, &session, &body)
 }
 
 /// What each completed action says on the client's page (a fixed set: nothing a URL carries
@@ -498,6 +520,7 @@ fn done_message(done: &str) -> Option<&'static str> {
         "approved" => "Approved: the client gets tokens from now on.",
         "disabled" => "Disabled: the client gets no tokens, and its refresh tokens are revoked.",
         "enabled" => "Enabled: the client gets tokens again.",
+        "revoked" => "The client's refresh tokens are revoked.",
         "policy" => "The policy is saved; it applies from the client's next token.",
         "cleared" => "The policy is cleared: the server's defaults apply from the client's next token.",
         _ => return None,
@@ -589,7 +612,11 @@ fn actions_form(client: &pb::Client, session: &Session) -> String {
             buttons.push(button("approve", "Approve", ""));
             buttons.push(button("reject", "Reject and delete", "danger"));
         }
-        "disabled" => buttons.push(button("enable", "Enable", "")),
+        "disabled" => {
+            buttons.push(button("enable", "Enable", ""));
+            // Disabling revokes them; should that have failed, here it is again.
+            buttons.push(button("revoke-tokens", "Revoke refresh tokens", "secondary"));
+        }
         _ => buttons.push(button("disable", "Disable", "secondary")),
     }
     let has_secret = matches!(
@@ -684,7 +711,7 @@ pub async fn client_page(
         policy_form = policy_form(&client, &gateway.scopes, &session),
         id = encode(&client.client_id),
     );
-    console_page(StatusCode::OK, super::clients::client_name(&client), &user, &session, &body)
+    console_page(StatusCode::OK, Section::Clients, super::clients::client_name(&client), &user, &session, &body)
 }
 
 /// Space- or comma-separated values of a form field.
@@ -719,8 +746,8 @@ fn policy_of(form: &[(String, String)]) -> Option<pb::ClientPolicy> {
     (!policy.scope.is_empty() || policy.admin || policy.introspect || !policy.permissions.is_empty()).then_some(policy)
 }
 
-/// POST admin/clients/{client_id}: approve, reject, disable, enable, rotate the secret,
-/// delete, or set the policy.
+/// POST admin/clients/{client_id}: approve, reject, disable, enable, revoke its refresh tokens,
+/// rotate the secret, delete, or set the policy.
 pub async fn client_action(
     State(gateway): State<Gateway>,
     headers: HeaderMap,
@@ -755,13 +782,34 @@ pub async fn client_action(
                 pb::SetClientDisabledRequest { client_id: id.clone(), disabled: true, requested_by: me.clone() };
             match clients.set_client_disabled(request).await {
                 // Disabled first, so that no refresh can slip in between; then its families end.
-                // Should that fail, the client is disabled still, and Disable again ends them.
                 Ok(_) => {
                     let revoke = pb::RevokeClientTokensRequest { client_id: id, requested_by: me };
-                    gateway.token_issuer.clone().revoke_client_tokens(revoke).await.map(|_| back("disabled"))
+                    match gateway.token_issuer.clone().revoke_client_tokens(revoke).await {
+                        Ok(_) => Ok(back("disabled")),
+                        Err(status) => {
+                            tracing::warn!(
+                                error = status.message(),
+                                "a client was disabled, but its refresh tokens were not revoked"
+                            );
+                            let text = "The client is disabled and gets no tokens, but its refresh tokens could not be \
+                                        revoked now. When the token service answers again, use Revoke refresh tokens on \
+                                        the client's page.";
+                            let nav = nav_for(&user, &session);
+                            return pages::error(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "Disabled; refresh tokens not revoked",
+                                text,
+                                &nav,
+                            );
+                        }
+                    }
                 }
                 Err(status) => Err(status),
             }
+        }
+        Some("revoke-tokens") => {
+            let revoke = pb::RevokeClientTokensRequest { client_id: id, requested_by: me };
+            gateway.token_issuer.clone().revoke_client_tokens(revoke).await.map(|_| back("revoked"))
         }
         Some("rotate-secret") => {
             let request = pb::RotateClientSecretRequest { client_id: id, requested_by: me };
@@ -801,7 +849,7 @@ fn secret_page(rotated: &pb::RegisterClientResponse, user: &pb::User, session: &
         id_url = encode(&id),
         secret = escape(&rotated.client_secret),
     );
-    console_page(StatusCode::OK, "New client secret", user, session, &body)
+    console_page(StatusCode::OK, Section::Clients, "New client secret", user, session, &body)
 }
 
 fn key_state_tag(state: &str) -> String {
@@ -861,7 +909,7 @@ pub async fn keys_page(State(gateway): State<Gateway>, headers: HeaderMap) -> Re
 <form method="post" action="{BASE}/admin/keys">{csrf}<button type="submit" name="action" value="rotate">Rotate now</button></form>"#,
         csrf = csrf_field(&session),
     );
-    console_page(StatusCode::OK, "Signing keys", &user, &session, &body)
+    console_page(StatusCode::OK, Section::Keys, "Signing keys", &user, &session, &body)
 }
 
 /// What removing a key in `state` breaks, for the confirmation.
@@ -913,7 +961,7 @@ pub async fn keys_action(
                 generation = key.generation,
                 csrf = csrf_field(&session),
             );
-            return console_page(StatusCode::OK, "Remove a signing key?", &user, &session, &body);
+            return console_page(StatusCode::OK, Section::Keys, "Remove a signing key?", &user, &session, &body);
         }
         Some("remove") => {
             keys.remove_key(pb::RemoveKeyRequest { kid, requested_by: Some(web_user(&user)) }).await.map(|_| ())
@@ -985,8 +1033,8 @@ async fn audit_summary(
     summary(gateway, request).await
 }
 
-/// The events of every service that a query selects, merged, the newest first (`limit` at
-/// most); whether any service had more; and the services that could not be asked.
+/// The events of every service that a query selects, merged, the newest first (`limit` at most
+/// from each); whether any service had more; and the services that could not be asked.
 async fn audit_events(
     gateway: &Gateway,
     user: &pb::User,
@@ -1038,8 +1086,6 @@ async fn audit_events(
     }
     // Newest first; what one service returned is ordered already, so a stable sort keeps it.
     events.sort_by_key(|e| std::cmp::Reverse(e.at));
-    more |= events.len() > limit as usize;
-    events.truncate(limit as usize);
     (events, more, failed)
 }
 
@@ -1062,8 +1108,10 @@ pub async fn audit_page(State(gateway): State<Gateway>, headers: HeaderMap, RawQ
             );
         }
     };
-    let (tokens, (events, more_events, failed)) =
+    let (tokens, (mut events, mut more_events, failed)) =
         tokio::join!(audit_summary(&gateway, &user, &q, 200), audit_events(&gateway, &user, &q, EVENTS_SHOWN));
+    more_events |= events.len() > EVENTS_SHOWN as usize;
+    events.truncate(EVENTS_SHOWN as usize);
     let tokens = match tokens {
         Ok(tokens) => tokens,
         Err(status) => return status_page(&status, &session),
@@ -1106,7 +1154,7 @@ pub async fn audit_page(State(gateway): State<Gateway>, headers: HeaderMap, RawQ
     };
     let more_events = if more_events {
         format!(
-            " The newest {EVENTS_SHOWN} are shown: narrow the window, or download them all (up to 1,000 from each service)."
+            " The newest {EVENTS_SHOWN} are shown: narrow the window, or download them (up to {EXPORT_MAX} from each service)."
         )
     } else {
         String::new()
@@ -1158,7 +1206,7 @@ pub async fn audit_page(State(gateway): State<Gateway>, headers: HeaderMap, RawQ
         until_text = clock::utc(q.until),
         query = escape(&q.query_string()),
     );
-    console_page(StatusCode::OK, "Audit", &user, &session, &body)
+    console_page(StatusCode::OK, Section::Audit, "Audit", &user, &session, &body)
 }
 
 /// A CSV field (RFC 4180): quoted when it needs to be, and never read by a spreadsheet as a
@@ -1167,6 +1215,14 @@ fn csv_field(value: &str) -> String {
     let value =
         if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_owned() };
     if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
+}
+
+/// The answer for an export over [`EXPORT_MAX`] rows.
+fn too_much(user: &pb::User, session: &Session) -> Response {
+    let text = format!(
+        "This window holds more than {EXPORT_MAX} rows: narrow it (or choose a client or a user) and download again."
+    );
+    pages::error(StatusCode::BAD_REQUEST, "Too much for one file", &text, &nav_for(user, session))
 }
 
 /// GET admin/audit.csv: the audit page's events (`part=events`) or token summary
@@ -1197,10 +1253,14 @@ pub async fn audit_csv(State(gateway): State<Gateway>, headers: HeaderMap, RawQu
     };
     match part {
         "tokens" => {
-            let tokens = match audit_summary(&gateway, &user, &q, 1000).await {
+            let tokens = match audit_summary(&gateway, &user, &q, EXPORT_MAX).await {
                 Ok(tokens) => tokens,
                 Err(status) => return status_page(&status, &session),
             };
+            // A file is complete or not made: a cut-off audit export would mislead.
+            if tokens.rows.len() >= EXPORT_MAX as usize {
+                return too_much(&user, &session);
+            }
             line(&["client_id", "subject", "grant_type", "tokens", "first", "last"].map(String::from));
             for r in &tokens.rows {
                 line(&[
@@ -1214,7 +1274,10 @@ pub async fn audit_csv(State(gateway): State<Gateway>, headers: HeaderMap, RawQu
             }
         }
         "events" => {
-            let (events, _, failed) = audit_events(&gateway, &user, &q, 1000).await;
+            let (events, more, failed) = audit_events(&gateway, &user, &q, EXPORT_MAX).await;
+            if more {
+                return too_much(&user, &session);
+            }
             if !failed.is_empty() {
                 let text =
                     format!("The events of the {} cannot be read now: try again in a moment.", failed.join(", "));

@@ -252,14 +252,16 @@ async fn console_rpcs_check_who_asks_and_what(backend: Backend) {
     assert!(events.iter().all(|e| e.service == "client-registry" && e.client_id == node));
 }
 
-/// Clients registered before the console kept a kind and a name get them from the migration.
+/// Clients registered before the console kept a kind and a name get them when the registry opens.
 async fn existing_clients_get_their_kind_and_name(backend: Backend) {
     use nmos_auth_core::db::Db;
     let app = TestApp::spawn(backend).await;
     let (node, _) = app.machine_client("registration").await;
     let panel = app
-        .register(json!({"client_name": "Studio PANEL", "redirect_uris": ["https://panel.example.com/cb"],
-                          "grant_types": ["authorization_code"], "token_endpoint_auth_method": "none"}))
+        .register(
+            json!({"client_name": "Studio PANEL \u{c9}CRAN\u{7}", "redirect_uris": ["https://panel.example.com/cb"],
+                          "grant_types": ["authorization_code"], "token_endpoint_auth_method": "none"}),
+        )
         .await;
     let panel = panel["client_id"].as_str().unwrap().to_owned();
     let controller = app
@@ -267,24 +269,14 @@ async fn existing_clients_get_their_kind_and_name(backend: Backend) {
                           "grant_types": ["authorization_code"]}))
         .await;
     let controller = controller["client_id"].as_str().unwrap().to_owned();
-    // As the columns were when the migration added them.
-    let migrations = &nmos_auth_client_registry::store::MIGRATIONS;
-    let (backfill, db) = match Db::connect(&app.config.database_url("clients")).await.unwrap() {
-        db @ Db::Sqlite(_) => (migrations.sqlite.iter().find(|m| m.version == 7).unwrap().sql, db),
-        db @ Db::Postgres(_) => (migrations.postgres.iter().find(|m| m.version == 7).unwrap().sql, db),
-    };
-    let update = "UPDATE clients_clients SET kind = 'confidential', name = ''";
-    let backfill = backfill.split(";\n").find(|s| s.trim_start().starts_with("UPDATE")).unwrap();
+    // As the columns were when the migration added them; the registry fills them in when it opens.
+    let db = Db::connect(&app.config.database_url("clients")).await.unwrap();
+    let blank = "UPDATE clients_clients SET kind = '', name = ''";
     match &db {
-        Db::Sqlite(pool) => {
-            sqlx::query(update).execute(pool).await.unwrap();
-            sqlx::query(backfill).execute(pool).await.unwrap();
-        }
-        Db::Postgres(pool) => {
-            sqlx::query(update).execute(pool).await.unwrap();
-            sqlx::query(backfill).execute(pool).await.unwrap();
-        }
-    }
+        Db::Sqlite(pool) => sqlx::query(blank).execute(pool).await.unwrap().rows_affected(),
+        Db::Postgres(pool) => sqlx::query(blank).execute(pool).await.unwrap().rows_affected(),
+    };
+    nmos_auth_client_registry::ClientRegistryService::open(&app.config).await.unwrap();
     let rows: Vec<(String, String, String)> = match &db {
         Db::Sqlite(pool) => sqlx::query_as("SELECT client_id, kind, name FROM clients_clients").fetch_all(pool).await,
         Db::Postgres(pool) => sqlx::query_as("SELECT client_id, kind, name FROM clients_clients").fetch_all(pool).await,
@@ -292,8 +284,11 @@ async fn existing_clients_get_their_kind_and_name(backend: Backend) {
     .unwrap();
     let of = |id: &str| rows.iter().find(|r| r.0 == id).map(|r| (r.1.as_str(), r.2.as_str())).unwrap();
     assert_eq!(of(&node), ("machine", "test node"));
-    assert_eq!(of(&panel), ("public", "studio panel"));
+    assert_eq!(of(&panel), ("public", "studio panel \u{e9}cran"), "lower-cased beyond ASCII, no control characters");
     assert_eq!(of(&controller), ("confidential", "controller"));
+    let found =
+        list(&app, search(pb::ClientKind::Unspecified, pb::ClientStatus::Unspecified, "\u{c9}cran", 0, 10)).await;
+    assert_eq!(found.clients.iter().map(|c| c.client_id.as_str()).collect::<Vec<_>>(), [panel.as_str()]);
 }
 
 /// Events are filtered by window, client and user (who it concerns, or who did it); on a

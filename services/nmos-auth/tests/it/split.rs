@@ -255,6 +255,23 @@ async fn an_administrators_token_stands_in_for_a_certificate() {
         assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{why}: {refused:?}");
     }
 
+    // A disabled administrator's client (disabled as a compromised one would be): its
+    // still-unexpired token is refused within a couple of seconds too.
+    let (other_id, other_secret) = app.admin_client().await;
+    let other = token((other_id.clone(), other_secret), "nmos-auth:admin").await;
+    identity.list_users(with_authorization(&other, pb::ListUsersRequest::default())).await.unwrap();
+    let disabled = app.admin_command(&["disable-client", &other_id]);
+    assert!(disabled.contains(&format!("disabled {other_id}")), "{disabled}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        match identity.list_users(with_authorization(&other, pb::ListUsersRequest::default())).await {
+            Ok(_) => assert!(Instant::now() < deadline, "a disabled client's administrator token still works"),
+            Err(status) => break status,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+
     // The client is no longer an administrator's (an operator cleared its policy, in another
     // process): its still-unexpired token is refused within a couple of seconds, everywhere.
     app.admin_command(&["set-client-policy", &admin_id, "--clear"]);

@@ -500,25 +500,32 @@ macro_rules! token_store_impl {
             }
 
             async fn token_summary(&self, f: &super::SummaryFilter) -> nmos_auth_core::db::StoreResult<(Vec<super::SummaryRow>, i64)> {
-                const WHERE: &str = "at >= $1 AND at < $2 AND ($3 = '' OR client_id = $3) AND ($4 = '' OR subject = $4)";
-                let rows: Vec<(String, String, String, i64, i64, i64)> = sqlx::query_as(&format!(
-                    "SELECT client_id, subject, grant_type, COUNT(*), MIN(at), MAX(at) FROM tokens_audit WHERE {WHERE} \
-                     GROUP BY client_id, subject, grant_type ORDER BY COUNT(*) DESC, client_id, subject, grant_type LIMIT $5"
-                ))
-                .bind(f.since)
-                .bind(f.until)
-                .bind(&f.client_id)
-                .bind(&f.subject)
-                .bind(f.limit)
-                .fetch_all(&self.0)
-                .await?;
-                let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tokens_audit WHERE {WHERE}"))
-                    .bind(f.since)
-                    .bind(f.until)
-                    .bind(&f.client_id)
-                    .bind(&f.subject)
-                    .fetch_one(&self.0)
-                    .await?;
+                // Only the conditions asked for, so that a client's rows are found through the
+                // (client_id, at) index rather than by reading the whole window.
+                let mut conditions = String::from("at >= $1 AND at < $2");
+                let mut values: Vec<&str> = Vec::new();
+                for (column, value) in [("client_id", &f.client_id), ("subject", &f.subject)] {
+                    if !value.is_empty() {
+                        values.push(value);
+                        conditions.push_str(&format!(" AND {column} = ${}", values.len() + 2));
+                    }
+                }
+                let rows_sql = format!(
+                    "SELECT client_id, subject, grant_type, COUNT(*), MIN(at), MAX(at) FROM tokens_audit WHERE {conditions} \
+                     GROUP BY client_id, subject, grant_type ORDER BY COUNT(*) DESC, client_id, subject, grant_type LIMIT ${}",
+                    values.len() + 3
+                );
+                let mut rows = sqlx::query_as::<_, (String, String, String, i64, i64, i64)>(&rows_sql).bind(f.since).bind(f.until);
+                for value in &values {
+                    rows = rows.bind(*value);
+                }
+                let rows = rows.bind(f.limit).fetch_all(&self.0).await?;
+                let total_sql = format!("SELECT COUNT(*) FROM tokens_audit WHERE {conditions}");
+                let mut total = sqlx::query_scalar::<_, i64>(&total_sql).bind(f.since).bind(f.until);
+                for value in &values {
+                    total = total.bind(*value);
+                }
+                let total = total.fetch_one(&self.0).await?;
                 let rows = rows
                     .into_iter()
                     .map(|(client_id, subject, grant_type, issued, first_at, last_at)| super::SummaryRow {
