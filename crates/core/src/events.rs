@@ -241,6 +241,16 @@ impl EventLog {
         Some(Purge { table: self.table, sql: self.purge, keep_for: keep_for? })
     }
 
+    /// `ListEvents` for a service that takes the gateway's word on who is an administrator
+    /// ([`crate::operator::administrator`]).
+    pub async fn list_for_administrators(
+        &self,
+        request: tonic::Request<nmos_auth_proto::ListEventsRequest>,
+    ) -> Result<Response<nmos_auth_proto::ListEventsResponse>, Status> {
+        crate::operator::administrator(&request, request.get_ref().requested_by.as_ref(), "read the audit trail")?;
+        self.list_rpc(request.into_inner()).await
+    }
+
     /// `ListEvents` for the service, once it has checked that an administrator asks.
     pub async fn list_rpc(
         &self,

@@ -272,8 +272,7 @@ impl ClientRegistry for ClientRegistryService {
         &self,
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
-        administrator(&request, request.get_ref().requested_by.as_ref(), "read the audit trail")?;
-        self.events.list_rpc(request.into_inner()).await
+        self.events.list_for_administrators(request).await
     }
 
     async fn set_client_disabled(

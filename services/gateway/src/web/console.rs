@@ -53,6 +53,11 @@ async fn administrator_post(
     Ok((session, user))
 }
 
+/// The 400 page for a console request that cannot be read.
+fn bad_request(user: &pb::User, session: &Session, problem: &str) -> Response {
+    pages::error(StatusCode::BAD_REQUEST, "This request cannot be completed", problem, &nav_for(user, session))
+}
+
 fn not_an_administrator(session: &Session, user: &pb::User) -> Response {
     let text = "The console is for administrators.";
     pages::error(StatusCode::FORBIDDEN, "Not allowed", text, &nav_for(user, session))
@@ -440,12 +445,7 @@ pub async fn clients_page(State(gateway): State<Gateway>, headers: HeaderMap, Ra
     let filters = match Filters::parse(&query_pairs(query.as_deref())) {
         Ok(filters) => filters,
         Err(problem) => {
-            return pages::error(
-                StatusCode::BAD_REQUEST,
-                "This request cannot be completed",
-                problem,
-                &nav_for(&user, &session),
-            );
+            return bad_request(&user, &session, problem);
         }
     };
     let found = match search(&gateway, filters.request(&user)).await {
@@ -1089,25 +1089,29 @@ async fn audit_events(
     (events, more, failed)
 }
 
-/// GET admin/audit: the events of every service in a window, and the tokens issued in it
-/// summarised per client, subject and grant.
-pub async fn audit_page(State(gateway): State<Gateway>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let here = match &query {
+/// An audit request's administrator, window and filters, and its query's pairs; or the page
+/// that answers it (sign in, 403, 400).
+async fn audit_request(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(Session, pb::User, AuditQuery, Vec<(String, String)>), Response> {
+    let here = match query {
         Some(q) => format!("{BASE}/admin/audit?{q}"),
         None => format!("{BASE}/admin/audit"),
     };
-    let (session, user) = or_respond!(administrator(&gateway, &headers, &here).await);
-    let q = match AuditQuery::parse(&query_pairs(query.as_deref()), now_unix()) {
-        Ok(q) => q,
-        Err(problem) => {
-            return pages::error(
-                StatusCode::BAD_REQUEST,
-                "This request cannot be completed",
-                problem,
-                &nav_for(&user, &session),
-            );
-        }
-    };
+    let (session, user) = administrator(gateway, headers, &here).await?;
+    let pairs = query_pairs(query);
+    match AuditQuery::parse(&pairs, now_unix()) {
+        Ok(q) => Ok((session, user, q, pairs)),
+        Err(problem) => Err(bad_request(&user, &session, problem)),
+    }
+}
+
+/// GET admin/audit: the events of every service in a window, and the tokens issued in it
+/// summarised per client, subject and grant.
+pub async fn audit_page(State(gateway): State<Gateway>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let (session, user, q, _) = or_respond!(audit_request(&gateway, &headers, query.as_deref()).await);
     let (tokens, (mut events, mut more_events, failed)) =
         tokio::join!(audit_summary(&gateway, &user, &q, 200), audit_events(&gateway, &user, &q, EVENTS_SHOWN));
     more_events |= events.len() > EVENTS_SHOWN as usize;
@@ -1228,23 +1232,7 @@ fn too_much(user: &pb::User, session: &Session) -> Response {
 /// GET admin/audit.csv: the audit page's events (`part=events`) or token summary
 /// (`part=tokens`) as a file.
 pub async fn audit_csv(State(gateway): State<Gateway>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let here = match &query {
-        Some(q) => format!("{BASE}/admin/audit?{q}"),
-        None => format!("{BASE}/admin/audit"),
-    };
-    let (session, user) = or_respond!(administrator(&gateway, &headers, &here).await);
-    let q = match AuditQuery::parse(&query_pairs(query.as_deref()), now_unix()) {
-        Ok(q) => q,
-        Err(problem) => {
-            return pages::error(
-                StatusCode::BAD_REQUEST,
-                "This request cannot be completed",
-                problem,
-                &nav_for(&user, &session),
-            );
-        }
-    };
-    let pairs = query_pairs(query.as_deref());
+    let (session, user, q, pairs) = or_respond!(audit_request(&gateway, &headers, query.as_deref()).await);
     let part = form_value(&pairs, "part").unwrap_or("tokens");
     let mut csv = String::new();
     let mut line = |fields: &[String]| {
@@ -1304,12 +1292,7 @@ pub async fn audit_csv(State(gateway): State<Gateway>, headers: HeaderMap, RawQu
         }
         _ => {
             let text = "Choose part=tokens or part=events.";
-            return pages::error(
-                StatusCode::BAD_REQUEST,
-                "This request cannot be completed",
-                text,
-                &nav_for(&user, &session),
-            );
+            return bad_request(&user, &session, text);
         }
     }
     let name = format!("nmos-auth-{part}-{}.csv", clock::input_value(q.since).replace(':', ""));

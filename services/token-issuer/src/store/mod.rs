@@ -543,17 +543,14 @@ macro_rules! token_store_impl {
             async fn revoke_client_families(&self, client_id: &str, now: i64) -> nmos_auth_core::db::StoreResult<u64> {
                 let mut tx = self.0.begin_write().await?;
                 let live: Vec<String> = sqlx::query_scalar(
-                    "SELECT id FROM tokens_refresh_families WHERE client_id = $1 AND NOT revoked AND expires_at > $2",
+                    "UPDATE tokens_refresh_families SET revoked = TRUE \
+                     WHERE client_id = $1 AND NOT revoked AND expires_at > $2 RETURNING id",
                 )
                 .bind(client_id)
                 .bind(now)
                 .fetch_all(&mut *tx)
                 .await?;
                 for family_id in &live {
-                    sqlx::query("UPDATE tokens_refresh_families SET revoked = TRUE WHERE id = $1")
-                        .bind(family_id)
-                        .execute(&mut *tx)
-                        .await?;
                     revoke_family_access_tokens(&mut tx, family_id).await?;
                 }
                 tx.commit().await?;
