@@ -85,7 +85,7 @@ td input[type=text] { margin: 0; padding: 0.35rem 0.5rem; }
 tr.warn td { background: #fdf6e3; }
 td.time { white-space: nowrap; }
 td, li, dd { overflow-wrap: anywhere; }
-td code { white-space: nowrap; }
+td code, .tag { white-space: nowrap; overflow-wrap: normal; }
 main:has(#events) { max-width: 86rem; }
 details { margin: 0.5rem 0 1rem; }
 summary { cursor: pointer; color: var(--accent); margin-bottom: 0.75rem; }
