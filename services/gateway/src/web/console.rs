@@ -233,13 +233,26 @@ pub async fn overview(State(gateway): State<Gateway>, headers: HeaderMap) -> Res
             None => None,
         }
     };
-    let (approved, pending, disabled, tokens, keys, checks) = tokio::join!(
+    // Failed sign-ins and lock-outs are identity's events; refused token requests are counted,
+    // not stored (each gateway's own Prometheus counter, below).
+    let sign_ins = pb::ListEventsRequest {
+        since: now - HOUR,
+        limit: EXPORT_MAX,
+        requested_by: Some(web_user(&user)),
+        ..Default::default()
+    };
+    let sign_ins = grpc::idempotent(&gateway.identity, |mut identity| {
+        let request = sign_ins.clone();
+        async move { identity.list_events(request).await }
+    });
+    let (approved, pending, disabled, tokens, keys, checks, sign_ins) = tokio::join!(
         count(pb::ClientStatus::Approved),
         count(pb::ClientStatus::Pending),
         count(pb::ClientStatus::Disabled),
         summary(&gateway, tokens),
         list_keys(&gateway, &user),
         checks,
+        sign_ins,
     );
 
     let clients = match (approved, pending, disabled) {
@@ -292,6 +305,19 @@ pub async fn overview(State(gateway): State<Gateway>, headers: HeaderMap) -> Res
             .collect();
         format!("<ul>{items}</ul>")
     };
+    let sign_ins = match sign_ins {
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            let count = |event: &str| answer.events.iter().filter(|e| e.event == event).count();
+            let over = if answer.more { "+" } else { "" };
+            format!(
+                r#"<p><strong id="sign-in-failures">{}{over}</strong> failed sign-ins and <strong id="lock-outs">{}{over}</strong> lock-outs in the last hour (<a href="{BASE}/admin/audit">audit</a>).</p>"#,
+                count("password_rejected"),
+                count("sign_in_locked"),
+            )
+        }
+        Err(_) => unavailable("The sign-ins"),
+    };
     let keys = match keys {
         Ok(keys) => {
             let signing = keys.keys.iter().find(|k| k.state == "active");
@@ -331,7 +357,7 @@ pub async fn overview(State(gateway): State<Gateway>, headers: HeaderMap) -> Res
 <div class="card"><h2>Tokens</h2>{tokens}</div>
 <div class="card"><h2>Signing keys</h2>{keys}</div>
 <div class="card"><h2>Services</h2>{services}</div>
-<div class="card"><h2>Errors</h2><p class="muted">OAuth errors this gateway answered since it started, by error:</p>{failures}</div>
+<div class="card"><h2>Failures</h2>{sign_ins}<p class="muted">OAuth errors this gateway answered since it started, by error:</p>{failures}</div>
 </div>"#
     );
     console_page(StatusCode::OK, Section::Overview, "Overview", &user, &session, &body)

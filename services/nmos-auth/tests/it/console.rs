@@ -85,6 +85,18 @@ async fn administrators_run_the_plant_from_the_console(backend: Backend) {
     let refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
     let refresh = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.as_str())];
 
+    // Someone mistypes alice's password once.
+    let mut mistyped = Browser::new();
+    let form = mistyped.get(&app.auth_url("signin")).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let fields = [
+        ("csrf".to_owned(), form.field("csrf")),
+        ("username".to_owned(), "alice".to_owned()),
+        ("password".to_owned(), "not alice's password".to_owned()),
+    ];
+    let refused = mistyped.post(&app.auth_url("signin"), &fields).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+
     let shots =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots").join(format!("{backend:?}").to_lowercase());
     let chrome = Chrome::start(shots).await;
@@ -98,6 +110,8 @@ async fn administrators_run_the_plant_from_the_console(backend: Backend) {
     assert_eq!(chrome.text("#clients-pending").await, "0");
     assert_eq!(chrome.text("#tokens-last-hour").await, "3", "two client_credentials tokens and one from a code");
     assert!(!chrome.text("#next-rotation").await.is_empty());
+    assert_eq!(chrome.text("#sign-in-failures").await, "1");
+    assert_eq!(chrome.text("#lock-outs").await, "0");
     // The gateway checks its peers each second: the last to start is seen up within one.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     while chrome.source().await.contains(">down<") && std::time::Instant::now() < deadline {
@@ -217,6 +231,7 @@ async fn administrators_run_the_plant_from_the_console(backend: Backend) {
     }
     assert!(rows.iter().any(|(e, _, c, _)| e == "client_registered" && c == &node), "{rows:?}");
     assert!(rows.iter().any(|(e, b, _, u)| e == "password_accepted" && b == "alice" && u == "alice"), "{rows:?}");
+    assert!(rows.iter().any(|(e, b, _, u)| e == "password_rejected" && b.is_empty() && u == "alice"), "{rows:?}");
     assert!(rows.iter().any(|(e, b, _, u)| e == "user_created" && b == "operator:test" && u == "alice"), "{rows:?}");
     chrome.screenshot("console-audit").await;
     chrome.goto(&app.auth_url(&format!("admin/audit?client={node}"))).await;
