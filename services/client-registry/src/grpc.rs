@@ -62,18 +62,13 @@ const DEFAULT_PAGE: u32 = 50;
 
 /// An administrator's search, from its request.
 fn search_of(r: &pb::ListClientsRequest) -> Result<ClientSearch, Status> {
+    // The names the store keeps (pb's, which the registry's own constants spell the same).
     let kind = match pb::ClientKind::try_from(r.kind) {
-        Ok(pb::ClientKind::Unspecified) => "",
-        Ok(pb::ClientKind::Machine) => ClientKind::Machine.as_str(),
-        Ok(pb::ClientKind::Confidential) => ClientKind::Confidential.as_str(),
-        Ok(pb::ClientKind::Public) => ClientKind::Public.as_str(),
+        Ok(kind) => kind.name().unwrap_or(""),
         Err(_) => return Err(Status::invalid_argument(format!("unknown client kind {}", r.kind))),
     };
     let status = match pb::ClientStatus::try_from(r.status) {
-        Ok(pb::ClientStatus::Unspecified) => "",
-        Ok(pb::ClientStatus::Approved) => "approved",
-        Ok(pb::ClientStatus::Pending) => "pending",
-        Ok(pb::ClientStatus::Disabled) => "disabled",
+        Ok(status) => status.name().unwrap_or(""),
         Err(_) => return Err(Status::invalid_argument(format!("unknown client status {}", r.status))),
     };
     if r.name.chars().count() > 200 {

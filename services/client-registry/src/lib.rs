@@ -63,6 +63,11 @@ async fn list_existing_clients(store: &dyn ClientStore) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// RFC 7592's answer for a client that is not there, or a wrong registration access token.
+fn unknown_configured() -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidToken, "unknown client or wrong registration access token")
+}
+
 /// The answer to a disabled client that authenticated (RFC 6749 §5.2: it may not have tokens).
 fn disabled_client() -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClient, "this client has been disabled by an administrator")
@@ -242,9 +247,7 @@ impl ClientRegistryService {
 
         // 128 bits, as 32 hex digits (IS-10: at least 20 characters).
         let client_id = random_id::<16>();
-        let secret =
-            matches!(metadata.token_endpoint_auth_method, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
-                .then(random_token::<32>);
+        let secret = metadata.token_endpoint_auth_method.has_secret().then(random_token::<32>);
         // RFC 7592: a client registered through the endpoint may manage itself there.
         let registration_access_token = registered_by.is_none().then(random_token::<32>);
         let row = ClientRow {
@@ -300,21 +303,21 @@ impl ClientRegistryService {
         let matches = verify_digest(token, stored.as_deref().unwrap_or(&[0u8; 32])) && stored.is_some();
         match row {
             Some(row) if matches => Ok(row),
-            _ => Err(OAuthError::new(ErrorCode::InvalidToken, "unknown client or wrong registration access token")),
+            _ => Err(unknown_configured()),
         }
     }
 
     /// Stores `metadata` for the client with a new secret when it authenticates with one:
     /// secrets are kept only as digests, so a configuration response (RFC 7592 §2.1 and §2.2
-    /// allow it) carries a fresh secret and the previous one stops working at once.
+    /// allow it) carries a fresh secret and the previous one stops working at once. The new
+    /// secret, if any; `None` when the client is gone.
     async fn store_with_new_secret(
         &self,
         client: &Client,
         metadata: Option<&ClientMetadata>,
-    ) -> Result<Option<String>, OAuthError> {
+    ) -> Result<Option<Option<String>>, OAuthError> {
         let method = metadata.unwrap_or(&client.metadata).token_endpoint_auth_method;
-        let secret =
-            matches!(method, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost).then(random_token::<32>);
+        let secret = method.has_secret().then(random_token::<32>);
         let digest = secret.as_deref().map(digest);
         // A read replaces the secret only, so it cannot undo an update made meanwhile.
         let updated = match metadata {
@@ -326,18 +329,18 @@ impl ClientRegistryService {
             None => self.store.set_secret(&client.client_id, digest.as_deref()).await,
         }?;
         if !updated {
-            return Err(OAuthError::new(ErrorCode::InvalidToken, "unknown client or wrong registration access token"));
+            return Ok(None);
         }
         self.cache.forget(&client.client_id);
         self.assertions.forget(&client.client_id);
-        Ok(secret)
+        Ok(Some(secret))
     }
 
     /// RFC 7592 §2.1: a client reads its registration (with a new secret, see
     /// [`Self::store_with_new_secret`]). This is how a restarted Node checks its stored client.
     pub async fn read_configuration(&self, client_id: &str, token: &str) -> Result<Registration, OAuthError> {
         let client = Client::from_row(self.configured_client(client_id, token).await?)?;
-        let client_secret = self.store_with_new_secret(&client, None).await?;
+        let client_secret = self.store_with_new_secret(&client, None).await?.ok_or_else(unknown_configured)?;
         let detail = if client_secret.is_some() {
             "read its registration; a new secret was issued"
         } else {
@@ -417,7 +420,8 @@ impl ClientRegistryService {
         if metadata.redirect_uris != old.redirect_uris {
             return Err(fixed("redirect_uris"));
         }
-        let client_secret = self.store_with_new_secret(&client, Some(&metadata)).await?;
+        let client_secret =
+            self.store_with_new_secret(&client, Some(&metadata)).await?.ok_or_else(unknown_configured)?;
         let detail = format!("updated its registration (name {:?})", metadata.client_name);
         self.events
             .record(Event::new("client_updated", format!("client:{client_id}")).client(client_id).detail(detail))
@@ -543,19 +547,12 @@ impl ClientRegistryService {
     /// working at once. `None` when there is no such client.
     pub async fn rotate_secret(&self, client_id: &str, by: &str) -> Result<Option<Registration>, OAuthError> {
         let Some(client) = self.get(client_id).await? else { return Ok(None) };
-        if !matches!(
-            client.metadata.token_endpoint_auth_method,
-            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
-        ) {
+        if !client.metadata.token_endpoint_auth_method.has_secret() {
             return Err(OAuthError::new(ErrorCode::InvalidRequest, "this client has no secret to rotate"));
         }
-        let secret = random_token::<32>();
-        if !self.store.set_secret(client_id, Some(&digest(&secret))).await? {
-            return Ok(None);
-        }
-        self.cache.forget(client_id);
+        let Some(secret) = self.store_with_new_secret(&client, None).await? else { return Ok(None) };
         self.events.record(Event::new("client_secret_rotated", by).client(client_id)).await;
-        Ok(Some(Registration { client, client_secret: Some(secret), registration_access_token: None }))
+        Ok(Some(Registration { client, client_secret: secret, registration_access_token: None }))
     }
 
     /// Clients by status, every status named (0 when there are none), as metrics.

@@ -33,6 +33,11 @@ impl AuthMethod {
     const ALL: [AuthMethod; 4] =
         [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::PrivateKeyJwt, AuthMethod::None];
 
+    /// Whether a client authenticating this way has a secret (kept here only as its digest).
+    pub fn has_secret(self) -> bool {
+        matches!(self, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
+    }
+
     /// One of `capabilities::CLIENT_AUTH_METHODS`, which the metadata announces.
     pub fn parse(name: &str) -> Option<AuthMethod> {
         AuthMethod::ALL.into_iter().find(|m| m.as_str() == name)

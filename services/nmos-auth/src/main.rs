@@ -311,10 +311,10 @@ enum StoreCommand {
     /// List every client, newest first, a page of 50 at a time.
     ListClients {
         /// machine, confidential or public.
-        #[arg(long, value_parser = ["machine", "confidential", "public"])]
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(pb::ClientKind::NAMED.map(|(_, n)| n)))]
         kind: Option<String>,
         /// approved, pending or disabled.
-        #[arg(long, value_parser = ["approved", "pending", "disabled"])]
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(pb::ClientStatus::NAMED.map(|(_, n)| n)))]
         status: Option<String>,
         /// Part of the name, any case.
         #[arg(long, default_value = "")]
@@ -641,18 +641,10 @@ async fn store_command(config: Config, command: StoreCommand) -> anyhow::Result<
         }
         StoreCommand::ListClients { kind, status, name, page } => {
             const PAGE: u32 = 50;
-            let kind = match kind.as_deref() {
-                Some("machine") => pb::ClientKind::Machine,
-                Some("confidential") => pb::ClientKind::Confidential,
-                Some("public") => pb::ClientKind::Public,
-                _ => pb::ClientKind::Unspecified,
-            };
-            let status = match status.as_deref() {
-                Some("approved") => pb::ClientStatus::Approved,
-                Some("pending") => pb::ClientStatus::Pending,
-                Some("disabled") => pb::ClientStatus::Disabled,
-                _ => pb::ClientStatus::Unspecified,
-            };
+            // clap admitted only the names these know.
+            let kind = kind.as_deref().and_then(pb::ClientKind::from_name).unwrap_or(pb::ClientKind::Unspecified);
+            let status =
+                status.as_deref().and_then(pb::ClientStatus::from_name).unwrap_or(pb::ClientStatus::Unspecified);
             let request = pb::ListClientsRequest {
                 all: true,
                 kind: kind as i32,
@@ -664,10 +656,8 @@ async fn store_command(config: Config, command: StoreCommand) -> anyhow::Result<
             };
             let found = clients.list_clients(request).await.map_err(refused)?.into_inner();
             for c in &found.clients {
-                let status = pb::ClientStatus::try_from(c.status).map_or("?", |s| s.as_str_name());
-                let kind = pb::ClientKind::try_from(c.kind).map_or("?", |k| k.as_str_name());
-                let status = status.trim_start_matches("CLIENT_STATUS_").to_lowercase();
-                let kind = kind.trim_start_matches("CLIENT_KIND_").to_lowercase();
+                let status = pb::ClientStatus::try_from(c.status).ok().and_then(pb::ClientStatus::name).unwrap_or("?");
+                let kind = pb::ClientKind::try_from(c.kind).ok().and_then(pb::ClientKind::name).unwrap_or("?");
                 println!("{} {:?} {kind} {status} owner={:?}", c.client_id, c.client_name, c.owner);
             }
             let first = u64::from(page - 1) * u64::from(PAGE);

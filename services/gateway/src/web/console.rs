@@ -113,11 +113,7 @@ fn console_page(
 }
 
 fn status_name(status: i32) -> &'static str {
-    match pb::ClientStatus::try_from(status) {
-        Ok(pb::ClientStatus::Pending) => "pending",
-        Ok(pb::ClientStatus::Disabled) => "disabled",
-        _ => "approved",
-    }
+    pb::ClientStatus::try_from(status).ok().and_then(pb::ClientStatus::name).unwrap_or("approved")
 }
 
 fn status_tag(status: i32) -> String {
@@ -128,11 +124,7 @@ fn status_tag(status: i32) -> String {
 }
 
 fn kind_name(kind: i32) -> &'static str {
-    match pb::ClientKind::try_from(kind) {
-        Ok(pb::ClientKind::Machine) => "machine",
-        Ok(pb::ClientKind::Public) => "public",
-        _ => "confidential",
-    }
+    pb::ClientKind::try_from(kind).ok().and_then(pb::ClientKind::name).unwrap_or("confidential")
 }
 
 fn client_link(client_id: &str, label: &str) -> String {
@@ -365,8 +357,9 @@ pub async fn overview(State(gateway): State<Gateway>, headers: HeaderMap) -> Res
 
 /// The client list's filters, from its query string.
 struct Filters {
-    kind: String,
-    status: String,
+    /// `Unspecified`: any.
+    kind: pb::ClientKind,
+    status: pb::ClientStatus,
     name: String,
     page: u32,
 }
@@ -374,14 +367,14 @@ struct Filters {
 impl Filters {
     fn parse(query: &[(String, String)]) -> Result<Filters, &'static str> {
         let value = |name| query.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str()).trim();
-        let kind = value("kind");
-        if !["", "machine", "confidential", "public"].contains(&kind) {
-            return Err("Unknown kind of client.");
-        }
-        let status = value("status");
-        if !["", "approved", "pending", "disabled"].contains(&status) {
-            return Err("Unknown client status.");
-        }
+        let kind = match value("kind") {
+            "" => pb::ClientKind::Unspecified,
+            kind => pb::ClientKind::from_name(kind).ok_or("Unknown kind of client.")?,
+        };
+        let status = match value("status") {
+            "" => pb::ClientStatus::Unspecified,
+            status => pb::ClientStatus::from_name(status).ok_or("Unknown client status.")?,
+        };
         let name = value("name");
         if name.chars().count() > 200 {
             return Err("The name to search for is too long.");
@@ -390,26 +383,14 @@ impl Filters {
             "" => 1,
             p => p.parse::<u32>().ok().filter(|p| (1..=100_000).contains(p)).ok_or("No such page.")?,
         };
-        Ok(Filters { kind: kind.to_owned(), status: status.to_owned(), name: name.to_owned(), page })
+        Ok(Filters { kind, status, name: name.to_owned(), page })
     }
 
     fn request(&self, user: &pb::User) -> pb::ListClientsRequest {
-        let kind = match self.kind.as_str() {
-            "machine" => pb::ClientKind::Machine,
-            "confidential" => pb::ClientKind::Confidential,
-            "public" => pb::ClientKind::Public,
-            _ => pb::ClientKind::Unspecified,
-        };
-        let status = match self.status.as_str() {
-            "approved" => pb::ClientStatus::Approved,
-            "pending" => pb::ClientStatus::Pending,
-            "disabled" => pb::ClientStatus::Disabled,
-            _ => pb::ClientStatus::Unspecified,
-        };
         pb::ListClientsRequest {
             all: true,
-            kind: kind as i32,
-            status: status as i32,
+            kind: self.kind as i32,
+            status: self.status as i32,
             name: self.name.clone(),
             offset: (self.page - 1) * PAGE_SIZE,
             limit: PAGE_SIZE,
@@ -420,8 +401,12 @@ impl Filters {
 
     /// The list's URL with these filters on page `page`.
     fn url(&self, page: u32) -> String {
-        let mut url =
-            format!("{BASE}/admin/clients?kind={}&status={}&name={}", self.kind, self.status, encode(&self.name));
+        let mut url = format!(
+            "{BASE}/admin/clients?kind={}&status={}&name={}",
+            self.kind.name().unwrap_or(""),
+            self.status.name().unwrap_or(""),
+            encode(&self.name)
+        );
         if page > 1 {
             url.push_str(&format!("&page={page}"));
         }
@@ -429,16 +414,17 @@ impl Filters {
     }
 
     fn form(&self) -> String {
-        let select = |name: &str, current: &str, options: &[(&str, &str)]| {
-            let options: String = options
-                .iter()
+        /// A select of `names` ("any" first), `current` selected.
+        fn select(field: &str, current: Option<&str>, names: impl Iterator<Item = &'static str>) -> String {
+            let options: String = std::iter::once(("", "any"))
+                .chain(names.map(|n| (n, n)))
                 .map(|(value, label)| {
-                    let selected = if *value == current { " selected" } else { "" };
+                    let selected = if value == current.unwrap_or("") { " selected" } else { "" };
                     format!(r#"<option value="{value}"{selected}>{label}</option>"#)
                 })
                 .collect();
-            format!(r#"<select name="{name}" aria-label="{name}">{options}</select>"#)
-        };
+            format!(r#"<select name="{field}" aria-label="{field}">{options}</select>"#)
+        }
         format!(
             r#"<form class="filters" method="get" action="{BASE}/admin/clients">
 <label class="inline">Kind {kind}</label>
@@ -446,16 +432,8 @@ impl Filters {
 <label class="inline">Name <input type="search" name="name" value="{name}" maxlength="200"></label>
 <button type="submit">Filter</button> <a href="{BASE}/admin/clients">Clear</a>
 </form>"#,
-            kind = select(
-                "kind",
-                &self.kind,
-                &[("", "any"), ("machine", "machine"), ("confidential", "confidential"), ("public", "public")]
-            ),
-            status = select(
-                "status",
-                &self.status,
-                &[("", "any"), ("approved", "approved"), ("pending", "pending"), ("disabled", "disabled")]
-            ),
+            kind = select("kind", self.kind.name(), pb::ClientKind::NAMED.iter().map(|(_, n)| *n)),
+            status = select("status", self.status.name(), pb::ClientStatus::NAMED.iter().map(|(_, n)| *n)),
             name = escape(&self.name),
         )
     }
