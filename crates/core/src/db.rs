@@ -1,6 +1,7 @@
 //! Database connections and per-service migrations for the two backends.
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -92,6 +93,9 @@ impl Db {
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
+                // A file in this process does not hang up: no liveness check each time a
+                // connection is taken (each check is a hand-off to the connection's thread).
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await
                 .context("opening the SQLite database")?;
@@ -168,6 +172,80 @@ impl Db {
             }
         }
         Ok(())
+    }
+}
+
+/// A connection of its own for one writer that runs statement after statement, the token
+/// issuer's audit log: taken from the pool, a connection costs a liveness check as it is taken
+/// and another as it is given back (sqlx pings both ways), each a round trip to Postgres or a
+/// hand-off to SQLite's connection thread, which on the token path cost more than the
+/// statement itself. This one is checked only after it has been idle for a second (a restarted
+/// Postgres has closed it), and dropped after any error, so that the next use opens a new one.
+pub struct Dedicated<C: sqlx::Connection> {
+    options: Arc<C::Options>,
+    within: Duration,
+    slot: tokio::sync::Mutex<Option<(C, Instant)>>,
+}
+
+/// How long a [`Dedicated`] connection may sit unused before it is checked again.
+const DEDICATED_IDLE_CHECK: Duration = Duration::from_secs(1);
+
+impl<C: sqlx::Connection> Dedicated<C> {
+    /// Connects with `pool`'s options (the same file, server and settings) at first use;
+    /// opening or checking the connection fails as an outage after `within`.
+    pub fn beside<DB: sqlx::Database<Connection = C>>(pool: &sqlx::Pool<DB>, within: Duration) -> Dedicated<C> {
+        Dedicated { options: pool.connect_options(), within, slot: tokio::sync::Mutex::new(None) }
+    }
+
+    /// The connection, for one use; [`Borrowed::done`] keeps it for the next.
+    pub async fn borrow(&self) -> sqlx::Result<Borrowed<'_, C>> {
+        use sqlx::ConnectOptions as _;
+        let mut slot = self.slot.lock().await;
+        let kept = match slot.take() {
+            Some((mut conn, used)) if used.elapsed() >= DEDICATED_IDLE_CHECK => {
+                match tokio::time::timeout(self.within, conn.ping()).await {
+                    Ok(Ok(())) => Some(conn),
+                    _ => None,
+                }
+            }
+            kept => kept.map(|(conn, _)| conn),
+        };
+        let conn = match kept {
+            Some(conn) => conn,
+            None => tokio::time::timeout(self.within, self.options.connect())
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)??,
+        };
+        Ok(Borrowed { slot, conn })
+    }
+}
+
+/// A [`Dedicated`] connection in use. Dropped without [`Borrowed::done`] (an error), the
+/// connection is closed, and the next borrow opens a new one.
+pub struct Borrowed<'a, C> {
+    slot: tokio::sync::MutexGuard<'a, Option<(C, Instant)>>,
+    conn: C,
+}
+
+impl<C> Borrowed<'_, C> {
+    /// Keeps the connection for the next use.
+    pub fn done(self) {
+        let Borrowed { mut slot, conn } = self;
+        *slot = Some((conn, Instant::now()));
+    }
+}
+
+impl<C> std::ops::Deref for Borrowed<'_, C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.conn
+    }
+}
+
+impl<C> std::ops::DerefMut for Borrowed<'_, C> {
+    fn deref_mut(&mut self) -> &mut C {
+        &mut self.conn
     }
 }
 

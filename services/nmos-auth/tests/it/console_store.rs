@@ -2,7 +2,8 @@
 //! 1,000 clients a page at a time (every client once, filters counted in the database), the
 //! console's pages at that size, the administrative RPCs' checks of who asks and of bad input,
 //! the migration that fills in existing clients' kind and name, and audit events: filtered,
-//! and purged after the retention (on a compressed clock).
+//! and purged after the retention (on a compressed clock); and the token issuer's audit
+//! batches, written as one statement on a connection of their own.
 use nmos_auth_client_registry::WebUser;
 use nmos_auth_core::config::RegistrationMode;
 use nmos_auth_core::events::{Event, Filter};
@@ -21,7 +22,8 @@ store_backend_tests!(
     a_thousand_clients_page_by_page,
     console_rpcs_check_who_asks_and_what,
     existing_clients_get_their_kind_and_name,
-    events_are_filtered_and_kept_for_the_retention
+    events_are_filtered_and_kept_for_the_retention,
+    an_audit_batch_is_stored_whole_exact_and_in_order
 );
 
 /// The code of a refusal.
@@ -327,4 +329,44 @@ async fn events_are_filtered_and_kept_for_the_retention(backend: Backend) {
     );
     assert!(log.list(&all).await.unwrap().is_empty());
     assert!(log.purge(None).is_none(), "a retention of 0 days keeps everything");
+}
+
+/// The audit writer's batch, one statement on its own connection: every field as given
+/// (whatever its characters), in the batch's order, at the largest batch size; and a batch
+/// after the connection has been idle (checked, then used again).
+async fn an_audit_batch_is_stored_whole_exact_and_in_order(backend: Backend) {
+    use nmos_auth_token_issuer::store::AuditEntry;
+    let app = TestApp::spawn(backend).await;
+    let db = nmos_auth_core::db::Db::connect(&app.config.database_url("tokens")).await.unwrap();
+    let store = nmos_auth_token_issuer::store::open(db);
+    let entry = |i: i64, subject: &str, scope: &str| AuditEntry {
+        at: 1_796_194_075 + i,
+        event: "token_issued".into(),
+        grant_type: "authorization_code".into(),
+        client_id: format!("client-{i}"),
+        subject: subject.into(),
+        scope: scope.into(),
+        jti: format!("jti-{i}"),
+    };
+    let odd = vec![
+        entry(0, "", "registration"),
+        entry(1, "Zoë \"the chief\" O'Brien", "query\\events\n\t"),
+        entry(2, "名前 🎛", "[\"registration\"] {\"a\": 1}, NULL"),
+    ];
+    store.audit(&odd).await.unwrap();
+    let mut stored = store.recent_audit(10).await.unwrap();
+    stored.reverse();
+    assert_eq!(stored, odd, "every field as given, in the batch's order");
+
+    let full: Vec<AuditEntry> = (0..512).map(|i| entry(10 + i, "alice", "registration")).collect();
+    store.audit(&full).await.unwrap();
+    let mut stored = store.recent_audit(1_000).await.unwrap();
+    assert_eq!(stored.len(), 515);
+    stored.reverse();
+    assert_eq!(stored[3..], full[..], "a batch of 512 whole and in order");
+
+    // Idle past the check: the connection is pinged, then used again.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    store.audit(&[entry(9_999, "bob", "events")]).await.unwrap();
+    assert_eq!(store.recent_audit(1).await.unwrap()[0].jti, "jti-9999");
 }

@@ -133,7 +133,7 @@ pub trait TokenStore: Send + Sync {
     async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> nmos_auth_core::db::StoreResult<()>;
     async fn is_access_token_revoked(&self, jti: &str) -> nmos_auth_core::db::StoreResult<bool>;
 
-    /// Appends entries in one transaction.
+    /// Appends entries in one statement (all or none), on a connection kept for the audit writer.
     async fn audit(&self, entries: &[AuditEntry]) -> nmos_auth_core::db::StoreResult<()>;
     /// The newest entries first.
     async fn recent_audit(&self, limit: i64) -> nmos_auth_core::db::StoreResult<Vec<AuditEntry>>;
@@ -171,18 +171,19 @@ pub struct SummaryRow {
 
 pub fn open(db: Db) -> Arc<dyn TokenStore> {
     match db {
-        Db::Sqlite(pool) => Arc::new(SqliteTokenStore(pool)),
-        Db::Postgres(pool) => Arc::new(PostgresTokenStore(pool)),
+        Db::Sqlite(pool) => Arc::new(SqliteTokenStore::new(pool)),
+        Db::Postgres(pool) => Arc::new(PostgresTokenStore::new(pool)),
     }
 }
 
 /// The queries are the same on both backends (both take `$n` placeholders); only the
 /// migrations differ. Each backend instantiates this with its own pool type.
 macro_rules! token_store_impl {
-    ($store:ident, $pool:ty) => {
+    ($store:ident, $pool:ty, $conn:ty) => {
         use nmos_auth_core::db::BeginWrite as _;
 
-        pub struct $store(pub $pool);
+        /// The pool, and the audit writer's own connection.
+        pub struct $store(pub $pool, pub(super) nmos_auth_core::db::Dedicated<$conn>);
 
         /// Puts the access tokens issued within a family on the revocation list.
         async fn revoke_family_access_tokens(
@@ -202,24 +203,7 @@ macro_rules! token_store_impl {
         #[async_trait::async_trait]
         impl super::TokenStore for $store {
             async fn audit(&self, entries: &[super::AuditEntry]) -> nmos_auth_core::db::StoreResult<()> {
-                let mut tx = self.0.begin_write().await?;
-                for e in entries {
-                    sqlx::query(
-                        "INSERT INTO tokens_audit (at, event, grant_type, client_id, subject, scope, jti) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(e.at)
-                    .bind(&e.event)
-                    .bind(&e.grant_type)
-                    .bind(&e.client_id)
-                    .bind(&e.subject)
-                    .bind(&e.scope)
-                    .bind(&e.jti)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(())
+                self.insert_audit(entries).await
             }
 
             async fn insert_code(&self, c: &super::CodeRow) -> nmos_auth_core::db::StoreResult<()> {
