@@ -4,6 +4,13 @@
 //! - `raw`: aws-lc-rs RSASSA-PKCS1-v1_5 SHA-512 over a token-sized message, nothing else;
 //! - `keys-service`: what the Sign RPC does (JWS assembly + signature, key parsed once);
 //! - `jsonwebtoken`: `jsonwebtoken::encode`, which parses the private key on every call.
+//!
+//! `cargo bench -p nmos-auth-keys --bench sign -- serve ADDRESS` serves instead the ceiling of
+//! any token endpoint on this machine: HTTP/1.1 (axum, as the gateway) where each POST is
+//! answered with a freshly signed token in a token response of the same size as ours, and
+//! nothing else (no client authentication, no audit, no internal calls). Measured with the
+//! same load generator on the same cores (`scripts/bench` does), it tells what share of the
+//! raw rate HTTP and the load generator leave to any server.
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -44,15 +51,60 @@ fn on_all_cores(secs: u64, work: impl Fn() + Send + Sync + 'static) -> f64 {
     count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
-fn main() {
-    let secs: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5);
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let claims = serde_json::json!({
+/// The claims of a typical registration token.
+fn claims() -> serde_json::Value {
+    serde_json::json!({
         "iss": "https://auth.example.com:4999/x-nmos/auth/v1.0", "sub": "HGFDLHonMfDmrh2nCu8tmT3Ih73KcWd6",
         "aud": ["*.example.com"], "exp": 1795919389, "iat": 1795919329, "jti": "IKqXBD-d74UdyBElaeavcg",
         "client_id": "HGFDLHonMfDmrh2nCu8tmT3Ih73KcWd6", "scope": "registration",
         "x-nmos-registration": {"read": ["*"], "write": ["*"]},
+    })
+}
+
+/// A new key, opened as the keys service opens its keys.
+fn signing_key() -> Arc<SigningKey> {
+    let config = Config { key_encryption_key: Some(Secret::new(STANDARD.encode([9u8; 32]))), ..Config::default() };
+    let kek = config.key_encryption_key().unwrap();
+    Arc::new(SigningKey::open(&keyring::generate(&kek, 0, 0).unwrap(), &kek).unwrap())
+}
+
+// As the server's: its allocator is part of what the ceiling measures.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The ceiling server (see the module's documentation), until killed.
+fn serve(address: &str, key: Arc<SigningKey>, claims_json: Vec<u8>) {
+    use axum::routing::post;
+    let claims_json = Arc::new(claims_json);
+    let token = move || {
+        let (key, claims_json) = (key.clone(), claims_json.clone());
+        async move {
+            let jws = key.sign(&claims_json).unwrap();
+            axum::Json(serde_json::json!({
+                "access_token": jws, "token_type": "Bearer", "expires_in": 60, "scope": "registration",
+            }))
+        }
+    };
+    let app = axum::Router::new().route("/token", post(token));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        // Served as the gateway serves (axum-server, Nagle off).
+        let listener = std::net::TcpListener::bind(address).unwrap();
+        println!("serving signed tokens on http://{}/token", listener.local_addr().unwrap());
+        let server = axum_server::from_tcp(listener).unwrap().acceptor(axum_server::accept::NoDelayAcceptor::new());
+        server.serve(app.into_make_service()).await.unwrap();
     });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "serve") {
+        let address = args.get(at + 1).map_or("127.0.0.1:0", String::as_str);
+        return serve(address, signing_key(), claims().to_string().into_bytes());
+    }
+    let secs: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let claims = claims();
     let claims_json = claims.to_string().into_bytes();
     println!("RS512, RSA-2048, {threads} threads, {secs} s each");
 
@@ -68,10 +120,7 @@ fn main() {
     };
     println!("raw             {raw:8.0} signatures/s");
 
-    let config = Config { key_encryption_key: Some(Secret::new(STANDARD.encode([9u8; 32]))), ..Config::default() };
-    let kek = config.key_encryption_key().unwrap();
-    let stored = keyring::generate(&kek, 0, 0).unwrap();
-    let key = Arc::new(SigningKey::open(&stored, &kek).unwrap());
+    let key = signing_key();
     let ours = {
         let (key, claims_json) = (key.clone(), claims_json.clone());
         on_all_cores(secs, move || {

@@ -6,8 +6,9 @@
 //!   (`--grpc-cert`, `--grpc-key`: the `admin` one of the internal CA): mutual TLS;
 //! - a running `serve`: its admin socket (`admin.sock` in the data directory, mode 0600), so
 //!   that a change goes through the running services and applies at once;
-//! - otherwise (nothing running; or a container of the split deployment entered without the
-//!   admin certificate): the stores opened in this process, behind the same services. Running
+//! - otherwise (nothing running; a container of the split deployment entered without the
+//!   admin certificate; or services on plain-text gRPC, where no caller can be told from
+//!   another and so none is an operator): the stores opened in this process, behind the same services. Running
 //!   services then see a change to a client within a second (their caches), and opening the
 //!   keys store needs the key-encryption key.
 //!
@@ -82,7 +83,7 @@ pub struct Needs {
 
 /// The operator's clients, by the first path that applies (see the module's documentation).
 pub async fn connect(config: &Config, needs: Needs) -> anyhow::Result<Operators> {
-    if split(config) && (config.grpc_cert.is_some() || config.grpc_plaintext) {
+    if split(config) && config.grpc_cert.is_some() {
         let tls = InternalTls::from_config(config)?;
         let channel = |url: &Option<String>, key: &str, service: Service| {
             let url = url
