@@ -191,10 +191,10 @@ pub struct Dedicated<C: sqlx::Connection> {
 const DEDICATED_IDLE_CHECK: Duration = Duration::from_secs(1);
 
 impl<C: sqlx::Connection> Dedicated<C> {
-    /// Connects with `pool`'s options (the same file, server and settings) at first use;
-    /// opening or checking the connection fails as an outage after `within`.
-    pub fn beside<DB: sqlx::Database<Connection = C>>(pool: &sqlx::Pool<DB>, within: Duration) -> Dedicated<C> {
-        Dedicated { options: pool.connect_options(), within, slot: tokio::sync::Mutex::new(None) }
+    /// Connects with `options` at first use; opening or checking the connection fails as an
+    /// outage after `within`.
+    pub fn new(options: C::Options, within: Duration) -> Dedicated<C> {
+        Dedicated { options: Arc::new(options), within, slot: tokio::sync::Mutex::new(None) }
     }
 
     /// The connection, for one use; [`Borrowed::done`] keeps it for the next.

@@ -2,7 +2,8 @@ super::token_store_impl!(PostgresTokenStore, sqlx::PgPool, sqlx::PgConnection);
 
 impl PostgresTokenStore {
     pub fn new(pool: sqlx::PgPool) -> PostgresTokenStore {
-        let audit = nmos_auth_core::db::Dedicated::beside(&pool, nmos_auth_core::db::POSTGRES_ACQUIRE_TIMEOUT);
+        let options = (*pool.connect_options()).clone();
+        let audit = nmos_auth_core::db::Dedicated::new(options, nmos_auth_core::db::POSTGRES_ACQUIRE_TIMEOUT);
         PostgresTokenStore(pool, audit)
     }
 
