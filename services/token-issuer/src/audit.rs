@@ -1,9 +1,12 @@
 //! The IS-10 audit log, written with group commit: concurrent token requests hand their
 //! entries to one writer, which stores everything waiting in one transaction and then lets
 //! each request answer. No token leaves before its entry is stored, and concurrent writers
-//! never contend for the database. The writer does not wait for company: what arrives while a
-//! transaction commits makes the next one, so batches grow with the load by themselves and a
-//! lone request's entry is stored at once.
+//! never contend for the database. The writer waits for no timer: before it writes, it lets
+//! every task that is ready to run go first once (a yield), so that the requests under way
+//! hand in their entries and join the batch; what arrives while a batch is written makes the
+//! next one. Batches grow with the load by themselves (at 32 connections from 1.5 entries a
+//! batch without the yield to 18 with it), and a lone request's entry, with no other task
+//! ready, is stored at once.
 use std::sync::Arc;
 
 use nmos_auth_core::error::Unavailable;
@@ -46,6 +49,12 @@ impl AuditLog {
 async fn write_batches(store: Arc<dyn TokenStore>, mut rx: mpsc::Receiver<Pending>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        tokio::task::yield_now().await;
+        while batch.len() < MAX_BATCH
+            && let Ok(pending) = rx.try_recv()
+        {
+            batch.push(pending);
+        }
         let entries: Vec<AuditEntry> = batch.iter().map(|(e, _)| e.clone()).collect();
         let result = store.audit(&entries).await.map_err(|e| (format!("{e:#}"), e.is_unavailable()));
         if let Err((e, _)) = &result {
