@@ -190,9 +190,31 @@ pub struct Dedicated<C: sqlx::Connection> {
 /// How long a [`Dedicated`] connection may sit unused before it is checked again.
 const DEDICATED_IDLE_CHECK: Duration = Duration::from_secs(1);
 
+/// How long one statement on a [`Dedicated`] connection may take: well above a busy commit,
+/// and below the calls' deadline (5 s), so that callers waiting on it get a prompt outage.
+const DEDICATED_STATEMENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// An outage: the database did not answer `what` in time.
+fn timed_out(what: &str, after: Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("the database did not answer {what} within {after:?}"),
+    ))
+}
+
+/// Runs one statement on a [`Borrowed`] connection, bounded: a connection that does not answer
+/// in time (a peer cut off without a reset, which TCP notices only after many minutes) fails
+/// the call as an outage, and is dropped with the `Borrowed`, rather than holding up every
+/// caller queued behind its one writer.
+pub async fn bounded<T>(statement: impl Future<Output = sqlx::Result<T>>) -> sqlx::Result<T> {
+    tokio::time::timeout(DEDICATED_STATEMENT_TIMEOUT, statement)
+        .await
+        .map_err(|_| timed_out("a statement", DEDICATED_STATEMENT_TIMEOUT))?
+}
+
 impl<C: sqlx::Connection> Dedicated<C> {
-    /// Connects with `options` at first use; opening or checking the connection fails as an
-    /// outage after `within`.
+    /// Connects with `options` at first use. Opening the connection fails as an outage after
+    /// `within`; a check that fails or takes longer opens a new connection instead.
     pub fn new(options: C::Options, within: Duration) -> Dedicated<C> {
         Dedicated { options: Arc::new(options), within, slot: tokio::sync::Mutex::new(None) }
     }
@@ -214,7 +236,7 @@ impl<C: sqlx::Connection> Dedicated<C> {
             Some(conn) => conn,
             None => tokio::time::timeout(self.within, self.options.connect())
                 .await
-                .map_err(|_| sqlx::Error::PoolTimedOut)??,
+                .map_err(|_| timed_out("a new connection", self.within))??,
         };
         Ok(Borrowed { slot, conn })
     }

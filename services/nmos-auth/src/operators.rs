@@ -115,7 +115,12 @@ pub async fn connect(config: &Config, needs: Needs) -> anyhow::Result<Operators>
             token_issuer: Some(TokenIssuerClient::new(channel)),
         });
     }
-    if split(config) {
+    if split(config) && config.grpc_plaintext {
+        eprintln!(
+            "nmos-auth: the services' gRPC is plain text, where no caller is an operator: working on the stores \
+             directly"
+        );
+    } else if split(config) {
         eprintln!(
             "nmos-auth: no --grpc-cert: working on the stores directly (give the admin certificate to go through \
              the services)"

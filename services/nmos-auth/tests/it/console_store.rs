@@ -332,13 +332,14 @@ async fn events_are_filtered_and_kept_for_the_retention(backend: Backend) {
 }
 
 /// The audit writer's batch, one statement on its own connection: every field as given
-/// (whatever its characters), in the batch's order, at the largest batch size; and a batch
-/// after the connection has been idle (checked, then used again).
+/// (whatever its characters), in the batch's order, at the largest batch size; a batch after
+/// the connection has been idle (checked, then used again); and, on Postgres, after the
+/// server has ended the connection (an outage, then a new connection).
 async fn an_audit_batch_is_stored_whole_exact_and_in_order(backend: Backend) {
     use nmos_auth_token_issuer::store::AuditEntry;
     let app = TestApp::spawn(backend).await;
     let db = nmos_auth_core::db::Db::connect(&app.config.database_url("tokens")).await.unwrap();
-    let store = nmos_auth_token_issuer::store::open(db);
+    let store = nmos_auth_token_issuer::store::open(db.clone());
     let entry = |i: i64, subject: &str, scope: &str| AuditEntry {
         at: 1_796_194_075 + i,
         event: "token_issued".into(),
@@ -368,5 +369,44 @@ async fn an_audit_batch_is_stored_whole_exact_and_in_order(backend: Backend) {
     // Idle past the check: the connection is pinged, then used again.
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     store.audit(&[entry(9_999, "bob", "events")]).await.unwrap();
+    let used = std::time::Instant::now();
     assert_eq!(store.recent_audit(1).await.unwrap()[0].jti, "jti-9999");
+
+    // The server ends the connection (as a restart or a fail-over does): within the second after
+    // its last use it is not checked, so that batch fails, as an outage; the next opens a new
+    // connection. (Past the second the check finds it gone and the batch goes through.)
+    if let nmos_auth_core::db::Db::Postgres(pool) = &db {
+        // One connection for these queries, which ends every other one of the database.
+        let mut admin = pool.acquire().await.unwrap();
+        let others: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut *admin)
+        .await
+        .unwrap();
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM unnest($1::INT[]) AS pid")
+            .bind(&others)
+            .execute(&mut *admin)
+            .await
+            .unwrap();
+        assert!(!others.is_empty(), "the audit writer's connection among them");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+            .bind(&others)
+            .fetch_one(&mut *admin)
+            .await
+            .unwrap()
+            > 0
+        {
+            assert!(std::time::Instant::now() < deadline, "the backends were not terminated");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let unchecked = used.elapsed() < std::time::Duration::from_secs(1);
+        match store.audit(&[entry(10_000, "carol", "events")]).await {
+            Err(e) => assert!(e.is_unavailable(), "a cut connection is an outage: {e}"),
+            Ok(()) => assert!(!unchecked, "a batch on a connection the server had ended went through"),
+        }
+        store.audit(&[entry(10_001, "carol", "events")]).await.unwrap();
+        assert_eq!(store.recent_audit(1).await.unwrap()[0].jti, "jti-10001", "written on a new connection");
+    }
 }

@@ -12,8 +12,8 @@ impl SqliteTokenStore {
 
     /// A batch as one statement, so one hand-off to the connection's thread rather than one for
     /// each row and two more for a transaction around them: the rows travel as one JSON array
-    /// of arrays, which SQLite unpacks itself, in the batch's order (the order of the rows' ids). The statement text never changes, so it is
-    /// prepared once.
+    /// of arrays, which SQLite unpacks itself, in the batch's order (the order of the rows'
+    /// ids). The statement text never changes, so it is prepared once.
     async fn insert_audit(&self, entries: &[super::AuditEntry]) -> nmos_auth_core::db::StoreResult<()> {
         let rows: Vec<_> = entries
             .iter()
@@ -21,13 +21,15 @@ impl SqliteTokenStore {
             .collect();
         let rows = serde_json::to_string(&rows)?;
         let mut conn = self.1.borrow().await?;
-        sqlx::query(
-            "INSERT INTO tokens_audit (at, event, grant_type, client_id, subject, scope, jti) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
-             FROM json_each($1) ORDER BY key",
+        nmos_auth_core::db::bounded(
+            sqlx::query(
+                "INSERT INTO tokens_audit (at, event, grant_type, client_id, subject, scope, jti) \
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
+                 FROM json_each($1) ORDER BY key",
+            )
+            .bind(rows)
+            .execute(&mut *conn),
         )
-        .bind(rows)
-        .execute(&mut *conn)
         .await?;
         conn.done();
         Ok(())
