@@ -180,7 +180,9 @@ impl Db {
 /// and another as it is given back (sqlx pings both ways), each a round trip to Postgres or a
 /// hand-off to SQLite's connection thread, which on the token path cost more than the
 /// statement itself. This one is checked only after it has been idle for a second (a restarted
-/// Postgres has closed it), and dropped after any error, so that the next use opens a new one.
+/// Postgres has closed it), and dropped after any error, so that the next use opens a new one;
+/// its user may retry a statement that failed on a connection kept unchecked
+/// ([`Borrowed::retry_on_a_new_connection`]).
 pub struct Dedicated<C: sqlx::Connection> {
     options: Arc<C::Options>,
     within: Duration,
@@ -232,13 +234,14 @@ impl<C: sqlx::Connection> Dedicated<C> {
             }
             kept => kept.map(|(conn, _)| conn),
         };
+        let unchecked = kept.is_some();
         let conn = match kept {
             Some(conn) => conn,
             None => tokio::time::timeout(self.within, self.options.connect())
                 .await
                 .map_err(|_| timed_out("a new connection", self.within))??,
         };
-        Ok(Borrowed { slot, conn })
+        Ok(Borrowed { slot, conn, unchecked })
     }
 }
 
@@ -247,13 +250,22 @@ impl<C: sqlx::Connection> Dedicated<C> {
 pub struct Borrowed<'a, C> {
     slot: tokio::sync::MutexGuard<'a, Option<(C, Instant)>>,
     conn: C,
+    unchecked: bool,
 }
 
 impl<C> Borrowed<'_, C> {
     /// Keeps the connection for the next use.
     pub fn done(self) {
-        let Borrowed { mut slot, conn } = self;
+        let Borrowed { mut slot, conn, .. } = self;
         *slot = Some((conn, Instant::now()));
+    }
+
+    /// Whether a statement that failed as an outage on this connection is worth another try on
+    /// a new one: the connection was kept from its last use less than a second ago, unchecked,
+    /// and the server may have ended it since (a restart, a fail-over) while being up now. A
+    /// new connection that fails means the outage is real.
+    pub fn retry_on_a_new_connection(&self, error: &StoreError) -> bool {
+        self.unchecked && error.is_unavailable()
     }
 }
 

@@ -202,8 +202,27 @@ macro_rules! token_store_impl {
 
         #[async_trait::async_trait]
         impl super::TokenStore for $store {
+            /// On the writer's own connection. When a connection kept from its last use turns
+            /// out to be gone (the server restarted since), the batch is written once more on a
+            /// new one: a batch that had reached the server just before may then be stored
+            /// twice, so the audit log errs towards a row too many, never one too few.
             async fn audit(&self, entries: &[super::AuditEntry]) -> nmos_auth_core::db::StoreResult<()> {
-                self.insert_audit(entries).await
+                let mut retried = false;
+                loop {
+                    let mut conn = self.1.borrow().await?;
+                    let written = nmos_auth_core::db::bounded(Self::write_audit(&mut conn, entries)).await;
+                    match written.map_err(nmos_auth_core::db::StoreError::from) {
+                        Ok(()) => {
+                            conn.done();
+                            return Ok(());
+                        }
+                        Err(e) if !retried && conn.retry_on_a_new_connection(&e) => {
+                            tracing::debug!(error = %e, "the audit writer's connection was gone; writing on a new one");
+                            retried = true;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             }
 
             async fn insert_code(&self, c: &super::CodeRow) -> nmos_auth_core::db::StoreResult<()> {

@@ -14,24 +14,20 @@ impl SqliteTokenStore {
     /// each row and two more for a transaction around them: the rows travel as one JSON array
     /// of arrays, which SQLite unpacks itself, in the batch's order (the order of the rows'
     /// ids). The statement text never changes, so it is prepared once.
-    async fn insert_audit(&self, entries: &[super::AuditEntry]) -> nmos_auth_core::db::StoreResult<()> {
+    async fn write_audit(conn: &mut sqlx::SqliteConnection, entries: &[super::AuditEntry]) -> sqlx::Result<()> {
         let rows: Vec<_> = entries
             .iter()
             .map(|e| (e.at, &e.event, &e.grant_type, &e.client_id, &e.subject, &e.scope, &e.jti))
             .collect();
-        let rows = serde_json::to_string(&rows)?;
-        let mut conn = self.1.borrow().await?;
-        nmos_auth_core::db::bounded(
-            sqlx::query(
-                "INSERT INTO tokens_audit (at, event, grant_type, client_id, subject, scope, jti) \
-                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
-                 FROM json_each($1) ORDER BY key",
-            )
-            .bind(rows)
-            .execute(&mut *conn),
+        let rows = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        sqlx::query(
+            "INSERT INTO tokens_audit (at, event, grant_type, client_id, subject, scope, jti) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
+             FROM json_each($1) ORDER BY key",
         )
+        .bind(rows)
+        .execute(conn)
         .await?;
-        conn.done();
         Ok(())
     }
 }
