@@ -8,9 +8,9 @@
 //!   that a change goes through the running services and applies at once;
 //! - otherwise (nothing running; a container of the split deployment entered without the
 //!   admin certificate; or services on plain-text gRPC, where no caller can be told from
-//!   another and so none is an operator): the stores opened in this process, behind the same services. Running
-//!   services then see a change to a client within a second (their caches), and opening the
-//!   keys store needs the key-encryption key.
+//!   another and so none is an operator): the stores opened in this process, behind the same
+//!   services. Running services then see a change to a client within a second (their caches),
+//!   and opening the keys store needs the key-encryption key.
 //!
 //! On the last two the caller is a local operator (whoever can read the data directory or the
 //! database, which hold the keys anyway).

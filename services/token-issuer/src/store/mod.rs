@@ -177,7 +177,8 @@ pub fn open(db: Db) -> Arc<dyn TokenStore> {
 }
 
 /// The queries are the same on both backends (both take `$n` placeholders), except the audit
-/// writer's batch (`sqlite.rs`, `postgres.rs`); the migrations differ. Each backend instantiates this with its own pool type.
+/// writer's batch (`sqlite.rs`, `postgres.rs`); the migrations differ. Each backend
+/// instantiates this with its own pool and connection types.
 macro_rules! token_store_impl {
     ($store:ident, $pool:ty, $conn:ty) => {
         use nmos_auth_core::db::BeginWrite as _;
