@@ -102,7 +102,7 @@ fn main() {
         let address = args.get(at + 1).map_or("127.0.0.1:0", String::as_str);
         return serve(address, signing_key(), claims().to_string().into_bytes());
     }
-    let secs: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5);
+    let secs: u64 = args.iter().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let claims = claims();
     let claims_json = claims.to_string().into_bytes();
