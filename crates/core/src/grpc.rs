@@ -398,7 +398,16 @@ where
             .map(|timeout| tokio::time::Instant::now() + timeout.min(DEADLINE));
         let future = self.served(request);
         match deadline {
-            Some(deadline) => Box::pin(CALL_DEADLINE.scope(deadline, future)),
+            // Enforced here as well as by tonic's server: a call handed straight to a service in
+            // this process (`in_process`) meets no transport that would end it at its deadline.
+            Some(deadline) => Box::pin(CALL_DEADLINE.scope(deadline, async move {
+                match tokio::time::timeout_at(deadline, future).await {
+                    Ok(response) => response,
+                    Err(_) => {
+                        Ok(tonic::Status::deadline_exceeded("the call's deadline passed before its answer").into_http())
+                    }
+                }
+            })),
             None => future,
         }
     }
@@ -565,6 +574,23 @@ mod tests {
             assert!(!hit_the_deadline(&status), "failed with the attempt, not at the deadline: {status:?}");
         }
         assert!(accepted.load(Ordering::Relaxed) < 8, "not one attempt per call");
+    }
+
+    /// A call handed to a service in this process that never answers (a statement hung on a
+    /// database gone silent, say) ends at the caller's deadline, as one over the network does.
+    #[tokio::test]
+    async fn an_in_process_call_ends_at_its_deadline() {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_client::HealthClient;
+        let never = tower::service_fn(|_: Request<Body>| std::future::pending::<Result<Response<Body>, Infallible>>());
+        let mut client = HealthClient::new(in_process(never));
+        let started = tokio::time::Instant::now();
+        let deadline = started + Duration::from_millis(300);
+        let call = CALL_DEADLINE.scope(deadline, client.check(HealthCheckRequest::default()));
+        let status =
+            tokio::time::timeout(Duration::from_secs(10), call).await.expect("the call never ended").unwrap_err();
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(started.elapsed() < Duration::from_secs(3), "not at the whole deadline: {:?}", started.elapsed());
     }
 
     // Real sleeps: 50 ms + 150 ms per exhausted call.
