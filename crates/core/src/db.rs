@@ -263,9 +263,13 @@ impl<C> Borrowed<'_, C> {
     /// Whether a statement that failed as an outage on this connection is worth another try on
     /// a new one: the connection was kept from its last use less than a second ago, unchecked,
     /// and the server may have ended it since (a restart, a fail-over) while being up now. A
-    /// new connection that fails means the outage is real.
+    /// new connection that fails means the outage is real. A statement that timed out is not
+    /// retried: a peer that went silent (a partition, a dead host) would make the caller wait
+    /// for a new connection's bound on top of the statement's, past its own deadline.
     pub fn retry_on_a_new_connection(&self, error: &StoreError) -> bool {
-        self.unchecked && error.is_unavailable()
+        let timed_out =
+            matches!(error, StoreError::Unavailable(sqlx::Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut);
+        self.unchecked && error.is_unavailable() && !timed_out
     }
 }
 
