@@ -57,7 +57,7 @@ fn client_card(client: &pb::Client, session: &Session) -> String {
         r#"<div class="card">
 <h2>{name}{status}</h2>
 {details}
-<form method="post" action="{BASE}/delete-client"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="client_id" value="{id}"><button class="danger" type="submit">Delete</button></form>
+<form method="post" action="{BASE}/delete-client"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="client_id" value="{id}"><button class="danger" type="submit">Delete…</button></form>
 </div>"#,
         name = escape(client_name(client)),
         details = client_details(client),
@@ -218,7 +218,14 @@ pub async fn register_client(
     pages::page(StatusCode::CREATED, "Client registered", &nav_for(&user, &session), &body)
 }
 
-/// POST delete-client.
+/// What deleting a client breaks, for the confirmations on the clients page and the console.
+pub(super) const DELETION_CONSEQUENCES: &str = "Its credentials stop working at once: it gets no more tokens and its \
+     refresh tokens end. Access tokens it already holds pass an API's signature check until they expire, though \
+     introspection reports them inactive at once. The device or service that uses it must register again, as a new \
+     client with a new ID. This cannot be undone.";
+
+/// POST delete-client: first a confirmation that says what deleting breaks, then (`confirmed`)
+/// the deletion.
 pub async fn delete_client(
     State(gateway): State<Gateway>,
     headers: HeaderMap,
@@ -226,10 +233,37 @@ pub async fn delete_client(
 ) -> Response {
     let form = or_respond!(form(body));
     let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
-    let request = pb::DeleteClientRequest {
-        client_id: form_value(&form, "client_id").unwrap_or("").to_owned(),
-        requested_by: Some(web_user(&user)),
-    };
+    let client_id = form_value(&form, "client_id").unwrap_or("").to_owned();
+    if form_value(&form, "confirmed") != Some("yes") {
+        // Only the user's own clients: the registry decides which those are.
+        let request = pb::ListClientsRequest {
+            owner: user.username.clone(),
+            requested_by: Some(web_user(&user)),
+            ..Default::default()
+        };
+        let list = |mut clients: ClientRegistryClient<GrpcChannel>| {
+            let request = request.clone();
+            async move { clients.list_clients(request).await }
+        };
+        let client = match grpc::idempotent(&gateway.clients, list).await {
+            Ok(list) => list.into_inner().clients.into_iter().find(|c| c.client_id == client_id),
+            Err(status) => return status_page(&status, &session),
+        };
+        let Some(client) = client else {
+            return status_page(&tonic::Status::not_found("You have no client with that ID."), &session);
+        };
+        let body = format!(
+            r#"<div class="alert">{DELETION_CONSEQUENCES}</div>
+<dl><dt>Name</dt><dd>{name}</dd><dt>Client ID</dt><dd><code>{id}</code></dd></dl>
+<form method="post" action="{BASE}/delete-client"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="client_id" value="{id}"><input type="hidden" name="confirmed" value="yes">
+<div class="actions"><button class="danger" type="submit">Delete this client</button><a href="{BASE}/home">Cancel</a></div></form>"#,
+            name = escape(client_name(&client)),
+            id = escape(&client.client_id),
+            csrf = escape(&session.csrf),
+        );
+        return pages::page(StatusCode::OK, "Delete a client?", &nav_for(&user, &session), &body);
+    }
+    let request = pb::DeleteClientRequest { client_id, requested_by: Some(web_user(&user)) };
     match gateway.clients.clone().delete_client(request).await {
         Ok(_) => found(&format!("{BASE}/home")),
         Err(status) => status_page(&status, &session),

@@ -614,7 +614,7 @@ fn actions_form(client: &pb::Client, session: &Session) -> String {
     match status_name(client.status) {
         "pending" => {
             buttons.push(button("approve", "Approve", ""));
-            buttons.push(button("reject", "Reject and delete", "danger"));
+            buttons.push(button("confirm-reject", "Reject and delete…", "danger"));
         }
         "disabled" => {
             buttons.push(button("enable", "Enable", ""));
@@ -631,7 +631,7 @@ fn actions_form(client: &pb::Client, session: &Session) -> String {
         buttons.push(button("rotate-secret", "Rotate secret", "secondary"));
     }
     if status_name(client.status) != "pending" {
-        buttons.push(button("delete", "Delete", "danger"));
+        buttons.push(button("confirm-delete", "Delete…", "danger"));
     }
     format!(
         r#"<form method="post" action="{BASE}/admin/clients/{id}">{csrf}<div class="actions">{buttons}</div></form>
@@ -773,6 +773,13 @@ pub async fn client_action(
             .reject_client(pb::RejectClientRequest { client_id: id, requested_by: me })
             .await
             .map(|_| found(&format!("{BASE}/admin/clients"))),
+        Some(action @ ("confirm-delete" | "confirm-reject")) => {
+            let client = match get_client(&gateway, &client_id).await {
+                Ok(client) => client,
+                Err(status) => return status_page(&status, &session),
+            };
+            return deletion_page(&client, action == "confirm-reject", &user, &session);
+        }
         Some("delete") => clients
             .delete_client(pb::DeleteClientRequest { client_id: id, requested_by: me })
             .await
@@ -834,6 +841,33 @@ pub async fn client_action(
         Ok(response) => response,
         Err(status) => status_page(&status, &session),
     }
+}
+
+/// What deleting (or rejecting) `client` breaks, and the button that does it.
+fn deletion_page(client: &pb::Client, reject: bool, user: &pb::User, session: &Session) -> Response {
+    let (title, consequences, action, label) = if reject {
+        (
+            "Reject a client?",
+            "The client registered without an initial access token and has had no token yet. Rejecting deletes it: its \
+             credentials never work, and the device or service that registered it must register again to be considered.",
+            "reject",
+            "Reject and delete this client",
+        )
+    } else {
+        ("Delete a client?", super::clients::DELETION_CONSEQUENCES, "delete", "Delete this client")
+    };
+    let body = format!(
+        r#"<div class="alert">{consequences}</div>
+<dl><dt>Name</dt><dd>{name}</dd><dt>Client ID</dt><dd><code>{id_text}</code></dd><dt>Owner</dt><dd>{owner}</dd></dl>
+<form method="post" action="{BASE}/admin/clients/{id_url}">{csrf}
+<div class="actions"><button class="danger" type="submit" name="action" value="{action}">{label}</button><a href="{BASE}/admin/clients/{id_url}">Cancel</a></div></form>"#,
+        name = escape(super::clients::client_name(client)),
+        id_text = escape(&client.client_id),
+        id_url = encode(&client.client_id),
+        owner = if client.owner.is_empty() { "(none)".to_owned() } else { escape(&client.owner) },
+        csrf = csrf_field(session),
+    );
+    console_page(StatusCode::OK, Section::Clients, title, user, session, &body)
 }
 
 /// The new secret, shown this once.

@@ -1,8 +1,8 @@
 //! The operator's console in a real browser (headless Chromium), on every deployment: the
 //! overview, every client searched and filtered, a client's activity, disabling (no tokens, its
-//! refresh tokens revoked for good), enabling, a new secret shown once, a policy, rotating and
-//! removing a signing key after a confirmation, and the audit trail with who did what, as a
-//! page and as CSV. Forms without their CSRF token, people who are not administrators and bad
+//! refresh tokens revoked for good), enabling, a new secret shown once, a policy, deleting a
+//! client and removing a signing key after a confirmation that says what it breaks, rotating
+//! keys, and the audit trail with who did what, as a page and as CSV. Forms without their CSRF token, people who are not administrators and bad
 //! input change nothing. Screenshots go to target/tmp/screenshots/<backend>/console-*.png.
 use std::path::PathBuf;
 
@@ -191,6 +191,19 @@ async fn administrators_run_the_plant_from_the_console(backend: Backend) {
     let claims = app.verified_claims(&tokens).await;
     assert_eq!(claims["x-nmos-registration"]["write"], json!(["health/nodes/*"]), "{claims}");
 
+    // Deleting a client: first a page that says what it breaks, then its credentials stop.
+    chrome.goto(&app.auth_url(&format!("admin/clients/{ctl}"))).await;
+    chrome.click("button[value=confirm-delete]").await;
+    chrome.wait_for_title("Delete a client? · nmos-auth").await;
+    assert!(chrome.text(".alert").await.contains("cannot be undone"));
+    assert!(chrome.source().await.contains("Studio Controller"), "names the client");
+    chrome.screenshot("console-client-delete").await;
+    assert_oauth_error(app.token(&ctl, &ctl_secret, &CLIENT_CREDENTIALS).await, 400, "unauthorized_client").await;
+    chrome.click("button[value=delete]").await;
+    chrome.wait_for_title("Clients · nmos-auth").await;
+    assert_eq!(chrome.text("#summary").await, "Clients 1–2 of 2");
+    assert_oauth_error(app.token(&ctl, &ctl_secret, &CLIENT_CREDENTIALS).await, 401, "invalid_client").await;
+
     // Signing keys: rotate now, then remove the planned key after a confirmation that says
     // what it breaks.
     chrome.click("nav.tabs a[href$='admin/keys']").await;
@@ -224,6 +237,7 @@ async fn administrators_run_the_plant_from_the_console(backend: Backend) {
         ("client_tokens_revoked", ctl.as_str()),
         ("client_secret_rotated", second.as_str()),
         ("client_policy_set", second.as_str()),
+        ("client_deleted", ctl.as_str()),
         ("signing_key_rotated", ""),
         ("signing_key_removed", ""),
     ] {

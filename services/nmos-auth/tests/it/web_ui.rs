@@ -1,7 +1,8 @@
 //! The pages in a real browser (headless Chromium): sign up, register a client, users, sign
 //! out and in, the authorization code flow with PKCE to a redirect target this test runs,
-//! deny, an error page, and a form whose CSRF token was removed. Every page is saved as a
-//! screenshot under target/tmp/screenshots/<backend>/.
+//! deny, an error page, a form whose CSRF token was removed, and deleting a client after a
+//! confirmation (one's own only). Every page is saved as a screenshot under
+//! target/tmp/screenshots/<backend>/.
 use std::path::PathBuf;
 
 use aws_lc_rs::digest;
@@ -179,4 +180,42 @@ async fn people_use_the_pages_in_a_browser(backend: Backend) {
     chrome.wait_for_title("Form expired · nmos-auth").await;
     assert!(!chrome.url().await.starts_with(&callback));
     chrome.screenshot("form-expired").await;
+
+    // Someone else's client cannot be deleted, not even asked about: the page names none.
+    chrome.goto(&app.auth_url("home")).await;
+    chrome.wait_for_title("Clients · nmos-auth").await;
+    chrome
+        .script(&format!(
+            "const form = document.createElement('form'); form.method = 'post'; form.action = 'delete-client'; \
+             for (const [name, value] of [['csrf', document.querySelector('input[name=csrf]').value], \
+                                          ['client_id', '{client_id}']]) {{ \
+               const field = document.createElement('input'); field.type = 'hidden'; \
+               field.name = name; field.value = value; form.appendChild(field); }} \
+             document.body.appendChild(form); form.submit();"
+        ))
+        .await;
+    chrome.wait_for_title("Not found · nmos-auth").await;
+    assert!(!chrome.source().await.contains("Studio A controller"));
+
+    // Deleting one's own client: first a page that says what it breaks, then the deletion.
+    chrome.goto(&app.auth_url("home")).await;
+    chrome.click("nav button").await;
+    chrome.wait_for_title("Sign in · nmos-auth").await;
+    sign_in(&chrome, "operator", "operator's password").await;
+    chrome.wait_for_title("Clients · nmos-auth").await;
+    chrome.click(".card button.danger").await;
+    chrome.wait_for_title("Delete a client? · nmos-auth").await;
+    assert!(chrome.text(".alert").await.contains("cannot be undone"));
+    assert!(chrome.source().await.contains("Studio A controller"), "names the client");
+    chrome.screenshot("delete-client").await;
+    chrome.goto(&authorize).await;
+    chrome.wait_for_title("Approve access · nmos-auth").await;
+    chrome.goto(&app.auth_url("home")).await;
+    chrome.click(".card button.danger").await;
+    chrome.wait_for_title("Delete a client? · nmos-auth").await;
+    chrome.click("button.danger").await;
+    chrome.wait_for_title("Clients · nmos-auth").await;
+    assert!(chrome.source().await.contains("You have not registered any clients"));
+    chrome.goto(&authorize).await;
+    chrome.wait_for_title("This request cannot be completed · nmos-auth").await;
 }
