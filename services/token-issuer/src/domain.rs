@@ -93,11 +93,19 @@ pub struct User {
     pub username: String,
     pub rights: AccessRights,
     pub disabled: bool,
+    /// When the account was created (Unix seconds): a name can be given again to a new account
+    /// once the old one is deleted, and what was granted before then is not the new account's.
+    pub created_at: i64,
 }
 
 impl User {
     pub fn from_proto(user: pb::User) -> User {
-        User { rights: AccessRights::from_proto(&user.rights), username: user.username, disabled: user.disabled }
+        User {
+            rights: AccessRights::from_proto(&user.rights),
+            username: user.username,
+            disabled: user.disabled,
+            created_at: user.created_at,
+        }
     }
 }
 

@@ -34,6 +34,11 @@ impl TokenIssuerService {
             if f.client_id != client.id || found.used || f.revoked || f.expires_at <= now {
                 return Ok(inactive);
             }
+            match self.granting_user(&f.username, f.created_at).await {
+                Ok(_) => {}
+                Err(e) if e.code == ErrorCode::InvalidGrant => return Ok(inactive),
+                Err(e) => return Err(e),
+            }
             return Ok(json!({
                 "active": true, "token_type": "refresh_token", "client_id": f.client_id, "username": f.username,
                 "sub": f.username, "scope": f.scope, "exp": f.expires_at, "iat": f.created_at,
@@ -79,7 +84,8 @@ impl TokenIssuerService {
     }
 
     /// Whether the token's client still exists (and is neither held for approval nor disabled), and, for a
-    /// user's token, whether the user still exists and is enabled: a token outlives neither.
+    /// user's token, whether the user who was issued it still exists and is enabled (not a later
+    /// account of the same name): a token outlives neither.
     async fn issued_to_someone_still_here(&self, claims: &Map<String, Value>) -> Result<bool, OAuthError> {
         let client_id = claims.get("client_id").and_then(Value::as_str).unwrap_or_default();
         match self.client(client_id).await? {
@@ -91,7 +97,9 @@ impl TokenIssuerService {
         if subject == client_id {
             return Ok(true);
         }
-        match self.user(subject).await {
+        // A token without its issue time cannot show that it is the current account's.
+        let issued_at = claims.get("iat").and_then(Value::as_i64).unwrap_or(i64::MIN);
+        match self.granting_user(subject, issued_at).await {
             Ok(_) => Ok(true),
             Err(e) if e.code == ErrorCode::InvalidGrant => Ok(false),
             Err(e) => Err(e),

@@ -173,6 +173,21 @@ impl TokenIssuerService {
         Ok(User::from_proto(user))
     }
 
+    /// The user who granted something (a code, a refresh-token family, an access token) at
+    /// `granted_at` (Unix seconds), as [`Self::user`] finds them, and only if their account is
+    /// the one that granted it: an account created later under the same name, once the first
+    /// was deleted, inherits nothing of it (`invalid_grant`).
+    pub(crate) async fn granting_user(&self, username: &str, granted_at: i64) -> Result<User, OAuthError> {
+        let user = self.user(username).await?;
+        if user.created_at > granted_at {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidGrant,
+                "the account that granted this was deleted; the user of that name now is another account",
+            ));
+        }
+        Ok(user)
+    }
+
     /// RFC 6749 §4 and §5: checks the request, authenticates the client, runs the grant.
     /// `client_address` is the requester's IP address, for throttling password guesses.
     pub async fn token(&self, request: ClientRequest, client_address: &str) -> Result<Tokens, OAuthError> {

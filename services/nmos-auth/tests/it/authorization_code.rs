@@ -594,9 +594,36 @@ async fn revocation(backend: Backend) {
     let bobs_at = bobs["access_token"].as_str().unwrap();
     let answer = introspect(bobs_at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
     assert_eq!(answer["active"], true, "{answer}");
+    let bobs_rt = bobs["refresh_token"].as_str().unwrap();
+    let mut again = Browser::new();
+    let consent = sign_in_as_and_open(&app, &mut again, &for_bob, "bob", "bob's long password").await;
+    let unused_code = query(&decide(&app, &mut again, &consent, "approve").await, "code").unwrap();
     app.server.identity.delete_user("bob", "operator:test").await.unwrap();
     let answer = introspect(bobs_at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
     assert_eq!(answer, json!({"active": false}), "the user was deleted");
+    // A new account given the deleted one's name (a second later: accounts are dated to the
+    // second) inherits none of what the old one granted: its access tokens, its refresh tokens,
+    // a code not yet exchanged.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.server
+        .identity
+        .create_user("bob", "the new bob's password", false, &[(NmosApi::Query, Access::Read)], "operator:test")
+        .await
+        .unwrap();
+    let answer = introspect(bobs_at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
+    assert_eq!(answer, json!({"active": false}), "the old account's access token");
+    let answer = introspect(bobs_rt, &controller.id, Some(&controller.secret)).await.unwrap().expect_json(200).await;
+    assert_eq!(answer, json!({"active": false}), "the old account's refresh token");
+    assert_oauth_error(refresh(&app, &controller, bobs_rt, None).await, 400, "invalid_grant").await;
+    assert_oauth_error(exchange(&app, &controller, &unused_code, &[]).await, 400, "invalid_grant").await;
+    // The new account's own grants work at once.
+    let mut new_bob = Browser::new();
+    let consent = sign_in_as_and_open(&app, &mut new_bob, &for_bob, "bob", "the new bob's password").await;
+    let back = decide(&app, &mut new_bob, &consent, "approve").await;
+    let news = exchange(&app, &controller, &query(&back, "code").unwrap(), &[]).await.expect_json(200).await;
+    let answer = introspect(news["access_token"].as_str().unwrap(), &node.0, Some(&node.1)).await.unwrap();
+    assert_eq!(answer.expect_json(200).await["active"], true);
+    refresh(&app, &controller, news["refresh_token"].as_str().unwrap(), None).await.expect_json(200).await;
 
     // Revocation needs client authentication and a token.
     let r = app.http.post(&url).form(&[("token", rt)]).send().await.unwrap();

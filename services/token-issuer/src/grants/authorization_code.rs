@@ -282,7 +282,7 @@ pub async fn exchange(service: &TokenIssuerService, client: &Client, params: &Pa
         _ => {}
     }
     let issue = async {
-        let user = service.user(&row.username).await?;
+        let user = service.granting_user(&row.username, row.expires_at - CODE_LIFETIME_SECS).await?;
         let scope = Scope::parse(&row.scope).map_err(OAuthError::internal)?;
         let claims = user_claims(&user, &client.id, &scope);
         some_right_left(&claims)?;

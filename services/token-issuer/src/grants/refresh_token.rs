@@ -92,9 +92,10 @@ pub async fn refresh(service: &TokenIssuerService, client: &Client, params: &Par
             requested
         }
     };
-    let user = match service.user(&family.username).await {
+    let user = match service.granting_user(&family.username, family.created_at).await {
         Ok(user) => user,
-        // The user was deleted or disabled: the family dies. (A service that is briefly
+        // The user was deleted (whether or not the name has a new account since) or disabled:
+        // the family dies. (A service that is briefly
         // unavailable must not end everyone's sessions.)
         Err(e) if e.code == ErrorCode::InvalidGrant => {
             service.store.revoke_family(&family.id).await?;
