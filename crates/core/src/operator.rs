@@ -47,7 +47,8 @@ pub fn administrator<T>(
     requested_by: Option<&nmos_auth_proto::WebUser>,
     what: &str,
 ) -> Result<nmos_auth_proto::WebUser, tonic::Status> {
-    let operator = operator(request).map(|o| nmos_auth_proto::WebUser { username: o.name(), admin: true });
+    let operator =
+        operator(request).map(|o| nmos_auth_proto::WebUser { username: o.name(), admin: true, account_created_at: 0 });
     match operator.or_else(|| requested_by.cloned()) {
         Some(user) if user.admin => Ok(user),
         Some(_) => Err(tonic::Status::permission_denied(format!("only administrators {what}"))),

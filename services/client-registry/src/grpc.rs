@@ -53,7 +53,7 @@ fn client_to_proto(client: &Client) -> pb::Client {
 /// token, `nmos-auth admin` on the machine): an administrator, whatever the request says.
 /// Otherwise the request names the signed-in user (set by the gateway, which vouches for them).
 fn operator_caller<T>(request: &Request<T>) -> Option<pb::WebUser> {
-    Some(pb::WebUser { username: operator(request)?.name(), admin: true })
+    Some(pb::WebUser { username: operator(request)?.name(), admin: true, account_created_at: 0 })
 }
 
 /// The most clients one search returns, and how many when the request does not say.
@@ -116,7 +116,7 @@ impl ClientRegistry for ClientRegistryService {
             }
         };
         let token = (!r.initial_access_token.is_empty()).then_some(r.initial_access_token.as_str());
-        let web_user = by_operator.or(r.registered_by).map(|u| WebUser { username: u.username, admin: u.admin });
+        let web_user = by_operator.or(r.registered_by).map(WebUser::from);
         let registration = self.register(&body, token, web_user.as_ref()).await?;
         Ok(Response::new(registration_to_proto(registration)))
     }
@@ -219,7 +219,10 @@ impl ClientRegistry for ClientRegistryService {
         if !allowed {
             return Err(Status::permission_denied("one lists one's own clients; only administrators list others'"));
         }
-        let clients = if r.pending { self.pending().await? } else { self.list(&r.owner).await? };
+        // Someone asking for their own clients gets those their account registered, not those of
+        // an earlier, deleted account of the same name.
+        let since = asking.filter(|user| user.username == r.owner).map_or(0, |user| user.account_created_at);
+        let clients = if r.pending { self.pending().await? } else { self.list(&r.owner, since).await? };
         let total = clients.len() as u64;
         Ok(Response::new(pb::ListClientsResponse { clients: clients.iter().map(client_to_proto).collect(), total }))
     }
@@ -232,7 +235,7 @@ impl ClientRegistry for ClientRegistryService {
         let r = request.into_inner();
         let user =
             by_operator.or(r.requested_by).ok_or_else(|| Status::invalid_argument("requested_by is required"))?;
-        let user = WebUser { username: user.username, admin: user.admin };
+        let user = WebUser::from(user);
         if !self.delete(&r.client_id, &user).await? {
             return Err(Status::not_found("no such client of yours"));
         }

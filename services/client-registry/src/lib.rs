@@ -77,6 +77,22 @@ fn disabled_client() -> OAuthError {
 pub struct WebUser {
     pub username: String,
     pub admin: bool,
+    /// When their account was created (Unix seconds; 0 for an operator).
+    pub account_created_at: i64,
+}
+
+impl WebUser {
+    /// Whether `client` is theirs: registered by them, not by an earlier, deleted account of
+    /// the same name (accounts are dated to the second).
+    fn owns(&self, client: &Client) -> bool {
+        client.owner == self.username && client.issued_at >= self.account_created_at
+    }
+}
+
+impl From<nmos_auth_proto::WebUser> for WebUser {
+    fn from(user: nmos_auth_proto::WebUser) -> WebUser {
+        WebUser { username: user.username, admin: user.admin, account_created_at: user.account_created_at }
+    }
 }
 
 impl Client {
@@ -502,10 +518,11 @@ impl ClientRegistryService {
         }
     }
 
-    /// The clients a web user registered, newest first.
-    pub async fn list(&self, owner: &str) -> Result<Vec<Client>, OAuthError> {
+    /// The clients a web user registered, newest first: those of the name `owner` registered
+    /// since `since` (the account's creation; 0 for all of them).
+    pub async fn list(&self, owner: &str, since: i64) -> Result<Vec<Client>, OAuthError> {
         let rows = self.store.list_clients(owner).await?;
-        rows.into_iter().map(Client::from_row).collect()
+        rows.into_iter().filter(|row| row.issued_at >= since).map(Client::from_row).collect()
     }
 
     /// Clients waiting for approval, oldest first.
@@ -631,7 +648,7 @@ impl ClientRegistryService {
     /// such client (or it is not theirs to delete).
     pub async fn delete(&self, client_id: &str, requested_by: &WebUser) -> Result<bool, OAuthError> {
         let Some(client) = self.get(client_id).await? else { return Ok(false) };
-        if client.owner != requested_by.username && !requested_by.admin {
+        if !requested_by.owns(&client) && !requested_by.admin {
             return Ok(false);
         }
         let deleted = self.store.delete_client(client_id).await?;

@@ -212,7 +212,7 @@ async fn signed_in_post(
 }
 
 fn web_user(user: &pb::User) -> pb::WebUser {
-    pb::WebUser { username: user.username.clone(), admin: user.admin }
+    pb::WebUser { username: user.username.clone(), admin: user.admin, account_created_at: user.created_at }
 }
 
 /// The navigation bar for a signed-in user.

@@ -576,7 +576,8 @@ async fn revocation(backend: Backend) {
     let gone_at = gone_token["access_token"].as_str().unwrap();
     let answer = introspect(gone_at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
     assert_eq!(answer["active"], true, "{answer}");
-    let operator = nmos_auth_client_registry::WebUser { username: "operator".into(), admin: true };
+    let operator =
+        nmos_auth_client_registry::WebUser { username: "operator".into(), admin: true, account_created_at: 0 };
     assert!(app.server.clients.delete(&gone.0, &operator).await.unwrap());
     let answer = introspect(gone_at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
     assert_eq!(answer, json!({"active": false}), "the client was deleted");
@@ -598,6 +599,17 @@ async fn revocation(backend: Backend) {
     let mut again = Browser::new();
     let consent = sign_in_as_and_open(&app, &mut again, &for_bob, "bob", "bob's long password").await;
     let unused_code = query(&decide(&app, &mut again, &consent, "approve").await, "code").unwrap();
+    let form = again.get(&app.auth_url("register-client")).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let fields = [
+        ("csrf".to_owned(), form.field("csrf")),
+        ("client_name".to_owned(), "The first bob's controller".to_owned()),
+        ("redirect_uris".to_owned(), REDIRECT.to_owned()),
+    ];
+    let registered = again.post(&app.auth_url("register-client"), &fields).await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let home = again.get(&app.auth_url("home")).await;
+    assert!(home.body.contains("The first bob&#39;s controller"), "{}", home.body);
     app.server.identity.delete_user("bob", "operator:test").await.unwrap();
     let answer = introspect(bobs_at, &node.0, Some(&node.1)).await.unwrap().expect_json(200).await;
     assert_eq!(answer, json!({"active": false}), "the user was deleted");
@@ -619,6 +631,10 @@ async fn revocation(backend: Backend) {
     // The new account's own grants work at once.
     let mut new_bob = Browser::new();
     let consent = sign_in_as_and_open(&app, &mut new_bob, &for_bob, "bob", "the new bob's password").await;
+    // Nor are the old account's clients the new one's.
+    let home = new_bob.get(&app.auth_url("home")).await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(home.body.contains("You have not registered any clients"), "{}", home.body);
     let back = decide(&app, &mut new_bob, &consent, "approve").await;
     let news = exchange(&app, &controller, &query(&back, "code").unwrap(), &[]).await.expect_json(200).await;
     let answer = introspect(news["access_token"].as_str().unwrap(), &node.0, Some(&node.1)).await.unwrap();

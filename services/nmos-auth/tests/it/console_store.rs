@@ -32,7 +32,7 @@ fn denied<T>(answer: Result<T, tonic::Status>) -> Code {
 }
 
 fn chief() -> Option<pb::WebUser> {
-    Some(pb::WebUser { username: "chief".into(), admin: true })
+    Some(pb::WebUser { username: "chief".into(), admin: true, account_created_at: 0 })
 }
 
 fn search(
@@ -62,7 +62,7 @@ async fn a_thousand_clients_page_by_page(backend: Backend) {
     use pb::ClientKind::{Confidential, Machine, Public, Unspecified as AnyKind};
     use pb::ClientStatus::{Approved, Disabled, Unspecified as AnyStatus};
     let app = TestApp::spawn(backend).await;
-    let admin = WebUser { username: "chief".into(), admin: true };
+    let admin = WebUser { username: "chief".into(), admin: true, account_created_at: 0 };
     // 600 Nodes, 300 controllers with a secret, 100 public panels.
     for i in 0..1000 {
         let metadata = match i {
@@ -169,7 +169,7 @@ async fn console_rpcs_check_who_asks_and_what(backend: Backend) {
     let pending = pending["client_id"].as_str().unwrap().to_owned();
 
     // Only administrators: a person who is not one, and a call naming nobody, are refused.
-    let someone = Some(pb::WebUser { username: "someone".into(), admin: false });
+    let someone = Some(pb::WebUser { username: "someone".into(), admin: false, account_created_at: 0 });
     for requested_by in [someone.clone(), None] {
         let all = pb::ListClientsRequest { all: true, requested_by: requested_by.clone(), ..Default::default() };
         assert_eq!(denied(clients.list_clients(Request::new(all)).await), Code::PermissionDenied);

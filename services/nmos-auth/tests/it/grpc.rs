@@ -259,7 +259,8 @@ async fn client_registry_service(backend: Backend) {
             .unwrap();
 
     // Initial access tokens are an administrator's to hand out.
-    let web = |username: &str, admin: bool| Some(pb::WebUser { username: username.into(), admin });
+    let web =
+        |username: &str, admin: bool| Some(pb::WebUser { username: username.into(), admin, account_created_at: 0 });
     for requested_by in [None, web("bob", false)] {
         let request = pb::CreateInitialAccessTokenRequest { lifetime_secs: 60, description: "x".into(), requested_by };
         assert_eq!(clients.create_initial_access_token(request).await.unwrap_err().code(), Code::PermissionDenied);
@@ -376,6 +377,16 @@ async fn client_registry_service(backend: Backend) {
         assert_eq!(refused.code(), Code::PermissionDenied);
     }
     let bob_id = bobs.client.unwrap().client_id;
+    // A later account of bob's name (bob's deleted, the name given again) neither lists nor
+    // deletes the earlier account's client.
+    let later_bob = || {
+        let account_created_at = nmos_auth_core::now_unix() + 1;
+        Some(pb::WebUser { username: "bob".into(), admin: false, account_created_at })
+    };
+    let listed = clients.list_clients(list("bob", false, later_bob())).await.unwrap().into_inner();
+    assert!(listed.clients.is_empty(), "{listed:?}");
+    let not_this_bobs = pb::DeleteClientRequest { client_id: bob_id.clone(), requested_by: later_bob() };
+    assert_eq!(clients.delete_client(not_this_bobs).await.unwrap_err().code(), Code::NotFound);
     let not_yours = pb::DeleteClientRequest { client_id: bob_id.clone(), requested_by: web("mallory", false) };
     assert_eq!(clients.delete_client(not_yours).await.unwrap_err().code(), Code::NotFound);
     clients

@@ -87,7 +87,7 @@ async fn internal_grpc_serves_only_the_callers_it_should() {
     assert_eq!(listed.keys[0].state, "active");
     let denied = gateway.list_keys(pb::ListKeysRequest::default()).await.unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "nobody named: {denied:?}");
-    let person = |admin| Some(pb::WebUser { username: "someone".into(), admin });
+    let person = |admin| Some(pb::WebUser { username: "someone".into(), admin, account_created_at: 0 });
     let denied = gateway.list_keys(pb::ListKeysRequest { requested_by: person(false) }).await.unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "not an administrator: {denied:?}");
     let listed = gateway.list_keys(pb::ListKeysRequest { requested_by: person(true) }).await.unwrap().into_inner();
@@ -196,7 +196,7 @@ async fn an_administrators_token_stands_in_for_a_certificate() {
     let set = pb::SetClientPolicyRequest {
         client_id: node_id.clone(),
         policy: Some(pb::ClientPolicy { scope: "registration".into(), audience: vec![host], ..Default::default() }),
-        requested_by: Some(pb::WebUser { username: "bob".into(), admin: false }),
+        requested_by: Some(pb::WebUser { username: "bob".into(), admin: false, account_created_at: 0 }),
     };
     let updated = clients.set_client_policy(with_authorization(&admin, set)).await.unwrap().into_inner();
     assert_eq!(updated.policy.unwrap().scope, "registration");
