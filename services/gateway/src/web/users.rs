@@ -1,5 +1,6 @@
 //! The users page, for administrators: add users, set each user's access per NMOS API,
-//! sign them out everywhere, disable, enable or delete them. Password hashes are never shown.
+//! sign them out everywhere, disable, enable or delete them (after a page that says what
+//! deleting breaks). Password hashes are never shown.
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -53,7 +54,7 @@ fn user_row(index: usize, user: &pb::User, me: &str, session: &Session) -> Strin
     } else {
         let (action, label) = if user.disabled { ("enable", "Enable") } else { ("disable", "Disable") };
         format!(
-            r#"{sign_out} <button {form_attr} class="secondary" name="action" value="{action}" type="submit">{label}</button> <button {form_attr} class="danger" name="action" value="delete" type="submit">Delete</button>"#
+            r#"{sign_out} <button {form_attr} class="secondary" name="action" value="{action}" type="submit">{label}</button> <button {form_attr} class="danger" name="action" value="confirm-delete" type="submit">Delete…</button>"#
         )
     };
     format!(
@@ -145,7 +146,8 @@ pub async fn add_user(
     }
 }
 
-/// POST users/change: save rights, sign out everywhere, disable, enable or delete.
+/// POST users/change: save rights, sign out everywhere, disable, enable, ask whether to delete,
+/// or delete.
 pub async fn change_user(
     State(gateway): State<Gateway>,
     headers: HeaderMap,
@@ -166,6 +168,7 @@ pub async fn change_user(
             let request = pb::SetDisabledRequest { username, disabled: action == "disable", requested_by };
             identity.set_disabled(request).await.map(|_| ())
         }
+        Some("confirm-delete") => return deletion_page(&gateway, &username, &user, &session).await,
         Some("delete") => identity.delete_user(pb::DeleteUserRequest { username, requested_by }).await.map(|_| ()),
         Some("signout") => {
             let request = pb::EndUserSessionsRequest { username, requested_by };
@@ -177,4 +180,31 @@ pub async fn change_user(
         Ok(()) => found(&format!("{BASE}/users")),
         Err(status) => status_page(&status, &session),
     }
+}
+
+/// What deleting a user breaks, and the button that does it; only for administrators (the list
+/// of users is theirs to read), and only for a user who exists.
+async fn deletion_page(gateway: &Gateway, username: &str, user: &pb::User, session: &Session) -> Response {
+    let requested_by = user.username.clone();
+    let listed = grpc::idempotent(&gateway.identity, |mut identity| {
+        let requested_by = requested_by.clone();
+        async move { identity.list_users(pb::ListUsersRequest { requested_by }).await }
+    })
+    .await;
+    let found = match listed {
+        Ok(list) => list.into_inner().users.into_iter().find(|u| u.username == username),
+        Err(status) => return status_page(&status, session),
+    };
+    let Some(found) = found else {
+        return status_page(&tonic::Status::not_found("There is no user of that name."), session);
+    };
+    let body = format!(
+        r#"<div class="alert">They can no longer sign in, and their sessions end at once. Controllers acting for them get no more tokens: their refresh tokens stop working and introspection reports their access tokens inactive, though an access token already issued passes an API's signature check until it expires. The clients they registered stay, for administrators to keep or delete in the console. An account created later with the same name is a new account: it gets none of these clients or grants. This cannot be undone.</div>
+<dl><dt>User</dt><dd>{name}</dd></dl>
+<form method="post" action="{BASE}/users/change"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="username" value="{name}">
+<div class="actions"><button class="danger" type="submit" name="action" value="delete">Delete this user</button><a href="{BASE}/users">Cancel</a></div></form>"#,
+        name = escape(&found.username),
+        csrf = escape(&session.csrf),
+    );
+    pages::page(StatusCode::OK, "Delete a user?", &nav_for(user, session), &body)
 }

@@ -364,6 +364,9 @@ async fn the_services_decide_who_administers(backend: Backend) {
         )
         .await;
     assert_eq!(changed.status, 403, "{}", changed.body);
+    let asked =
+        browser.post(&app.auth_url("users/change"), &post(&[("username", "root"), ("action", "confirm-delete")])).await;
+    assert_eq!(asked.status, 403, "not even which users exist: {}", asked.body);
     let pending = browser.get(&app.auth_url("pending")).await;
     assert_eq!(pending.status, 403, "{}", pending.body);
 
@@ -393,6 +396,25 @@ async fn the_services_decide_who_administers(backend: Backend) {
     }
     let root = identity.get_user("root").await.unwrap();
     assert!(root.admin && !root.disabled);
+
+    // Deleting someone else: first a page that says what it breaks, then the deletion.
+    let change = |username: &str, action: &str| {
+        vec![
+            ("csrf".to_owned(), csrf.clone()),
+            ("username".to_owned(), username.to_owned()),
+            ("action".to_owned(), action.to_owned()),
+        ]
+    };
+    let asked = browser.post(&app.auth_url("users/change"), &change("alice", "confirm-delete")).await;
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    assert!(asked.body.contains("<title>Delete a user? · nmos-auth</title>"), "{}", asked.body);
+    assert!(asked.body.contains("<dd>alice</dd>") && asked.body.contains("cannot be undone"), "{}", asked.body);
+    assert!(identity.get_user("alice").await.is_ok(), "asking deletes nothing");
+    let unknown = browser.post(&app.auth_url("users/change"), &change("nobody", "confirm-delete")).await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    let deleted = browser.post(&app.auth_url("users/change"), &change("alice", "delete")).await;
+    assert_eq!(deleted.status, 302, "{}", deleted.body);
+    assert!(identity.get_user("alice").await.is_err(), "alice was deleted");
 
     // Pending clients: rejected on the page (by root) or with the command, they are gone.
     let register = |name: &str| {
