@@ -95,8 +95,8 @@ pub async fn refresh(service: &TokenIssuerService, client: &Client, params: &Par
     let user = match service.granting_user(&family.username, family.created_at).await {
         Ok(user) => user,
         // The user was deleted (whether or not the name has a new account since) or disabled:
-        // the family dies. (A service that is briefly
-        // unavailable must not end everyone's sessions.)
+        // the family dies. (A service that is briefly unavailable must not end everyone's
+        // sessions.)
         Err(e) if e.code == ErrorCode::InvalidGrant => {
             service.store.revoke_family(&family.id).await?;
             return Err(e);
