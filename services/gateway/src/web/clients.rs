@@ -66,21 +66,30 @@ fn client_card(client: &pb::Client, session: &Session) -> String {
     )
 }
 
+/// The clients a list request names (a read: retried if its connection breaks).
+async fn list_clients(gateway: &Gateway, request: pb::ListClientsRequest) -> Result<Vec<pb::Client>, tonic::Status> {
+    let list = |mut clients: ClientRegistryClient<GrpcChannel>| {
+        let request = request.clone();
+        async move { clients.list_clients(request).await }
+    };
+    Ok(grpc::idempotent(&gateway.clients, list).await?.into_inner().clients)
+}
+
+/// The signed-in user's own clients: the registry decides which those are.
+async fn own_clients(gateway: &Gateway, user: &pb::User) -> Result<Vec<pb::Client>, tonic::Status> {
+    let request = pb::ListClientsRequest {
+        owner: user.username.clone(),
+        requested_by: Some(web_user(user)),
+        ..Default::default()
+    };
+    list_clients(gateway, request).await
+}
+
 /// GET home: the signed-in user's clients, and where the server's documents are.
 pub async fn home(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
     let (session, user) = or_respond!(signed_in(&gateway, &headers, &format!("{BASE}/home")).await);
-    let clients = match gateway
-        .clients
-        .clone()
-        .list_clients(pb::ListClientsRequest {
-            owner: user.username.clone(),
-            pending: false,
-            requested_by: Some(web_user(&user)),
-            ..Default::default()
-        })
-        .await
-    {
-        Ok(list) => list.into_inner().clients,
+    let clients = match own_clients(&gateway, &user).await {
+        Ok(clients) => clients,
         Err(status) => return status_page(&status, &session),
     };
     let list = if clients.is_empty() {
@@ -235,18 +244,8 @@ pub async fn delete_client(
     let (session, user) = or_respond!(signed_in_post(&gateway, &headers, &form).await);
     let client_id = form_value(&form, "client_id").unwrap_or("").to_owned();
     if form_value(&form, "confirmed") != Some("yes") {
-        // Only the user's own clients: the registry decides which those are.
-        let request = pb::ListClientsRequest {
-            owner: user.username.clone(),
-            requested_by: Some(web_user(&user)),
-            ..Default::default()
-        };
-        let list = |mut clients: ClientRegistryClient<GrpcChannel>| {
-            let request = request.clone();
-            async move { clients.list_clients(request).await }
-        };
-        let client = match grpc::idempotent(&gateway.clients, list).await {
-            Ok(list) => list.into_inner().clients.into_iter().find(|c| c.client_id == client_id),
+        let client = match own_clients(&gateway, &user).await {
+            Ok(clients) => clients.into_iter().find(|c| c.client_id == client_id),
             Err(status) => return status_page(&status, &session),
         };
         let Some(client) = client else {
@@ -290,12 +289,8 @@ pub async fn pending_page(State(gateway): State<Gateway>, headers: HeaderMap) ->
     let (session, user) = or_respond!(signed_in(&gateway, &headers, &format!("{BASE}/pending")).await);
     // The registry decides who may see them (administrators).
     let request = pb::ListClientsRequest { pending: true, requested_by: Some(web_user(&user)), ..Default::default() };
-    let list = |mut clients: ClientRegistryClient<GrpcChannel>| {
-        let request = request.clone();
-        async move { clients.list_clients(request).await }
-    };
-    let clients = match grpc::idempotent(&gateway.clients, list).await {
-        Ok(list) => list.into_inner().clients,
+    let clients = match list_clients(&gateway, request).await {
+        Ok(clients) => clients,
         Err(status) => return status_page(&status, &session),
     };
     let body = if clients.is_empty() {

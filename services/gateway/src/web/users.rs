@@ -93,22 +93,24 @@ fn users_html(users: &[pb::User], me: &str, session: &Session) -> String {
     )
 }
 
+/// Every user, as `user` may see them (the identity service decides who may: administrators).
+async fn list_users(gateway: &Gateway, user: &pb::User) -> Result<Vec<pb::User>, tonic::Status> {
+    let list = |mut identity: nmos_auth_proto::identity_client::IdentityClient<grpc::GrpcChannel>| {
+        let requested_by = user.username.clone();
+        async move { identity.list_users(pb::ListUsersRequest { requested_by }).await }
+    };
+    Ok(grpc::idempotent(&gateway.identity, list).await?.into_inner().users)
+}
+
 /// GET users.
 pub async fn users_page(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
     let (session, user) = or_respond!(signed_in(&gateway, &headers, &format!("{BASE}/users")).await);
-    // The identity service decides who may (administrators).
-    let requested_by = user.username.clone();
-    match grpc::idempotent(&gateway.identity, |mut identity| {
-        let requested_by = requested_by.clone();
-        async move { identity.list_users(pb::ListUsersRequest { requested_by }).await }
-    })
-    .await
-    {
-        Ok(list) => pages::page(
+    match list_users(&gateway, &user).await {
+        Ok(users) => pages::page(
             StatusCode::OK,
             "Users",
             &nav_for(&user, &session),
-            &users_html(&list.into_inner().users, &user.username, &session),
+            &users_html(&users, &user.username, &session),
         ),
         Err(status) => status_page(&status, &session),
     }
@@ -185,14 +187,8 @@ pub async fn change_user(
 /// What deleting a user breaks, and the button that does it; only for administrators (the list
 /// of users is theirs to read), and only for a user who exists.
 async fn deletion_page(gateway: &Gateway, username: &str, user: &pb::User, session: &Session) -> Response {
-    let requested_by = user.username.clone();
-    let listed = grpc::idempotent(&gateway.identity, |mut identity| {
-        let requested_by = requested_by.clone();
-        async move { identity.list_users(pb::ListUsersRequest { requested_by }).await }
-    })
-    .await;
-    let found = match listed {
-        Ok(list) => list.into_inner().users.into_iter().find(|u| u.username == username),
+    let found = match list_users(gateway, user).await {
+        Ok(users) => users.into_iter().find(|u| u.username == username),
         Err(status) => return status_page(&status, session),
     };
     let Some(found) = found else {
