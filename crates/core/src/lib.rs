@@ -58,6 +58,14 @@ pub fn etag(document: &[u8]) -> String {
     format!("\"{}\"", digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
+/// Whether what a user of some name did at `done_at` (a registration, a grant; Unix seconds) is
+/// the doing of the account of that name created at `account_created_at`. A name is free again
+/// once its account is deleted, so what is older than the account was another account's; accounts
+/// are dated to the second, so the same second counts as this account's.
+pub fn done_by_account(account_created_at: i64, done_at: i64) -> bool {
+    done_at >= account_created_at
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)

@@ -85,7 +85,7 @@ impl WebUser {
     /// Whether `client` is theirs: registered by them, not by an earlier, deleted account of
     /// the same name (accounts are dated to the second).
     fn owns(&self, client: &Client) -> bool {
-        client.owner == self.username && client.issued_at >= self.account_created_at
+        client.owner == self.username && nmos_auth_core::done_by_account(self.account_created_at, client.issued_at)
     }
 }
 
@@ -522,7 +522,10 @@ impl ClientRegistryService {
     /// since `since` (the account's creation; 0 for all of them).
     pub async fn list(&self, owner: &str, since: i64) -> Result<Vec<Client>, OAuthError> {
         let rows = self.store.list_clients(owner).await?;
-        rows.into_iter().filter(|row| row.issued_at >= since).map(Client::from_row).collect()
+        rows.into_iter()
+            .filter(|row| nmos_auth_core::done_by_account(since, row.issued_at))
+            .map(Client::from_row)
+            .collect()
     }
 
     /// Clients waiting for approval, oldest first.

@@ -179,7 +179,7 @@ impl TokenIssuerService {
     /// was deleted, inherits nothing of it (`invalid_grant`).
     pub(crate) async fn granting_user(&self, username: &str, granted_at: i64) -> Result<User, OAuthError> {
         let user = self.user(username).await?;
-        if user.created_at > granted_at {
+        if !nmos_auth_core::done_by_account(user.created_at, granted_at) {
             return Err(OAuthError::new(
                 ErrorCode::InvalidGrant,
                 "the account that granted this was deleted; the user of that name now is another account",
