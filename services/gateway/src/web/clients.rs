@@ -275,7 +275,7 @@ fn pending_card(client: &pb::Client, session: &Session) -> String {
 <h2>{name}</h2>
 {details}
 <form method="post" action="{BASE}/pending"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="client_id" value="{id}">
-<div class="actions"><button type="submit" name="decision" value="approve">Approve</button><button class="danger" type="submit" name="decision" value="reject">Reject</button></div></form>
+<div class="actions"><button type="submit" name="decision" value="approve">Approve</button><button class="danger" type="submit" name="decision" value="reject">Reject…</button></div></form>
 </div>"#,
         name = escape(client_name(client)),
         details = client_details(client),
@@ -304,7 +304,8 @@ pub async fn pending_page(State(gateway): State<Gateway>, headers: HeaderMap) ->
     pages::page(StatusCode::OK, "Pending registrations", &nav_for(&user, &session), &body)
 }
 
-/// POST pending: approve or reject one client.
+/// POST pending: approve one client, or ask first whether to reject it (the console's
+/// confirmation, whose button rejects it).
 pub async fn decide_pending(
     State(gateway): State<Gateway>,
     headers: HeaderMap,
@@ -319,10 +320,7 @@ pub async fn decide_pending(
             .approve_client(pb::ApproveClientRequest { client_id, requested_by: Some(web_user(&user)) })
             .await
             .map(|_| ()),
-        Some("reject") => clients
-            .reject_client(pb::RejectClientRequest { client_id, requested_by: Some(web_user(&user)) })
-            .await
-            .map(|_| ()),
+        Some("reject") => return super::console::deletion_page(&gateway, &client_id, true, &user, &session).await,
         _ => Err(tonic::Status::invalid_argument("Choose Approve or Reject.")),
     };
     match result {

@@ -458,7 +458,8 @@ pub async fn clients_page(State(gateway): State<Gateway>, headers: HeaderMap, Ra
     };
     let ids: Vec<String> = found.clients.iter().map(|c| c.client_id.clone()).collect();
     // The list without the activity columns is still worth showing when the token issuer is down.
-    let activity = activity(&gateway, &user, ids).await.ok();
+    let (activity, accounts) = tokio::join!(activity(&gateway, &user, ids), Accounts::read(&gateway, &user));
+    let activity = activity.ok();
     let now = now_unix();
     let rows: String = found
         .clients
@@ -474,7 +475,7 @@ pub async fn clients_page(State(gateway): State<Gateway>, headers: HeaderMap, Ra
                 Some(_) => ("never".to_owned(), "0".to_owned()),
                 None => ("—".to_owned(), "—".to_owned()),
             };
-            let owner = if c.owner.is_empty() { r#"<span class="muted">registered itself</span>"#.to_owned() } else { escape(&c.owner) };
+            let owner = accounts.owner(c, r#"<span class="muted">registered itself</span>"#);
             format!(
                 r#"<tr data-client="{id}"><td>{name}</td><td>{kind}</td><td>{status}</td><td>{owner}</td><td>{registered}</td><td>{last}</td><td class="number">{hour}</td></tr>"#,
                 id = escape(&c.client_id),
@@ -642,6 +643,37 @@ fn actions_form(client: &pb::Client, session: &Session) -> String {
     )
 }
 
+/// The owner of a client no user registered, on a client's page.
+const REGISTERED_ITSELF: &str = "— (registered itself)";
+
+/// The accounts there are now, by name, with when each was created; `None` when the identity
+/// service cannot be asked, and the owner is then shown by name alone.
+struct Accounts(Option<std::collections::HashMap<String, i64>>);
+
+impl Accounts {
+    async fn read(gateway: &Gateway, user: &pb::User) -> Accounts {
+        let users = super::users::list_users(gateway, user).await.ok();
+        Accounts(users.map(|users| users.into_iter().map(|u| (u.username, u.created_at)).collect()))
+    }
+
+    /// Who registered `client`, as HTML: `itself` when no user did. A client registered by an
+    /// account since deleted says so, even once another account has that name, for it is not
+    /// the new account's (the registry gives it to no one).
+    fn owner(&self, client: &pb::Client, itself: &str) -> String {
+        if client.owner.is_empty() {
+            return itself.to_owned();
+        }
+        let name = escape(&client.owner);
+        match &self.0 {
+            Some(accounts) => match accounts.get(&client.owner) {
+                Some(&created) if nmos_auth_core::done_by_account(created, client.client_id_issued_at) => name,
+                _ => format!(r#"{name} <span class="tag off">account deleted</span>"#),
+            },
+            None => name,
+        }
+    }
+}
+
 async fn get_client(gateway: &Gateway, client_id: &str) -> Result<pb::Client, tonic::Status> {
     let get = |mut clients: ClientRegistryClient<GrpcChannel>| {
         let client_id = client_id.to_owned();
@@ -664,7 +696,9 @@ pub async fn client_page(
         Err(status) => return status_page(&status, &session),
     };
     let now = now_unix();
-    let seen = match activity(&gateway, &user, vec![client.client_id.clone()]).await {
+    let (activity, accounts) =
+        tokio::join!(activity(&gateway, &user, vec![client.client_id.clone()]), Accounts::read(&gateway, &user));
+    let seen = match activity {
         Ok(a) => match a.first() {
             Some(a) if a.last_issued_at > 0 => format!(
                 "{} ({}); {} in the last hour",
@@ -681,7 +715,7 @@ pub async fn client_page(
         .and_then(done_message)
         .map(|m| format!(r#"<p class="notice">{m}</p>"#))
         .unwrap_or_default();
-    let owner = if client.owner.is_empty() { "— (registered itself)".to_owned() } else { escape(&client.owner) };
+    let owner = accounts.owner(&client, REGISTERED_ITSELF);
     let software = [client.software_id.as_str(), client.software_version.as_str()]
         .iter()
         .filter(|s| !s.is_empty())
@@ -774,11 +808,7 @@ pub async fn client_action(
             .await
             .map(|_| found(&format!("{BASE}/admin/clients"))),
         Some(action @ ("confirm-delete" | "confirm-reject")) => {
-            let client = match get_client(&gateway, &client_id).await {
-                Ok(client) => client,
-                Err(status) => return status_page(&status, &session),
-            };
-            return deletion_page(&client, action == "confirm-reject", &user, &session);
+            return deletion_page(&gateway, &client_id, action == "confirm-reject", &user, &session).await;
         }
         Some("delete") => clients
             .delete_client(pb::DeleteClientRequest { client_id: id, requested_by: me })
@@ -843,8 +873,23 @@ pub async fn client_action(
     }
 }
 
-/// What deleting (or rejecting) `client` breaks, and the button that does it.
-fn deletion_page(client: &pb::Client, reject: bool, user: &pb::User, session: &Session) -> Response {
+/// What deleting (or rejecting) a client breaks, and the button that does it. The pending page's
+/// Reject leads here too.
+pub(super) async fn deletion_page(
+    gateway: &Gateway,
+    client_id: &str,
+    reject: bool,
+    user: &pb::User,
+    session: &Session,
+) -> Response {
+    if !user.admin {
+        return not_an_administrator(session, user);
+    }
+    let (client, accounts) = tokio::join!(get_client(gateway, client_id), Accounts::read(gateway, user));
+    let client = match client {
+        Ok(client) => client,
+        Err(status) => return status_page(&status, session),
+    };
     let (title, consequences, action, label) = if reject {
         (
             "Reject a client?",
@@ -861,10 +906,10 @@ fn deletion_page(client: &pb::Client, reject: bool, user: &pb::User, session: &S
 <dl><dt>Name</dt><dd>{name}</dd><dt>Client ID</dt><dd><code>{id_text}</code></dd><dt>Owner</dt><dd>{owner}</dd></dl>
 <form method="post" action="{BASE}/admin/clients/{id_url}">{csrf}
 <div class="actions"><button class="danger" type="submit" name="action" value="{action}">{label}</button><a href="{BASE}/admin/clients/{id_url}">Cancel</a></div></form>"#,
-        name = escape(super::clients::client_name(client)),
+        name = escape(super::clients::client_name(&client)),
         id_text = escape(&client.client_id),
         id_url = encode(&client.client_id),
-        owner = if client.owner.is_empty() { "(none)".to_owned() } else { escape(&client.owner) },
+        owner = accounts.owner(&client, REGISTERED_ITSELF),
         csrf = csrf_field(session),
     );
     console_page(StatusCode::OK, Section::Clients, title, user, session, &body)

@@ -94,7 +94,7 @@ fn users_html(users: &[pb::User], me: &str, session: &Session) -> String {
 }
 
 /// Every user, as `user` may see them (the identity service decides who may: administrators).
-async fn list_users(gateway: &Gateway, user: &pb::User) -> Result<Vec<pb::User>, tonic::Status> {
+pub(super) async fn list_users(gateway: &Gateway, user: &pb::User) -> Result<Vec<pb::User>, tonic::Status> {
     let list = |mut identity: nmos_auth_proto::identity_client::IdentityClient<grpc::GrpcChannel>| {
         let requested_by = user.username.clone();
         async move { identity.list_users(pb::ListUsersRequest { requested_by }).await }

@@ -635,6 +635,29 @@ async fn revocation(backend: Backend) {
     let home = new_bob.get(&app.auth_url("home")).await;
     assert_eq!(home.status, 200, "{}", home.body);
     assert!(home.body.contains("You have not registered any clients"), "{}", home.body);
+    // The console says whose each is: the old account's, deleted, and the new one's.
+    let form = new_bob.get(&app.auth_url("register-client")).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let fields = [
+        ("csrf".to_owned(), form.field("csrf")),
+        ("client_name".to_owned(), "The second bob's controller".to_owned()),
+        ("redirect_uris".to_owned(), REDIRECT.to_owned()),
+    ];
+    let registered = new_bob.post(&app.auth_url("register-client"), &fields).await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    app.server.identity.create_user("root", "root's long password", true, &[], "operator:test").await.unwrap();
+    let mut root = Browser::new();
+    let console = app.auth_url("admin/clients");
+    let list = sign_in_as_and_open(&app, &mut root, &console, "root", "root's long password").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let row = |name: &str| {
+        let row = list.body.split("<tr").find(|row| row.contains(name));
+        row.unwrap_or_else(|| panic!("no row for {name}: {}", list.body)).to_owned()
+    };
+    let old_row = row("The first bob&#39;s controller");
+    assert!(old_row.contains(r#"<td>bob <span class="tag off">account deleted</span></td>"#), "{old_row}");
+    let new_row = row("The second bob&#39;s controller");
+    assert!(new_row.contains("<td>bob</td>"), "{new_row}");
     let back = decide(&app, &mut new_bob, &consent, "approve").await;
     let news = exchange(&app, &controller, &query(&back, "code").unwrap(), &[]).await.expect_json(200).await;
     let answer = introspect(news["access_token"].as_str().unwrap(), &node.0, Some(&node.1)).await.unwrap();

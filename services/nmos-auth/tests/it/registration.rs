@@ -369,6 +369,9 @@ async fn the_services_decide_who_administers(backend: Backend) {
     assert_eq!(asked.status, 403, "not even which users exist: {}", asked.body);
     let pending = browser.get(&app.auth_url("pending")).await;
     assert_eq!(pending.status, 403, "{}", pending.body);
+    let asked =
+        browser.post(&app.auth_url("pending"), &post(&[("client_id", "anything"), ("decision", "reject")])).await;
+    assert_eq!(asked.status, 403, "not even which clients exist: {}", asked.body);
 
     // root is one, but cannot disable, delete or demote their own account.
     let mut browser = Browser::new();
@@ -429,7 +432,14 @@ async fn the_services_decide_who_administers(backend: Backend) {
         ("client_id".to_owned(), id(&on_page)),
         ("decision".to_owned(), "reject".to_owned()),
     ];
-    let rejected = browser.post(&app.auth_url("pending"), &fields).await;
+    // Reject on the page asks first, saying what it does.
+    let asked = browser.post(&app.auth_url("pending"), &fields).await;
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    assert!(asked.body.contains("<title>Reject a client? · nmos-auth</title>"), "{}", asked.body);
+    assert!(asked.body.contains("Page Node") && asked.body.contains("Rejecting deletes it"), "{}", asked.body);
+    assert!(app.server.clients.get(&id(&on_page)).await.unwrap().is_some(), "asking rejects nothing");
+    let fields = vec![("csrf".to_owned(), csrf.clone()), ("action".to_owned(), "reject".to_owned())];
+    let rejected = browser.post(&app.auth_url(&format!("admin/clients/{}", id(&on_page))), &fields).await;
     assert_eq!(rejected.status, 302, "{}", rejected.body);
     app.admin_command(&["reject-client", &id(&by_command)]);
     for client in [&on_page, &by_command] {
