@@ -120,7 +120,9 @@ impl AssertionVerifier {
         }
         let jti =
             claims.jti.filter(|j| !j.is_empty()).ok_or_else(|| invalid_client("the client assertion has no jti"))?;
-        if !store.remember_assertion(client_id, &jti, claims.exp).await? {
+        // Kept for as long as the assertion passes the `exp` check, which allows the leeway.
+        let refused_after = claims.exp.saturating_add(LEEWAY_SECS as i64);
+        if !store.remember_assertion(client_id, &jti, refused_after).await? {
             return Err(invalid_client("the client assertion was already used"));
         }
         Ok(())

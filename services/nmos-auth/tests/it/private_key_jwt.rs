@@ -123,6 +123,13 @@ async fn node_authenticates_with_a_signed_assertion(backend: Backend) {
     assert_eq!(verified["sub"], client_id.as_str());
     assert_eq!(verified["x-nmos-registration"], json!({"read": ["*"], "write": ["*"]}));
 
+    // An assertion just past its exp still passes within the clock leeway (30 s), and is
+    // still single-use then: its jti is kept until the leeway is over too (RFC 7523 §3 item 7).
+    let late = sign(&key.encoding, Algorithm::RS256, "1", &claims(&token_endpoint, now - 10, "jti-late"));
+    ask(late.clone()).await.unwrap().expect_json(200).await;
+    let body = ask(late).await.unwrap().expect_json(401).await;
+    assert_eq!(body["error"], "invalid_client", "replayed within the leeway: {body}");
+
     // Every way an assertion can be wrong is invalid_client.
     let other = node_key("1", "RS256");
     let hs = EncodingKey::from_secret(b"a shared secret is not a private key").unwrap();
