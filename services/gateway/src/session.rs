@@ -10,7 +10,13 @@ use nmos_auth_core::sealing::SealingKey;
 use nmos_auth_core::secret::{constant_time_eq, random_token};
 use serde::{Deserialize, Serialize};
 
-const COOKIE: &str = "nmos_auth_session";
+/// The cookie's name. Under HTTPS it carries the `__Host-` prefix: a browser then keeps it only
+/// as this host set it (Secure, `Path=/`, no `Domain`), so another host of the plant's domain
+/// cannot plant a session cookie of its own choosing here (one signed in to an account of the
+/// attacker's, say), which a plain name would let it do with `Domain` and a longer path.
+fn cookie_name(secure: bool) -> &'static str {
+    if secure { "__Host-nmos_auth_session" } else { "nmos_auth_session" }
+}
 /// A session lasts this long from its creation; signing in starts a new one.
 const LIFETIME_SECS: i64 = nmos_auth_core::SESSION_LIFETIME_SECS;
 /// Additional data binding the ciphertext to its purpose.
@@ -47,13 +53,14 @@ impl Session {
         Session { username, csrf: random_token::<24>(), expires_at, id }
     }
 
-    /// The session of this request, if its cookie is intact and current.
-    pub fn from_headers(headers: &HeaderMap, key: &SealingKey) -> Option<Session> {
+    /// The session of this request, if its cookie (the `secure` one, under HTTPS) is intact
+    /// and current.
+    pub fn from_headers(headers: &HeaderMap, key: &SealingKey, secure: bool) -> Option<Session> {
         let cookies = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok());
         let value = cookies
             .flat_map(|c| c.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE)?
+            .find(|(name, _)| *name == cookie_name(secure))?
             .1;
         let sealed = URL_SAFE_NO_PAD.decode(value).ok()?;
         let session: Session = serde_json::from_slice(&key.open(AAD, &sealed).ok()?).ok()?;
@@ -68,10 +75,11 @@ impl Session {
     /// The `Set-Cookie` header that stores this session.
     pub fn cookie(&self, key: &SealingKey, secure: bool) -> anyhow::Result<HeaderValue> {
         let sealed = key.seal(AAD, &serde_json::to_vec(self)?)?;
-        let secure = if secure { "; Secure" } else { "" };
         Ok(HeaderValue::from_str(&format!(
-            "{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={LIFETIME_SECS}{secure}",
-            URL_SAFE_NO_PAD.encode(sealed)
+            "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={LIFETIME_SECS}{}",
+            cookie_name(secure),
+            URL_SAFE_NO_PAD.encode(sealed),
+            if secure { "; Secure" } else { "" },
         ))?)
     }
 }
@@ -96,17 +104,23 @@ mod tests {
         let value = text.split(';').next().unwrap().to_owned();
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::from_str(&format!("other=1; {value}")).unwrap());
-        let back = Session::from_headers(&headers, &k).unwrap();
+        assert!(text.starts_with("__Host-nmos_auth_session="), "{text}");
+        let back = Session::from_headers(&headers, &k, true).unwrap();
         assert_eq!(back.username.as_deref(), Some("alice"));
         assert_eq!(back.id.as_deref(), Some("session-id"));
         assert!(back.csrf_matches(Some(&s.csrf)));
         assert!(!back.csrf_matches(Some("forged")));
         assert!(!back.csrf_matches(None));
-        assert!(Session::from_headers(&headers, &key(2)).is_none(), "another key cannot open it");
+        assert!(Session::from_headers(&headers, &key(2), true).is_none(), "another key cannot open it");
+        // Under HTTPS a cookie without the prefix, which another host could have set, is not it.
+        let plain = value.replacen("__Host-", "", 1);
+        headers.insert(header::COOKIE, HeaderValue::from_str(&plain).unwrap());
+        assert!(Session::from_headers(&headers, &k, true).is_none());
+        assert!(Session::from_headers(&headers, &k, false).is_some(), "the plain-HTTP cookie");
         let mut tampered = value.clone();
         tampered.pop();
         tampered.push(if value.ends_with('A') { 'B' } else { 'A' });
         headers.insert(header::COOKIE, HeaderValue::from_str(&tampered).unwrap());
-        assert!(Session::from_headers(&headers, &k).is_none());
+        assert!(Session::from_headers(&headers, &k, true).is_none());
     }
 }

@@ -68,7 +68,7 @@ const SIGNUP_INTRO: &str = "Create an account. The first account on a new server
 
 /// The browser's session, or a new anonymous one (it carries the CSRF token for the form).
 fn session_of(gateway: &Gateway, headers: &HeaderMap) -> Session {
-    Session::from_headers(headers, &gateway.cookie_key).unwrap_or_else(Session::anonymous)
+    Session::from_headers(headers, &gateway.cookie_key, gateway.secure_cookies).unwrap_or_else(Session::anonymous)
 }
 
 /// A posted sign-in or sign-up form whose CSRF token checked out.
@@ -193,7 +193,7 @@ pub async fn signout(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some(session) = Session::from_headers(&headers, &gateway.cookie_key) else {
+    let Some(session) = Session::from_headers(&headers, &gateway.cookie_key, gateway.secure_cookies) else {
         return found(&format!("{BASE}/signin"));
     };
     let form = or_respond!(form(body));
@@ -213,8 +213,14 @@ pub async fn signout(
 }
 
 /// Starts the identity service's session for someone who just signed in or up, and sends
-/// them on to `next` with its cookie.
+/// them on to `next` with its cookie. The session the browser had before, if someone was signed
+/// in, ends: no copy of its cookie opens a page again.
 async fn start_session(gateway: &Gateway, username: String, next: &str, before: &Session) -> Response {
+    if let Some(session_id) = before.id.clone()
+        && let Err(status) = gateway.identity.clone().end_session(pb::EndSessionRequest { session_id }).await
+    {
+        return status_page(&status, before);
+    }
     let request = pb::StartSessionRequest { username: username.clone() };
     match gateway.identity.clone().start_session(request).await {
         Ok(started) => {

@@ -171,7 +171,7 @@ fn to_signin(here: &str) -> Response {
 /// session is checked in the identity service on every request: one signed out, ended by a
 /// password change or by an administrator, or whose user was disabled or deleted, is over.
 async fn signed_in(gateway: &Gateway, headers: &HeaderMap, here: &str) -> Result<(Session, pb::User), Response> {
-    let session = Session::from_headers(headers, &gateway.cookie_key);
+    let session = Session::from_headers(headers, &gateway.cookie_key, gateway.secure_cookies);
     let Some((session, session_id)) = session.and_then(|s| s.id.clone().map(|id| (s, id))) else {
         return Err(to_signin(here));
     };
@@ -197,7 +197,7 @@ async fn signed_in_post(
     headers: &HeaderMap,
     form: &[(String, String)],
 ) -> Result<(Session, pb::User), Response> {
-    let Some(session) = Session::from_headers(headers, &gateway.cookie_key) else {
+    let Some(session) = Session::from_headers(headers, &gateway.cookie_key, gateway.secure_cookies) else {
         return Err(pages::error(
             StatusCode::UNAUTHORIZED,
             "Signed out",

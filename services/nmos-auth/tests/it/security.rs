@@ -201,8 +201,8 @@ async fn opens_home(app: &TestApp, browser: &mut Browser) -> bool {
 
 backend_tests!(sessions_end_on_the_server);
 
-/// Signing out ends the session on the server (a copied cookie opens nothing afterwards); a
-/// password change, disabling the user and "sign out everywhere" (page and CLI) end all of the
+/// Signing out ends the session on the server (a copied cookie opens nothing afterwards), and so
+/// does signing in again in the same browser; a password change, disabling the user and "sign out everywhere" (page and CLI) end all of the
 /// user's sessions. The split deployment shows it across processes: the sessions live in the
 /// identity service, not in one gateway.
 async fn sessions_end_on_the_server(backend: Backend) {
@@ -219,6 +219,14 @@ async fn sessions_end_on_the_server(backend: Backend) {
     let signout = alice.post(&app.auth_url("signout"), &[("csrf".to_owned(), home.field("csrf"))]).await;
     assert_eq!(signout.status, 302, "{}", signout.body);
     assert!(!opens_home(&app, &mut copied).await, "the session ended on the server, not only in one browser");
+
+    // Signing in again in the same browser (as someone else, say) ends the session it had.
+    let mut shared = signed_in(&app, "alice", "alice's long password").await;
+    let mut copied = shared.clone();
+    let page = sign_in(&app, &mut shared, "root", "root's long password").await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert!(opens_home(&app, &mut shared).await, "root's session");
+    assert!(!opens_home(&app, &mut copied).await, "alice's session ended with root's sign-in");
 
     // A password change ends every session of the user.
     let (mut first, mut second) = (
