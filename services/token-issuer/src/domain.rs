@@ -34,6 +34,9 @@ pub struct Client {
     /// The scope it registered for.
     pub scope: Scope,
     pub policy: Option<Policy>,
+    /// Registered by a user on the web pages: its redirect URIs are that user's say-so, not
+    /// vouched for by an initial access token or an administrator's approval.
+    pub registered_by_user: bool,
 }
 
 impl Client {
@@ -78,6 +81,7 @@ impl Client {
             name: client.client_name,
             redirect_uris,
             policy,
+            registered_by_user: !client.owner.is_empty(),
         })
     }
 

@@ -39,7 +39,7 @@ impl TokenIssuer for TokenIssuerService {
             }
         };
         let outcome = match self.authorize(params(r.params)?, &r.username, decision).await? {
-            Authorized::Valid => pb::authorize_response::Outcome::Valid(true),
+            Authorized::SignInNext => pb::authorize_response::Outcome::SignInNext(true),
             Authorized::Redirect(url) => pb::authorize_response::Outcome::Redirect(url),
             Authorized::Consent(consent) => pb::authorize_response::Outcome::Consent(pb::ConsentPrompt {
                 client_id: consent.client_id.to_string(),

@@ -78,8 +78,10 @@ pub struct Consent {
 /// The authorization endpoint's answer.
 #[derive(Debug)]
 pub enum Authorized {
-    /// The request is valid ([`Decision::Validate`]): the user signs in next.
-    Valid,
+    /// Nothing to answer before someone signs in ([`Decision::Validate`]): the user signs in
+    /// next. The request is valid, or its error is for a redirect URI that is sent a browser
+    /// only once someone signed in.
+    SignInNext,
     Consent(Consent),
     /// Where to send the browser: the client's redirect URI with a code, a token or an error.
     Redirect(String),

@@ -81,7 +81,7 @@ fn authorize_outcome(
     match response.outcome {
         Some(pb::authorize_response::Outcome::Consent(prompt)) => consent_page(session, user, &prompt, params),
         Some(pb::authorize_response::Outcome::Redirect(location)) => found(&location),
-        Some(pb::authorize_response::Outcome::Valid(_)) | None => {
+        Some(pb::authorize_response::Outcome::SignInNext(_)) | None => {
             internal_error_page("no decision from the token issuer")
         }
     }
@@ -107,7 +107,9 @@ fn authorize_request(
 /// the client with an error, or an error page when the client cannot be trusted). A request
 /// that cannot succeed is answered before anyone signs in (RFC 6749 §4.1.2.1): nobody signs in
 /// only to be told so, and a client (or a conformance checker) sees PKCE and the other rules
-/// enforced without a user.
+/// enforced without a user. A client registered on these pages is the exception: its error is
+/// redirected only after a sign-in (RFC 9700 §4.11.2), or anyone with an account could make
+/// this server send people to a site of their choosing.
 pub async fn authorize_page(State(gateway): State<Gateway>, headers: HeaderMap, uri: Uri) -> Response {
     let here = format!("{}?{}", uri.path(), uri.query().unwrap_or(""));
     let Some(params) = parse_form(uri.query().unwrap_or("").as_bytes()) else {
@@ -120,7 +122,7 @@ pub async fn authorize_page(State(gateway): State<Gateway>, headers: HeaderMap, 
             let request = authorize_request(&params, "", pb::AuthorizeDecision::Validate);
             return match gateway.token_issuer.clone().authorize(request).await {
                 Ok(response) => match response.into_inner().outcome {
-                    Some(pb::authorize_response::Outcome::Valid(_)) => to_signin,
+                    Some(pb::authorize_response::Outcome::SignInNext(_)) => to_signin,
                     Some(pb::authorize_response::Outcome::Redirect(location)) => found(&location),
                     Some(pb::authorize_response::Outcome::Consent(_)) | None => {
                         internal_error_page("no validation from the token issuer")

@@ -426,6 +426,34 @@ async fn consent_refusals_and_untrusted_requests(backend: Backend) {
         assert_eq!(query(&back, "state").as_deref(), Some("opaque-state-1"));
         assert_eq!(query(&back, "iss"), Some(app.issuer()), "RFC 9207, errors too: {extra:?}");
     }
+    // Even before anyone signs in: this client was registered with an initial access token.
+    let bad = authorize_url(&app, &controller.id, &[("response_type", "token")]);
+    let stranger = Browser::new().get(&bad).await;
+    assert_eq!(stranger.status, 302, "{}", stranger.body);
+    assert!(stranger.location.as_deref().unwrap().starts_with(REDIRECT), "{:?}", stranger.location);
+    // But a client that someone registered on the pages, with a redirect URI of their choosing,
+    // is sent its error only once someone has signed in (RFC 9700 §4.11.2: no open redirector).
+    let form = browser.get(&app.auth_url("register-client")).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let fields = [
+        ("csrf".to_owned(), form.field("csrf")),
+        ("client_name".to_owned(), "Alice's own app".to_owned()),
+        ("redirect_uris".to_owned(), REDIRECT.to_owned()),
+    ];
+    let registered = browser.post(&app.auth_url("register-client"), &fields).await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let users_app =
+        registered.body.split("<dt>Client ID</dt><dd><code>").nth(1).and_then(|rest| rest.split('<').next());
+    let users_app = users_app.unwrap_or_else(|| panic!("no client ID: {}", registered.body)).to_owned();
+    let bad = authorize_url(&app, &users_app, &[("response_type", "token")]);
+    let stranger = Browser::new().get(&bad).await;
+    assert_eq!(stranger.status, 302, "{}", stranger.body);
+    let to = stranger.location.as_deref().unwrap();
+    assert!(to.starts_with("/x-nmos/auth/v1.0/signin?next="), "to the sign-in page, not to the client: {to}");
+    let page = browser.get(&bad).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let back = Url::parse(page.location.as_deref().unwrap()).unwrap();
+    assert_eq!(query(&back, "error").as_deref(), Some("unsupported_response_type"), "{back}");
 
     // A public client must use PKCE.
     let public = app

@@ -160,18 +160,25 @@ impl TokenIssuerService {
         let checked = self.check_client(&params).await?;
         let valid = match self.check_request(&checked, &params) {
             Ok(valid) => valid,
+            // RFC 9700 §4.11.2: the server must not be an open redirector. Anyone with an account
+            // can register a client on the pages with a redirect URI of their choosing and send
+            // people a request that cannot succeed; its error goes there only once someone has
+            // signed in (a client registered with a token or approved is redirected to at once).
+            Err(_) if matches!(decision, Decision::Validate) && checked.client.registered_by_user => {
+                return Ok(Authorized::SignInNext);
+            }
             Err(e) => {
                 let fragment = self.legacy.implicit && params.get("response_type") == Some("token");
                 return error_redirect(&checked, &e, fragment);
             }
         };
         if let Decision::Validate = decision {
-            return Ok(Authorized::Valid);
+            return Ok(Authorized::SignInNext);
         }
         let user = self.user(username).await?;
         let grantable = user.rights.grantable(&valid.scope);
         match decision {
-            Decision::Validate => Ok(Authorized::Valid),
+            Decision::Validate => Ok(Authorized::SignInNext),
             Decision::Check => Ok(Authorized::Consent(Consent {
                 rights: grantable.apis().iter().map(|api| (*api, user.rights.get(*api))).collect(),
                 withheld: valid.scope.apis().iter().copied().filter(|api| !grantable.contains(*api)).collect(),
