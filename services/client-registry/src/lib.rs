@@ -665,21 +665,23 @@ impl ClientRegistryService {
         let failed = || OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
         let claimed = assertion::claimed_client(assertion);
         let client_id = if client_id.is_empty() { claimed.as_deref().ok_or_else(failed)? } else { client_id };
+        // As for secrets: whoever has not proved to be the client learns nothing of it (its
+        // method, whether it is disabled) but that authentication failed.
         let client = self.get(client_id).await?.ok_or_else(failed)?;
         if client.metadata.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
-            return Err(OAuthError::new(ErrorCode::InvalidClient, "this client does not use private_key_jwt"));
-        }
-        if client.disabled {
-            return Err(disabled_client());
+            return Err(failed());
         }
         if client.pending {
-            // Nothing is fetched for a client nobody has approved yet.
+            // Nothing is fetched for a client nobody has approved yet, so this is said unproved.
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
                 "this client is waiting for an administrator's approval",
             ));
         }
         self.assertions.verify(client_id, &client.metadata, assertion, self.store.as_ref()).await?;
+        if client.disabled {
+            return Err(disabled_client());
+        }
         Ok(client)
     }
 

@@ -233,5 +233,23 @@ async fn node_authenticates_with_a_signed_assertion(backend: Backend) {
         &json!({"iss": inline_id, "sub": inline_id, "aud": app.issuer(), "exp": now + 60, "jti": "inline-2"}),
     );
     assert_oauth_error(ask_inline(assertion).await.unwrap(), 401, "invalid_client").await;
+
+    // Without a valid assertion nobody learns how a client authenticates or that it is disabled.
+    let unproved = |id: &str, jti: &str| {
+        let claims = json!({"iss": id, "sub": id, "aud": app.issuer(), "exp": now + 60, "jti": jti});
+        sign(&other.encoding, Algorithm::RS256, "1", &claims)
+    };
+    let secret_client = app.machine_client("registration").await;
+    let body = ask_inline(unproved(&secret_client.0, "unproved-1")).await.unwrap().expect_json(401).await;
+    assert_eq!(body["error_description"], "client authentication failed", "{body}");
+    app.server.clients.set_disabled(inline_id, true, "operator:test").await.unwrap();
+    let body = ask_inline(unproved(inline_id, "unproved-2")).await.unwrap().expect_json(401).await;
+    assert_eq!(body["error"], "invalid_client", "{body}");
+    assert!(!body.to_string().contains("disabled"), "{body}");
+    // The client itself, proved, is told.
+    let proved = json!({"iss": inline_id, "sub": inline_id, "aud": app.issuer(), "exp": now + 60, "jti": "inline-3"});
+    let body =
+        ask_inline(sign(&inline.encoding, Algorithm::RS512, "k2", &proved)).await.unwrap().expect_json(401).await;
+    assert!(body["error_description"].as_str().unwrap().contains("disabled"), "{body}");
     drop(server);
 }
