@@ -11,14 +11,22 @@ use serde_json::Value;
 
 use crate::discovery;
 
+/// The largest metadata or JWK Set document read.
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
 /// Where the authorization server is.
 #[derive(Clone)]
 pub enum ServerLocation {
     /// Its issuer URL (`https://auth.example.com/x-nmos/auth/v1.0`).
     Issuer(String),
     /// Found by DNS-SD `_nmos-auth._tcp` (mDNS): highest `pri` first, random among equals,
-    /// the next one when one fails.
+    /// the next one when one fails. Only servers advertising `api_proto=https` (IS-10: https in
+    /// production), whose certificate must name the advertised host: over plain http anyone on
+    /// the network could advertise a server and sign tokens this API would accept.
     DnsSd,
+    /// As [`ServerLocation::DnsSd`], taking `api_proto=http` servers too: for development and
+    /// test networks only.
+    DnsSdWithPlainHttp,
     /// A [`KeySource`] other than the server's HTTP endpoints, for an issuer known in advance
     /// (the authorization server's own services read its keys over their internal API).
     Source(Arc<dyn KeySource>),
@@ -29,6 +37,7 @@ impl std::fmt::Debug for ServerLocation {
         match self {
             ServerLocation::Issuer(issuer) => f.debug_tuple("Issuer").field(issuer).finish(),
             ServerLocation::DnsSd => f.write_str("DnsSd"),
+            ServerLocation::DnsSdWithPlainHttp => f.write_str("DnsSdWithPlainHttp"),
             ServerLocation::Source(source) => f.debug_tuple("Source").field(&source.issuer()).finish(),
         }
     }
@@ -185,7 +194,9 @@ impl KeyCache {
             ServerLocation::Source(source) => {
                 source.jwks().await.map(|jwks| Keys::new(source.issuer(), usable_keys(&jwks)))
             }
-            ServerLocation::Issuer(_) | ServerLocation::DnsSd => self.fetch_http().await,
+            ServerLocation::Issuer(_) | ServerLocation::DnsSd | ServerLocation::DnsSdWithPlainHttp => {
+                self.fetch_http().await
+            }
         };
         match fetched {
             Ok(keys) => {
@@ -211,8 +222,11 @@ impl KeyCache {
                 let issuer = issuer.trim_end_matches('/').to_owned();
                 vec![(issuer.clone(), vec![issuer])]
             }
-            ServerLocation::DnsSd => {
-                discovery::servers(Duration::from_secs(3)).await.into_iter().map(|s| (s.issuer, s.acceptable)).collect()
+            ServerLocation::DnsSd | ServerLocation::DnsSdWithPlainHttp => {
+                let plain_http = matches!(self.location, ServerLocation::DnsSdWithPlainHttp);
+                let found = discovery::servers(Duration::from_secs(3)).await.into_iter();
+                let usable = found.filter(|s| plain_http || s.issuer.starts_with("https://"));
+                usable.map(|s| (s.issuer, s.acceptable)).collect()
             }
             ServerLocation::Source(_) => Vec::new(),
         };
@@ -234,24 +248,34 @@ impl KeyCache {
 
     /// Reads the metadata at `issuer`; it must name one of `acceptable` as its issuer.
     async fn fetch_from(&self, issuer: &str, acceptable: &[String]) -> Result<Keys, FetchError> {
-        let http_error = |e: reqwest::Error| FetchError::Http(e.without_url().to_string());
         // RFC 8414 §3: the well-known path goes before the issuer's path.
         let mut metadata_url = url::Url::parse(issuer).map_err(|e| FetchError::Http(format!("{issuer}: {e}")))?;
         let path = metadata_url.path().trim_end_matches('/').to_owned();
         metadata_url.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
-        let metadata: Value = self.get_json(metadata_url.as_str()).await.map_err(http_error)?;
+        let metadata: Value = self.get_json(metadata_url.as_str()).await?;
         let found = metadata["issuer"].as_str().unwrap_or_default();
         if !acceptable.iter().any(|a| a == found) {
             return Err(FetchError::WrongIssuer { expected: issuer.to_owned(), found: found.to_owned() });
         }
         let issuer = found;
         let jwks_uri = metadata["jwks_uri"].as_str().ok_or_else(|| FetchError::Http("no jwks_uri".into()))?;
-        let jwks: Value = self.get_json(jwks_uri).await.map_err(http_error)?;
+        let jwks: Value = self.get_json(jwks_uri).await?;
         Ok(Keys::new(issuer, usable_keys(&jwks)))
     }
 
-    async fn get_json(&self, url: &str) -> Result<Value, reqwest::Error> {
-        self.http.get(url).send().await?.error_for_status()?.json().await
+    /// A JSON document of at most [`MAX_DOCUMENT_BYTES`]: a server (or whatever a discovered
+    /// one's `jwks_uri` names) cannot make this API hold more.
+    async fn get_json(&self, url: &str) -> Result<Value, FetchError> {
+        let http_error = |e: reqwest::Error| FetchError::Http(e.without_url().to_string());
+        let mut response = self.http.get(url).send().await.and_then(|r| r.error_for_status()).map_err(http_error)?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(http_error)? {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(FetchError::Http(format!("{url}: more than {} KiB", MAX_DOCUMENT_BYTES / 1024)));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| FetchError::Http(format!("{url}: not JSON: {e}")))
     }
 
     /// Keeps the keys fresh: about every `refresh` (±10 %), retrying with a randomised back-off

@@ -306,7 +306,9 @@ impl ResourceServer {
             _ => false,
         };
         if !for_us {
-            return Err(invalid("the token is not meant for this host"));
+            // A valid token for other hosts: not enough for this one (IS-10 §1.16; nmos-testing
+            // and nmos-cpp answer 403 insufficient_scope).
+            return Err(Denied::insufficient(realm, "the token is not meant for this host"));
         }
         let claims = Claims(claims);
         if claims.client_id().is_none_or(str::is_empty) {
@@ -328,7 +330,12 @@ impl ResourceServer {
         if never_fetched || self.keys.may_refetch() {
             match self.settings.unknown_key {
                 UnknownKey::Wait(wait) => {
-                    let _ = tokio::time::timeout(wait, self.keys.fetch()).await;
+                    // The fetch goes on when this request stops waiting (a DNS-SD browse alone
+                    // takes 3 s, longer than the default wait): its keys serve the next request,
+                    // where a fetch dropped half-way would leave none until the rate limit let
+                    // another go out, which would be dropped the same way.
+                    let keys = self.keys.clone();
+                    let _ = tokio::time::timeout(wait, tokio::spawn(async move { keys.fetch().await })).await;
                 }
                 UnknownKey::Unavailable => {
                     let keys = self.keys.clone();
@@ -359,6 +366,7 @@ impl ResourceServer {
         match self.validate(&token).await {
             Ok(claims) => Ok(Some(claims)),
             Err(denied) if denied.status == 503 => Err(tonic::Status::unavailable(denied.reason)),
+            Err(denied) if denied.status == 403 => Err(tonic::Status::permission_denied(denied.reason)),
             Err(denied) => Err(tonic::Status::unauthenticated(denied.reason)),
         }
     }

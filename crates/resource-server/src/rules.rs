@@ -112,9 +112,13 @@ pub struct Refusal(pub String);
 
 /// The IS-10 path rules: `/` and `/x-nmos` are open to any valid token; `/x-nmos/<api>` and
 /// `/x-nmos/<api>/<version>` need the API in `scope` or an `x-nmos-<api>` claim; deeper paths
-/// need a read or write entry of `x-nmos-<api>` matching the path below the version.
+/// need a read or write entry of `x-nmos-<api>` matching the path below the version. The base
+/// paths (those down to the version) are for reading only.
 pub fn authorize(claims: &Value, path: &str, access: Access) -> Result<(), Refusal> {
     let segments = normalise(path).ok_or_else(|| Refusal("the path has dot segments or encoded slashes".into()))?;
+    if segments.len() <= 3 && access != Access::Read {
+        return Err(Refusal("an API's base paths are read-only".into()));
+    }
     let (first, api) = (segments.first().map(String::as_str), segments.get(1));
     let api = match (first, api) {
         (None, _) | (Some("x-nmos"), None) => return Ok(()),
@@ -181,5 +185,8 @@ mod tests {
         assert!(!ok("/x-nmos/query/v1.3/nodes", Access::Read), "another API");
         assert!(!ok("/x-nmos/query", Access::Read));
         assert!(!ok("/other", Access::Read));
+        for base in ["/", "/x-nmos", "/x-nmos/connection", "/x-nmos/connection/v1.1/"] {
+            assert!(!ok(base, Access::Write), "base paths are read-only: {base}");
+        }
     }
 }

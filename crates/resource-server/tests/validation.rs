@@ -129,7 +129,6 @@ async fn every_way_a_token_can_be_wrong() {
         ("expired", with(&|c| c["exp"] = json!(now() - 30))),
         ("not yet valid", with(&|c| c["nbf"] = json!(now() + 30))),
         ("issued in the future", with(&|c| c["iat"] = json!(now() + 30))),
-        ("wrong aud", with(&|c| c["aud"] = json!(["*.elsewhere.example"]))),
         ("another issuer", with(&|c| c["iss"] = json!("https://evil.example/x-nmos/auth/v1.0"))),
         ("no client", with(&|c| c.as_object_mut().unwrap().remove("client_id").map(drop).unwrap_or(()))),
         ("a key from an unknown server", sign(&rogue, &claims(&server.issuer))),
@@ -145,6 +144,11 @@ async fn every_way_a_token_can_be_wrong() {
     // Within the leeway is fine.
     let close = with(&|c| c["exp"] = json!(now() - 1));
     assert_eq!(status(&rs, http::Method::GET, path, Some(&close)).await.0, 200, "leeway");
+    // Valid, but for other hosts: 403 insufficient_scope (IS-10 §1.16, as nmos-testing expects).
+    let elsewhere = with(&|c| c["aud"] = json!(["*.elsewhere.example"]));
+    let (code, challenge) = status(&rs, http::Method::GET, path, Some(&elsewhere)).await;
+    assert_eq!(code, 403, "wrong aud");
+    assert!(challenge.unwrap().contains("error=\"insufficient_scope\""), "wrong aud");
     // Valid, but not for that path or method: 403 insufficient_scope.
     let (code, challenge) =
         status(&rs, http::Method::DELETE, "/x-nmos/registration/v1.3/resource/nodes/x", Some(&good)).await;
@@ -256,4 +260,53 @@ async fn a_key_source_stands_in_for_http() {
     assert!(rs.keys().fetch().await.is_err());
     assert_eq!(status(&rs, http::Method::GET, path, Some(&sign(&k1, &claims(issuer)))).await.0, 200);
     assert!(rs.validate(&sign(&k2, &claims(issuer))).await.unwrap().has_scope("registration"));
+}
+
+/// A fetch for an unknown key that takes longer than a request waits (a DNS-SD browse takes
+/// 3 s against the default 2 s) still completes, and its keys serve the next request.
+#[tokio::test]
+async fn a_slow_fetch_outlives_the_request_that_started_it() {
+    use nmos_auth_resource_server::{FetchError, JwksFuture, KeySource};
+    struct Slow {
+        jwks: Mutex<Vec<Value>>,
+    }
+    impl KeySource for Slow {
+        fn issuer(&self) -> &str {
+            "https://auth.studio.example"
+        }
+        fn jwks(&self) -> JwksFuture<'_> {
+            let keys = self.jwks.lock().unwrap().clone();
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok::<_, FetchError>(json!({ "keys": keys }))
+            })
+        }
+    }
+    let (k1, k2) = (key("k1"), key("k2"));
+    let source = Arc::new(Slow { jwks: Mutex::new(vec![k1.jwk.clone()]) });
+    let cache = KeyCache::new(ServerLocation::Source(source.clone()), reqwest::Client::new())
+        .with_timing(Duration::from_secs(3600), Duration::from_millis(200));
+    let settings =
+        Settings { unknown_key: UnknownKey::Wait(Duration::from_millis(50)), ..Settings::new("api.studio.example") };
+    let rs = ResourceServer::with_cache(Arc::new(cache), settings);
+    rs.keys().fetch().await.unwrap();
+    let path = "/x-nmos/registration/v1.3/resource";
+    let issuer = source.issuer();
+    assert_eq!(status(&rs, http::Method::GET, path, Some(&sign(&k1, &claims(issuer)))).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // A new key: the request gives up after 50 ms, while the fetch takes 300 ms.
+    *source.jwks.lock().unwrap() = vec![k1.jwk.clone(), k2.jwk.clone()];
+    let token = sign(&k2, &claims(issuer));
+    assert_eq!(status(&rs, http::Method::GET, path, Some(&token)).await.0, 401, "not fetched in time");
+    // Every later request also gives up after 50 ms: only a fetch that outlives its request
+    // can bring the key.
+    let mut code = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        code = status(&rs, http::Method::GET, path, Some(&token)).await.0;
+        if code == 200 {
+            break;
+        }
+    }
+    assert_eq!(code, 200, "the fetch the first request started finished and was kept");
 }

@@ -593,8 +593,9 @@ fn sidecar_follows_the_gateways_health() {
 }
 
 /// The resource-server crate finds the server as IS-10 prefers, by DNS-SD: from the Node's
-/// namespace (a thread of this test moved into it), `ServerLocation::DnsSd` browses mDNS, reads
-/// the metadata and keys at the advertised URL, and accepts a token the server issued there.
+/// namespace (a thread of this test moved into it), `ServerLocation::DnsSdWithPlainHttp` browses
+/// mDNS, reads the metadata and keys at the advertised URL, and accepts a token the server
+/// issued there; `ServerLocation::DnsSd`, which takes https servers only, finds none.
 #[test]
 fn the_resource_server_crate_finds_the_server_by_dns_sd() {
     let hosts = Hosts::new();
@@ -651,14 +652,22 @@ fn the_resource_server_crate_finds_the_server_by_dns_sd() {
                 .unwrap();
             let settings =
                 Settings { unknown_key: UnknownKey::Wait(Duration::from_secs(15)), ..Settings::new("registry.example.com") };
-            let rs = ResourceServer::new(ServerLocation::DnsSd, settings);
+            // The server here runs plain http, which `DnsSd` alone would not take.
+            let rs = ResourceServer::new(ServerLocation::DnsSdWithPlainHttp, settings);
             let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
             let checked = rs.check(&axum::http::Method::GET, "/x-nmos/registration/v1.3/", Some(&bearer), None).await;
-            (checked.map(|c| c.is_some()).map_err(|d| d.reason), rs.keys().current().map(|k| k.issuer.clone()))
+            let strict = nmos_auth_resource_server::KeyCache::new(ServerLocation::DnsSd, http.clone());
+            let https_only = strict.fetch().await.map_err(|e| e.to_string());
+            (
+                checked.map(|c| c.is_some()).map_err(|d| d.reason),
+                rs.keys().current().map(|k| k.issuer.clone()),
+                https_only,
+            )
         })
     })
     .join()
     .unwrap();
     assert_eq!(outcome.0, Ok(true), "the token checks out against the discovered server's keys");
     assert_eq!(outcome.1.as_deref(), Some("http://10.213.0.1:4999/x-nmos/auth/v1.0"));
+    assert!(outcome.2.is_err(), "a plain-http server is not taken by DnsSd: {:?}", outcome.2);
 }

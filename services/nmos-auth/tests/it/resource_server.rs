@@ -93,7 +93,8 @@ async fn an_nmos_api_checks_real_tokens(backend: Backend) {
     let elsewhere = resource_server(&app, "registry.other.org");
     let bearer = format!("Bearer {writer}");
     let denied = elsewhere.check(&http::Method::GET, "/x-nmos/registration/v1.3/", Some(&bearer), None).await;
-    assert_eq!(denied.unwrap_err().status, 401, "the token's aud does not cover that host");
+    // IS-10 §1.16: a valid token for other hosts is 403 insufficient_scope, as nmos-testing expects.
+    assert_eq!(denied.unwrap_err().status, 403, "the token's aud does not cover that host");
 }
 
 async fn rotation_is_followed_and_an_outage_ridden_out(backend: Backend) {

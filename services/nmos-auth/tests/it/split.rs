@@ -225,7 +225,7 @@ async fn an_administrators_token_stands_in_for_a_certificate() {
 
     // An NMOS token is for NMOS APIs, not this server ...
     let denied = clients.list_clients(with_authorization(&nmos, pb::ListClientsRequest::default())).await.unwrap_err();
-    assert_eq!(denied.code(), tonic::Code::Unauthenticated, "{denied:?}");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
     assert!(denied.message().contains("not meant for this host"), "{denied:?}");
     // ... and even one whose audience names this server is no administrator's token (the policy
     // set above applies to its next token).
