@@ -158,7 +158,7 @@ impl KeysService {
             match step {
                 Step::Create { generation, activate_at } => self.create(&keys, generation, activate_at).await?,
                 Step::RemoveAt { kid, at } => {
-                    self.store.remove_by(&kid, at, false).await?;
+                    self.store.schedule_removal(&kid, at, now).await?;
                 }
             }
         }

@@ -44,10 +44,20 @@ fn removed(key: &StoredKey, now: i64) -> bool {
     key.remove_at.is_some_and(|at| at <= now)
 }
 
+/// Whether `key` was removed before it could sign: an operator took out a planned successor.
+/// It counts for nothing in the schedule; the key it was to follow signs on.
+fn never_signed(key: &StoredKey) -> bool {
+    key.remove_at.is_some_and(|at| at < key.activate_at)
+}
+
 /// The key that signs at `now`: the newest generation already active, if it is not removed.
-/// (An older key never signs again, even if the newest is removed: a new one is made instead.)
+/// (An older key never signs again, even if the newest is removed: a new one is made instead;
+/// unless the newest was removed before it ever signed.)
 pub fn signing(keys: &[StoredKey], now: i64) -> Option<&StoredKey> {
-    keys.iter().filter(|k| k.activate_at <= now).max_by_key(|k| k.generation).filter(|k| !removed(k, now))
+    keys.iter()
+        .filter(|k| k.activate_at <= now && !never_signed(k))
+        .max_by_key(|k| k.generation)
+        .filter(|k| !removed(k, now))
 }
 
 pub fn state(keys: &[StoredKey], key: &StoredKey, now: i64) -> State {
@@ -72,7 +82,8 @@ pub fn published(keys: &[StoredKey], now: i64) -> impl Iterator<Item = &StoredKe
 pub enum Step {
     /// A new key for `generation`, signing from `activate_at`.
     Create { generation: i64, activate_at: i64 },
-    /// A key's removal time, once its successor's activation is known.
+    /// A key's removal time, once its successor's activation is known (or changed, when the
+    /// successor was removed before it signed and another took its place).
     RemoveAt { kid: String, at: i64 },
 }
 
@@ -95,11 +106,11 @@ pub fn plan(keys: &[StoredKey], now: i64, policy: Policy) -> Vec<Step> {
         }
     }
     // A key leaves the JWKS once every token it can have signed has expired, plus the grace.
-    for key in keys.iter().filter(|k| !removed(k, now)) {
-        let handover = keys.iter().filter(|k| k.generation > key.generation).map(|k| k.activate_at).min();
-        if let Some(handover) = handover {
+    for key in keys.iter().filter(|k| !removed(k, now) && !k.removed_by_operator) {
+        let successors = keys.iter().filter(|k| k.generation > key.generation && !never_signed(k));
+        if let Some(handover) = successors.map(|k| k.activate_at).min() {
             let at = handover + policy.token_lifetime + policy.grace;
-            if key.remove_at.is_none_or(|current| current > at) {
+            if key.remove_at != Some(at) {
                 steps.push(Step::RemoveAt { kid: key.kid.clone(), at });
             }
         }
@@ -160,5 +171,21 @@ mod tests {
         assert_eq!(plan(&keys, 125, POLICY), vec![Step::Create { generation: 2, activate_at: 125 }]);
         let no_rotation = Policy { period: None, ..POLICY };
         assert_eq!(plan(&[key(0, 0, None)], 10_000, no_rotation), vec![]);
+    }
+
+    #[test]
+    fn a_successor_removed_before_it_signed_leaves_the_old_key_signing() {
+        // k1 was to sign from 100 (k0 then leaving the JWKS at 140); an operator removes it at 90.
+        let keys = vec![key(0, 0, Some(140)), key(1, 100, Some(90))];
+        assert_eq!(signing(&keys, 100).unwrap().kid, "k0", "no gap at 100, and no unannounced key");
+        // Another successor is published ahead, as k1 was, and k0 stays published until its
+        // tokens have expired after that one's handover.
+        assert_eq!(plan(&keys, 91, POLICY), vec![Step::Create { generation: 2, activate_at: 111 }]);
+        let keys = vec![key(0, 0, Some(140)), key(1, 100, Some(90)), key(2, 111, None)];
+        assert_eq!(plan(&keys, 92, POLICY), vec![Step::RemoveAt { kid: "k0".into(), at: 151 }]);
+        let keys = vec![key(0, 0, Some(151)), key(1, 100, Some(90)), key(2, 111, None)];
+        assert_eq!(plan(&keys, 93, POLICY), vec![]);
+        assert_eq!(signing(&keys, 110).unwrap().kid, "k0");
+        assert_eq!(signing(&keys, 111).unwrap().kid, "k2");
     }
 }

@@ -55,6 +55,9 @@ pub trait KeyStore: Send + Sync {
     async fn all(&self) -> nmos_auth_core::db::StoreResult<Vec<StoredKey>>;
     /// Brings a key's removal forward to `remove_at` (never later); false when nothing changed.
     async fn remove_by(&self, kid: &str, remove_at: i64, by_operator: bool) -> nmos_auth_core::db::StoreResult<bool>;
+    /// Sets the schedule's removal time of a key still published at `now` that no operator
+    /// removed, later as well as earlier (its successor was removed before it signed).
+    async fn schedule_removal(&self, kid: &str, remove_at: i64, now: i64) -> nmos_auth_core::db::StoreResult<bool>;
     /// Replaces every key's sealed private key (key-encryption key rotation), in one transaction.
     async fn reseal(&self, sealed: &[(String, Vec<u8>)], kek_id: &str) -> nmos_auth_core::db::StoreResult<()>;
 }
@@ -142,6 +145,25 @@ macro_rules! key_store_impl {
                 .bind(remove_at)
                 .bind(by_operator)
                 .bind(kid)
+                .execute(&self.0)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn schedule_removal(
+                &self,
+                kid: &str,
+                remove_at: i64,
+                now: i64,
+            ) -> nmos_auth_core::db::StoreResult<bool> {
+                let n = sqlx::query(
+                    "UPDATE keys_signing_keys SET remove_at = $1 \
+                     WHERE kid = $2 AND NOT removed_by_operator AND (remove_at IS NULL OR remove_at > $3)",
+                )
+                .bind(remove_at)
+                .bind(kid)
+                .bind(now)
                 .execute(&self.0)
                 .await?
                 .rows_affected();
