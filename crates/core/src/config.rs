@@ -309,6 +309,11 @@ settings! {
     setting refresh_token_lifetime: u64 = 24 * 3600;
     /// The `aud` claim of every access token: FQDNs or wildcard domains, no port or path.
     setting audience: Vec<String> = vec!["*".to_owned()];
+    /// Reverse proxies in front of the gateway (an Ingress controller, a load balancer), as
+    /// addresses or CIDR networks. A request from one of them is taken to come from the last
+    /// address in its `X-Forwarded-For` that is not one of them: that is the address sign-in
+    /// limits count. Empty: every request comes from its connection's address, whatever it says.
+    setting trusted_proxies: Vec<String> = Vec::new();
     /// The NMOS API scopes this server issues tokens for.
     setting scopes: String = Scope::all().to_string();
     /// The scopes the client_credentials grant may carry (BCP-003-02: registration, events).
@@ -489,6 +494,7 @@ impl Config {
         if self.audience.is_empty() {
             bail!("audience must name at least one resource server host or wildcard domain");
         }
+        self.trusted_proxies()?;
         for aud in &self.audience {
             let host = aud.strip_prefix("https://").or_else(|| aud.strip_prefix("http://")).unwrap_or(aud);
             if host.is_empty() || host.contains([':', '/', '?', '#', ' ']) {
@@ -515,6 +521,19 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `trusted_proxies` as networks (an address alone is a network of one).
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        let parse = |entry: &String| {
+            let entry = entry.trim();
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| anyhow::anyhow!("trusted_proxies entry {entry:?} is not an IP address or CIDR network"))
+        };
+        self.trusted_proxies.iter().map(parse).collect()
     }
 
     pub fn scopes(&self) -> anyhow::Result<Scope> {

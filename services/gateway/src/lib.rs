@@ -52,6 +52,8 @@ pub struct Gateway {
     legacy: nmos_auth_core::config::LegacyGrants,
     /// What `/readyz` checks: the services this gateway needs, however they are reached.
     readiness: Option<Readiness>,
+    /// Proxies whose `X-Forwarded-For` is believed (`trusted_proxies`).
+    trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 /// One dependency as `/readyz` reports it.
@@ -93,7 +95,13 @@ impl Gateway {
             scopes: config.scopes()?.apis().iter().map(|api| api.as_str().to_owned()).collect(),
             legacy: config.legacy_grants(),
             readiness: None,
+            trusted_proxies: config.trusted_proxies()?.into(),
         })
+    }
+
+    /// Whom a request came from ([`client_address`] with `trusted_proxies`).
+    pub fn client_address(&self, peer: std::net::SocketAddr, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
+        client_address(&self.trusted_proxies, peer, headers)
     }
 
     /// Sets what `/readyz` checks (by default nothing: always ready once serving).
@@ -292,4 +300,63 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Whom a request came from: its connection's address, or, when that is one of the `trusted`
+/// proxies, the last address in `X-Forwarded-For` that is not one. Each proxy appends the
+/// address it was reached from, so, read from the right, the entries past the first untrusted
+/// one could have been written by anyone.
+fn client_address(
+    trusted: &[ipnet::IpNet],
+    peer: std::net::SocketAddr,
+    headers: &axum::http::HeaderMap,
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = peer.ip().to_canonical();
+    if !is_trusted(&client) {
+        return client;
+    }
+    let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+    let hops: Vec<&str> = forwarded.flat_map(|v| v.split(',')).map(str::trim).collect();
+    for hop in hops.into_iter().rev() {
+        // A malformed entry ends the walk: the last address read stands.
+        let Ok(ip) = hop.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) else { break };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_address;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.42.0.0/16".parse().unwrap(), "192.0.2.7/32".parse().unwrap()];
+        let from = |peer: &str, forwarded: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in forwarded {
+                headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+            }
+            client_address(&trusted, peer.parse().unwrap(), &headers).to_string()
+        };
+        // Straight from a client, whatever it claims.
+        assert_eq!(from("198.51.100.1:5000", &["203.0.113.9"]), "198.51.100.1");
+        // Through the ingress: the address it was reached from.
+        assert_eq!(from("10.42.1.5:5000", &["203.0.113.9"]), "203.0.113.9");
+        // A client's own forged entry is to the left of what the proxy appended.
+        assert_eq!(from("10.42.1.5:5000", &["1.2.3.4, 203.0.113.9"]), "203.0.113.9");
+        // Through two trusted proxies, in one header or two.
+        assert_eq!(from("10.42.1.5:5000", &["203.0.113.9, 192.0.2.7"]), "203.0.113.9");
+        assert_eq!(from("10.42.1.5:5000", &["203.0.113.9", "192.0.2.7"]), "203.0.113.9");
+        // No header, or garbage in it: the last address that could be read.
+        assert_eq!(from("10.42.1.5:5000", &[]), "10.42.1.5");
+        assert_eq!(from("10.42.1.5:5000", &["203.0.113.9, not-an-address"]), "10.42.1.5");
+        // IPv4 seen through an IPv6 socket is still IPv4.
+        assert_eq!(from("[::ffff:10.42.1.5]:5000", &["::ffff:203.0.113.9"]), "203.0.113.9");
+    }
 }

@@ -110,7 +110,7 @@ pub async fn token(
     let request = pb::TokenRequest {
         params,
         client_authentication: Some(client_authentication(&headers)?),
-        client_address: peer.ip().to_string(),
+        client_address: gateway.client_address(peer, &headers).to_string(),
     };
     match gateway.token_issuer.clone().token(request).await {
         Ok(response) => {

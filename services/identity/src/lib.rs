@@ -71,10 +71,8 @@ impl IdentityService {
         users::validate_username(username)?;
         users::validate_password(password)?;
         let password = password.to_owned();
-        let password_hash = tokio::task::spawn_blocking(move || users::hash_password(&password))
-            .await
-            .map_err(IdentityError::internal)?
-            .map_err(IdentityError::internal)?;
+        let password_hash =
+            users::hashing(move || users::hash_password(&password)).await?.map_err(IdentityError::internal)?;
         let mut access = AccessRights::default();
         for (api, level) in rights {
             access.set(*api, *level);
@@ -239,10 +237,8 @@ impl IdentityService {
             self.verify_password(username, current, "").await?;
         }
         let new_password = new_password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || users::hash_password(&new_password))
-            .await
-            .map_err(IdentityError::internal)?
-            .map_err(IdentityError::internal)?;
+        let hash =
+            users::hashing(move || users::hash_password(&new_password)).await?.map_err(IdentityError::internal)?;
         if !self.store.set_password(username, &hash).await? {
             return Err(not_found(username));
         }
@@ -278,6 +274,11 @@ impl IdentityService {
     /// ([`Self::first_administrator_setup`]), is an administrator with write access to every
     /// API; later accounts (only with open sign-up) start with no rights.
     pub async fn sign_up(&self, username: &str, password: &str, setup_code: &str) -> Result<UserRecord, IdentityError> {
+        // Refused before the password is hashed (19 MiB and tens of milliseconds), which anyone
+        // could otherwise make this server do for nothing.
+        if !self.open_signup && self.store.count().await? > 0 {
+            return Err(IdentityError::SignUpClosed);
+        }
         // The first account, atomically: two sign-ups on a new server cannot both get it.
         let all_write: Vec<(NmosApi, Access)> = NmosApi::ALL.into_iter().map(|api| (api, Access::Write)).collect();
         let first = self.new_user(username, password, true, &all_write).await?;
@@ -312,6 +313,11 @@ impl IdentityService {
         password: &str,
         client_address: &str,
     ) -> Result<UserRecord, IdentityError> {
+        // A name no account can have is refused before it is counted or hashed: the throttles'
+        // keys stay small. That such a name has no account is no secret.
+        if users::validate_username(username).is_err() {
+            return Err(IdentityError::WrongPassword);
+        }
         if let Err((limit, wait)) = self.sign_in_guard.check(username, client_address) {
             nmos_auth_core::telemetry::sign_in_refused(limit.as_str());
             return Err(IdentityError::LockedOut { minutes: wait.as_secs().div_ceil(60).max(1) });
@@ -319,9 +325,7 @@ impl IdentityService {
         let user = self.store.get(username).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || users::verify_password(&password, stored.as_deref()))
-            .await
-            .map_err(IdentityError::internal)?;
+        let ok = users::hashing(move || users::verify_password(&password, stored.as_deref())).await?;
         match user {
             Some(user) if ok && !user.disabled => {
                 self.sign_in_guard.success(username, client_address);

@@ -53,7 +53,22 @@ pub struct SignInGuard {
 }
 
 fn pair_key(username: &str, address: &str) -> String {
-    format!("{username}\0{address}")
+    format!("{username}\0{}", counted(address))
+}
+
+/// The address as the limits count it: an IPv6 address by its /64, the smallest network a site
+/// is given (one host may hop through all of it), an IPv4 address (mapped or not) by itself.
+fn counted(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        _ => address.to_owned(),
+    }
 }
 
 impl Default for SignInGuard {
@@ -85,7 +100,7 @@ impl SignInGuard {
         if let Some(wait) = self.user.locked(username) {
             return Err((Limit::User, wait));
         }
-        match (address.is_empty(), self.address.locked(address)) {
+        match (address.is_empty(), self.address.locked(&counted(address))) {
             (false, Some(wait)) => Err((Limit::Address, wait)),
             _ => Ok(()),
         }
@@ -109,7 +124,7 @@ impl SignInGuard {
         if self.user.failure(username) {
             locked.push(Limit::User);
         }
-        if !address.is_empty() && self.address.failure(address) {
+        if !address.is_empty() && self.address.failure(&counted(address)) {
             locked.push(Limit::Address);
         }
         locked
@@ -179,5 +194,20 @@ mod tests {
         assert_eq!(guard.check("alice", "203.0.113.9").unwrap_err().0, Limit::User);
         assert!(guard.check("alice", "10.0.0.1").is_ok(), "alice where she signed in before");
         assert!(guard.check("bob", "203.0.113.9").is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_guesser_cannot_hop_through_its_subnet() {
+        let guard = SignInGuard::default();
+        for i in 0..PAIR_FAILURES {
+            guard.failure("admin", &format!("2001:db8:1:2::{i:x}"));
+        }
+        assert_eq!(guard.check("admin", "2001:db8:1:2:ffff::9").unwrap_err().0, Limit::Pair, "the same /64");
+        assert!(guard.check("admin", "2001:db8:1:3::1").is_ok(), "another /64");
+        for i in 0..ADDRESS_FAILURES {
+            guard.failure(&format!("guess{i}"), &format!("2001:db8:9:9::{i:x}"));
+        }
+        assert_eq!(guard.check("newcomer", "2001:db8:9:9::abcd").unwrap_err().0, Limit::Address);
+        assert_eq!(counted("::ffff:192.0.2.1"), "192.0.2.1");
     }
 }

@@ -39,9 +39,19 @@ impl Throttle {
     pub fn failure(&self, key: &str) -> bool {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        if entries.len() >= MAX_ENTRIES {
+        if entries.len() >= MAX_ENTRIES && !entries.contains_key(key) {
             entries
                 .retain(|_, e| now.duration_since(e.window_start) < WINDOW || e.locked_until.is_some_and(|u| u > now));
+            if entries.len() >= MAX_ENTRIES {
+                // Still full: counts that locked nothing yet go (a guesser gains a few tries
+                // back); the locks in force stay.
+                entries.retain(|_, e| e.locked_until.is_some_and(|u| u > now));
+            }
+            if entries.len() >= MAX_ENTRIES {
+                // Every entry is a lock in force: a new key is not counted until one ends, so
+                // the table stays bounded.
+                return false;
+            }
         }
         let entry =
             entries.entry(key.to_owned()).or_insert(Entry { failures: 0, window_start: now, locked_until: None });
@@ -88,5 +98,24 @@ mod tests {
         assert!(t.locked("user:bob").is_none());
         t.success("user:alice");
         assert!(t.locked("user:alice").is_none());
+    }
+
+    #[test]
+    fn the_table_stays_bounded_and_keeps_its_locks() {
+        let len = |t: &Throttle| t.entries.lock().unwrap().len();
+        // Counts that locked nothing make room for new keys.
+        let t = Throttle::new(3);
+        for i in 0..MAX_ENTRIES + 10 {
+            t.failure(&format!("address:{i}"));
+        }
+        assert!(len(&t) <= MAX_ENTRIES);
+        // Locks in force are never dropped to make room.
+        let t = Throttle::new(1);
+        for i in 0..MAX_ENTRIES + 10 {
+            t.failure(&format!("address:{i}"));
+        }
+        assert_eq!(len(&t), MAX_ENTRIES);
+        assert!(t.locked("address:0").is_some() && t.locked("address:99999").is_some());
+        assert!(t.locked("address:100005").is_none(), "not counted while the table is full of locks");
     }
 }

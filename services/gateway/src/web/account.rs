@@ -118,15 +118,16 @@ pub async fn signin(
         Ok(posted) => posted,
         Err(refusal) => return *refusal,
     };
+    let client_address = gateway.client_address(peer, &headers);
     let request = pb::VerifyPasswordRequest {
         username: form_value(&form, "username").unwrap_or("").to_owned(),
         password: form_value(&form, "password").unwrap_or("").to_owned(),
-        client_address: peer.ip().to_string(),
+        client_address: client_address.to_string(),
     };
     match gateway.identity.clone().verify_password(request).await {
         Ok(user) => {
             let user = user.into_inner();
-            tracing::info!(target: "audit", event = "signed_in", username = %user.username, client_address = %peer.ip(), "user signed in");
+            tracing::info!(target: "audit", event = "signed_in", username = %user.username, client_address = %client_address, "user signed in");
             // A new session, with a new CSRF token, on every sign-in.
             start_session(&gateway, user.username, &next, &session).await
         }

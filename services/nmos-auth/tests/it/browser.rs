@@ -6,6 +6,8 @@ use reqwest::StatusCode;
 pub struct Browser {
     http: reqwest::Client,
     cookie: Option<String>,
+    /// An `X-Forwarded-For` sent with every request (a reverse proxy's, or a forged one).
+    forwarded_for: Option<String>,
 }
 
 pub struct Page {
@@ -54,7 +56,12 @@ impl Browser {
             .local_address(std::net::IpAddr::V4(address))
             .build()
             .unwrap();
-        Browser { http, cookie: None }
+        Browser { http, cookie: None, forwarded_for: None }
+    }
+
+    /// The same browser, sending `X-Forwarded-For: value` with every request.
+    pub fn forwarded_for(self, value: &str) -> Browser {
+        Browser { forwarded_for: Some(value.to_owned()), ..self }
     }
 
     async fn finish(&mut self, response: reqwest::Response) -> Page {
@@ -74,6 +81,9 @@ impl Browser {
         if let Some(cookie) = &self.cookie {
             request = request.header("cookie", cookie);
         }
+        if let Some(forwarded) = &self.forwarded_for {
+            request = request.header("x-forwarded-for", forwarded);
+        }
         let response = request.send().await.unwrap();
         self.finish(response).await
     }
@@ -82,6 +92,9 @@ impl Browser {
         let mut request = self.http.post(url).form(form);
         if let Some(cookie) = &self.cookie {
             request = request.header("cookie", cookie);
+        }
+        if let Some(forwarded) = &self.forwarded_for {
+            request = request.header("x-forwarded-for", forwarded);
         }
         let response = request.send().await.unwrap();
         self.finish(response).await

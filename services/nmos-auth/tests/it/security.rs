@@ -284,3 +284,34 @@ async fn a_stranger_cannot_lock_the_owner_out() {
     let locked = logs.lines().find(|l| l.contains("event=sign_in_locked")).expect("the lock is logged");
     assert!(locked.contains("limit=username_at_address") && locked.contains("client_address=127.0.0.66"), "{locked}");
 }
+
+/// Behind a reverse proxy (an Ingress) every request comes from the proxy's address. With the
+/// proxy in `trusted_proxies`, the sign-in limits count the address it forwards for, so a
+/// guesser behind it locks only themselves out; a forged `X-Forwarded-For` from anyone else is
+/// ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_limits_count_each_client() {
+    let app = TestApp::spawn_split_with_env(&[("NMOS_AUTH_TRUSTED_PROXIES", "127.0.0.9/32")]).await;
+    app.server.identity.create_user("root", "root's long password", true, &[], "operator:test").await.unwrap();
+    let proxy = || Browser::from_address([127, 0, 0, 9].into());
+    let mut guesser = proxy().forwarded_for("203.0.113.66");
+    for _ in 0..5 {
+        let page = sign_in(&app, &mut guesser, "root", "a guess at the password").await;
+        assert_eq!(page.status, 401, "{}", page.body);
+    }
+    let page = sign_in(&app, &mut guesser, "root", "root's long password").await;
+    assert_eq!(page.status, 429, "the guesser is locked out: {}", page.body);
+    // Someone not trusted claims, in the header, to be the owner's address: that counts for
+    // nothing, and their failures lock their own address.
+    let mut forger = Browser::from_address([127, 0, 0, 66].into()).forwarded_for("203.0.113.10");
+    for _ in 0..5 {
+        let page = sign_in(&app, &mut forger, "root", "another guess").await;
+        assert_eq!(page.status, 401, "{}", page.body);
+    }
+    let mut owner = proxy().forwarded_for("198.51.100.1, 203.0.113.10");
+    let page = sign_in(&app, &mut owner, "root", "root's long password").await;
+    assert_eq!(page.status, 302, "the owner, through the same proxy, signs in: {}", page.body);
+    let logs = app.deployment_logs();
+    let signed_in = logs.lines().find(|l| l.contains("event=signed_in")).expect("the sign-in is logged");
+    assert!(signed_in.contains("client_address=203.0.113.10"), "{signed_in}");
+}
