@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 fn cookie_name(secure: bool) -> &'static str {
     if secure { "__Host-nmos_auth_session" } else { "nmos_auth_session" }
 }
+
 /// A session lasts this long from its creation; signing in starts a new one.
 const LIFETIME_SECS: i64 = nmos_auth_core::SESSION_LIFETIME_SECS;
 /// Additional data binding the ciphertext to its purpose.

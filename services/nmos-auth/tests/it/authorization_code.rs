@@ -52,6 +52,21 @@ async fn setup(backend: Backend) -> (TestApp, Controller) {
     (app, controller)
 }
 
+/// Registers a code client for `REDIRECT` on the pages, as the browser's user: the page that
+/// shows it.
+async fn register_on_pages(app: &TestApp, browser: &mut Browser, name: &str) -> Page {
+    let form = browser.get(&app.auth_url("register-client")).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let fields = [
+        ("csrf".to_owned(), form.field("csrf")),
+        ("client_name".to_owned(), name.to_owned()),
+        ("redirect_uris".to_owned(), REDIRECT.to_owned()),
+    ];
+    let registered = browser.post(&app.auth_url("register-client"), &fields).await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    registered
+}
+
 pub(crate) fn authorize_url(app: &TestApp, client_id: &str, extra: &[(&str, &str)]) -> String {
     let mut params = vec![
         ("response_type", "code"),
@@ -433,15 +448,7 @@ async fn consent_refusals_and_untrusted_requests(backend: Backend) {
     assert!(stranger.location.as_deref().unwrap().starts_with(REDIRECT), "{:?}", stranger.location);
     // But a client that someone registered on the pages, with a redirect URI of their choosing,
     // is sent its error only once someone has signed in (RFC 9700 §4.11.2: no open redirector).
-    let form = browser.get(&app.auth_url("register-client")).await;
-    assert_eq!(form.status, 200, "{}", form.body);
-    let fields = [
-        ("csrf".to_owned(), form.field("csrf")),
-        ("client_name".to_owned(), "Alice's own app".to_owned()),
-        ("redirect_uris".to_owned(), REDIRECT.to_owned()),
-    ];
-    let registered = browser.post(&app.auth_url("register-client"), &fields).await;
-    assert_eq!(registered.status, 201, "{}", registered.body);
+    let registered = register_on_pages(&app, &mut browser, "Alice's own app").await;
     let users_app =
         registered.body.split("<dt>Client ID</dt><dd><code>").nth(1).and_then(|rest| rest.split('<').next());
     let users_app = users_app.unwrap_or_else(|| panic!("no client ID: {}", registered.body)).to_owned();
@@ -627,15 +634,7 @@ async fn revocation(backend: Backend) {
     let mut again = Browser::new();
     let consent = sign_in_as_and_open(&app, &mut again, &for_bob, "bob", "bob's long password").await;
     let unused_code = query(&decide(&app, &mut again, &consent, "approve").await, "code").unwrap();
-    let form = again.get(&app.auth_url("register-client")).await;
-    assert_eq!(form.status, 200, "{}", form.body);
-    let fields = [
-        ("csrf".to_owned(), form.field("csrf")),
-        ("client_name".to_owned(), "The first bob's controller".to_owned()),
-        ("redirect_uris".to_owned(), REDIRECT.to_owned()),
-    ];
-    let registered = again.post(&app.auth_url("register-client"), &fields).await;
-    assert_eq!(registered.status, 201, "{}", registered.body);
+    register_on_pages(&app, &mut again, "The first bob's controller").await;
     let home = again.get(&app.auth_url("home")).await;
     assert!(home.body.contains("The first bob&#39;s controller"), "{}", home.body);
     app.server.identity.delete_user("bob", "operator:test").await.unwrap();
@@ -664,15 +663,7 @@ async fn revocation(backend: Backend) {
     assert_eq!(home.status, 200, "{}", home.body);
     assert!(home.body.contains("You have not registered any clients"), "{}", home.body);
     // The console says whose each is: the old account's, deleted, and the new one's.
-    let form = new_bob.get(&app.auth_url("register-client")).await;
-    assert_eq!(form.status, 200, "{}", form.body);
-    let fields = [
-        ("csrf".to_owned(), form.field("csrf")),
-        ("client_name".to_owned(), "The second bob's controller".to_owned()),
-        ("redirect_uris".to_owned(), REDIRECT.to_owned()),
-    ];
-    let registered = new_bob.post(&app.auth_url("register-client"), &fields).await;
-    assert_eq!(registered.status, 201, "{}", registered.body);
+    register_on_pages(&app, &mut new_bob, "The second bob's controller").await;
     app.server.identity.create_user("root", "root's long password", true, &[], "operator:test").await.unwrap();
     let mut root = Browser::new();
     let console = app.auth_url("admin/clients");
