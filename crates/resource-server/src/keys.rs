@@ -81,11 +81,14 @@ fn rsa_key(n: &str, e: &str) -> Option<ParsedPublicKey> {
     ParsedPublicKey::new(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA512, der.as_ref()).ok()
 }
 
-/// The keys of a JWK set that may sign IS-10 tokens: RSA, `use: sig`, `RS512` (or no `alg`).
+/// The keys of a JWK set that may sign IS-10 tokens: RSA, `use` `sig` (or none), `alg` `RS512`
+/// (or none), as nmos-cpp takes them: RFC 7517 makes both members optional.
 fn usable_keys(jwks: &Value) -> HashMap<String, ParsedPublicKey> {
     let mut keys = HashMap::new();
     for jwk in jwks["keys"].as_array().into_iter().flatten() {
-        let usable = jwk["kty"] == "RSA" && jwk["use"] == "sig" && (jwk["alg"] == "RS512" || jwk["alg"].is_null());
+        let usable = jwk["kty"] == "RSA"
+            && (jwk["use"] == "sig" || jwk["use"].is_null())
+            && (jwk["alg"] == "RS512" || jwk["alg"].is_null());
         let (Some(kid), Some(n), Some(e)) = (jwk["kid"].as_str(), jwk["n"].as_str(), jwk["e"].as_str()) else {
             continue;
         };
@@ -219,8 +222,10 @@ impl KeyCache {
     async fn fetch_http(&self) -> Result<Keys, FetchError> {
         let candidates: Vec<(String, Vec<String>)> = match &self.location {
             ServerLocation::Issuer(issuer) => {
-                let issuer = issuer.trim_end_matches('/').to_owned();
-                vec![(issuer.clone(), vec![issuer])]
+                // Read without a trailing slash; the metadata may name the issuer either way, as
+                // long as it is the one configured (then tokens' `iss` must be exactly that).
+                let trimmed = issuer.trim_end_matches('/').to_owned();
+                vec![(trimmed.clone(), vec![trimmed, issuer.clone()])]
             }
             ServerLocation::DnsSd | ServerLocation::DnsSdWithPlainHttp => {
                 let plain_http = matches!(self.location, ServerLocation::DnsSdWithPlainHttp);
@@ -315,4 +320,35 @@ pub(crate) fn jitter(d: Duration) -> Duration {
     let _ = aws_lc_rs::rand::fill(&mut byte);
     let factor = 0.9 + f64::from(byte[0]) / 255.0 * 0.2;
     d.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
+    use base64::Engine;
+
+    #[test]
+    fn keys_are_taken_as_is_10_and_nmos_cpp_take_them() {
+        let pair = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let public = pair.public_key();
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let n = b64(public.modulus().big_endian_without_leading_zero());
+        let e = b64(public.exponent().big_endian_without_leading_zero());
+        let jwk = |kid: &str, extra: Value| {
+            let mut jwk = serde_json::json!({"kty": "RSA", "kid": kid, "n": n, "e": e});
+            jwk.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            jwk
+        };
+        let set = serde_json::json!({"keys": [
+            jwk("full", serde_json::json!({"use": "sig", "alg": "RS512"})),
+            jwk("bare", serde_json::json!({})),
+            jwk("enc", serde_json::json!({"use": "enc"})),
+            jwk("rs256", serde_json::json!({"alg": "RS256"})),
+            jwk("ec", serde_json::json!({"kty": "EC"})),
+        ]});
+        let mut kids: Vec<String> = usable_keys(&set).into_keys().collect();
+        kids.sort();
+        assert_eq!(kids, ["bare", "full"]);
+    }
 }

@@ -207,7 +207,8 @@ impl ResourceServer {
         }
         let result = self.decide(method, path, authorization, query).await;
         match &result {
-            Ok(claims) => tracing::debug!(target: "audit", event = "nmos_request_allowed", %method, path,
+            // IS-10: every request, allowed or refused, is audit-logged.
+            Ok(claims) => tracing::info!(target: "audit", event = "nmos_request_allowed", %method, path,
                 client_id = claims.client_id().unwrap_or_default(),
                 sub = claims.0["sub"].as_str().unwrap_or_default()),
             Err(denied) => tracing::info!(target: "audit", event = "nmos_request_refused", %method, path,

@@ -42,9 +42,14 @@ struct Server {
 }
 
 async fn start_server(keys: &[&Key]) -> Server {
+    start_server_named(keys, "").await
+}
+
+/// A stand-in server whose issuer (in its metadata and tokens) ends with `suffix` ("/", say).
+async fn start_server_named(keys: &[&Key], suffix: &str) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
-    let issuer = format!("http://{addr}/x-nmos/auth/v1.0");
+    let issuer = format!("http://{addr}/x-nmos/auth/v1.0{suffix}");
     let jwks = Arc::new(Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()));
     let (i, j) = (issuer.clone(), jwks.clone());
     let app = axum::Router::new()
@@ -52,7 +57,8 @@ async fn start_server(keys: &[&Key]) -> Server {
             "/.well-known/oauth-authorization-server/x-nmos/auth/v1.0",
             get(move || {
                 let i = i.clone();
-                async move { axum::Json(json!({"issuer": i, "jwks_uri": format!("{i}/jwks")})) }
+                let jwks_uri = format!("{}/jwks", i.trim_end_matches('/'));
+                async move { axum::Json(json!({"issuer": i, "jwks_uri": jwks_uri})) }
             }),
         )
         .route(
@@ -309,4 +315,16 @@ async fn a_slow_fetch_outlives_the_request_that_started_it() {
         }
     }
     assert_eq!(code, 200, "the fetch the first request started finished and was kept");
+}
+
+/// An issuer configured with a trailing slash, as its metadata names it, is read (without the
+/// slash, RFC 8414 §3) and its tokens accepted.
+#[tokio::test]
+async fn an_issuer_with_a_trailing_slash_is_used_as_configured() {
+    let k1 = key("k1");
+    let server = start_server_named(&[&k1], "/").await;
+    assert!(server.issuer.ends_with("/v1.0/"));
+    let rs = resource_server(&server.issuer, UnknownKey::Wait(Duration::from_secs(2)));
+    let path = "/x-nmos/registration/v1.3/resource";
+    assert_eq!(status(&rs, http::Method::GET, path, Some(&sign(&k1, &claims(&server.issuer)))).await.0, 200);
 }
