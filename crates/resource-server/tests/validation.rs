@@ -328,3 +328,21 @@ async fn an_issuer_with_a_trailing_slash_is_used_as_configured() {
     let path = "/x-nmos/registration/v1.3/resource";
     assert_eq!(status(&rs, http::Method::GET, path, Some(&sign(&k1, &claims(&server.issuer)))).await.0, 200);
 }
+
+/// A server (or wherever its metadata's `jwks_uri` points) cannot make the API read more than
+/// 256 KiB: a larger key set is refused, and the keys already held stay.
+#[tokio::test]
+async fn an_oversized_key_set_is_refused() {
+    let k1 = key("k1");
+    let server = start_server(&[&k1]).await;
+    let rs = resource_server(&server.issuer, UnknownKey::Wait(Duration::from_secs(2)));
+    rs.keys().fetch().await.unwrap();
+    let padding: Vec<Value> =
+        (0..3000).map(|i| json!({"kty": "oct", "kid": format!("pad{i}"), "k": "x".repeat(100)})).collect();
+    server.jwks.lock().unwrap().extend(padding);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let refused = rs.keys().fetch().await.unwrap_err().to_string();
+    assert!(refused.contains("more than 256 KiB"), "{refused}");
+    let path = "/x-nmos/registration/v1.3/resource";
+    assert_eq!(status(&rs, http::Method::GET, path, Some(&sign(&k1, &claims(&server.issuer)))).await.0, 200);
+}
