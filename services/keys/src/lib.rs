@@ -331,7 +331,7 @@ impl KeysService {
     /// Takes a (compromised) key out of the JWKS at once; if it was signing, a new key signs
     /// from now on. False when there is no such key or it was already removed.
     pub async fn remove(&self, kid: &str, by: &str) -> anyhow::Result<bool> {
-        let removed = self.store.remove_by(kid, nmos_auth_core::now_unix(), true).await?;
+        let removed = self.store.remove_by_operator(kid, nmos_auth_core::now_unix()).await?;
         if removed {
             self.events.record(Event::new("signing_key_removed", by).detail(format!("key {kid} removed")).warn()).await;
             {

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use nmos_auth_proto as pb;
 
-use super::{BASE, forbidden_form, form, form_value, found, safe_next, status_page, with_session};
+use super::{BASE, forbidden_form, form, form_value, found, safe_next, session_of_request, status_page, with_session};
 use crate::Gateway;
 use crate::http::parse_form;
 use crate::pages::{self, escape};
@@ -68,7 +68,7 @@ const SIGNUP_INTRO: &str = "Create an account. The first account on a new server
 
 /// The browser's session, or a new anonymous one (it carries the CSRF token for the form).
 fn session_of(gateway: &Gateway, headers: &HeaderMap) -> Session {
-    Session::from_headers(headers, &gateway.cookie_key, gateway.secure_cookies).unwrap_or_else(Session::anonymous)
+    session_of_request(gateway, headers).unwrap_or_else(Session::anonymous)
 }
 
 /// A posted sign-in or sign-up form whose CSRF token checked out.
@@ -194,7 +194,7 @@ pub async fn signout(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some(session) = Session::from_headers(&headers, &gateway.cookie_key, gateway.secure_cookies) else {
+    let Some(session) = session_of_request(&gateway, &headers) else {
         return found(&format!("{BASE}/signin"));
     };
     let form = or_respond!(form(body));

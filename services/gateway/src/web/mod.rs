@@ -39,6 +39,11 @@ use crate::session::Session;
 
 const BASE: &str = nmos_auth_core::AUTH_API_BASE;
 
+/// The request's session, read from the cookie this gateway sets (its name depends on HTTPS).
+fn session_of_request(gateway: &Gateway, headers: &HeaderMap) -> Option<Session> {
+    Session::from_headers(headers, &gateway.cookie_key, gateway.secure_cookies)
+}
+
 /// A response that (re)stores the session cookie.
 fn with_session(mut response: Response, gateway: &Gateway, session: &Session) -> Response {
     match session.cookie(&gateway.cookie_key, gateway.secure_cookies) {
@@ -171,7 +176,7 @@ fn to_signin(here: &str) -> Response {
 /// session is checked in the identity service on every request: one signed out, ended by a
 /// password change or by an administrator, or whose user was disabled or deleted, is over.
 async fn signed_in(gateway: &Gateway, headers: &HeaderMap, here: &str) -> Result<(Session, pb::User), Response> {
-    let session = Session::from_headers(headers, &gateway.cookie_key, gateway.secure_cookies);
+    let session = session_of_request(gateway, headers);
     let Some((session, session_id)) = session.and_then(|s| s.id.clone().map(|id| (s, id))) else {
         return Err(to_signin(here));
     };
@@ -197,7 +202,7 @@ async fn signed_in_post(
     headers: &HeaderMap,
     form: &[(String, String)],
 ) -> Result<(Session, pb::User), Response> {
-    let Some(session) = Session::from_headers(headers, &gateway.cookie_key, gateway.secure_cookies) else {
+    let Some(session) = session_of_request(gateway, headers) else {
         return Err(pages::error(
             StatusCode::UNAUTHORIZED,
             "Signed out",

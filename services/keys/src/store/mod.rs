@@ -53,8 +53,9 @@ pub trait KeyStore: Send + Sync {
     async fn insert(&self, key: &StoredKey) -> nmos_auth_core::db::StoreResult<bool>;
     /// Every key, oldest generation first.
     async fn all(&self) -> nmos_auth_core::db::StoreResult<Vec<StoredKey>>;
-    /// Brings a key's removal forward to `remove_at` (never later); false when nothing changed.
-    async fn remove_by(&self, kid: &str, remove_at: i64, by_operator: bool) -> nmos_auth_core::db::StoreResult<bool>;
+    /// An operator's removal: brings a key's removal forward to `remove_at` (never later) and
+    /// marks it the operator's, which the schedule never moves; false when nothing changed.
+    async fn remove_by_operator(&self, kid: &str, remove_at: i64) -> nmos_auth_core::db::StoreResult<bool>;
     /// Sets the schedule's removal time of a key still published at `now` that no operator
     /// removed, later as well as earlier (its successor was removed before it signed).
     async fn schedule_removal(&self, kid: &str, remove_at: i64, now: i64) -> nmos_auth_core::db::StoreResult<bool>;
@@ -132,18 +133,12 @@ macro_rules! key_store_impl {
                     .collect()
             }
 
-            async fn remove_by(
-                &self,
-                kid: &str,
-                remove_at: i64,
-                by_operator: bool,
-            ) -> nmos_auth_core::db::StoreResult<bool> {
+            async fn remove_by_operator(&self, kid: &str, remove_at: i64) -> nmos_auth_core::db::StoreResult<bool> {
                 let n = sqlx::query(
-                    "UPDATE keys_signing_keys SET remove_at = $1, removed_by_operator = (removed_by_operator OR $2) \
-                     WHERE kid = $3 AND (remove_at IS NULL OR remove_at > $1)",
+                    "UPDATE keys_signing_keys SET remove_at = $1, removed_by_operator = TRUE \
+                     WHERE kid = $2 AND (remove_at IS NULL OR remove_at > $1)",
                 )
                 .bind(remove_at)
-                .bind(by_operator)
                 .bind(kid)
                 .execute(&self.0)
                 .await?
