@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use nmos_auth_resource_server::dns;
 use serde_json::{Value, json};
 
 mod code_flow;
-mod dns;
 pub use code_flow::Person;
 
 /// What to check and with what.
@@ -583,31 +583,13 @@ async fn check_unicast(
     };
     let service = format!("_nmos-auth._tcp.{}.", domain.trim_end_matches('.'));
     let lookups = async {
-        let mut seen = Vec::new();
-        for ptr in dns::query(server, &service, dns::PTR).await? {
-            let dns::Data::Ptr(instance) = ptr else { continue };
-            for srv in dns::query(server, &instance, dns::SRV).await? {
-                let dns::Data::Srv { port, target } = srv else { continue };
-                let mut addresses = vec![target.trim_end_matches('.').to_ascii_lowercase()];
-                for rtype in [dns::A, dns::AAAA] {
-                    for address in dns::query(server, &target, rtype).await? {
-                        if let dns::Data::Address(ip) = address {
-                            addresses.push(ip.to_string());
-                        }
-                    }
-                }
-                let mut txt = std::collections::BTreeMap::new();
-                for record in dns::query(server, &instance, dns::TXT).await? {
-                    let dns::Data::Txt(strings) = record else { continue };
-                    for string in strings {
-                        let (key, value) = string.split_once('=').unwrap_or((&string, ""));
-                        txt.insert(key.to_ascii_lowercase(), value.to_owned());
-                    }
-                }
-                seen.push(Seen { name: instance.clone(), port, addresses, txt });
-            }
-        }
-        Ok::<_, String>(seen)
+        let instances = dns::browse(server, "_nmos-auth._tcp", domain).await?;
+        let seen = instances.into_iter().map(|i| {
+            let host = i.target.trim_end_matches('.').to_ascii_lowercase();
+            let addresses = std::iter::once(host).chain(i.addresses.iter().map(|a| a.to_string())).collect();
+            Seen { name: i.name, port: i.port, addresses, txt: i.txt }
+        });
+        Ok::<_, String>(seen.collect::<Vec<_>>())
     };
     match lookups.await {
         Ok(seen) => {

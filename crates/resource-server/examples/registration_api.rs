@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use nmos_auth_resource_server::{Claims, RequireTokenLayer, ResourceServer, ServerLocation, Settings};
+use nmos_auth_resource_server::{Claims, DnsSd, RequireTokenLayer, ResourceServer, ServerLocation, Settings};
 use serde_json::{Value, json};
 
 type Store = Arc<Mutex<HashMap<(String, String), Value>>>;
@@ -66,7 +66,7 @@ async fn main() {
     let host = std::env::var("API_HOST").unwrap_or_else(|_| "registry.example.com".into());
     let listen = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:8010".into());
     // The issuer from configuration, or (IS-10's way) by DNS-SD.
-    let location = issuer.map_or(ServerLocation::DnsSd, ServerLocation::Issuer);
+    let location = issuer.map_or_else(|| ServerLocation::DnsSd(DnsSd::default()), ServerLocation::Issuer);
     let resource_server = ResourceServer::new(location, Settings::new(host));
     let listener = tokio::net::TcpListener::bind(&listen).await.expect("binding LISTEN");
     println!("Registration API on http://{listen}/x-nmos/registration/v1.3/");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::signature::ParsedPublicKey;
 use serde_json::Value;
 
-use crate::discovery;
+use crate::discovery::{self, DnsSd};
 
 /// The largest metadata or JWK Set document read.
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -19,14 +19,9 @@ const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 pub enum ServerLocation {
     /// Its issuer URL (`https://auth.example.com/x-nmos/auth/v1.0`).
     Issuer(String),
-    /// Found by DNS-SD `_nmos-auth._tcp` (mDNS): highest `pri` first, random among equals,
-    /// the next one when one fails. Only servers advertising `api_proto=https` (IS-10: https in
-    /// production), whose certificate must name the advertised host: over plain http anyone on
-    /// the network could advertise a server and sign tokens this API would accept.
-    DnsSd,
-    /// As [`ServerLocation::DnsSd`], taking `api_proto=http` servers too: for development and
-    /// test networks only.
-    DnsSdWithPlainHttp,
+    /// Found by DNS-SD `_nmos-auth._tcp`, as [`DnsSd`] says: unicast DNS-SD first, then
+    /// mDNS; highest `pri` first, random among equals, the next one when one fails.
+    DnsSd(DnsSd),
     /// A [`KeySource`] other than the server's HTTP endpoints, for an issuer known in advance
     /// (the authorization server's own services read its keys over their internal API).
     Source(Arc<dyn KeySource>),
@@ -36,8 +31,7 @@ impl std::fmt::Debug for ServerLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ServerLocation::Issuer(issuer) => f.debug_tuple("Issuer").field(issuer).finish(),
-            ServerLocation::DnsSd => f.write_str("DnsSd"),
-            ServerLocation::DnsSdWithPlainHttp => f.write_str("DnsSdWithPlainHttp"),
+            ServerLocation::DnsSd(how) => f.debug_tuple("DnsSd").field(how).finish(),
             ServerLocation::Source(source) => f.debug_tuple("Source").field(&source.issuer()).finish(),
         }
     }
@@ -102,14 +96,51 @@ fn usable_keys(jwks: &Value) -> HashMap<String, ParsedPublicKey> {
 /// The authorization server's keys, refreshed about hourly (with jitter), kept while the server
 /// is unreachable, and re-fetched (at most every `min_refetch`) when a token names a key not
 /// in the cache. Keys come only from the configured or discovered server, never from a token.
+///
+/// Found by DNS-SD, the first server that answers is the main one, fetched at once; another
+/// server found in the same lookup is fetched when a token names it as its issuer (IS-10: a
+/// resource server fails over between discovered servers, and accepts the tokens of each).
 pub struct KeyCache {
     http: reqwest::Client,
     location: ServerLocation,
     keys: RwLock<Option<Arc<Keys>>>,
     last_fetch_attempt: Mutex<Option<Instant>>,
     fetching: tokio::sync::Mutex<()>,
+    others: Mutex<Others>,
+    fetching_others: tokio::sync::Mutex<()>,
     pub(crate) refresh: Duration,
     pub(crate) min_refetch: Duration,
+}
+
+/// The servers the last DNS-SD lookup found (the main one among them), and the keys of the
+/// others whose tokens have been seen. Bounded by the lookup (at most 32 servers from unicast
+/// and 32 from mDNS): nothing is kept for an issuer that was not advertised.
+#[derive(Default)]
+struct Others {
+    /// Where to read each server, and the issuers its metadata may name.
+    advertised: Vec<(String, Vec<String>)>,
+    keys: HashMap<String, Arc<Keys>>,
+    attempts: HashMap<String, Instant>,
+}
+
+impl Others {
+    fn is_advertised(&self, issuer: &str) -> bool {
+        self.advertised.iter().any(|(_, acceptable)| acceptable.iter().any(|a| a == issuer))
+    }
+
+    /// Takes what a lookup found (adding to what an earlier part of the same lookup found),
+    /// and forgets the keys of servers no longer advertised.
+    fn advertise(&mut self, found: &[discovery::Advertised], add: bool) {
+        if !add {
+            self.advertised.clear();
+        }
+        self.advertised.extend(found.iter().map(|s| (s.issuer.clone(), s.acceptable.clone())));
+        let advertised = std::mem::take(&mut self.advertised);
+        let still = |issuer: &String| advertised.iter().any(|(_, acceptable)| acceptable.contains(issuer));
+        self.keys.retain(|issuer, _| still(issuer));
+        self.attempts.retain(|issuer, _| still(issuer));
+        self.advertised = advertised;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +174,8 @@ impl KeyCache {
             keys: RwLock::new(None),
             last_fetch_attempt: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
+            others: Mutex::new(Others::default()),
+            fetching_others: tokio::sync::Mutex::new(()),
             refresh: Duration::from_secs(3600),
             min_refetch: Duration::from_secs(10),
         }
@@ -180,6 +213,63 @@ impl KeyCache {
         last.is_none_or(|at| at.elapsed() >= self.min_refetch)
     }
 
+    fn others(&self) -> std::sync::MutexGuard<'_, Others> {
+        self.others.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The keys for tokens whose `iss` is `issuer`: the main server's, or those of another
+    /// server DNS-SD found, once [`KeyCache::fetch_other`] has read them.
+    pub fn keys_of(&self, issuer: &str) -> Option<Arc<Keys>> {
+        match self.current() {
+            Some(main) if main.issuer == issuer => Some(main),
+            _ => self.others().keys.get(issuer).cloned(),
+        }
+    }
+
+    /// Whether the last DNS-SD lookup found a server whose tokens would name `issuer`.
+    pub fn is_advertised(&self, issuer: &str) -> bool {
+        self.others().is_advertised(issuer)
+    }
+
+    /// Whether a fetch of `issuer`'s keys may go out now (rate limit, per issuer).
+    pub fn may_refetch_other(&self, issuer: &str) -> bool {
+        self.others().attempts.get(issuer).is_none_or(|at| at.elapsed() >= self.min_refetch)
+    }
+
+    /// Fetches the keys of the server DNS-SD found whose tokens name `issuer` (its metadata
+    /// must name exactly that issuer); on failure its cached keys stay. An issuer not advertised
+    /// is [`FetchError::NotFound`]. Single-flight, as [`KeyCache::fetch`].
+    pub async fn fetch_other(&self, issuer: &str) -> Result<(), FetchError> {
+        let started = Instant::now();
+        let _one_at_a_time = self.fetching_others.lock().await;
+        let server = {
+            let mut others = self.others();
+            let fetched_meanwhile = others.attempts.get(issuer).is_some_and(|at| *at >= started);
+            if fetched_meanwhile && others.keys.contains_key(issuer) {
+                return Ok(());
+            }
+            let found = others.advertised.iter().find(|(_, acceptable)| acceptable.iter().any(|a| a == issuer));
+            let Some((server, _)) = found.cloned() else { return Err(FetchError::NotFound) };
+            others.attempts.insert(issuer.to_owned(), Instant::now());
+            server
+        };
+        match self.fetch_from(&server, &[issuer.to_owned()]).await {
+            Ok(keys) => {
+                tracing::debug!(issuer, keys = keys.keys.len(), "fetched another discovered server's keys");
+                let mut others = self.others();
+                // Kept only while the server is still advertised (a lookup may have run meanwhile).
+                if others.is_advertised(issuer) {
+                    others.keys.insert(issuer.to_owned(), Arc::new(keys));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(issuer, error = %e, "could not fetch another discovered server's keys");
+                Err(e)
+            }
+        }
+    }
+
     /// Fetches the metadata and keys now; on failure the cached keys stay. Single-flight: a
     /// caller that waited while another fetched (within `min_refetch`) uses that result.
     pub async fn fetch(&self) -> Result<(), FetchError> {
@@ -197,8 +287,31 @@ impl KeyCache {
             ServerLocation::Source(source) => {
                 source.jwks().await.map(|jwks| Keys::new(source.issuer(), usable_keys(&jwks)))
             }
-            ServerLocation::Issuer(_) | ServerLocation::DnsSd | ServerLocation::DnsSdWithPlainHttp => {
-                self.fetch_http().await
+            ServerLocation::Issuer(issuer) => {
+                // Read without a trailing slash; the metadata may name the issuer either way, as
+                // long as it is the one configured (then tokens' `iss` must be exactly that).
+                let trimmed = issuer.trim_end_matches('/').to_owned();
+                self.fetch_first(vec![(trimmed.clone(), vec![trimmed, issuer.clone()])]).await
+            }
+            ServerLocation::DnsSd(how) => {
+                // IS-10 prefers unicast DNS-SD; mDNS is browsed only when no server found by
+                // unicast answers (a browse listens for seconds).
+                let candidates = |found: &[discovery::Advertised]| {
+                    found.iter().map(|s| (s.issuer.clone(), s.acceptable.clone())).collect::<Vec<_>>()
+                };
+                let unicast = how.unicast().await;
+                self.others().advertise(&unicast, false);
+                match self.fetch_first(candidates(&unicast)).await {
+                    Err(unicast) if how.multicast => {
+                        let multicast = how.multicast().await;
+                        self.others().advertise(&multicast, true);
+                        match self.fetch_first(candidates(&multicast)).await {
+                            Err(FetchError::NotFound) => Err(unicast),
+                            multicast => multicast,
+                        }
+                    }
+                    unicast => unicast,
+                }
             }
         };
         match fetched {
@@ -218,23 +331,9 @@ impl KeyCache {
         }
     }
 
-    /// The keys of the first candidate server (configured or discovered) that answers.
-    async fn fetch_http(&self) -> Result<Keys, FetchError> {
-        let candidates: Vec<(String, Vec<String>)> = match &self.location {
-            ServerLocation::Issuer(issuer) => {
-                // Read without a trailing slash; the metadata may name the issuer either way, as
-                // long as it is the one configured (then tokens' `iss` must be exactly that).
-                let trimmed = issuer.trim_end_matches('/').to_owned();
-                vec![(trimmed.clone(), vec![trimmed, issuer.clone()])]
-            }
-            ServerLocation::DnsSd | ServerLocation::DnsSdWithPlainHttp => {
-                let plain_http = matches!(self.location, ServerLocation::DnsSdWithPlainHttp);
-                let found = discovery::servers(Duration::from_secs(3)).await.into_iter();
-                let usable = found.filter(|s| plain_http || s.issuer.starts_with("https://"));
-                usable.map(|s| (s.issuer, s.acceptable)).collect()
-            }
-            ServerLocation::Source(_) => Vec::new(),
-        };
+    /// The keys of the first of `candidates` (issuer, and the issuers its metadata may name) that
+    /// answers.
+    async fn fetch_first(&self, candidates: Vec<(String, Vec<String>)>) -> Result<Keys, FetchError> {
         if candidates.is_empty() {
             return Err(FetchError::NotFound);
         }
@@ -298,6 +397,11 @@ impl KeyCache {
                         Some(age) if age < cache.refresh => jitter(cache.refresh - age),
                         _ => match cache.fetch().await {
                             Ok(()) => {
+                                // The other servers whose tokens were seen, on the same schedule.
+                                let others: Vec<String> = cache.others().keys.keys().cloned().collect();
+                                for issuer in others {
+                                    let _ = cache.fetch_other(&issuer).await;
+                                }
                                 backoff = Duration::from_secs(5);
                                 jitter(cache.refresh)
                             }

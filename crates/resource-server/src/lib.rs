@@ -1,8 +1,8 @@
 //! Token checks for NMOS APIs (AMWA IS-10 §4, the resource server's side).
 //!
 //! A [`ResourceServer`] finds the authorization server (from configuration, or by DNS-SD
-//! `_nmos-auth._tcp`), reads its RFC 8414 metadata and keeps its keys in a [`KeyCache`]. Each
-//! request's bearer token is checked: RS512 signature only, `exp`/`nbf`/`iat` with a small
+//! `_nmos-auth._tcp`: unicast, then mDNS), reads its RFC 8414 metadata and keeps its keys in a
+//! [`KeyCache`]. Each request's bearer token is checked: RS512 signature only, `exp`/`nbf`/`iat` with a small
 //! leeway, `iss` = the server's issuer, `aud` covering this host (wildcard labels as nmos-cpp
 //! matches them), `client_id` or `azp` present, and the IS-10 path rules for the
 //! `x-nmos-<api>` claims. Refusals follow RFC 6750 §3 (401 with `WWW-Authenticate: Bearer`,
@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod discovery;
+pub mod dns;
 pub mod keys;
 pub mod rules;
 mod tower_layer;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+pub use crate::discovery::DnsSd;
 pub use crate::keys::{FetchError, JwksFuture, KeyCache, KeySource, ServerLocation};
 pub use crate::rules::Access;
 pub use crate::tower_layer::{RequireToken, RequireTokenLayer};
@@ -266,7 +268,15 @@ impl ResourceServer {
             return Err(invalid("only RS512 tokens are accepted"));
         }
         let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| invalid("not a JWT"))?;
-        let keys = self.keys_for(header.kid.as_deref()).await?;
+        // Read before the signature is checked only to choose the keys: those of the issuer it
+        // names, if that is the server's or another server DNS-SD found.
+        let claims: Value = URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()
+            .and_then(|p| serde_json::from_slice(&p).ok())
+            .filter(Value::is_object)
+            .ok_or_else(|| invalid("the claims are not a JSON object"))?;
+        let keys = self.keys_for(claims["iss"].as_str(), header.kid.as_deref()).await?;
         let verified = match header.kid.as_deref() {
             Some(kid) => keys.keys.get(kid).is_some_and(|k| k.verify_sig(signed, &signature).is_ok()),
             None => keys.keys.values().any(|k| k.verify_sig(signed, &signature).is_ok()),
@@ -274,12 +284,6 @@ impl ResourceServer {
         if !verified {
             return Err(invalid("the signature does not verify"));
         }
-        let claims: Value = URL_SAFE_NO_PAD
-            .decode(payload)
-            .ok()
-            .and_then(|p| serde_json::from_slice(&p).ok())
-            .filter(Value::is_object)
-            .ok_or_else(|| invalid("the claims are not a JSON object"))?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let leeway = self.settings.leeway.as_secs() as i64;
         match claims["exp"].as_i64() {
@@ -318,10 +322,32 @@ impl ResourceServer {
         Ok(claims)
     }
 
-    async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<keys::Keys>, Denied> {
+    /// The keys to check a token of `issuer` signed with `kid`: the server's, or those of
+    /// another server the last DNS-SD lookup found when the token names it.
+    async fn keys_for(&self, issuer: Option<&str>, kid: Option<&str>) -> Result<Arc<keys::Keys>, Denied> {
         let realm = &self.settings.realm;
         let has = |keys: &keys::Keys| kid.map_or(!keys.keys.is_empty(), |kid| keys.keys.contains_key(kid));
         let current = self.keys.current();
+        if let (Some(main), Some(issuer)) = (&current, issuer)
+            && main.issuer != issuer
+        {
+            // Refused before any key is touched or fetched.
+            if !self.keys.is_advertised(issuer) {
+                return Err(Denied::invalid(realm, "the token is from another issuer"));
+            }
+            if let Some(keys) = self.keys.keys_of(issuer).filter(|k| has(k)) {
+                return Ok(keys);
+            }
+            if self.keys.may_refetch_other(issuer) {
+                let (keys, issuer) = (self.keys.clone(), issuer.to_owned());
+                self.fetch_as_settings_say(async move { keys.fetch_other(&issuer).await }).await?;
+            }
+            return match self.keys.keys_of(issuer) {
+                Some(keys) if has(&keys) => Ok(keys),
+                Some(_) => Err(Denied::invalid(realm, "signed by a key the authorization server does not publish")),
+                None => Err(Denied::unavailable("that authorization server's keys are not available")),
+            };
+        }
         if let Some(keys) = current.as_ref().filter(|k| has(k)) {
             return Ok(keys.clone());
         }
@@ -329,26 +355,38 @@ impl ResourceServer {
         // a fetch is awaited whatever the rate limit: the first one may be under way).
         let never_fetched = current.is_none();
         if never_fetched || self.keys.may_refetch() {
-            match self.settings.unknown_key {
-                UnknownKey::Wait(wait) => {
-                    // The fetch goes on when this request stops waiting (a DNS-SD browse alone
-                    // takes 3 s, longer than the default wait): its keys serve the next request,
-                    // where a fetch dropped half-way would leave none until the rate limit let
-                    // another go out, which would be dropped the same way.
-                    let keys = self.keys.clone();
-                    let _ = tokio::time::timeout(wait, tokio::spawn(async move { keys.fetch().await })).await;
-                }
-                UnknownKey::Unavailable => {
-                    let keys = self.keys.clone();
-                    tokio::spawn(async move { keys.fetch().await });
-                    return Err(Denied::unavailable("fetching the authorization server's keys; try again"));
-                }
+            let keys = self.keys.clone();
+            self.fetch_as_settings_say(async move { keys.fetch().await }).await?;
+            // The lookup may have found the server this token names.
+            if never_fetched && issuer.is_some_and(|i| self.keys.current().is_some_and(|main| main.issuer != i)) {
+                return Box::pin(self.keys_for(issuer, kid)).await;
             }
         }
         match self.keys.current() {
             Some(keys) if has(&keys) => Ok(keys),
             Some(_) => Err(Denied::invalid(realm, "signed by a key the authorization server does not publish")),
             None => Err(Denied::unavailable("the authorization server's keys are not available")),
+        }
+    }
+
+    /// Runs `fetch` as [`Settings::unknown_key`] says: waits for it up to a time (it goes on
+    /// after that: a DNS-SD browse alone takes 3 s, longer than the default wait, and its keys
+    /// serve the next request, where a fetch dropped half-way would leave none until the rate
+    /// limit let another go out, which would be dropped the same way), or refuses with 503 at
+    /// once while it runs in the background.
+    async fn fetch_as_settings_say(
+        &self,
+        fetch: impl Future<Output = Result<(), FetchError>> + Send + 'static,
+    ) -> Result<(), Denied> {
+        match self.settings.unknown_key {
+            UnknownKey::Wait(wait) => {
+                let _ = tokio::time::timeout(wait, tokio::spawn(fetch)).await;
+                Ok(())
+            }
+            UnknownKey::Unavailable => {
+                tokio::spawn(fetch);
+                Err(Denied::unavailable("fetching the authorization server's keys; try again"))
+            }
         }
     }
 

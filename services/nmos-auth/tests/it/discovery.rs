@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::TempDir;
+use crate::harness::{ExpectJson, TempDir};
 
 /// Two network namespaces joined by a veth pair, deleted on drop.
 struct Hosts {
@@ -592,10 +592,10 @@ fn sidecar_follows_the_gateways_health() {
     stop(server);
 }
 
-/// The resource-server crate finds the server as IS-10 prefers, by DNS-SD: from the Node's
-/// namespace (a thread of this test moved into it), `ServerLocation::DnsSdWithPlainHttp` browses
-/// mDNS, reads the metadata and keys at the advertised URL, and accepts a token the server
-/// issued there; `ServerLocation::DnsSd`, which takes https servers only, finds none.
+/// The resource-server crate finds the server by mDNS: from the Node's namespace (a thread of
+/// this test moved into it), where no DNS server answers for the unicast domain, `DnsSd` taking
+/// plain http browses mDNS, reads the metadata and keys at the advertised URL, and accepts a
+/// token the server issued there; `DnsSd` as it comes (https servers only) finds none.
 #[test]
 fn the_resource_server_crate_finds_the_server_by_dns_sd() {
     let hosts = Hosts::new();
@@ -621,7 +621,7 @@ fn the_resource_server_crate_finds_the_server_by_dns_sd() {
         nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("entering the Node's namespace");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
-            use nmos_auth_resource_server::{ResourceServer, ServerLocation, Settings, UnknownKey};
+            use nmos_auth_resource_server::{DnsSd, ResourceServer, ServerLocation, Settings, UnknownKey};
             let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
             let base = "http://10.213.0.1:4999/x-nmos/auth/v1.0";
             for _ in 0..100 {
@@ -652,11 +652,18 @@ fn the_resource_server_crate_finds_the_server_by_dns_sd() {
                 .unwrap();
             let settings =
                 Settings { unknown_key: UnknownKey::Wait(Duration::from_secs(15)), ..Settings::new("registry.example.com") };
-            // The server here runs plain http, which `DnsSd` alone would not take.
-            let rs = ResourceServer::new(ServerLocation::DnsSdWithPlainHttp, settings);
+            // The server here runs plain http, which `DnsSd` alone would not take. Nothing
+            // listens at the unicast DNS server given, so the lookup falls back to mDNS.
+            let unicast_fails = || DnsSd {
+                domain: Some("plant.example".into()),
+                dns_server: Some("10.213.0.1:9".parse().unwrap()),
+                ..DnsSd::default()
+            };
+            let dns_sd = DnsSd { plain_http: true, ..unicast_fails() };
+            let rs = ResourceServer::new(ServerLocation::DnsSd(dns_sd), settings);
             let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
             let checked = rs.check(&axum::http::Method::GET, "/x-nmos/registration/v1.3/", Some(&bearer), None).await;
-            let strict = nmos_auth_resource_server::KeyCache::new(ServerLocation::DnsSd, http.clone());
+            let strict = nmos_auth_resource_server::KeyCache::new(ServerLocation::DnsSd(unicast_fails()), http.clone());
             let https_only = strict.fetch().await.map_err(|e| e.to_string());
             (
                 checked.map(|c| c.is_some()).map_err(|d| d.reason),
@@ -670,4 +677,96 @@ fn the_resource_server_crate_finds_the_server_by_dns_sd() {
     assert_eq!(outcome.0, Ok(true), "the token checks out against the discovered server's keys");
     assert_eq!(outcome.1.as_deref(), Some("http://10.213.0.1:4999/x-nmos/auth/v1.0"));
     assert!(outcome.2.is_err(), "a plain-http server is not taken by DnsSd: {:?}", outcome.2);
+}
+
+/// The resource-server crate finds the server by unicast DNS-SD, which IS-10 requires resource
+/// servers to support, in a real DNS server (Knot): of three instances it tries the highest
+/// priority first (`pri=0`, where nothing listens), then the next (`pri=1`) rather than the last
+/// (`pri=5`), and accepts that server's tokens; an instance whose name holds a space and a dot
+/// survives the lookups. A token of the `pri=5` server is accepted once its keys are fetched
+/// (at once, or after a 503 as nmos-testing's secondary server expects); a token of a server not
+/// advertised is refused. Taking https servers only, or in another domain, it finds none.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_resource_server_crate_finds_the_server_by_unicast_dns_sd() {
+    use nmos_auth_resource_server::{
+        DnsSd, FetchError, KeyCache, ResourceServer, ServerLocation, Settings, UnknownKey,
+    };
+    let preferred = crate::harness::TestApp::spawn(crate::harness::Backend::Sqlite).await;
+    let other = crate::harness::TestApp::spawn(crate::harness::Backend::Sqlite).await;
+    let unadvertised = crate::harness::TestApp::spawn(crate::harness::Backend::Sqlite).await;
+    let port = |app: &crate::harness::TestApp| app.config.listen.port();
+    let dead = crate::harness::free_listener().local_addr().unwrap().port();
+    let instance = |name: &str, port: u16, pri: u32| {
+        format!(
+            "_nmos-auth._tcp IN PTR {name}._nmos-auth._tcp\n\
+             {name}._nmos-auth._tcp IN SRV 0 0 {port} auth.plant.example.\n\
+             {name}._nmos-auth._tcp IN TXT \"api_ver=v1.0\" \"api_proto=http\" \"pri={pri}\" \
+             \"api_selector=x-nmos/auth/v1.0\"\n"
+        )
+    };
+    let records = [
+        instance("gone", dead, 0),
+        instance(r"Studio\0321\.A", port(&preferred), 1),
+        instance("backup", port(&other), 5),
+        "auth IN A 127.0.0.1\n".into(),
+    ];
+    let dir = TempDir::new("rs-unicast");
+    let knot = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || Knot::start(&dir, &records.concat(), None)
+    })
+    .await
+    .unwrap();
+    let dns_sd = |domain: &str, plain_http: bool| DnsSd {
+        domain: Some(domain.into()),
+        dns_server: Some(format!("127.0.0.1:{}", knot.port).parse().unwrap()),
+        multicast: false,
+        plain_http,
+        ..DnsSd::default()
+    };
+
+    async fn bearer(app: &crate::harness::TestApp) -> String {
+        let (id, secret) = app.machine_client("registration").await;
+        let response = app.token(&id, &secret, &[("grant_type", "client_credentials")]).await;
+        format!("Bearer {}", response.expect_json(200).await["access_token"].as_str().unwrap())
+    }
+    let path = "/x-nmos/registration/v1.3/";
+    let get = axum::http::Method::GET;
+    let rs = ResourceServer::new(
+        ServerLocation::DnsSd(dns_sd("plant.example", true)),
+        Settings::new("registry.example.com"),
+    );
+    let checked = rs.check(&get, path, Some(&bearer(&preferred).await), None).await;
+    assert!(matches!(checked, Ok(Some(_))), "the token checks out: {checked:?}");
+    assert_eq!(rs.keys().current().map(|k| k.issuer.clone()), Some(preferred.issuer()), "pri=1, after pri=0 failed");
+    let from_other = bearer(&other).await;
+    let checked = rs.check(&get, path, Some(&from_other), None).await;
+    assert!(matches!(checked, Ok(Some(_))), "the pri=5 server's token, after a fetch of its keys: {checked:?}");
+    let stranger = bearer(&unadvertised).await;
+    let refused = rs.check(&get, path, Some(&stranger), None).await.unwrap_err();
+    assert_eq!((refused.status, refused.reason.as_str()), (401, "the token is from another issuer"));
+
+    // As nmos-testing's secondary server expects: 503 while the keys are fetched, then 200.
+    let settings = Settings { unknown_key: UnknownKey::Unavailable, ..Settings::new("registry.example.com") };
+    let rs = ResourceServer::new(ServerLocation::DnsSd(dns_sd("plant.example", true)), settings);
+    rs.keys().fetch().await.unwrap();
+    let first = rs.check(&get, path, Some(&from_other), None).await.unwrap_err();
+    assert_eq!(first.status, 503, "{first:?}");
+    let mut answer = Err(first);
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        answer = rs.check(&get, path, Some(&from_other), None).await;
+        if answer.is_ok() {
+            break;
+        }
+    }
+    assert!(matches!(answer, Ok(Some(_))), "accepted once the keys are in: {answer:?}");
+
+    let http = reqwest::Client::new();
+    let https_only = KeyCache::new(ServerLocation::DnsSd(dns_sd("plant.example", false)), http.clone());
+    let refused = https_only.fetch().await;
+    assert!(matches!(refused, Err(FetchError::NotFound)), "plain-http servers are not taken: {refused:?}");
+    let elsewhere = KeyCache::new(ServerLocation::DnsSd(dns_sd("elsewhere.example", true)), http);
+    let missing = elsewhere.fetch().await;
+    assert!(matches!(missing, Err(FetchError::NotFound)), "no servers in another domain: {missing:?}");
 }
