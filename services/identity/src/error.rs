@@ -24,8 +24,9 @@ pub enum IdentityError {
     SignUpClosed,
     /// A sign-up on a server with no users, without a valid setup code.
     #[error(
-        "This server has no administrator yet. Enter the setup code that the server logged when it \
-         started, or create the first administrator with: nmos-auth admin add-user NAME --admin"
+        "This server has no administrator yet. Enter the setup code that the server logged (the \
+         latest: a code is good for 24 hours, and a new one is logged every 12 hours), or create \
+         the first administrator with: nmos-auth admin add-user NAME --admin"
     )]
     SetupCodeNeeded,
     /// Too many failed passwords for the username or from the address.

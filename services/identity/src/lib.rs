@@ -4,7 +4,7 @@
 mod error;
 mod grpc;
 mod lockout;
-mod setup;
+pub mod setup;
 pub mod store;
 mod throttle;
 mod users;
@@ -259,14 +259,22 @@ impl IdentityService {
 
     /// On a server with no users yet, a new one-time setup code, which lets the first account
     /// signed up with it become the administrator (as Jenkins and Grafana ask whoever installed
-    /// them, not whoever reaches the page first). Every code made so far stays good until then,
-    /// so that each replica may print its own. `None` once there are users.
+    /// them, not whoever reaches the page first). Each code is good for 24 hours
+    /// ([`setup::LIFETIME_SECS`]) or until the administrator exists, so that each replica may
+    /// print its own. `None` once there are users.
     pub async fn first_administrator_setup(&self) -> Result<Option<String>, IdentityError> {
+        self.first_administrator_setup_at(nmos_auth_core::now_unix()).await
+    }
+
+    /// As [`Self::first_administrator_setup`], the code made as if at `now` (unix seconds): for
+    /// tests of its expiry, on a compressed clock.
+    pub async fn first_administrator_setup_at(&self, now: i64) -> Result<Option<String>, IdentityError> {
         if self.store.count().await? > 0 {
             return Ok(None);
         }
         let code = setup::new_code();
-        self.store.add_setup_code(&setup::digest(&code), nmos_auth_core::now_unix()).await?;
+        let expired_before = nmos_auth_core::now_unix() - setup::LIFETIME_SECS;
+        self.store.add_setup_code(&setup::digest(&code), now, expired_before).await?;
         Ok(Some(code))
     }
 
@@ -282,13 +290,14 @@ impl IdentityService {
         // The first account, atomically: two sign-ups on a new server cannot both get it.
         let all_write: Vec<(NmosApi, Access)> = NmosApi::ALL.into_iter().map(|api| (api, Access::Write)).collect();
         let first = self.new_user(username, password, true, &all_write).await?;
-        if self.store.create_first(&first, &setup::digest(setup_code)).await? {
+        let made_after = nmos_auth_core::now_unix() - setup::LIFETIME_SECS;
+        if self.store.create_first(&first, &setup::digest(setup_code), made_after).await? {
             let detail = "the first user (an administrator), signed up with the setup code";
             self.events.record(Event::new("user_created", username).user(username).detail(detail)).await;
             return Ok(first);
         }
         if self.store.count().await? == 0 {
-            let detail = "a sign-up on a server without users had no valid setup code";
+            let detail = "a sign-up on a server without users had no valid setup code (or an expired one)";
             self.events.record(Event::new("setup_code_refused", "").user(username).detail(detail).warn()).await;
             return Err(IdentityError::SetupCodeNeeded);
         }

@@ -2,6 +2,13 @@
 //! type (Crockford's base32, no I, L, O or U, in groups of four), kept only as digests.
 use nmos_auth_core::secret;
 
+/// How long a code is good for (seconds): a code left in an old log stops working. The server
+/// makes a new one at each start, and every [`RENEW_SECS`] while it has no users.
+pub const LIFETIME_SECS: i64 = 24 * 3600;
+/// How often a server without users makes (and logs) a new code, so that a good one is always
+/// in the recent log.
+pub const RENEW_SECS: u64 = 12 * 3600;
+
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// A new code, such as `7K2D-QX9M-4RTB-0HZC`.

@@ -20,22 +20,31 @@ pub async fn keys(config: &Config) -> anyhow::Result<Arc<KeysService>> {
     Ok(keys)
 }
 
-/// The identity service, its housekeeping running. On a server without users it logs a one-time setup code for the
-/// first administrator's sign-up, for whoever started it (as Jenkins does): in the log, in its
-/// format, because that is what an operator of a container can read. The code is worthless
-/// once an administrator exists.
+/// The identity service, its housekeeping running. On a server without users it logs a one-time
+/// setup code for the first administrator's sign-up, for whoever started it (as Jenkins does):
+/// in the log, in its format, because that is what an operator of a container can read. A code
+/// is good for 24 hours, so while there are no users a new one is logged every 12 hours. Codes
+/// are worthless once an administrator exists.
 pub async fn identity(config: &Config) -> anyhow::Result<Arc<IdentityService>> {
-    let identity = open_with_retry("identity store", || IdentityService::open(config)).await?;
-    if let Some(code) = identity.first_administrator_setup().await.map_err(|e| anyhow::anyhow!("{e}"))? {
-        tracing::warn!(
-            setup_code = %code,
-            signup = %format!("{}/signup", config.issuer()?),
-            "this server has no administrator yet: sign up with this one-time setup code, \
-             or run `nmos-auth admin add-user NAME --admin`"
-        );
+    let identity = Arc::new(open_with_retry("identity store", || IdentityService::open(config)).await?);
+    let signup = format!("{}/signup", config.issuer()?);
+    if log_setup_code(&identity, &signup).await? {
+        let identity = Arc::downgrade(&identity);
+        tokio::spawn(async move {
+            let every = Duration::from_secs(nmos_auth_identity::setup::RENEW_SECS);
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(identity) = identity.upgrade() else { return };
+                match log_setup_code(&identity, &signup).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    // The store is down: the codes logged so far stay good for a while.
+                    Err(e) => tracing::warn!(error = %e, "could not make a new setup code"),
+                }
+            }
+        });
     }
     identity.run_housekeeping(housekeeping_interval(config), config.housekeeping_batch);
-    let identity = Arc::new(identity);
     register_metrics(identity.clone());
     Ok(identity)
 }
@@ -63,6 +72,20 @@ fn register_metrics(service: Arc<dyn nmos_auth_core::metrics::Collect>) {
 
 fn housekeeping_interval(config: &Config) -> Duration {
     Duration::from_secs(config.housekeeping_interval)
+}
+
+/// Makes and logs a new setup code if the server has no users yet; false once it has.
+async fn log_setup_code(identity: &IdentityService, signup: &str) -> anyhow::Result<bool> {
+    let Some(code) = identity.first_administrator_setup().await.map_err(|e| anyhow::anyhow!("{e}"))? else {
+        return Ok(false);
+    };
+    tracing::warn!(
+        setup_code = %code,
+        signup,
+        "this server has no administrator yet: sign up with this one-time setup code (good for 24 hours), \
+         or run `nmos-auth admin add-user NAME --admin`"
+    );
+    Ok(true)
 }
 
 /// Opens a store, waiting for the database for up to a minute (it may start after us). Other

@@ -63,8 +63,8 @@ fn credentials_form(
 
 const SIGNIN_INTRO: &str = "Sign in to approve access for NMOS controllers and to manage your clients.";
 const SIGNUP_INTRO: &str = "Create an account. The first account on a new server becomes its administrator: \
-                            it needs the setup code that the server logged when it started (or create it with \
-                            nmos-auth admin add-user NAME --admin).";
+                            it needs the latest setup code that the server logged (each is good for 24 hours) \
+                            (or create it with nmos-auth admin add-user NAME --admin).";
 
 /// The browser's session, or a new anonymous one (it carries the CSRF token for the form).
 fn session_of(gateway: &Gateway, headers: &HeaderMap) -> Session {

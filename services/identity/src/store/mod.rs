@@ -41,11 +41,17 @@ pub trait UserStore: Send + Sync {
     /// Inserts a user with its rights; false when the username is taken.
     async fn create(&self, user: &UserRecord) -> nmos_auth_core::db::StoreResult<bool>;
     /// Inserts a user only if there are no users at all and `setup_code` (a digest) is one of
-    /// the stored setup codes, atomically (the first administrator); then deletes every setup
-    /// code. False otherwise.
-    async fn create_first(&self, user: &UserRecord, setup_code: &str) -> nmos_auth_core::db::StoreResult<bool>;
-    /// Stores a setup code's digest.
-    async fn add_setup_code(&self, digest: &str, at: i64) -> nmos_auth_core::db::StoreResult<()>;
+    /// the stored setup codes made after `made_after` (unix seconds), atomically (the first
+    /// administrator); then deletes every setup code. False otherwise.
+    async fn create_first(
+        &self,
+        user: &UserRecord,
+        setup_code: &str,
+        made_after: i64,
+    ) -> nmos_auth_core::db::StoreResult<bool>;
+    /// Stores a setup code's digest, made at `at`, and deletes the codes made before
+    /// `expired_before`.
+    async fn add_setup_code(&self, digest: &str, at: i64, expired_before: i64) -> nmos_auth_core::db::StoreResult<()>;
     async fn get(&self, username: &str) -> nmos_auth_core::db::StoreResult<Option<UserRecord>>;
     async fn list(&self) -> nmos_auth_core::db::StoreResult<Vec<UserRecord>>;
     /// False when there is no such user.
@@ -135,7 +141,7 @@ macro_rules! user_store_impl {
                 user: &super::UserRecord,
                 sql: &str,
                 lock: Option<&str>,
-                setup_code: Option<&str>,
+                setup_code: Option<(&str, i64)>,
             ) -> nmos_auth_core::db::StoreResult<bool> {
                 let mut tx = self.0.begin_write().await?;
                 if let Some(lock) = lock {
@@ -147,8 +153,8 @@ macro_rules! user_store_impl {
                     .bind(user.admin)
                     .bind(user.disabled)
                     .bind(user.created_at);
-                if let Some(code) = setup_code {
-                    insert = insert.bind(code);
+                if let Some((code, made_after)) = setup_code {
+                    insert = insert.bind(code).bind(made_after);
                 }
                 let inserted = insert.execute(&mut *tx).await?.rows_affected();
                 if inserted == 0 {
@@ -186,21 +192,33 @@ macro_rules! user_store_impl {
                 &self,
                 user: &super::UserRecord,
                 setup_code: &str,
+                made_after: i64,
             ) -> nmos_auth_core::db::StoreResult<bool> {
                 let sql = "INSERT INTO identity_users (username, password_hash, admin, disabled, created_at) \
                            SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM identity_users) \
-                           AND EXISTS (SELECT 1 FROM identity_setup_codes WHERE digest = $6)";
-                self.insert_user(user, sql, $first_lock, Some(setup_code)).await
+                           AND EXISTS (SELECT 1 FROM identity_setup_codes WHERE digest = $6 AND created_at > $7)";
+                self.insert_user(user, sql, $first_lock, Some((setup_code, made_after))).await
             }
 
-            async fn add_setup_code(&self, digest: &str, at: i64) -> nmos_auth_core::db::StoreResult<()> {
+            async fn add_setup_code(
+                &self,
+                digest: &str,
+                at: i64,
+                expired_before: i64,
+            ) -> nmos_auth_core::db::StoreResult<()> {
+                let mut tx = self.0.begin_write().await?;
+                sqlx::query("DELETE FROM identity_setup_codes WHERE created_at < $1")
+                    .bind(expired_before)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(
                     "INSERT INTO identity_setup_codes (digest, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 )
                 .bind(digest)
                 .bind(at)
-                .execute(&self.0)
+                .execute(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 Ok(())
             }
 

@@ -19,7 +19,8 @@ store_backend_tests!(
     keys_service,
     client_registry_service,
     token_issuer_service,
-    first_sign_up_is_atomic
+    first_sign_up_is_atomic,
+    a_setup_code_expires_after_a_day
 );
 
 /// Sign-ups racing on a new server: exactly one becomes the administrator, and only with the
@@ -52,6 +53,21 @@ async fn first_sign_up_is_atomic(backend: Backend) {
     }
     assert_eq!(admins, 1);
     assert!(identity.first_administrator_setup().await.unwrap().is_none(), "no more codes once there are users");
+}
+
+/// A setup code is good for 24 hours (on a compressed clock: codes made as if earlier): one a
+/// day old is refused, one made just under a day ago still works.
+async fn a_setup_code_expires_after_a_day(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let identity = &app.server.identity;
+    let now = nmos_auth_core::now_unix();
+    let stale = identity.first_administrator_setup_at(now - 24 * 3600 - 5).await.unwrap().unwrap();
+    let refused = identity.sign_up("operator", "a long enough password", &stale).await.unwrap_err();
+    assert!(matches!(refused, IdentityError::SetupCodeNeeded), "a day-old code: {refused}");
+    assert!(refused.to_string().contains("good for 24 hours"), "{refused}");
+    let recent = identity.first_administrator_setup_at(now - 23 * 3600).await.unwrap().unwrap();
+    let user = identity.sign_up("operator", "a long enough password", &recent).await.unwrap();
+    assert!(user.admin);
 }
 
 fn right(api: &str, access: pb::Access) -> pb::ApiRight {
