@@ -41,6 +41,8 @@ pub struct Client {
     pub disabled: bool,
     /// An administrator's policy for its client_credentials tokens.
     pub policy: Option<ClientPolicy>,
+    /// Registered anonymously (`registration = open`): its redirect URIs are nobody's word.
+    pub registered_openly: bool,
 }
 
 const APPROVED: &str = "approved";
@@ -106,6 +108,7 @@ impl Client {
             pending: row.status == PENDING,
             disabled: row.status == DISABLED,
             policy: row.policy.as_deref().map(serde_json::from_str).transpose().map_err(OAuthError::internal)?,
+            registered_openly: row.registered_openly,
         })
     }
 }
@@ -277,6 +280,7 @@ impl ClientRegistryService {
             registration_token_digest: registration_access_token.as_deref().map(digest),
             kind: metadata.kind().as_str().to_owned(),
             name: metadata.search_name(),
+            registered_openly: initial_access_token.is_none() && registered_by.is_none() && !pending,
         };
         self.store.insert_client(&row).await?;
         let how = match (initial_access_token.is_some(), pending) {
@@ -304,6 +308,7 @@ impl ClientRegistryService {
                 pending,
                 disabled: false,
                 policy: None,
+                registered_openly: row.registered_openly,
             },
             client_secret: secret,
             registration_access_token,

@@ -34,9 +34,10 @@ pub struct Client {
     /// The scope it registered for.
     pub scope: Scope,
     pub policy: Option<Policy>,
-    /// Registered by a user on the web pages: its redirect URIs are that user's say-so, not
-    /// vouched for by an initial access token or an administrator's approval.
-    pub registered_by_user: bool,
+    /// Registered by a user on the web pages, or by anyone with `registration = open`: its
+    /// redirect URIs are that user's or that stranger's say-so, not vouched for by an initial
+    /// access token or an administrator's approval.
+    pub redirects_unvouched: bool,
 }
 
 impl Client {
@@ -81,7 +82,7 @@ impl Client {
             name: client.client_name,
             redirect_uris,
             policy,
-            registered_by_user: !client.owner.is_empty(),
+            redirects_unvouched: !client.owner.is_empty() || client.registered_openly,
         })
     }
 

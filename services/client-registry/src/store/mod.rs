@@ -20,6 +20,7 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 6, sql: include_str!("../../migrations/sqlite/0006_registration_token.sql") },
         Migration { version: 7, sql: include_str!("../../migrations/sqlite/0007_kind_and_name.sql") },
         Migration { version: 8, sql: nmos_auth_core::events_table!(sqlite, "clients") },
+        Migration { version: 9, sql: include_str!("../../migrations/sqlite/0009_registered_openly.sql") },
     ],
     postgres: &[
         Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_clients.sql") },
@@ -30,6 +31,7 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 6, sql: include_str!("../../migrations/postgres/0006_registration_token.sql") },
         Migration { version: 7, sql: include_str!("../../migrations/postgres/0007_kind_and_name.sql") },
         Migration { version: 8, sql: nmos_auth_core::events_table!(postgres, "clients") },
+        Migration { version: 9, sql: include_str!("../../migrations/postgres/0009_registered_openly.sql") },
     ],
 };
 
@@ -51,6 +53,9 @@ pub struct ClientRow {
     pub policy: Option<String>,
     /// RFC 7592: the digest of the registration access token, for dynamic registrations.
     pub registration_token_digest: Option<Vec<u8>>,
+    /// Registered anonymously (`registration = open`): vouched for by no token, user or
+    /// administrator.
+    pub registered_openly: bool,
 }
 
 /// An administrator's search of every client; empty strings match anything.
@@ -158,15 +163,39 @@ macro_rules! client_store_impl {
         pub struct $store(pub $pool);
 
         const CLIENT_COLUMNS: &str =
-            "client_id, secret_digest, metadata, issued_at, owner, status, policy, registration_token_digest, kind, name";
-        type ClientTuple =
-            (String, Option<Vec<u8>>, String, i64, String, String, Option<String>, Option<Vec<u8>>, String, String);
+            "client_id, secret_digest, metadata, issued_at, owner, status, policy, registration_token_digest, kind, name, \
+             registered_openly";
+        type ClientTuple = (
+            String,
+            Option<Vec<u8>>,
+            String,
+            i64,
+            String,
+            String,
+            Option<String>,
+            Option<Vec<u8>>,
+            String,
+            String,
+            bool,
+        );
 
         /// A search's conditions ($1 kind, $2 status, $3 name pattern; an empty string matches anything).
         const SEARCH_WHERE: &str = "($1 = '' OR kind = $1) AND ($2 = '' OR status = $2) AND name LIKE $3 ESCAPE '\\'";
 
         fn client_row(
-            (client_id, secret_digest, metadata, issued_at, owner, status, policy, registration_token_digest, kind, name): ClientTuple,
+            (
+                client_id,
+                secret_digest,
+                metadata,
+                issued_at,
+                owner,
+                status,
+                policy,
+                registration_token_digest,
+                kind,
+                name,
+                registered_openly,
+            ): ClientTuple,
         ) -> super::ClientRow {
             super::ClientRow {
                 client_id,
@@ -179,6 +208,7 @@ macro_rules! client_store_impl {
                 registration_token_digest,
                 kind,
                 name,
+                registered_openly,
             }
         }
 
@@ -187,7 +217,8 @@ macro_rules! client_store_impl {
             async fn insert_client(&self, client: &super::ClientRow) -> nmos_auth_core::db::StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO clients_clients (client_id, secret_digest, metadata, issued_at, owner, status, policy, \
-                     registration_token_digest, kind, name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     registration_token_digest, kind, name, registered_openly) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(&client.client_id)
                 .bind(&client.secret_digest)
@@ -199,6 +230,7 @@ macro_rules! client_store_impl {
                 .bind(&client.registration_token_digest)
                 .bind(&client.kind)
                 .bind(&client.name)
+                .bind(client.registered_openly)
                 .execute(&self.0)
                 .await?;
                 Ok(())

@@ -143,6 +143,17 @@ async fn open_registration_is_only_for_code_clients(backend: Backend) {
     let r = app.http.post(&url).json(&fetcher).send().await.unwrap();
     assert_oauth_error(r, 400, "invalid_client_metadata").await;
 
+    // Its redirect URI is a stranger's say-so: a request that cannot succeed leads to the sign-in
+    // page, not there (RFC 9700 §4.11.2: no open redirector).
+    let anonymous = json!({"client_name": "Anyone's", "redirect_uris": [crate::authorization_code::REDIRECT]});
+    let anonymous = app.http.post(&url).json(&anonymous).send().await.unwrap().expect_json(201).await;
+    let id = anonymous["client_id"].as_str().unwrap();
+    let bad = crate::authorization_code::authorize_url(&app, id, &[("response_type", "token")]);
+    let stranger = crate::browser::Browser::new().get(&bad).await;
+    assert_eq!(stranger.status, 302, "{}", stranger.body);
+    let to = stranger.location.as_deref().unwrap();
+    assert!(to.starts_with("/x-nmos/auth/v1.0/signin?next="), "to the sign-in page, not to the client: {to}");
+
     // With the switch off (the default), code clients need a token too.
     let closed = TestApp::spawn(backend).await;
     let r = closed.http.post(closed.auth_url("register")).json(&code).send().await.unwrap();

@@ -161,10 +161,11 @@ impl TokenIssuerService {
         let valid = match self.check_request(&checked, &params) {
             Ok(valid) => valid,
             // RFC 9700 §4.11.2: the server must not be an open redirector. Anyone with an account
-            // can register a client on the pages with a redirect URI of their choosing and send
-            // people a request that cannot succeed; its error goes there only once someone has
-            // signed in (a client registered with a token or approved is redirected to at once).
-            Err(_) if matches!(decision, Decision::Validate) && checked.client.registered_by_user => {
+            // can register a client on the pages with a redirect URI of their choosing (and with
+            // `registration = open`, anyone at all, on the registration endpoint) and send people
+            // a request that cannot succeed; its error goes there only once someone has signed in
+            // (a client registered with a token or approved is redirected to at once).
+            Err(_) if matches!(decision, Decision::Validate) && checked.client.redirects_unvouched => {
                 return Ok(Authorized::SignInNext);
             }
             Err(e) => {
