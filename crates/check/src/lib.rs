@@ -659,6 +659,11 @@ fn judge_advertisement(
                 selector.unwrap_or_default()
             ));
         }
+        // Unicast: the first address is the SRV target's name, the rest its A and AAAA records.
+        if !names_by_port && s.addresses.len() < 2 {
+            let host = s.addresses.first().map(String::as_str).unwrap_or_default();
+            wrong.push(format!("{}: its host {host} has no A or AAAA record (IS-10: an A record must exist)", s.name));
+        }
         match txt("pri").parse::<u32>() {
             Ok(pri) if pri >= 100 => development.push(format!("{}: pri {pri}", s.name)),
             Ok(_) => {}
@@ -1267,6 +1272,29 @@ mod tests {
         assert_eq!(locate("http://h:1/.well-known/oauth-authorization-server").unwrap(), ("http://h:1".into(), None));
         assert!(locate("ftp://h").is_err());
         assert!(locate("not a url").is_err());
+    }
+
+    #[test]
+    fn a_unicast_advertisement_needs_an_address_record() {
+        let seen = |addresses: &[&str]| Seen {
+            name: "Auth._nmos-auth._tcp.plant.example.".into(),
+            port: 443,
+            addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+            txt: [("api_proto", "https"), ("api_ver", "v1.0"), ("pri", "0"), ("api_selector", "x-nmos/auth/v1.0")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        };
+        let judge = |seen: Seen| {
+            let mut c = Checker { http: reqwest::Client::new(), outcomes: Vec::new() };
+            let urls: &[&str] = &["https://auth.plant.example"];
+            judge_advertisement(&mut c, ("id", "clause"), &[seen], (urls, false), Some("x-nmos/auth/v1.0"), "here");
+            c.outcomes.pop().unwrap()
+        };
+        assert_eq!(judge(seen(&["auth.plant.example", "192.0.2.10"])).verdict, Verdict::Pass);
+        let without = judge(seen(&["auth.plant.example"]));
+        assert_eq!(without.verdict, Verdict::Fail, "{}", without.detail);
+        assert!(without.detail.contains("no A or AAAA record"), "{}", without.detail);
     }
 
     #[test]
