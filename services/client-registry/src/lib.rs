@@ -41,9 +41,26 @@ pub struct Client {
     pub disabled: bool,
     /// An administrator's policy for its client_credentials tokens.
     pub policy: Option<ClientPolicy>,
-    /// Registered anonymously (`registration = open`): its redirect URIs are nobody's word.
-    pub registered_openly: bool,
+    /// How it was registered: [`BY_TOKEN`], [`ON_A_PAGE`], [`FOR_APPROVAL`] or [`OPENLY`] (empty
+    /// for clients registered before this was kept).
+    pub registered_how: String,
 }
+
+impl Client {
+    /// Registered anonymously (`registration = open`): its redirect URIs are nobody's word.
+    pub fn registered_openly(&self) -> bool {
+        self.registered_how == OPENLY
+    }
+}
+
+/// Registered with an initial access token.
+pub const BY_TOKEN: &str = "token";
+/// Registered by a signed-in user on the web pages.
+pub const ON_A_PAGE: &str = "page";
+/// Registered anonymously in `approval` mode, pending until an administrator approves it.
+pub const FOR_APPROVAL: &str = "approval";
+/// Registered anonymously in `open` mode.
+pub const OPENLY: &str = "open";
 
 const APPROVED: &str = "approved";
 const PENDING: &str = "pending";
@@ -108,7 +125,7 @@ impl Client {
             pending: row.status == PENDING,
             disabled: row.status == DISABLED,
             policy: row.policy.as_deref().map(serde_json::from_str).transpose().map_err(OAuthError::internal)?,
-            registered_openly: row.registered_openly,
+            registered_how: row.registered_how,
         })
     }
 }
@@ -263,6 +280,12 @@ impl ClientRegistryService {
             ));
         }
         let owner = registered_by.map(|u| u.username.clone()).unwrap_or_default();
+        let registered_how = match (initial_access_token, registered_by) {
+            (Some(_), _) => BY_TOKEN,
+            (None, Some(_)) => ON_A_PAGE,
+            (None, None) if pending => FOR_APPROVAL,
+            (None, None) => OPENLY,
+        };
 
         // 128 bits, as 32 hex digits (IS-10: at least 20 characters).
         let client_id = random_id::<16>();
@@ -280,14 +303,14 @@ impl ClientRegistryService {
             registration_token_digest: registration_access_token.as_deref().map(digest),
             kind: metadata.kind().as_str().to_owned(),
             name: metadata.search_name(),
-            registered_openly: initial_access_token.is_none() && registered_by.is_none() && !pending,
+            registered_how: registered_how.to_owned(),
         };
         self.store.insert_client(&row).await?;
-        let how = match (initial_access_token.is_some(), pending) {
-            (true, _) => "with an initial access token",
-            (false, true) => "waiting for approval",
-            (false, false) if owner.is_empty() => "openly (authorization code only)",
-            (false, false) => "on the web pages",
+        let how = match registered_how {
+            BY_TOKEN => "with an initial access token",
+            FOR_APPROVAL => "waiting for approval",
+            OPENLY => "openly (authorization code only)",
+            _ => "on the web pages",
         };
         let detail = format!(
             "name \"{}\", {}, grants {}, scope \"{}\", registered {how}",
@@ -308,7 +331,7 @@ impl ClientRegistryService {
                 pending,
                 disabled: false,
                 policy: None,
-                registered_openly: row.registered_openly,
+                registered_how: row.registered_how,
             },
             client_secret: secret,
             registration_access_token,
@@ -376,6 +399,7 @@ impl ClientRegistryService {
     /// RFC 7592 §2.2: a client replaces its metadata. What its registration was vouched for
     /// (or an administrator approved) stays fixed: the grant types, the authentication method,
     /// the jwks_uri (which this server fetches), the redirect URIs; the scope may only narrow.
+    /// Once an administrator has approved a client, its name, client_uri and logo_uri too.
     pub async fn update_configuration(
         &self,
         client_id: &str,
@@ -440,6 +464,25 @@ impl ClientRegistryService {
         }
         if metadata.redirect_uris != old.redirect_uris {
             return Err(fixed("redirect_uris"));
+        }
+        // An administrator approved the client by what it said it was; people see that on the
+        // consent page. A pending client may still correct it.
+        if client.registered_how == FOR_APPROVAL && !client.pending {
+            let approved = |what: &str| {
+                OAuthError::new(
+                    ErrorCode::InvalidClientMetadata,
+                    format!("{what} was approved by an administrator and cannot change; register a new client instead"),
+                )
+            };
+            if metadata.client_name != old.client_name {
+                return Err(approved("client_name"));
+            }
+            if metadata.client_uri != old.client_uri {
+                return Err(approved("client_uri"));
+            }
+            if metadata.logo_uri != old.logo_uri {
+                return Err(approved("logo_uri"));
+            }
         }
         let client_secret =
             self.store_with_new_secret(&client, Some(&metadata)).await?.ok_or_else(unknown_configured)?;

@@ -20,7 +20,7 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 6, sql: include_str!("../../migrations/sqlite/0006_registration_token.sql") },
         Migration { version: 7, sql: include_str!("../../migrations/sqlite/0007_kind_and_name.sql") },
         Migration { version: 8, sql: nmos_auth_core::events_table!(sqlite, "clients") },
-        Migration { version: 9, sql: include_str!("../../migrations/sqlite/0009_registered_openly.sql") },
+        Migration { version: 9, sql: include_str!("../../migrations/sqlite/0009_registered_how.sql") },
     ],
     postgres: &[
         Migration { version: 1, sql: include_str!("../../migrations/postgres/0001_clients.sql") },
@@ -31,7 +31,7 @@ pub static MIGRATIONS: Migrations = Migrations {
         Migration { version: 6, sql: include_str!("../../migrations/postgres/0006_registration_token.sql") },
         Migration { version: 7, sql: include_str!("../../migrations/postgres/0007_kind_and_name.sql") },
         Migration { version: 8, sql: nmos_auth_core::events_table!(postgres, "clients") },
-        Migration { version: 9, sql: include_str!("../../migrations/postgres/0009_registered_openly.sql") },
+        Migration { version: 9, sql: include_str!("../../migrations/postgres/0009_registered_how.sql") },
     ],
 };
 
@@ -53,9 +53,9 @@ pub struct ClientRow {
     pub policy: Option<String>,
     /// RFC 7592: the digest of the registration access token, for dynamic registrations.
     pub registration_token_digest: Option<Vec<u8>>,
-    /// Registered anonymously (`registration = open`): vouched for by no token, user or
-    /// administrator.
-    pub registered_openly: bool,
+    /// How it was registered: "token", "page", "approval" or "open" (empty: before this was
+    /// kept).
+    pub registered_how: String,
 }
 
 /// An administrator's search of every client; empty strings match anything.
@@ -164,7 +164,7 @@ macro_rules! client_store_impl {
 
         const CLIENT_COLUMNS: &str =
             "client_id, secret_digest, metadata, issued_at, owner, status, policy, registration_token_digest, kind, name, \
-             registered_openly";
+             registered_how";
         type ClientTuple = (
             String,
             Option<Vec<u8>>,
@@ -176,7 +176,7 @@ macro_rules! client_store_impl {
             Option<Vec<u8>>,
             String,
             String,
-            bool,
+            String,
         );
 
         /// A search's conditions ($1 kind, $2 status, $3 name pattern; an empty string matches anything).
@@ -194,7 +194,7 @@ macro_rules! client_store_impl {
                 registration_token_digest,
                 kind,
                 name,
-                registered_openly,
+                registered_how,
             ): ClientTuple,
         ) -> super::ClientRow {
             super::ClientRow {
@@ -208,7 +208,7 @@ macro_rules! client_store_impl {
                 registration_token_digest,
                 kind,
                 name,
-                registered_openly,
+                registered_how,
             }
         }
 
@@ -217,7 +217,7 @@ macro_rules! client_store_impl {
             async fn insert_client(&self, client: &super::ClientRow) -> nmos_auth_core::db::StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO clients_clients (client_id, secret_digest, metadata, issued_at, owner, status, policy, \
-                     registration_token_digest, kind, name, registered_openly) \
+                     registration_token_digest, kind, name, registered_how) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(&client.client_id)
@@ -230,7 +230,7 @@ macro_rules! client_store_impl {
                 .bind(&client.registration_token_digest)
                 .bind(&client.kind)
                 .bind(&client.name)
-                .bind(client.registered_openly)
+                .bind(&client.registered_how)
                 .execute(&self.0)
                 .await?;
                 Ok(())

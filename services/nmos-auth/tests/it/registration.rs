@@ -172,8 +172,17 @@ async fn approval_mode_holds_clients_until_an_admin_approves(backend: Backend) {
         let body = json!({"client_name": name, "grant_types": ["client_credentials"], "response_types": ["none"], "scope": "registration"});
         app.http.post(app.auth_url("register")).json(&body).send()
     };
-    let node = register("Node A").await.unwrap().expect_json(201).await;
-    let (id, secret) = (node["client_id"].as_str().unwrap(), node["client_secret"].as_str().unwrap());
+    let node = register("Node").await.unwrap().expect_json(201).await;
+    let id = node["client_id"].as_str().unwrap();
+    // While it waits, it may still correct what it says it is (RFC 7592; a new secret comes back).
+    let configuration = node["registration_client_uri"].as_str().unwrap().to_owned();
+    let registration_token = node["registration_access_token"].as_str().unwrap().to_owned();
+    let mut update = node.clone();
+    update["client_name"] = json!("Node A");
+    let r = app.http.put(&configuration).bearer_auth(&registration_token).json(&update).send().await.unwrap();
+    let renamed = r.expect_json(200).await;
+    assert_eq!(renamed["client_name"], "Node A");
+    let secret = renamed["client_secret"].as_str().unwrap();
     let cc = [("grant_type", "client_credentials")];
     let r = app.token(id, secret, &cc).await;
     assert_oauth_error(r, 400, "unauthorized_client").await;
@@ -201,6 +210,13 @@ async fn approval_mode_holds_clients_until_an_admin_approves(backend: Backend) {
     ];
     let decided = browser.post(&app.auth_url("pending"), &fields).await;
     assert_eq!(decided.status, 302);
+    assert_eq!(app.token(id, secret, &cc).await.status(), 200);
+    // Once approved, the name the administrator approved (which people see on consent pages)
+    // stays, and so does the secret: a refused update changes nothing.
+    let mut update = renamed.clone();
+    update["client_name"] = json!("Studio Controller");
+    let r = app.http.put(&configuration).bearer_auth(&registration_token).json(&update).send().await.unwrap();
+    assert_oauth_error(r, 400, "invalid_client_metadata").await;
     assert_eq!(app.token(id, secret, &cc).await.status(), 200);
 
     // The admin commands list, approve and reject.
