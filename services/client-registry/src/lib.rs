@@ -312,6 +312,7 @@ impl ClientRegistryService {
             OPENLY => "openly (authorization code only)",
             _ => "on the web pages",
         };
+        // Migration 0009 reads how clients registered before it from the end of this text.
         let detail = format!(
             "name \"{}\", {}, grants {}, scope \"{}\", registered {how}",
             metadata.client_name,
@@ -399,7 +400,8 @@ impl ClientRegistryService {
     /// RFC 7592 §2.2: a client replaces its metadata. What its registration was vouched for
     /// (or an administrator approved) stays fixed: the grant types, the authentication method,
     /// the jwks_uri (which this server fetches), the redirect URIs; the scope may only narrow.
-    /// Once an administrator has approved a client, its name, client_uri and logo_uri too.
+    /// For a client registered for an administrator's approval, its name, client_uri and
+    /// logo_uri too.
     pub async fn update_configuration(
         &self,
         client_id: &str,
@@ -465,13 +467,16 @@ impl ClientRegistryService {
         if metadata.redirect_uris != old.redirect_uris {
             return Err(fixed("redirect_uris"));
         }
-        // An administrator approved the client by what it said it was; people see that on the
-        // consent page. A pending client may still correct it.
-        if client.registered_how == FOR_APPROVAL && !client.pending {
+        // An administrator approves (or approved) the client by what it said it was, and people
+        // see that on the consent page. Fixed while it is pending too: a change between the
+        // pending page's showing and the click would be approved unseen.
+        if client.registered_how == FOR_APPROVAL {
             let approved = |what: &str| {
                 OAuthError::new(
                     ErrorCode::InvalidClientMetadata,
-                    format!("{what} was approved by an administrator and cannot change; register a new client instead"),
+                    format!(
+                        "{what} is what an administrator approves and cannot change; register a new client instead"
+                    ),
                 )
             };
             if metadata.client_name != old.client_name {

@@ -1,7 +1,8 @@
 //! What the operator's console stands on, on SQLite and Postgres: the registry's search of
 //! 1,000 clients a page at a time (every client once, filters counted in the database), the
 //! console's pages at that size, the administrative RPCs' checks of who asks and of bad input,
-//! the migration that fills in existing clients' kind and name, and audit events: filtered,
+//! the migrations that fill in existing clients' kind and name and how they registered, and
+//! audit events: filtered,
 //! and purged after the retention (on a compressed clock); and the token issuer's audit
 //! batches, written as one statement on a connection of their own.
 use nmos_auth_client_registry::WebUser;
@@ -22,6 +23,7 @@ store_backend_tests!(
     a_thousand_clients_page_by_page,
     console_rpcs_check_who_asks_and_what,
     existing_clients_get_their_kind_and_name,
+    existing_clients_get_how_they_registered,
     events_are_filtered_and_kept_for_the_retention,
     an_audit_batch_is_stored_whole_exact_and_in_order
 );
@@ -291,6 +293,72 @@ async fn existing_clients_get_their_kind_and_name(backend: Backend) {
     let found =
         list(&app, search(pb::ClientKind::Unspecified, pb::ClientStatus::Unspecified, "\u{c9}cran", 0, 10)).await;
     assert_eq!(found.clients.iter().map(|c| c.client_id.as_str()).collect::<Vec<_>>(), [panel.as_str()]);
+}
+
+/// Migration 9 fills in how clients registered before it did: by their owner, and by their
+/// registration's audit event; a client whose event is gone stays unknown (vouched for).
+async fn existing_clients_get_how_they_registered(backend: Backend) {
+    use nmos_auth_client_registry::store::MIGRATIONS;
+    use nmos_auth_core::db::{Db, Migrations};
+    let dir = crate::harness::TempDir::new("registered-how");
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("clients.db").display()),
+        _ => crate::harness::postgres_database().await,
+    };
+    let db = Db::connect(&url).await.unwrap();
+    let before = Migrations { sqlite: &MIGRATIONS.sqlite[..8], postgres: &MIGRATIONS.postgres[..8] };
+    assert!(MIGRATIONS.sqlite[8].version == 9 && MIGRATIONS.postgres[8].version == 9);
+    db.migrate("clients", &before).await.unwrap();
+    let clients = [("by-token", ""), ("on-a-page", "alice"), ("for-approval", ""), ("openly", ""), ("forgotten", "")];
+    let events = [
+        (
+            "by-token",
+            r#"name "Node", machine, grants client_credentials, scope "registration", registered with an initial access token"#,
+        ),
+        (
+            "for-approval",
+            r#"name "Node, registered openly (authorization code only)", machine, grants client_credentials, scope "registration", registered waiting for approval"#,
+        ),
+        (
+            "openly",
+            r#"name "App", confidential, grants authorization_code, scope "", registered openly (authorization code only)"#,
+        ),
+    ];
+    let statements: Vec<(String, Vec<String>)> = clients
+        .iter()
+        .map(|(id, owner)| {
+            let sql = "INSERT INTO clients_clients (client_id, metadata, issued_at, owner, status) VALUES ($1, '{}', 1, $2, 'approved')";
+            (sql.to_owned(), vec![(*id).to_owned(), (*owner).to_owned()])
+        })
+        .chain(events.iter().map(|(id, detail)| {
+            let sql = "INSERT INTO clients_events (at, event, actor, client_id, username, address, detail) \
+                       VALUES (1, 'client_registered', '', $1, '', '', $2)";
+            (sql.to_owned(), vec![(*id).to_owned(), (*detail).to_owned()])
+        }))
+        .collect();
+    for (sql, binds) in &statements {
+        match &db {
+            Db::Sqlite(pool) => sqlx::query(sql).bind(&binds[0]).bind(&binds[1]).execute(pool).await.map(|_| ()),
+            Db::Postgres(pool) => sqlx::query(sql).bind(&binds[0]).bind(&binds[1]).execute(pool).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    db.migrate("clients", &MIGRATIONS).await.unwrap();
+    let select = "SELECT client_id, registered_how FROM clients_clients ORDER BY client_id";
+    let mut rows: Vec<(String, String)> = match &db {
+        Db::Sqlite(pool) => sqlx::query_as(select).fetch_all(pool).await,
+        Db::Postgres(pool) => sqlx::query_as(select).fetch_all(pool).await,
+    }
+    .unwrap();
+    rows.sort();
+    let expected = [
+        ("by-token", "token"),
+        ("for-approval", "approval"),
+        ("forgotten", ""),
+        ("on-a-page", "page"),
+        ("openly", "open"),
+    ];
+    assert_eq!(rows, expected.map(|(a, b)| (a.to_owned(), b.to_owned())), "a name cannot pass for how it registered");
 }
 
 /// Events are filtered by window, client and user (who it concerns, or who did it); on a

@@ -172,16 +172,22 @@ async fn approval_mode_holds_clients_until_an_admin_approves(backend: Backend) {
         let body = json!({"client_name": name, "grant_types": ["client_credentials"], "response_types": ["none"], "scope": "registration"});
         app.http.post(app.auth_url("register")).json(&body).send()
     };
-    let node = register("Node").await.unwrap().expect_json(201).await;
+    let node = register("Node A").await.unwrap().expect_json(201).await;
     let id = node["client_id"].as_str().unwrap();
-    // While it waits, it may still correct what it says it is (RFC 7592; a new secret comes back).
+    // What it says it is is what an administrator approves (and people see on consent pages):
+    // it cannot change through RFC 7592, neither while it waits (between the pending page and
+    // the click) nor afterwards. Other updates work (a new secret comes back).
     let configuration = node["registration_client_uri"].as_str().unwrap().to_owned();
     let registration_token = node["registration_access_token"].as_str().unwrap().to_owned();
     let mut update = node.clone();
+    update["client_name"] = json!("Studio Controller");
+    let r = app.http.put(&configuration).bearer_auth(&registration_token).json(&update).send().await.unwrap();
+    assert_oauth_error(r, 400, "invalid_client_metadata").await;
     update["client_name"] = json!("Node A");
+    update["software_version"] = json!("1.1");
     let r = app.http.put(&configuration).bearer_auth(&registration_token).json(&update).send().await.unwrap();
     let renamed = r.expect_json(200).await;
-    assert_eq!(renamed["client_name"], "Node A");
+    assert_eq!(renamed["software_version"], "1.1");
     let secret = renamed["client_secret"].as_str().unwrap();
     let cc = [("grant_type", "client_credentials")];
     let r = app.token(id, secret, &cc).await;
@@ -211,8 +217,7 @@ async fn approval_mode_holds_clients_until_an_admin_approves(backend: Backend) {
     let decided = browser.post(&app.auth_url("pending"), &fields).await;
     assert_eq!(decided.status, 302);
     assert_eq!(app.token(id, secret, &cc).await.status(), 200);
-    // Once approved, the name the administrator approved (which people see on consent pages)
-    // stays, and so does the secret: a refused update changes nothing.
+    // Once approved likewise; a refused update changes nothing, the secret included.
     let mut update = renamed.clone();
     update["client_name"] = json!("Studio Controller");
     let r = app.http.put(&configuration).bearer_auth(&registration_token).json(&update).send().await.unwrap();
