@@ -524,6 +524,8 @@ struct Seen {
     port: u16,
     addresses: Vec<String>,
     txt: std::collections::BTreeMap<String, String>,
+    /// Lookups about it that failed (unicast: its host's addresses).
+    problems: Vec<String>,
 }
 
 fn browse(within: Duration) -> Result<Vec<Seen>, String> {
@@ -540,6 +542,7 @@ fn browse(within: Duration) -> Result<Vec<Seen>, String> {
                     port: info.get_port(),
                     addresses: info.get_addresses().iter().map(|a| a.to_string()).collect(),
                     txt,
+                    problems: Vec::new(),
                 });
             }
             Ok(_) => {}
@@ -582,18 +585,22 @@ async fn check_unicast(
         return c.check(ID, UNICAST_CLAUSE, Err("no DNS server: none in /etc/resolv.conf; give --dns-server".into()));
     };
     let service = format!("_nmos-auth._tcp.{}.", domain.trim_end_matches('.'));
-    let lookups = async {
-        let instances = dns::browse(server, "_nmos-auth._tcp", domain).await?;
-        let seen = instances.into_iter().map(|i| {
-            let host = i.target.trim_end_matches('.').to_ascii_lowercase();
-            let addresses = std::iter::once(host).chain(i.addresses.iter().map(|a| a.to_string())).collect();
-            Seen { name: i.name, port: i.port, addresses, txt: i.txt }
-        });
-        Ok::<_, String>(seen.collect::<Vec<_>>())
-    };
-    match lookups.await {
-        Ok(seen) => {
-            let how = format!("in {service} (asked {server})");
+    match dns::browse(server, "_nmos-auth._tcp", domain).await {
+        Ok(browsed) => {
+            let seen: Vec<Seen> = browsed
+                .instances
+                .into_iter()
+                .map(|i| {
+                    let host = i.target.trim_end_matches('.').to_ascii_lowercase();
+                    let addresses = std::iter::once(host).chain(i.addresses.iter().map(|a| a.to_string())).collect();
+                    Seen { name: i.name, port: i.port, addresses, txt: i.txt, problems: i.problems }
+                })
+                .collect();
+            let unread = match browsed.problems.is_empty() {
+                true => String::new(),
+                false => format!("; not read: {}", browsed.problems.join("; ")),
+            };
+            let how = format!("in {service} (asked {server}){unread}");
             judge_advertisement(c, (ID, UNICAST_CLAUSE), &seen, (&[authority, issuer], false), selector, &how);
         }
         Err(e) => c.check(ID, UNICAST_CLAUSE, Err(e)),
@@ -662,7 +669,14 @@ fn judge_advertisement(
         // Unicast: the first address is the SRV target's name, the rest its A and AAAA records.
         if !names_by_port && s.addresses.len() < 2 {
             let host = s.addresses.first().map(String::as_str).unwrap_or_default();
-            wrong.push(format!("{}: its host {host} has no A or AAAA record (IS-10: an A record must exist)", s.name));
+            let failed = match s.problems.is_empty() {
+                true => String::new(),
+                false => format!(" (the lookups failed: {})", s.problems.join("; ")),
+            };
+            wrong.push(format!(
+                "{}: its host {host} has no A or AAAA record{failed} (IS-10: an A record must exist)",
+                s.name
+            ));
         }
         match txt("pri").parse::<u32>() {
             Ok(pri) if pri >= 100 => development.push(format!("{}: pri {pri}", s.name)),
@@ -1284,6 +1298,7 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
+            problems: Vec::new(),
         };
         let judge = |seen: Seen| {
             let mut c = Checker { http: reqwest::Client::new(), outcomes: Vec::new() };

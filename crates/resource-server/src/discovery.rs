@@ -80,24 +80,24 @@ impl Default for DnsSd {
 }
 
 impl DnsSd {
-    /// The servers advertised by unicast DNS-SD, in the order to try them (none when there is no
-    /// domain or DNS server to ask, or the lookup fails).
-    pub async fn unicast(&self) -> Vec<Advertised> {
-        let Some(domain) = self.domain.clone().or_else(dns::system_domain) else { return Vec::new() };
-        let Some(server) = self.dns_server.or_else(dns::system_server) else { return Vec::new() };
-        match dns::browse(server, SERVICE, &domain).await {
-            Ok(instances) => {
-                let found = instances.iter().filter_map(|i| {
-                    let addresses: Vec<String> = i.addresses.iter().map(IpAddr::to_string).collect();
-                    advertised(&i.target, i.port, &addresses, &|key| i.txt.get(key).cloned().unwrap_or_default())
-                });
-                self.usable(found.collect())
-            }
-            Err(e) => {
-                tracing::debug!(domain, error = %e, "no unicast DNS-SD answer");
-                Vec::new()
-            }
+    /// The servers advertised by unicast DNS-SD, in the order to try them: none when there is no
+    /// domain or DNS server to ask; an error when the lookup fails (or takes more than 10 s).
+    pub async fn unicast(&self) -> Result<Vec<Advertised>, String> {
+        let Some(domain) = self.domain.clone().or_else(dns::system_domain) else { return Ok(Vec::new()) };
+        let Some(server) = self.dns_server.or_else(dns::system_server) else { return Ok(Vec::new()) };
+        let browsed = match tokio::time::timeout(UNICAST_LOOKUP, dns::browse(server, SERVICE, &domain)).await {
+            Ok(Ok(browsed)) => browsed,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(format!("{SERVICE}.{domain}: no answer from {server} within 10 s")),
+        };
+        for problem in &browsed.problems {
+            tracing::debug!(domain, problem, "part of a unicast DNS-SD lookup failed");
         }
+        let found = browsed.instances.iter().filter_map(|i| {
+            let addresses: Vec<String> = i.addresses.iter().map(IpAddr::to_string).collect();
+            advertised(&i.target, i.port, &addresses, &|key| i.txt.get(key).cloned().unwrap_or_default())
+        });
+        Ok(self.usable(found.collect()))
     }
 
     /// The servers advertised by mDNS, in the order to try them (none when `multicast` is off).
@@ -122,6 +122,8 @@ impl DnsSd {
 }
 
 const SERVICE: &str = "_nmos-auth._tcp";
+/// The longest a whole unicast lookup may take.
+const UNICAST_LOOKUP: Duration = Duration::from_secs(10);
 /// The most servers taken from one unicast lookup or one mDNS browse.
 const MAX_SERVERS: usize = 32;
 
@@ -131,12 +133,18 @@ fn advertised(host: &str, port: u16, addresses: &[String], txt: &dyn Fn(&str) ->
     if !txt("api_ver").split(',').any(|v| v == "v1.0") {
         return None;
     }
+    // A host name as a URL takes it (letters, digits and hyphens); anything else would make a
+    // URL naming another host, or none.
+    let hostname = host.trim_end_matches('.');
+    let label = |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !hostname.split('.').all(label) {
+        return None;
+    }
     let proto = match txt("api_proto").as_str() {
         "https" => "https",
         _ => "http",
     };
     let selector = txt("api_selector");
-    let hostname = host.trim_end_matches('.');
     let mut acceptable = vec![issuer_from_txt(hostname, port, proto, &selector)];
     acceptable.extend(addresses.iter().map(|a| issuer_from_txt(a, port, proto, &selector)));
     let fetch_host = match (proto, addresses.first()) {
@@ -212,6 +220,9 @@ mod tests {
         );
         assert_eq!(https.priority, 7);
         let http = advertised("auth.plant.example.", 80, &addresses, &txt("http", "v1.0")).unwrap();
+        for host in [".", r"evil\.example\/x.plant.example.", "a..b.", "auth@evil.example."] {
+            assert_eq!(advertised(host, 443, &addresses, &txt("https", "v1.0")), None, "{host}");
+        }
         assert_eq!(http.issuer, "http://192.0.2.10:80/x-nmos/auth/v1.0", "http: by address");
         assert_eq!(advertised("auth.plant.example.", 443, &addresses, &txt("https", "v1.1,v2.0")), None);
         let many = (0..40).map(|i| advertised(&format!("a{i}"), 443, &[], &txt("https", "v1.0")).unwrap());

@@ -22,8 +22,12 @@ pub const A: u16 = 1;
 /// Record type AAAA.
 pub const AAAA: u16 = 28;
 const TIMEOUT: Duration = Duration::from_secs(3);
-/// The most instances read from one browse: a DNS server cannot make a lookup run for long.
+/// The most instances read from one browse.
 const MAX_INSTANCES: usize = 32;
+/// The most SRV records read for one instance.
+const MAX_SRV_RECORDS: usize = 4;
+/// The most addresses kept for one SRV target.
+const MAX_ADDRESSES: usize = 8;
 
 /// One answer's data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,10 +56,14 @@ pub struct Instance {
     pub target: String,
     /// The SRV record's port.
     pub port: u16,
-    /// The target's A and AAAA records (empty when the server has none, or refused to say).
+    /// The target's A and AAAA records (empty when it has none, or the lookups failed: see
+    /// `problems`).
     pub addresses: Vec<IpAddr>,
-    /// The TXT record's `key=value` strings, keys in lower case (RFC 6763 §6.4).
+    /// The TXT record's `key=value` strings, keys in lower case (RFC 6763 §6.4; the first of
+    /// a repeated key).
     pub txt: BTreeMap<String, String>,
+    /// The target's address lookups that failed.
+    pub problems: Vec<String>,
 }
 
 /// The first `nameserver` of /etc/resolv.conf, port 53: the system's resolver.
@@ -84,36 +92,69 @@ fn domain_of_resolv_conf(conf: &str) -> Option<String> {
     domain.filter(|d| !d.is_empty() && !d.eq_ignore_ascii_case("local"))
 }
 
+/// What [`browse`] found: the instances it could read, and what it could not read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Browsed {
+    /// The instances with an SRV record (one entry per SRV record).
+    pub instances: Vec<Instance>,
+    /// Lookups that failed, and what was left unread past the limits; each names what it is
+    /// about.
+    pub problems: Vec<String>,
+}
+
 /// Reads the `_nmos-auth._tcp` (or any `service`) instances of `domain` from `server`: the PTR
-/// records, then each instance's SRV, its target's addresses and its TXT. An instance without
-/// an SRV record is left out; a failed address lookup leaves its addresses empty.
-pub async fn browse(server: SocketAddr, service: &str, domain: &str) -> Result<Vec<Instance>, String> {
+/// records, then each instance's TXT, its SRV records and their targets' addresses. An instance
+/// whose TXT or SRV lookup fails is left out and the failure noted; a failed address lookup is
+/// noted on the instance. At most 32 instances, 4 SRV records each and 8 addresses a target
+/// are read, so a DNS server cannot make the answer large; the caller bounds the time.
+pub async fn browse(server: SocketAddr, service: &str, domain: &str) -> Result<Browsed, String> {
     let service = format!("{service}.{}.", domain.trim_end_matches('.'));
-    let mut found = Vec::new();
-    for ptr in query(server, &service, PTR).await?.into_iter().take(MAX_INSTANCES) {
+    let mut browsed = Browsed::default();
+    let pointers = query(server, &service, PTR).await?;
+    if pointers.len() > MAX_INSTANCES {
+        browsed.problems.push(format!("{service}: {} instances, only the first {MAX_INSTANCES} read", pointers.len()));
+    }
+    for ptr in pointers.into_iter().take(MAX_INSTANCES) {
         let Data::Ptr(name) = ptr else { continue };
+        let (txt_records, srv_records) = match (query(server, &name, TXT).await, query(server, &name, SRV).await) {
+            (Ok(txt), Ok(srv)) => (txt, srv),
+            (Err(e), _) | (_, Err(e)) => {
+                browsed.problems.push(e);
+                continue;
+            }
+        };
         let mut txt = BTreeMap::new();
-        for record in query(server, &name, TXT).await? {
+        for record in txt_records {
             let Data::Txt(strings) = record else { continue };
             for string in strings {
                 let (key, value) = string.split_once('=').unwrap_or((&string, ""));
                 txt.entry(key.to_ascii_lowercase()).or_insert_with(|| value.to_owned());
             }
         }
-        for srv in query(server, &name, SRV).await? {
+        for srv in srv_records.into_iter().take(MAX_SRV_RECORDS) {
             let Data::Srv { port, target } = srv else { continue };
-            let mut addresses = Vec::new();
+            let (mut addresses, mut problems) = (Vec::new(), Vec::new());
             for rtype in [A, AAAA] {
-                for address in query(server, &target, rtype).await.unwrap_or_default() {
-                    if let Data::Address(ip) = address {
-                        addresses.push(ip);
-                    }
+                match query(server, &target, rtype).await {
+                    Ok(records) => addresses.extend(records.into_iter().filter_map(|r| match r {
+                        Data::Address(ip) => Some(ip),
+                        _ => None,
+                    })),
+                    Err(e) => problems.push(e),
                 }
             }
-            found.push(Instance { name: name.clone(), target, port, addresses, txt: txt.clone() });
+            addresses.truncate(MAX_ADDRESSES);
+            browsed.instances.push(Instance {
+                name: name.clone(),
+                target,
+                port,
+                addresses,
+                txt: txt.clone(),
+                problems,
+            });
         }
     }
-    Ok(found)
+    Ok(browsed)
 }
 
 /// A name in wire form, from its presentation form (`\.`, `\\` and `\DDD` escapes).

@@ -95,7 +95,8 @@ fn usable_keys(jwks: &Value) -> HashMap<String, ParsedPublicKey> {
 
 /// The authorization server's keys, refreshed about hourly (with jitter), kept while the server
 /// is unreachable, and re-fetched (at most every `min_refetch`) when a token names a key not
-/// in the cache. Keys come only from the configured or discovered server, never from a token.
+/// in the cache. Keys come only from the configured or discovered servers, never from a URL a
+/// token names.
 ///
 /// Found by DNS-SD, the first server that answers is the main one, fetched at once; another
 /// server found in the same lookup is fetched when a token names it as its issuer (IS-10: a
@@ -113,8 +114,8 @@ pub struct KeyCache {
 }
 
 /// The servers the last DNS-SD lookup found (the main one among them), and the keys of the
-/// others whose tokens have been seen. Bounded by the lookup (at most 32 servers from unicast
-/// and 32 from mDNS): nothing is kept for an issuer that was not advertised.
+/// others whose tokens have been seen. Bounded: at most [`MAX_ADVERTISED`] servers, each with
+/// its host name and at most 8 addresses, and nothing kept for an issuer not advertised.
 #[derive(Default)]
 struct Others {
     /// Where to read each server, and the issuers its metadata may name.
@@ -128,13 +129,19 @@ impl Others {
         self.advertised.iter().any(|(_, acceptable)| acceptable.iter().any(|a| a == issuer))
     }
 
-    /// Takes what a lookup found (adding to what an earlier part of the same lookup found),
-    /// and forgets the keys of servers no longer advertised.
-    fn advertise(&mut self, found: &[discovery::Advertised], add: bool) {
-        if !add {
+    /// Takes what a lookup found, and forgets the keys of servers no longer advertised. After a
+    /// lookup that failed, what it found is added to what earlier lookups found (a DNS server
+    /// that did not answer has not withdrawn anything), at most [`MAX_ADVERTISED`] servers.
+    fn advertise(&mut self, found: &[discovery::Advertised], keep_previous: bool) {
+        if !keep_previous {
             self.advertised.clear();
         }
-        self.advertised.extend(found.iter().map(|s| (s.issuer.clone(), s.acceptable.clone())));
+        for server in found {
+            self.advertised.retain(|(issuer, _)| *issuer != server.issuer);
+            self.advertised.push((server.issuer.clone(), server.acceptable.clone()));
+        }
+        let excess = self.advertised.len().saturating_sub(MAX_ADVERTISED);
+        self.advertised.drain(..excess);
         let advertised = std::mem::take(&mut self.advertised);
         let still = |issuer: &String| advertised.iter().any(|(_, acceptable)| acceptable.contains(issuer));
         self.keys.retain(|issuer, _| still(issuer));
@@ -142,6 +149,10 @@ impl Others {
         self.advertised = advertised;
     }
 }
+
+/// The most servers remembered from DNS-SD lookups (one lookup finds at most 32 by unicast and
+/// 32 by mDNS).
+const MAX_ADVERTISED: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 /// Why the keys could not be fetched.
@@ -155,6 +166,9 @@ pub enum FetchError {
     /// A [`KeySource`] could not be read.
     #[error("{0}")]
     Source(String),
+    /// A fetch that began while this one waited has just failed; not tried again yet.
+    #[error("the fetch just made failed; not tried again yet")]
+    JustFailed,
     /// The metadata names another issuer than the one expected.
     #[error("the authorization server's metadata names issuer {found:?}, not {expected:?}")]
     WrongIssuer {
@@ -231,26 +245,33 @@ impl KeyCache {
         self.others().is_advertised(issuer)
     }
 
-    /// Whether a fetch of `issuer`'s keys may go out now (rate limit, per issuer).
-    pub fn may_refetch_other(&self, issuer: &str) -> bool {
-        self.others().attempts.get(issuer).is_none_or(|at| at.elapsed() >= self.min_refetch)
+    /// Claims a fetch of `issuer`'s keys for a token that names it: true (and the claim
+    /// recorded at once, so that no concurrent request claims it too) when the issuer is
+    /// advertised and none was claimed in the last `min_refetch`.
+    pub fn claim_fetch_other(&self, issuer: &str) -> bool {
+        let mut others = self.others();
+        let recent = others.attempts.get(issuer).is_some_and(|at| at.elapsed() < self.min_refetch);
+        if recent || !others.is_advertised(issuer) {
+            return false;
+        }
+        others.attempts.insert(issuer.to_owned(), Instant::now());
+        true
     }
 
     /// Fetches the keys of the server DNS-SD found whose tokens name `issuer` (its metadata
     /// must name exactly that issuer); on failure its cached keys stay. An issuer not advertised
-    /// is [`FetchError::NotFound`]. Single-flight, as [`KeyCache::fetch`].
+    /// is [`FetchError::NotFound`]. One at a time; a caller that waited while its keys were
+    /// fetched uses them.
     pub async fn fetch_other(&self, issuer: &str) -> Result<(), FetchError> {
         let started = Instant::now();
         let _one_at_a_time = self.fetching_others.lock().await;
         let server = {
-            let mut others = self.others();
-            let fetched_meanwhile = others.attempts.get(issuer).is_some_and(|at| *at >= started);
-            if fetched_meanwhile && others.keys.contains_key(issuer) {
+            let others = self.others();
+            if others.keys.get(issuer).is_some_and(|keys| keys.fetched >= started) {
                 return Ok(());
             }
             let found = others.advertised.iter().find(|(_, acceptable)| acceptable.iter().any(|a| a == issuer));
             let Some((server, _)) = found.cloned() else { return Err(FetchError::NotFound) };
-            others.attempts.insert(issuer.to_owned(), Instant::now());
             server
         };
         match self.fetch_from(&server, &[issuer.to_owned()]).await {
@@ -275,11 +296,15 @@ impl KeyCache {
     pub async fn fetch(&self) -> Result<(), FetchError> {
         let started = Instant::now();
         let _one_at_a_time = self.fetching.lock().await;
+        if self.current().is_some_and(|keys| keys.fetched >= started) {
+            return Ok(()); // fetched while this caller waited
+        }
         {
             let mut last = self.last_fetch_attempt.lock().unwrap_or_else(|p| p.into_inner());
-            let fetched_meanwhile = last.is_some_and(|at| at >= started && at.elapsed() < self.min_refetch);
-            if fetched_meanwhile && self.current().is_some() {
-                return Ok(());
+            // One that began while this caller waited has failed (a success returned above):
+            // not tried again at once, or requests queued behind a slow lookup would each make one.
+            if last.is_some_and(|at| at >= started) {
+                return Err(FetchError::JustFailed);
             }
             *last = Some(Instant::now());
         }
@@ -300,18 +325,24 @@ impl KeyCache {
                     found.iter().map(|s| (s.issuer.clone(), s.acceptable.clone())).collect::<Vec<_>>()
                 };
                 let unicast = how.unicast().await;
-                self.others().advertise(&unicast, false);
-                match self.fetch_first(candidates(&unicast)).await {
+                let lookup_failed = unicast.is_err();
+                let mut found = unicast.unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "no unicast DNS-SD answer");
+                    Vec::new()
+                });
+                let fetched = match self.fetch_first(candidates(&found)).await {
                     Err(unicast) if how.multicast => {
                         let multicast = how.multicast().await;
-                        self.others().advertise(&multicast, true);
+                        found.extend_from_slice(&multicast);
                         match self.fetch_first(candidates(&multicast)).await {
                             Err(FetchError::NotFound) => Err(unicast),
                             multicast => multicast,
                         }
                     }
                     unicast => unicast,
-                }
+                };
+                self.others().advertise(&found, lookup_failed);
+                fetched
             }
         };
         match fetched {

@@ -2,8 +2,9 @@
 //!
 //! A [`ResourceServer`] finds the authorization server (from configuration, or by DNS-SD
 //! `_nmos-auth._tcp`: unicast, then mDNS), reads its RFC 8414 metadata and keeps its keys in a
-//! [`KeyCache`]. Each request's bearer token is checked: RS512 signature only, `exp`/`nbf`/`iat` with a small
-//! leeway, `iss` = the server's issuer, `aud` covering this host (wildcard labels as nmos-cpp
+//! [`KeyCache`]. Each request's bearer token is checked: RS512 signature only,
+//! `exp`/`nbf`/`iat` with a small leeway, `iss` = the server's issuer (by DNS-SD: that of any
+//! server found), `aud` covering this host (wildcard labels as nmos-cpp
 //! matches them), `client_id` or `azp` present, and the IS-10 path rules for the
 //! `x-nmos-<api>` claims. Refusals follow RFC 6750 §3 (401 with `WWW-Authenticate: Bearer`,
 //! 403 `insufficient_scope`) with a short JSON reason and nothing internal.
@@ -146,7 +147,8 @@ impl Settings {
     }
 }
 
-/// Checks requests' access tokens against one authorization server's keys.
+/// Checks requests' access tokens against the authorization server's keys (by DNS-SD: the keys
+/// of each server found whose tokens arrive).
 #[derive(Clone)]
 pub struct ResourceServer {
     keys: Arc<KeyCache>,
@@ -238,9 +240,9 @@ impl ResourceServer {
         Ok(claims)
     }
 
-    /// Validates a token on its own: RS512 signature by a key of the authorization server,
-    /// `exp` (required), `nbf` and `iat` within the leeway, `iss`, `sub`, `aud` covering this
-    /// host, and a `client_id` or `azp`.
+    /// Validates a token on its own: RS512 signature by a key of the authorization server its
+    /// `iss` names (the configured one, or one DNS-SD found), `exp` (required), `nbf` and `iat`
+    /// within the leeway, `sub`, `aud` covering this host, and a `client_id` or `azp`.
     pub async fn validate(&self, token: &str) -> Result<Claims, Denied> {
         use base64::Engine;
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -338,7 +340,7 @@ impl ResourceServer {
             if let Some(keys) = self.keys.keys_of(issuer).filter(|k| has(k)) {
                 return Ok(keys);
             }
-            if self.keys.may_refetch_other(issuer) {
+            if self.keys.claim_fetch_other(issuer) {
                 let (keys, issuer) = (self.keys.clone(), issuer.to_owned());
                 self.fetch_as_settings_say(async move { keys.fetch_other(&issuer).await }).await?;
             }

@@ -748,14 +748,14 @@ async fn the_resource_server_crate_finds_the_server_by_unicast_dns_sd() {
 
     // As nmos-testing's secondary server expects: 503 while the keys are fetched, then 200.
     let settings = Settings { unknown_key: UnknownKey::Unavailable, ..Settings::new("registry.example.com") };
-    let rs = ResourceServer::new(ServerLocation::DnsSd(dns_sd("plant.example", true)), settings);
-    rs.keys().fetch().await.unwrap();
-    let first = rs.check(&get, path, Some(&from_other), None).await.unwrap_err();
+    let rs_503 = ResourceServer::new(ServerLocation::DnsSd(dns_sd("plant.example", true)), settings);
+    rs_503.keys().fetch().await.unwrap();
+    let first = rs_503.check(&get, path, Some(&from_other), None).await.unwrap_err();
     assert_eq!(first.status, 503, "{first:?}");
     let mut answer = Err(first);
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        answer = rs.check(&get, path, Some(&from_other), None).await;
+        answer = rs_503.check(&get, path, Some(&from_other), None).await;
         if answer.is_ok() {
             break;
         }
@@ -769,4 +769,14 @@ async fn the_resource_server_crate_finds_the_server_by_unicast_dns_sd() {
     let elsewhere = KeyCache::new(ServerLocation::DnsSd(dns_sd("elsewhere.example", true)), http);
     let missing = elsewhere.fetch().await;
     assert!(matches!(missing, Err(FetchError::NotFound)), "no servers in another domain: {missing:?}");
+
+    // A lookup that fails withdraws nothing: with the DNS server gone, a fetch fails, and both
+    // servers' tokens are still accepted.
+    drop(knot);
+    let failed = rs.keys().fetch().await;
+    assert!(failed.is_err(), "{failed:?}");
+    for (token, whose) in [(&from_other, "pri=5"), (&bearer(&preferred).await, "pri=1")] {
+        let checked = rs.check(&get, path, Some(token), None).await;
+        assert!(matches!(checked, Ok(Some(_))), "the {whose} server's token: {checked:?}");
+    }
 }
