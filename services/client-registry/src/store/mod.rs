@@ -165,51 +165,30 @@ macro_rules! client_store_impl {
         const CLIENT_COLUMNS: &str =
             "client_id, secret_digest, metadata, issued_at, owner, status, policy, registration_token_digest, kind, name, \
              registered_how";
-        type ClientTuple = (
-            String,
-            Option<Vec<u8>>,
-            String,
-            i64,
-            String,
-            String,
-            Option<String>,
-            Option<Vec<u8>>,
-            String,
-            String,
-            String,
-        );
-
         /// A search's conditions ($1 kind, $2 status, $3 name pattern; an empty string matches anything).
         const SEARCH_WHERE: &str = "($1 = '' OR kind = $1) AND ($2 = '' OR status = $2) AND name LIKE $3 ESCAPE '\\'";
 
-        fn client_row(
-            (
-                client_id,
-                secret_digest,
-                metadata,
-                issued_at,
-                owner,
-                status,
-                policy,
-                registration_token_digest,
-                kind,
-                name,
-                registered_how,
-            ): ClientTuple,
-        ) -> super::ClientRow {
-            super::ClientRow {
-                client_id,
-                secret_digest,
-                metadata,
-                issued_at,
-                owner,
-                status,
-                policy,
-                registration_token_digest,
-                kind,
-                name,
-                registered_how,
-            }
+        fn client_row<R: sqlx::Row>(row: R) -> nmos_auth_core::db::StoreResult<super::ClientRow>
+        where
+            for<'a> &'a str: sqlx::ColumnIndex<R>,
+            for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            for<'a> Option<Vec<u8>>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        {
+            Ok(super::ClientRow {
+                client_id: row.try_get("client_id")?,
+                secret_digest: row.try_get("secret_digest")?,
+                metadata: row.try_get("metadata")?,
+                issued_at: row.try_get("issued_at")?,
+                owner: row.try_get("owner")?,
+                status: row.try_get("status")?,
+                policy: row.try_get("policy")?,
+                registration_token_digest: row.try_get("registration_token_digest")?,
+                kind: row.try_get("kind")?,
+                name: row.try_get("name")?,
+                registered_how: row.try_get("registered_how")?,
+            })
         }
 
         #[async_trait::async_trait]
@@ -237,36 +216,36 @@ macro_rules! client_store_impl {
             }
 
             async fn get_client(&self, client_id: &str) -> nmos_auth_core::db::StoreResult<Option<super::ClientRow>> {
-                let row: Option<ClientTuple> =
-                    sqlx::query_as(&format!("SELECT {CLIENT_COLUMNS} FROM clients_clients WHERE client_id = $1"))
-                        .bind(client_id)
-                        .fetch_optional(&self.0)
-                        .await?;
-                Ok(row.map(client_row))
+                sqlx::query(&format!("SELECT {CLIENT_COLUMNS} FROM clients_clients WHERE client_id = $1"))
+                    .bind(client_id)
+                    .fetch_optional(&self.0)
+                    .await?
+                    .map(client_row)
+                    .transpose()
             }
 
             async fn list_clients(&self, owner: &str) -> nmos_auth_core::db::StoreResult<Vec<super::ClientRow>> {
-                let rows: Vec<ClientTuple> = sqlx::query_as(&format!(
+                let rows = sqlx::query(&format!(
                     "SELECT {CLIENT_COLUMNS} FROM clients_clients WHERE owner = $1 ORDER BY issued_at DESC, client_id"
                 ))
                 .bind(owner)
                 .fetch_all(&self.0)
                 .await?;
-                Ok(rows.into_iter().map(client_row).collect())
+                rows.into_iter().map(client_row).collect()
             }
 
             async fn list_pending(&self) -> nmos_auth_core::db::StoreResult<Vec<super::ClientRow>> {
-                let rows: Vec<ClientTuple> = sqlx::query_as(&format!(
+                let rows = sqlx::query(&format!(
                     "SELECT {CLIENT_COLUMNS} FROM clients_clients WHERE status = 'pending' ORDER BY issued_at, client_id"
                 ))
                 .fetch_all(&self.0)
                 .await?;
-                Ok(rows.into_iter().map(client_row).collect())
+                rows.into_iter().map(client_row).collect()
             }
 
             async fn search(&self, search: &super::ClientSearch) -> nmos_auth_core::db::StoreResult<(Vec<super::ClientRow>, i64)> {
                 let pattern = search.name_pattern();
-                let rows: Vec<ClientTuple> = sqlx::query_as(&format!(
+                let rows = sqlx::query(&format!(
                     "SELECT {CLIENT_COLUMNS} FROM clients_clients WHERE {SEARCH_WHERE} \
                      ORDER BY issued_at DESC, client_id LIMIT $4 OFFSET $5"
                 ))
@@ -283,7 +262,7 @@ macro_rules! client_store_impl {
                     .bind(&pattern)
                     .fetch_one(&self.0)
                     .await?;
-                Ok((rows.into_iter().map(client_row).collect(), total))
+                Ok((rows.into_iter().map(client_row).collect::<Result<_, _>>()?, total))
             }
 
             async fn unlisted(&self) -> nmos_auth_core::db::StoreResult<Vec<(String, String)>> {
