@@ -46,7 +46,7 @@ fn client_to_proto(client: &Client) -> pb::Client {
         jwks_uri: m.jwks_uri.clone().unwrap_or_default(),
         jwks_json: m.jwks.as_ref().map(|j| j.to_string()).unwrap_or_default(),
         policy: client.policy.as_ref().map(ClientPolicy::to_proto),
-        registered_openly: client.registered_openly(),
+        registered_how: client.registered_how.clone(),
     }
 }
 

@@ -46,13 +46,6 @@ pub struct Client {
     pub registered_how: String,
 }
 
-impl Client {
-    /// Registered anonymously (`registration = open`): its redirect URIs are nobody's word.
-    pub fn registered_openly(&self) -> bool {
-        self.registered_how == OPENLY
-    }
-}
-
 /// Registered with an initial access token.
 pub const BY_TOKEN: &str = "token";
 /// Registered by a signed-in user on the web pages.

@@ -82,7 +82,7 @@ impl Client {
             name: client.client_name,
             redirect_uris,
             policy,
-            redirects_unvouched: !client.owner.is_empty() || client.registered_openly,
+            redirects_unvouched: !client.owner.is_empty() || client.registered_how == "open",
         })
     }
 

@@ -644,7 +644,7 @@ fn actions_form(client: &pb::Client, session: &Session) -> String {
 }
 
 /// The owner of a client no user registered, on a client's page.
-const REGISTERED_ITSELF: &str = "— (registered itself)";
+const REGISTERED_ITSELF: &str = "— registered itself";
 
 /// The accounts there are now, by name, with when each was created; `None` when the identity
 /// service cannot be asked, and the owner is then shown by name alone.
@@ -656,12 +656,18 @@ impl Accounts {
         Accounts(users.map(|users| users.into_iter().map(|u| (u.username, u.created_at)).collect()))
     }
 
-    /// Who registered `client`, as HTML: `itself` when no user did. A client registered by an
-    /// account since deleted says so, even once another account has that name, for it is not
-    /// the new account's (the registry gives it to no one).
+    /// Who registered `client`, as HTML: `itself` when no user did, and how. A client
+    /// registered by an account since deleted says so, even once another account has that name,
+    /// for it is not the new account's (the registry gives it to no one).
     fn owner(&self, client: &pb::Client, itself: &str) -> String {
         if client.owner.is_empty() {
-            return itself.to_owned();
+            let how = match client.registered_how.as_str() {
+                "token" => " with an initial access token",
+                "approval" => " for approval",
+                "open" => r#" <span class="tag off">openly, vouched for by no one</span>"#,
+                _ => "",
+            };
+            return format!("{itself}{how}");
         }
         let name = escape(&client.owner);
         match &self.0 {

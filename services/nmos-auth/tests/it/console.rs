@@ -156,6 +156,7 @@ async fn administrators_run_the_plant_from_the_console(backend: Backend) {
     // Disabling the controller revokes alice's refresh token for good: enabled again, it stays
     // revoked.
     chrome.goto(&app.auth_url(&format!("admin/clients/{ctl}"))).await;
+    chrome.wait_for_text("registered itself with an initial access token").await;
     chrome.click("button[value=disable]").await;
     chrome.wait_for_text("Disabled: the client gets no tokens").await;
     assert_oauth_error(app.token(&ctl, &ctl_secret, &refresh).await, 401, "invalid_client").await;
