@@ -3,6 +3,9 @@
 //!   NMOS_AUTH_ISSUER=http://127.0.0.1:4999/x-nmos/auth/v1.0 API_HOST=registry.example.com \
 //!     cargo run -p nmos-auth-resource-server --example registration_api
 //!
+//! Without NMOS_AUTH_ISSUER it finds the server by DNS-SD (https servers only), unicast in
+//! DNS_SD_DOMAIN from DNS_SERVER when they are set.
+//!
 //! `POST /x-nmos/registration/v1.3/resource` registers `{"type": ..., "data": {"id": ...}}`
 //! (needs `x-nmos-registration` write on `resource`); `GET
 //! /x-nmos/registration/v1.3/resource/{type}s/{id}` reads one back (read); `DELETE` removes it.
@@ -66,7 +69,14 @@ async fn main() {
     let host = std::env::var("API_HOST").unwrap_or_else(|_| "registry.example.com".into());
     let listen = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:8010".into());
     // The issuer from configuration, or (IS-10's way) by DNS-SD.
-    let location = issuer.map_or_else(|| ServerLocation::DnsSd(DnsSd::default()), ServerLocation::Issuer);
+    // DNS-SD: unicast in DNS_SD_DOMAIN (else the system's search domain), asking DNS_SERVER
+    // (address:port; else the system's resolver), then mDNS.
+    let dns_sd = DnsSd {
+        domain: std::env::var("DNS_SD_DOMAIN").ok(),
+        dns_server: std::env::var("DNS_SERVER").ok().map(|s| s.parse().expect("DNS_SERVER is address:port")),
+        ..DnsSd::default()
+    };
+    let location = issuer.map_or(ServerLocation::DnsSd(dns_sd), ServerLocation::Issuer);
     let resource_server = ResourceServer::new(location, Settings::new(host));
     let listener = tokio::net::TcpListener::bind(&listen).await.expect("binding LISTEN");
     println!("Registration API on http://{listen}/x-nmos/registration/v1.3/");
