@@ -220,10 +220,10 @@ mod tests {
         );
         assert_eq!(https.priority, 7);
         let http = advertised("auth.plant.example.", 80, &addresses, &txt("http", "v1.0")).unwrap();
+        assert_eq!(http.issuer, "http://192.0.2.10:80/x-nmos/auth/v1.0", "http: by address");
         for host in [".", r"evil\.example\/x.plant.example.", "a..b.", "auth@evil.example."] {
             assert_eq!(advertised(host, 443, &addresses, &txt("https", "v1.0")), None, "{host}");
         }
-        assert_eq!(http.issuer, "http://192.0.2.10:80/x-nmos/auth/v1.0", "http: by address");
         assert_eq!(advertised("auth.plant.example.", 443, &addresses, &txt("https", "v1.1,v2.0")), None);
         let many = (0..40).map(|i| advertised(&format!("a{i}"), 443, &[], &txt("https", "v1.0")).unwrap());
         assert_eq!(DnsSd::default().usable(many.collect()).len(), MAX_SERVERS);
