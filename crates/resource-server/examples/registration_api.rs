@@ -71,12 +71,12 @@ async fn main() {
     // The issuer from configuration, or (IS-10's way) by DNS-SD.
     // DNS-SD: unicast in DNS_SD_DOMAIN (else the system's search domain), asking DNS_SERVER
     // (address:port; else the system's resolver), then mDNS.
-    let dns_sd = DnsSd {
+    let dns_sd = || DnsSd {
         domain: std::env::var("DNS_SD_DOMAIN").ok(),
         dns_server: std::env::var("DNS_SERVER").ok().map(|s| s.parse().expect("DNS_SERVER is address:port")),
         ..DnsSd::default()
     };
-    let location = issuer.map_or(ServerLocation::DnsSd(dns_sd), ServerLocation::Issuer);
+    let location = issuer.map_or_else(|| ServerLocation::DnsSd(dns_sd()), ServerLocation::Issuer);
     let resource_server = ResourceServer::new(location, Settings::new(host));
     let listener = tokio::net::TcpListener::bind(&listen).await.expect("binding LISTEN");
     println!("Registration API on http://{listen}/x-nmos/registration/v1.3/");

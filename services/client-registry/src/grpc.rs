@@ -46,7 +46,13 @@ fn client_to_proto(client: &Client) -> pb::Client {
         jwks_uri: m.jwks_uri.clone().unwrap_or_default(),
         jwks_json: m.jwks.as_ref().map(|j| j.to_string()).unwrap_or_default(),
         policy: client.policy.as_ref().map(ClientPolicy::to_proto),
-        registered_how: client.registered_how.clone(),
+        registered_how: match client.registered_how.as_str() {
+            crate::BY_TOKEN => pb::Registration::Token,
+            crate::ON_A_PAGE => pb::Registration::Page,
+            crate::FOR_APPROVAL => pb::Registration::Approval,
+            crate::OPENLY => pb::Registration::Open,
+            _ => pb::Registration::Unspecified,
+        } as i32,
     }
 }
 

@@ -72,6 +72,7 @@ impl Client {
                     .ok()
             })
             .collect();
+        let redirects_unvouched = !client.owner.is_empty() || client.registered_how == pb::Registration::Open as i32;
         Ok(Client {
             public: client.token_endpoint_auth_method == pb::TokenEndpointAuthMethod::None as i32,
             pending: client.status == pb::ClientStatus::Pending as i32,
@@ -82,7 +83,7 @@ impl Client {
             name: client.client_name,
             redirect_uris,
             policy,
-            redirects_unvouched: !client.owner.is_empty() || client.registered_how == "open",
+            redirects_unvouched,
         })
     }
 
@@ -137,6 +138,19 @@ mod tests {
         let client = Client::from_proto(pb).unwrap();
         let kept: Vec<&str> = client.redirect_uris.iter().map(RedirectUri::as_str).collect();
         assert_eq!(kept, ["https://c.example/cb"]);
+    }
+
+    #[test]
+    fn redirect_uris_nobody_vouched_for_are_known_as_such() {
+        let unvouched = |registered_how: pb::Registration, owner: &str| {
+            let pb = pb::Client { registered_how: registered_how as i32, owner: owner.into(), ..stored() };
+            Client::from_proto(pb).unwrap().redirects_unvouched
+        };
+        assert!(unvouched(pb::Registration::Open, ""), "registered openly");
+        assert!(unvouched(pb::Registration::Page, "alice"), "registered on the pages");
+        for vouched in [pb::Registration::Token, pb::Registration::Approval, pb::Registration::Unspecified] {
+            assert!(!unvouched(vouched, ""), "{vouched:?}");
+        }
     }
 
     #[test]

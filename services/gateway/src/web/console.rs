@@ -475,7 +475,10 @@ pub async fn clients_page(State(gateway): State<Gateway>, headers: HeaderMap, Ra
                 Some(_) => ("never".to_owned(), "0".to_owned()),
                 None => ("—".to_owned(), "—".to_owned()),
             };
-            let owner = accounts.owner(c, r#"<span class="muted">registered itself</span>"#);
+            let owner = match c.owner.is_empty() {
+                true => format!(r#"<span class="muted">{}</span>"#, accounts.owner(c, "registered itself")),
+                false => accounts.owner(c, ""),
+            };
             format!(
                 r#"<tr data-client="{id}"><td>{name}</td><td>{kind}</td><td>{status}</td><td>{owner}</td><td>{registered}</td><td>{last}</td><td class="number">{hour}</td></tr>"#,
                 id = escape(&c.client_id),
@@ -661,11 +664,11 @@ impl Accounts {
     /// for it is not the new account's (the registry gives it to no one).
     fn owner(&self, client: &pb::Client, itself: &str) -> String {
         if client.owner.is_empty() {
-            let how = match client.registered_how.as_str() {
-                "token" => " with an initial access token",
-                "approval" => " for approval",
-                "open" => r#" <span class="tag off">openly, vouched for by no one</span>"#,
-                _ => "",
+            let how = match client.registered_how() {
+                pb::Registration::Token => " with an initial access token",
+                pb::Registration::Approval => " for approval",
+                pb::Registration::Open => r#" <span class="tag off">openly, vouched for by no one</span>"#,
+                pb::Registration::Page | pb::Registration::Unspecified => "",
             };
             return format!("{itself}{how}");
         }
