@@ -162,8 +162,10 @@ fn write_name(name: &str, out: &mut Vec<u8>) -> Result<(), String> {
     let mut label = Vec::new();
     let mut bytes = name.bytes().peekable();
     let end_label = |label: &mut Vec<u8>, out: &mut Vec<u8>| {
-        let len =
-            u8::try_from(label.len()).ok().filter(|&l| l <= 63).ok_or(format!("{name:?}: a label is too long"))?;
+        let len = u8::try_from(label.len())
+            .ok()
+            .filter(|&l| l <= 63)
+            .ok_or_else(|| format!("{name:?}: a label is too long"))?;
         if len > 0 {
             out.push(len);
             out.append(label);
@@ -176,7 +178,7 @@ fn write_name(name: &str, out: &mut Vec<u8>) -> Result<(), String> {
             b'\\' => {
                 let digits: Vec<u8> = std::iter::from_fn(|| bytes.next_if(u8::is_ascii_digit)).take(3).collect();
                 match digits.len() {
-                    0 => label.push(bytes.next().ok_or(format!("{name:?}: a trailing \\"))?),
+                    0 => label.push(bytes.next().ok_or_else(|| format!("{name:?}: a trailing \\"))?),
                     3 => {
                         let value = digits.iter().fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
                         label.push(u8::try_from(value).map_err(|_| format!("{name:?}: \\{value} is not a byte"))?);

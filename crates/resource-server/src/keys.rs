@@ -125,8 +125,13 @@ struct Others {
 }
 
 impl Others {
+    /// Where to read the advertised server whose tokens would name `issuer`.
+    fn server_for(&self, issuer: &str) -> Option<&str> {
+        server_for(&self.advertised, issuer)
+    }
+
     fn is_advertised(&self, issuer: &str) -> bool {
-        self.advertised.iter().any(|(_, acceptable)| acceptable.iter().any(|a| a == issuer))
+        self.server_for(issuer).is_some()
     }
 
     /// Takes what a lookup found, and forgets the keys of servers no longer advertised. After a
@@ -142,12 +147,16 @@ impl Others {
         }
         let excess = self.advertised.len().saturating_sub(MAX_ADVERTISED);
         self.advertised.drain(..excess);
-        let advertised = std::mem::take(&mut self.advertised);
-        let still = |issuer: &String| advertised.iter().any(|(_, acceptable)| acceptable.contains(issuer));
-        self.keys.retain(|issuer, _| still(issuer));
-        self.attempts.retain(|issuer, _| still(issuer));
-        self.advertised = advertised;
+        let advertised = &self.advertised;
+        self.keys.retain(|issuer, _| server_for(advertised, issuer).is_some());
+        self.attempts.retain(|issuer, _| server_for(advertised, issuer).is_some());
     }
+}
+
+/// Of `advertised` servers (where to read each, and the issuers its metadata may name), where to
+/// read the one whose tokens would name `issuer`.
+fn server_for<'a>(advertised: &'a [(String, Vec<String>)], issuer: &str) -> Option<&'a str> {
+    advertised.iter().find(|(_, acceptable)| acceptable.iter().any(|a| a == issuer)).map(|(at, _)| at.as_str())
 }
 
 /// The most servers remembered from DNS-SD lookups (one lookup finds at most 32 by unicast and
@@ -270,9 +279,8 @@ impl KeyCache {
             if others.keys.get(issuer).is_some_and(|keys| keys.fetched >= started) {
                 return Ok(());
             }
-            let found = others.advertised.iter().find(|(_, acceptable)| acceptable.iter().any(|a| a == issuer));
-            let Some((server, _)) = found.cloned() else { return Err(FetchError::NotFound) };
-            server
+            let Some(server) = others.server_for(issuer) else { return Err(FetchError::NotFound) };
+            server.to_owned()
         };
         match self.fetch_from(&server, &[issuer.to_owned()]).await {
             Ok(keys) => {
